@@ -1,0 +1,123 @@
+"""The wire format between SDKs and the collector: ``POST /v1/telemetry``.
+
+These msgspec Structs are the single definition. The SDK's exporter encodes them;
+the collector decodes and validates with them and publishes their JSON Schema at
+``GET /v1/schema``. Changing a field here changes the protocol: add optional fields
+only, and bump ``WIRE_VERSION`` for anything else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "ERROR_CATEGORIES",
+    "WIRE_VERSION",
+    "AttrValue",
+    "WireBatch",
+    "WireError",
+    "WireEvent",
+    "WireLink",
+    "WireSpan",
+    "batch_decoder",
+    "json_schema",
+]
+
+WIRE_VERSION: Final = 1
+
+ErrorCategory = Literal[
+    "timeout",
+    "rate_limit",
+    "validation_error",
+    "provider_error",
+    "internal_error",
+    "unknown",
+    "tool_error",
+]
+ERROR_CATEGORIES: Final[tuple[str, ...]] = (
+    "timeout",
+    "rate_limit",
+    "validation_error",
+    "provider_error",
+    "internal_error",
+    "unknown",
+    "tool_error",
+)
+
+Kind = Literal[
+    "agent",
+    "llm",
+    "tool",
+    "retrieval",
+    "trace",
+    "http.server",
+    "http.client",
+    "mcp.client",
+    "mcp.server",
+    "custom",
+    "evaluation",
+]
+
+# Lowercase hex of a fixed width. The W3C rule that ids are never all zeros is
+# checked by the collector after decoding: a regex for it would double decode time.
+TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
+SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16)]
+Scalar = str | int | float | bool
+AttrValue = Scalar | list[Scalar]
+UnixNano = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class WireError(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
+    """Why a span failed. ``type`` is one of the fixed categories."""
+
+    type: ErrorCategory
+    exception_type: str = ""
+    message: str = ""
+
+
+class WireEvent(msgspec.Struct, omit_defaults=True):
+    name: str
+    time_unix_nano: UnixNano
+    attributes: dict[str, AttrValue] = {}
+
+
+class WireLink(msgspec.Struct, omit_defaults=True):
+    trace_id: TraceId
+    span_id: SpanId
+    attributes: dict[str, AttrValue] = {}
+
+
+class WireSpan(msgspec.Struct, omit_defaults=True):
+    trace_id: TraceId
+    span_id: SpanId
+    name: str
+    kind: Kind
+    start_time_unix_nano: UnixNano
+    end_time_unix_nano: UnixNano
+    parent_span_id: SpanId | None = None
+    status: Literal["ok", "error", "cancelled"] = "ok"
+    error: WireError | None = None
+    attributes: dict[str, AttrValue] = {}
+    events: list[WireEvent] = []
+    links: list[WireLink] = []
+
+
+class WireBatch(msgspec.Struct, omit_defaults=True):
+    """One POST body. ``dropped`` counts spans the sender lost since its last batch."""
+
+    spans: list[WireSpan]
+    resource: dict[str, Scalar] = {}
+    dropped: Annotated[int, msgspec.Meta(ge=0)] = 0
+    version: int = WIRE_VERSION
+
+
+def batch_decoder() -> msgspec.json.Decoder[WireBatch]:
+    """A reusable decoder for request bodies; keep one per process."""
+    return msgspec.json.Decoder(WireBatch)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a request body."""
+    return msgspec.json.schema(WireBatch)

@@ -1,0 +1,112 @@
+"""Context: which span is current, and the labels children inherit.
+
+Rastir never copies attributes from a parent span to its children. Instead the
+decorators set dedicated ContextVars that children read (seed 002 §6):
+
+* ``@agent`` sets the agent; ``@llm``, ``@tool`` and ``@retrieval`` read it.
+* ``@llm`` sets the model and provider for whatever runs inside it.
+
+ContextVars follow asyncio tasks, anyio and trio task groups, ``asyncio.to_thread`` and
+``contextvars.copy_context().run``. A plain ``threading.Thread`` starts with an empty
+context, so a span started there is the root of a new trace unless the caller copies
+the context into the thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar, Token
+
+from rastir.spans import Span, SpanContext
+
+__all__ = [
+    "attach",
+    "current_agent",
+    "current_baggage",
+    "current_model",
+    "current_provider",
+    "current_span",
+    "current_span_id",
+    "current_trace_id",
+    "detach",
+    "use_span",
+]
+
+# The current span, or the remote context it continues. One ContextVar for both
+# keeps the hot path to a single lookup.
+_current_span: ContextVar[Span | SpanContext | None] = ContextVar(
+    "rastir_current_span", default=None
+)
+_current_agent: ContextVar[str | None] = ContextVar("rastir_current_agent", default=None)
+_current_model: ContextVar[str | None] = ContextVar("rastir_current_model", default=None)
+_current_provider: ContextVar[str | None] = ContextVar("rastir_current_provider", default=None)
+# W3C baggage entries received from upstream, forwarded unchanged.
+_current_baggage: ContextVar[tuple[tuple[str, str], ...]] = ContextVar(
+    "rastir_current_baggage", default=()
+)
+
+
+def current_span() -> Span | None:
+    """The rastir span running in this context, or None.
+
+    A remote parent extracted from headers is not a span of this process, so it is
+    not returned here; :func:`current_trace_id` still reports its trace.
+    """
+    span = _current_span.get()
+    return span if isinstance(span, Span) else None
+
+
+def current_trace_id() -> str | None:
+    """The 32-hex-digit trace id of the current context, or None outside any trace."""
+    span = _current_span.get()
+    return None if span is None else f"{span.tid:032x}"
+
+
+def current_span_id() -> str | None:
+    """The 16-hex-digit id of the current span (or remote parent), or None."""
+    span = _current_span.get()
+    return None if span is None else f"{span.sid:016x}"
+
+
+def current_agent() -> str | None:
+    """The agent name set by the nearest enclosing ``@agent``."""
+    return _current_agent.get()
+
+
+def current_model() -> str | None:
+    """The model set by the nearest enclosing ``@llm``."""
+    return _current_model.get()
+
+
+def current_provider() -> str | None:
+    """The provider set by the nearest enclosing ``@llm``."""
+    return _current_provider.get()
+
+
+def current_baggage() -> dict[str, str]:
+    """The W3C baggage entries of the current context."""
+    return dict(_current_baggage.get())
+
+
+def attach(span: Span | SpanContext | None) -> Token[Span | SpanContext | None]:
+    """Make ``span`` current; give the token back to :func:`detach` in the same context."""
+    return _current_span.set(span)
+
+
+def detach(token: Token[Span | SpanContext | None]) -> None:
+    """Undo :func:`attach`."""
+    _current_span.reset(token)
+
+
+@contextmanager
+def use_span(span: Span | SpanContext | None) -> Iterator[Span | SpanContext | None]:
+    """Make ``span`` current for the body of the ``with`` block, without ending it.
+
+    Use it to continue a trace received from elsewhere: ``with use_span(extract(headers)):``.
+    """
+    token = _current_span.set(span)
+    try:
+        yield span
+    finally:
+        _current_span.reset(token)
