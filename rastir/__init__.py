@@ -1,0 +1,59 @@
+"""rastir: traces and Prometheus metrics for LLM applications, agents and MCP servers.
+
+Decorate your code, point it at a collector, and every call becomes a span:
+
+    import rastir
+
+    rastir.configure(service="support-bot", push_url="http://127.0.0.1:8080")
+
+    @rastir.agent(agent_name="triage")
+    def triage(ticket): ...
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from rastir._config import Settings, configure, flush, get_settings, shutdown
+from rastir.context import (
+    current_agent,
+    current_model,
+    current_provider,
+    current_span,
+    current_span_id,
+    current_trace_id,
+    use_span,
+)
+from rastir.decorators import agent, llm, metric, retrieval, span, tool, trace
+from rastir.errors import RastirError
+from rastir.propagation import continue_trace, extract, inject
+from rastir.spans import Span, SpanContext
+
+__all__ = [
+    "RastirError",
+    "Settings",
+    "Span",
+    "SpanContext",
+    "__version__",
+    "agent",
+    "configure",
+    "continue_trace",
+    "current_agent",
+    "current_model",
+    "current_provider",
+    "current_span",
+    "current_span_id",
+    "current_trace_id",
+    "extract",
+    "flush",
+    "get_settings",
+    "inject",
+    "llm",
+    "metric",
+    "retrieval",
+    "shutdown",
+    "span",
+    "tool",
+    "trace",
+    "use_span",
+]

@@ -1,0 +1,262 @@
+"""``configure()``: settings from arguments, ``RASTIR_*`` environment variables and defaults.
+
+Precedence: an argument given to ``configure()`` wins over the environment variable,
+which wins over the default. Calling ``configure()`` again replaces the settings
+cleanly: the previous exporter delivers what it holds (bounded by its shutdown
+timeout) and a new one takes over the same queue, so no span is lost in between.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from rastir.export._pipeline import PIPELINE
+
+__all__ = ["Settings", "configure", "flush", "get_settings", "shutdown"]
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The effective configuration. Read it with :func:`get_settings`."""
+
+    service: str = "unknown_service"
+    push_url: str | None = None
+    env: str | None = None
+    version: str | None = None
+    enabled: bool = True
+    token: str | None = None
+    batch_size: int = 512
+    flush_interval: float = 1.0
+    max_queue: int = 8192
+    capture_content: bool = False
+    headers: Mapping[str, str] = field(default_factory=dict)
+    timeout: float = 10.0
+    shutdown_timeout: float = 2.0
+    retry_budget: float = 30.0
+    gzip: bool = True
+
+    def resource(self) -> dict[str, str | int | float | bool]:
+        """The resource attributes sent with every batch."""
+        from rastir import __version__
+
+        res: dict[str, str | int | float | bool] = {
+            "service.name": self.service,
+            "telemetry.sdk.name": "rastir",
+            "telemetry.sdk.language": "python",
+            "telemetry.sdk.version": __version__,
+            "process.pid": os.getpid(),
+        }
+        if self.version:
+            res["service.version"] = self.version
+        if self.env:
+            res["deployment.environment.name"] = self.env
+        return res
+
+
+# name -> (env var, parser)
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _parse_headers(name: str, raw: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{name}: {part!r} is not key=value")
+        headers[key.strip()] = value.strip()
+    return headers
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value is not None and value != "" else None
+
+
+def _resolve(arg: Any, var: str, kind: type, default: Any) -> Any:
+    if arg is not _UNSET:
+        return arg
+    raw = _env(var)
+    if raw is None:
+        return default
+    if kind is bool:
+        return _parse_bool(var, raw)
+    if kind is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r} is not an integer") from None
+    if kind is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(f"{var}={raw!r} is not a number") from None
+    if kind is dict:
+        return _parse_headers(var, raw)
+    return raw
+
+
+def _validate(s: Settings) -> None:
+    if not s.service or not isinstance(s.service, str):
+        raise ValueError("service must be a non-empty string")
+    if s.push_url is not None:
+        parts = urlsplit(s.push_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"push_url {s.push_url!r} must be an http:// or https:// URL")
+    for name in ("batch_size", "max_queue"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if s.max_queue < s.batch_size:
+        raise ValueError(f"max_queue ({s.max_queue}) must be at least batch_size ({s.batch_size})")
+    for name in ("flush_interval", "timeout", "shutdown_timeout", "retry_budget"):
+        value = getattr(s, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    for key, value in s.headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError("headers must map strings to strings")
+        if any(c in key + value for c in "\r\n"):
+            raise ValueError(f"header {key!r} contains a line break")
+
+
+_lock = threading.RLock()
+_settings = Settings()
+_exporter: Any = None  # rastir.export.batch.BatchExporter, imported on demand
+
+
+def get_settings() -> Settings:
+    """The settings in force (defaults until :func:`configure` is called)."""
+    return _settings
+
+
+def configure(
+    service: str = _UNSET,
+    push_url: str | None = _UNSET,
+    *,
+    env: str | None = _UNSET,
+    version: str | None = _UNSET,
+    enabled: bool = _UNSET,
+    token: str | None = _UNSET,
+    batch_size: int = _UNSET,
+    flush_interval: float = _UNSET,
+    max_queue: int = _UNSET,
+    capture_content: bool = _UNSET,
+    headers: Mapping[str, str] | None = _UNSET,
+    timeout: float = _UNSET,
+    shutdown_timeout: float = _UNSET,
+) -> Settings:
+    """Configure rastir for this process. Safe to call again to reconfigure.
+
+    Args:
+        service: ``service.name`` of this process (``RASTIR_SERVICE``).
+        push_url: the collector's base URL, for example ``http://127.0.0.1:8080``
+            (``RASTIR_PUSH_URL``). None keeps spans in-process (test captures only).
+        env: ``deployment.environment.name`` (``RASTIR_ENV``).
+        version: ``service.version`` (``RASTIR_VERSION``).
+        enabled: False turns every decorator into a plain call (``RASTIR_ENABLED``).
+        token: bearer token for the collector (``RASTIR_TOKEN``).
+        batch_size: spans per POST (``RASTIR_BATCH_SIZE``).
+        flush_interval: seconds between sends of a partial batch (``RASTIR_FLUSH_INTERVAL``).
+        max_queue: spans held while waiting to be sent; beyond it new spans are
+            dropped and counted (``RASTIR_MAX_QUEUE``).
+        capture_content: record prompts, responses and tool arguments
+            (``RASTIR_CAPTURE_CONTENT``). Off by default.
+        headers: extra HTTP headers for the collector (``RASTIR_HEADERS``, ``k=v,k2=v2``).
+        timeout: seconds for one HTTP request to the collector (``RASTIR_TIMEOUT``).
+        shutdown_timeout: bound on the flush at exit (``RASTIR_SHUTDOWN_TIMEOUT``).
+
+    Returns:
+        The effective settings.
+
+    Raises:
+        ValueError: a setting, from an argument or the environment, is invalid.
+    """
+    global _settings, _exporter
+    d = Settings()
+    new = Settings(
+        service=_resolve(service, "RASTIR_SERVICE", str, d.service),
+        push_url=_resolve(push_url, "RASTIR_PUSH_URL", str, d.push_url),
+        env=_resolve(env, "RASTIR_ENV", str, d.env),
+        version=_resolve(version, "RASTIR_VERSION", str, d.version),
+        enabled=_resolve(enabled, "RASTIR_ENABLED", bool, d.enabled),
+        token=_resolve(token, "RASTIR_TOKEN", str, d.token),
+        batch_size=_resolve(batch_size, "RASTIR_BATCH_SIZE", int, d.batch_size),
+        flush_interval=_resolve(flush_interval, "RASTIR_FLUSH_INTERVAL", float, d.flush_interval),
+        max_queue=_resolve(max_queue, "RASTIR_MAX_QUEUE", int, d.max_queue),
+        capture_content=_resolve(capture_content, "RASTIR_CAPTURE_CONTENT", bool, False),
+        headers=dict(_resolve(headers, "RASTIR_HEADERS", dict, {}) or {}),
+        timeout=_resolve(timeout, "RASTIR_TIMEOUT", float, d.timeout),
+        shutdown_timeout=_resolve(
+            shutdown_timeout, "RASTIR_SHUTDOWN_TIMEOUT", float, d.shutdown_timeout
+        ),
+    )
+    if isinstance(new.push_url, str):
+        object.__setattr__(new, "push_url", new.push_url.rstrip("/") or None)
+    _validate(new)
+    with _lock:
+        old = _exporter
+        _exporter = None
+        if old is not None:
+            # Let the old exporter deliver what it holds before the new one starts.
+            old.shutdown(new.shutdown_timeout, drain=True)
+        _settings = new
+        PIPELINE.enabled = new.enabled
+        PIPELINE.max_queue = new.max_queue
+        if new.enabled and new.push_url:
+            from rastir.export.batch import BatchExporter
+
+            PIPELINE.queueing = True
+            _exporter = BatchExporter(PIPELINE, new)
+        else:
+            PIPELINE.queueing = False
+            PIPELINE.on_wake = None
+            PIPELINE.wake_at = 1 << 62
+            PIPELINE.queue.clear()
+    return new
+
+
+def flush(timeout: float = 5.0) -> bool:
+    """Send every span finished so far. Returns False if ``timeout`` ran out first."""
+    exporter = _exporter
+    if exporter is None:
+        return True
+    return bool(exporter.flush(timeout))
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush and stop the exporter thread. Later spans go nowhere until ``configure()``.
+
+    Returns False if ``timeout`` (default: the ``shutdown_timeout`` setting) ran out.
+    """
+    global _exporter
+    with _lock:
+        exporter, _exporter = _exporter, None
+        PIPELINE.queueing = False
+        PIPELINE.on_wake = None
+        PIPELINE.wake_at = 1 << 62
+    if exporter is None:
+        return True
+    ok = bool(
+        exporter.shutdown(_settings.shutdown_timeout if timeout is None else timeout, drain=True)
+    )
+    PIPELINE.queue.clear()
+    return ok
+
+
+def _exporter_or_none() -> Any:
+    return _exporter

@@ -1,0 +1,343 @@
+"""The wrappers behind every decorator.
+
+The right wrapper (sync, async, generator, async generator) is chosen once, when a
+function is decorated, never on each call. Each wrapper:
+
+1. returns straight to the function when rastir is disabled;
+2. opens a span whose parent is the current span (or remote context);
+3. lets a ``prepare`` hook read the arguments and set inherited labels;
+4. makes the span current only while the function's own code runs: a generator's
+   span is current during each step and never across a ``yield``, so the consumer's
+   code between steps is not attributed to it;
+5. records the outcome (``Exception`` is an error; cancellation is ``cancelled``;
+   ``GeneratorExit`` from an early ``close()`` is not an error), re-raises the user's
+   exception unchanged, and hands the span to the pipeline.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from collections.abc import AsyncGenerator, Callable, Generator
+from contextvars import ContextVar, Token
+from typing import Any, TypeVar
+
+from rastir.context import _current_span
+from rastir.errors import error_info, is_cancellation
+from rastir.export._pipeline import PIPELINE
+from rastir.spans import Span
+
+__all__ = ["Hooks", "instrument", "record_exception"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_log = logging.getLogger("rastir")
+
+# What a prepare hook hands back: inherited labels (ContextVar, value) that the
+# wrapper sets while the function's code runs, and resets after.
+Labels = tuple[tuple[ContextVar[Any], Any], ...] | None
+Tokens = list[tuple[ContextVar[Any], Token[Any]]] | None
+Prepare = Callable[[Span, tuple[Any, ...], dict[str, Any]], Labels]
+Complete = Callable[[Span, Any], None]
+
+
+class Hooks:
+    """Per-decorator behaviour: what to read before the call and after it."""
+
+    __slots__ = ("complete", "prepare")
+
+    def __init__(self, prepare: Prepare | None = None, complete: Complete | None = None) -> None:
+        self.prepare = prepare
+        self.complete = complete
+
+
+def record_exception(span: Span, exc: BaseException) -> None:
+    """Record how a span ended abnormally. Never raises."""
+    try:
+        if isinstance(exc, Exception):
+            category, exc_type, message = error_info(exc)
+            span.set_error(category, exc_type, message)
+        elif is_cancellation(exc):
+            span.status = "cancelled"
+            span.attributes["rastir.cancelled.by"] = type(exc).__name__
+    except Exception:  # pragma: no cover - error_info never raises
+        span.status = "error"
+
+
+def _set_labels(labels: Labels) -> Tokens:
+    if not labels:
+        return None
+    return [(var, var.set(value)) for var, value in labels]
+
+
+def _reset_labels(tokens: Tokens) -> None:
+    if tokens:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+def _safe_prepare(
+    prepare: Prepare, span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Labels:
+    try:
+        return prepare(span, args, kwargs)
+    except Exception:
+        _log.debug("rastir: prepare hook failed", exc_info=True)
+        return None
+
+
+def _safe_complete(complete: Complete, span: Span, result: Any) -> None:
+    try:
+        complete(span, result)
+    except Exception:
+        _log.debug("rastir: complete hook failed", exc_info=True)
+
+
+def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
+    """Wrap ``fn`` so each call is a span. ``staticmethod``/``classmethod`` are kept."""
+    if isinstance(fn, (staticmethod, classmethod)):
+        inner = instrument(fn.__func__, name, kind, hooks)
+        return type(fn)(inner)  # type: ignore[return-value]
+    prepare = hooks.prepare if hooks else None
+    complete = hooks.complete if hooks else None
+    if inspect.isasyncgenfunction(fn):
+        wrapper: Callable[..., Any] = _wrap_async_gen(fn, name, kind, prepare, complete)
+    elif inspect.isgeneratorfunction(fn):
+        wrapper = _wrap_gen(fn, name, kind, prepare, complete)
+    elif inspect.iscoroutinefunction(fn):
+        wrapper = _wrap_async(fn, name, kind, prepare, complete)
+    else:
+        wrapper = _wrap_sync(fn, name, kind, prepare, complete)
+    functools.update_wrapper(wrapper, fn)
+    wrapper.__rastir_kind__ = kind  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def _wrap_sync(
+    fn: Callable[..., Any],
+    name: str,
+    kind: str,
+    prepare: Prepare | None,
+    complete: Complete | None,
+) -> Callable[..., Any]:
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    cur = _current_span
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not pipeline.enabled:
+            return fn(*args, **kwargs)
+        span = Span(name, kind, cur.get())
+        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        tokens = _set_labels(labels)
+        token = cur.set(span)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        else:
+            if complete is not None:
+                _safe_complete(complete, span, result)
+            return result
+        finally:
+            cur.reset(token)
+            if tokens is not None:
+                _reset_labels(tokens)
+            span.finish()
+            on_end(span)
+
+    return wrapper
+
+
+def _wrap_async(
+    fn: Callable[..., Any],
+    name: str,
+    kind: str,
+    prepare: Prepare | None,
+    complete: Complete | None,
+) -> Callable[..., Any]:
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    cur = _current_span
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not pipeline.enabled:
+            return await fn(*args, **kwargs)
+        span = Span(name, kind, cur.get())
+        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        tokens = _set_labels(labels)
+        token = cur.set(span)
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        else:
+            if complete is not None:
+                _safe_complete(complete, span, result)
+            return result
+        finally:
+            cur.reset(token)
+            if tokens is not None:
+                _reset_labels(tokens)
+            span.finish()
+            on_end(span)
+
+    return wrapper
+
+
+def _wrap_gen(
+    fn: Callable[..., Generator[Any, Any, Any]],
+    name: str,
+    kind: str,
+    prepare: Prepare | None,
+    complete: Complete | None,
+) -> Callable[..., Generator[Any, Any, Any]]:
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    cur = _current_span
+
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        if not pipeline.enabled:
+            return (yield from fn(*args, **kwargs))
+        span = Span(name, kind, cur.get())
+        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        gen = fn(*args, **kwargs)
+        send: Callable[[Any], Any] = gen.send
+        value: Any = None
+        items = 0
+        try:
+            while True:
+                # Span and labels are current during this step only, never across
+                # the yield below (DESIGN §4).
+                tokens = _set_labels(labels)
+                token = cur.set(span)
+                try:
+                    item = send(value)
+                except StopIteration as stop:
+                    if complete is not None:
+                        _safe_complete(complete, span, stop.value)
+                    return stop.value
+                finally:
+                    cur.reset(token)
+                    _reset_labels(tokens)
+                items += 1
+                try:
+                    value = yield item
+                    send = gen.send
+                except GeneratorExit:
+                    span.attributes["rastir.generator.closed_early"] = True
+                    token = cur.set(span)
+                    try:
+                        gen.close()
+                    finally:
+                        cur.reset(token)
+                    raise
+                except BaseException as exc:  # thrown in by the consumer: pass it on
+                    value = exc
+                    send = gen.throw
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        finally:
+            span.attributes["rastir.generator.items"] = items
+            span.finish()
+            on_end(span)
+
+    return wrapper
+
+
+def _wrap_async_gen(
+    fn: Callable[..., AsyncGenerator[Any, Any]],
+    name: str,
+    kind: str,
+    prepare: Prepare | None,
+    complete: Complete | None,
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    cur = _current_span
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        agen = fn(*args, **kwargs)
+        if not pipeline.enabled:
+            async with _aclosing(agen):
+                value: Any = None
+                asend: Callable[[Any], Any] = agen.asend
+                while True:
+                    try:
+                        item = await asend(value)
+                    except StopAsyncIteration:
+                        return
+                    try:
+                        value = yield item
+                        asend = agen.asend
+                    except GeneratorExit:
+                        raise
+                    except BaseException as exc:
+                        value = exc
+                        asend = agen.athrow
+        span = Span(name, kind, cur.get())
+        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        step: Callable[[Any], Any] = agen.asend
+        value = None
+        items = 0
+        try:
+            while True:
+                # Span and labels are current during this step only, never across
+                # the yield below (DESIGN §4).
+                tokens = _set_labels(labels)
+                token = cur.set(span)
+                try:
+                    item = await step(value)
+                except StopAsyncIteration:
+                    if complete is not None:
+                        _safe_complete(complete, span, None)
+                    return
+                finally:
+                    cur.reset(token)
+                    _reset_labels(tokens)
+                items += 1
+                try:
+                    value = yield item
+                    step = agen.asend
+                except GeneratorExit:
+                    span.attributes["rastir.generator.closed_early"] = True
+                    token = cur.set(span)
+                    try:
+                        await agen.aclose()
+                    finally:
+                        cur.reset(token)
+                    raise
+                except BaseException as exc:
+                    value = exc
+                    step = agen.athrow
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        finally:
+            span.attributes["rastir.generator.items"] = items
+            span.finish()
+            on_end(span)
+
+    return wrapper
+
+
+class _aclosing:
+    """``contextlib.aclosing`` for Python 3.10 and later, without the import cost."""
+
+    __slots__ = ("agen",)
+
+    def __init__(self, agen: AsyncGenerator[Any, Any]) -> None:
+        self.agen = agen
+
+    async def __aenter__(self) -> AsyncGenerator[Any, Any]:
+        return self.agen
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.agen.aclose()

@@ -1,0 +1,293 @@
+"""The collector's configuration: one frozen dataclass, filled from ``RASTIR_COLLECTOR_*``.
+
+Precedence, as everywhere in rastir: a command-line option beats the environment
+variable, which beats the default. Every value is validated once, here, so that the
+request path never has to: a bad value raises :class:`ValueError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+__all__ = [
+    "ENV_PREFIX",
+    "AckMode",
+    "CollectorSettings",
+    "LogFormat",
+    "StoreKind",
+    "parse_bytes",
+    "parse_duration",
+]
+
+ENV_PREFIX: Final = "RASTIR_COLLECTOR_"
+
+StoreKind = Literal["sqlite", "memory"]
+AckMode = Literal["queued", "committed"]
+LogFormat = Literal["logfmt", "json"]
+
+_STORE_KINDS: Final = ("sqlite", "memory")
+_ACK_MODES: Final = ("queued", "committed")
+_LOG_FORMATS: Final = ("logfmt", "json")
+_LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_DURATION_UNITS: Final = {
+    "ms": 0.001,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+    "w": 604800.0,
+}
+_BYTES = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_BYTE_UNITS: Final = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_duration(name: str, raw: str) -> float | None:
+    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"12h"``, ``"7d"``, ``"2w"``.
+
+    ``"0"``, ``"off"``, ``"none"`` and ``"forever"`` mean no limit and give ``None``.
+
+    Raises:
+        ValueError: the text is not a duration.
+    """
+    text = raw.strip().lower()
+    if text in ("off", "none", "forever", "0", ""):
+        return None
+    m = _DURATION.match(text)
+    if m is None:
+        raise ValueError(
+            f"{name}={raw!r} is not a duration (examples: 3600, 90s, 15m, 12h, 7d, off)"
+        )
+    seconds = float(m.group(1)) * _DURATION_UNITS[(m.group(2) or "s").lower()]
+    return seconds or None
+
+
+def parse_bytes(name: str, raw: str) -> int:
+    """Bytes from ``"1048576"``, ``"512k"``, ``"8MiB"``, ``"1g"`` (units are binary).
+
+    Raises:
+        ValueError: the text is not a size.
+    """
+    m = _BYTES.match(raw)
+    if m is None:
+        raise ValueError(f"{name}={raw!r} is not a size (examples: 1048576, 512KiB, 8MiB, 1GiB)")
+    unit = (m.group(2) or "").lower()[:1]
+    if unit == "b":
+        unit = ""
+    return int(float(m.group(1)) * _BYTE_UNITS[unit])
+
+
+def _parse_int(name: str, raw: str) -> int:
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer")
+
+
+def _parse_float(name: str, raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number")
+    return value
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name}={raw!r} is not a boolean (use true or false)")
+
+
+def _parse_str(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _parse_optional_str(name: str, raw: str) -> str | None:
+    return raw.strip() or None
+
+
+def _parse_path(name: str, raw: str) -> Path:
+    if not raw.strip():
+        raise ValueError(f"{name} is empty: give a directory")
+    return Path(raw.strip()).expanduser()
+
+
+def _parse_lower(name: str, raw: str) -> str:
+    return raw.strip().lower()
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    """Everything the collector can be told. Build it directly, or with :meth:`from_env`.
+
+    Sizes are bytes, durations are seconds (``None`` means no limit).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path("rastir-data")
+    store: StoreKind = "sqlite"
+    #: Bearer token ``POST /v1/telemetry`` requires; ``None`` accepts anyone.
+    ingest_token: str | None = None
+    #: Bearer token the query API (and ``/metrics`` unless ``public_metrics``) requires.
+    query_token: str | None = None
+    #: ``/metrics`` without a token even when ``query_token`` is set.
+    public_metrics: bool = False
+    #: Age after which stored spans are deleted; ``None`` keeps them.
+    retention: float | None = 7 * 86400.0
+    #: Size above which the oldest stored spans are deleted; ``None`` for no bound.
+    retention_bytes: int | None = None
+    #: Largest body accepted, on the wire and again after gunzip.
+    max_body_bytes: int = 8 << 20
+    max_spans_per_batch: int = 10_000
+    #: Longer attribute strings (and span names, error messages) are cut to this.
+    max_attr_value_len: int = 4096
+    #: Attributes beyond this many per span (or event, or link) are dropped.
+    max_attrs_per_span: int = 128
+    #: Distinct values one label of one metric group may take before ``__other__``.
+    max_label_values: int = 1000
+    #: Series one metric group may hold before new combinations fold to ``__other__``.
+    max_series_per_metric: int = 10_000
+    #: ``queued``: 202 once the spans are queued for the store (lost on a crash before
+    #: the store writes them). ``committed``: 202 only once they are durable.
+    ack: AckMode = "queued"
+    #: Ingest requests being handled at once before more are refused with 429.
+    max_inflight: int = 256
+    #: Refuse with 429 once the store's write queue is this full (0..1).
+    queue_high_water: float = 0.9
+    #: Refuse with 429 while the event loop lags more than this (seconds); ``None`` off.
+    max_loop_lag: float | None = 0.5
+    #: The ``Retry-After`` seconds sent with 429 and 503.
+    retry_after: int = 1
+    #: Write queue of the store, in spans.
+    queue_capacity: int = 100_000
+    #: SIGTERM: how long open requests may finish, and again how long the store may flush.
+    shutdown_timeout: float = 10.0
+    log_level: str = "info"
+    log_format: LogFormat = "logfmt"
+    access_log: bool = True
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ValueError("invalid collector settings: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.host:
+            out.append("host is empty")
+        if not 0 <= self.port <= 65535:
+            out.append(f"port={self.port} is not in 0..65535")
+        if self.store not in _STORE_KINDS:
+            out.append(f"store={self.store!r} is not one of {', '.join(_STORE_KINDS)}")
+        if self.ack not in _ACK_MODES:
+            out.append(f"ack={self.ack!r} is not one of {', '.join(_ACK_MODES)}")
+        if self.log_format not in _LOG_FORMATS:
+            out.append(f"log_format={self.log_format!r} is not one of {', '.join(_LOG_FORMATS)}")
+        if self.log_level.lower() not in _LOG_LEVELS:
+            out.append(f"log_level={self.log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
+        for token_name in ("ingest_token", "query_token"):
+            token = getattr(self, token_name)
+            if token is not None and (not token or not token.isascii() or not token.isprintable()):
+                out.append(f"{token_name} must be non-empty printable ASCII")
+        positive_ints = (
+            "max_body_bytes",
+            "max_spans_per_batch",
+            "max_attr_value_len",
+            "max_attrs_per_span",
+            "max_label_values",
+            "max_series_per_metric",
+            "max_inflight",
+            "queue_capacity",
+        )
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                out.append(f"{name}={value!r} must be a positive integer")
+        if self.retry_after < 0:
+            out.append(f"retry_after={self.retry_after} must be >= 0")
+        if not 0.0 < self.queue_high_water <= 1.0:
+            out.append(f"queue_high_water={self.queue_high_water} must be in (0, 1]")
+        for name in ("retention", "max_loop_lag"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                out.append(f"{name}={value!r} must be a positive number of seconds or None")
+        if self.retention_bytes is not None and self.retention_bytes < 1:
+            out.append(f"retention_bytes={self.retention_bytes} must be positive or None")
+        if not (math.isfinite(self.shutdown_timeout) and self.shutdown_timeout >= 0):
+            out.append(f"shutdown_timeout={self.shutdown_timeout} must be >= 0")
+        return out
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, **overrides: Any
+    ) -> CollectorSettings:
+        """Settings from ``RASTIR_COLLECTOR_<FIELD>`` variables, then ``overrides``.
+
+        An override of ``None`` is ignored, so parsed command-line options can be
+        passed straight through.
+
+        Raises:
+            ValueError: a variable or an override is invalid; the message names it.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            var = ENV_PREFIX + f.name.upper()
+            raw = env.get(var)
+            if raw is None:
+                continue
+            values[f.name] = _PARSERS[f.name](var, raw)
+        unknown = set(overrides) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown collector settings: {', '.join(sorted(unknown))}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def store_options(self) -> dict[str, Any]:
+        """Keyword options for ``open_store`` (the store ignores what it has no use for)."""
+        return {
+            "retention_seconds": self.retention,
+            "retention_bytes": self.retention_bytes,
+            "queue_capacity": self.queue_capacity,
+        }
+
+
+_PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
+    "host": _parse_str,
+    "port": _parse_int,
+    "data_dir": _parse_path,
+    "store": _parse_lower,
+    "ingest_token": _parse_optional_str,
+    "query_token": _parse_optional_str,
+    "public_metrics": _parse_bool,
+    "retention": parse_duration,
+    "retention_bytes": lambda n, r: None if r.strip().lower() in ("", "off", "none") else parse_bytes(n, r),
+    "max_body_bytes": parse_bytes,
+    "max_spans_per_batch": _parse_int,
+    "max_attr_value_len": _parse_int,
+    "max_attrs_per_span": _parse_int,
+    "max_label_values": _parse_int,
+    "max_series_per_metric": _parse_int,
+    "ack": _parse_lower,
+    "max_inflight": _parse_int,
+    "queue_high_water": _parse_float,
+    "max_loop_lag": parse_duration,
+    "retry_after": _parse_int,
+    "queue_capacity": _parse_int,
+    "shutdown_timeout": _parse_float,
+    "log_level": _parse_lower,
+    "log_format": _parse_lower,
+    "access_log": _parse_bool,
+}

@@ -1,0 +1,231 @@
+"""Per-trace aggregates, maintained incrementally as spans arrive.
+
+Both stores keep one :class:`TraceAggregate` per trace: the memory store in a dict,
+the SQLite store as a row of its ``traces`` table. Adding a span is O(1); a span
+that *replaces* an earlier copy of itself (same ``span_id``) cannot be subtracted
+from a min/max, so the stores rebuild that trace's aggregate from its spans
+instead (:meth:`TraceAggregate.from_rows`). Duplicates are rare (an SDK retrying a
+batch the collector had already accepted), so the common path stays O(1).
+
+The aggregate also yields the trace's *tags*: the (key, value) pairs that
+``GET /v1/traces`` filters on (service, agent, model, error type, and "has an
+error"). Stores index traces by tag.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Final
+
+from rastir._wire import WireSpan
+from rastir.collector.store.base import SpanRow, TraceQuery, TraceSummary
+
+__all__ = [
+    "AGENT",
+    "COST_USD",
+    "INPUT_TOKENS",
+    "OUTPUT_TOKENS",
+    "REQUEST_MODEL",
+    "RESPONSE_MODEL",
+    "TAG_AGENT",
+    "TAG_ERROR_TYPE",
+    "TAG_HAS_ERROR",
+    "TAG_MODEL",
+    "TAG_SERVICE",
+    "Tag",
+    "TraceAggregate",
+    "query_tags",
+    "span_agent",
+    "span_model",
+]
+
+# OpenTelemetry GenAI semantic conventions, and our own cost attribute.
+AGENT: Final = "gen_ai.agent.name"
+REQUEST_MODEL: Final = "gen_ai.request.model"
+RESPONSE_MODEL: Final = "gen_ai.response.model"
+INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+COST_USD: Final = "rastir.cost.usd"
+
+# Tag keys are small integers: they are part of an SQLite index key.
+TAG_SERVICE: Final = 1
+TAG_AGENT: Final = 2
+TAG_MODEL: Final = 3
+TAG_ERROR_TYPE: Final = 4
+TAG_HAS_ERROR: Final = 5  # value "error"; lets ``status=error`` use the tag index
+
+Tag = tuple[int, str]
+
+# Larger than any Unix-nanosecond start an int64 column can hold.
+_NO_START: Final = 1 << 63
+
+
+def span_agent(span: WireSpan) -> str | None:
+    """The span's agent name, when it has a usable one."""
+    value = span.attributes.get(AGENT) if span.attributes else None
+    return value if type(value) is str and value else None
+
+
+def span_model(span: WireSpan) -> str | None:
+    """The span's model: the response model when known, else the requested one."""
+    attributes = span.attributes
+    if not attributes:
+        return None
+    value = attributes.get(RESPONSE_MODEL)
+    if type(value) is str and value:
+        return value
+    value = attributes.get(REQUEST_MODEL)
+    return value if type(value) is str and value else None
+
+
+def _count(value: object) -> int:
+    # bool is an int subclass: ``True`` tokens is a sender's bug, not one token.
+    if type(value) is int:
+        return value
+    if type(value) is float and math.isfinite(value):
+        return int(value)
+    return 0
+
+
+def _usd(value: object) -> float:
+    if type(value) is float:
+        return value if math.isfinite(value) else 0.0
+    if type(value) is int:
+        return float(value)
+    return 0.0
+
+
+class TraceAggregate:
+    """What a trace summary and the trace filters need, without the spans.
+
+    The root is the earliest span without a parent; while only spans with parents
+    are known (orphans), the earliest span. Ties break on ``span_id`` so that an
+    incrementally built aggregate and one rebuilt from the same spans agree.
+    """
+
+    __slots__ = (
+        "agents",
+        "cost_usd",
+        "end_ns",
+        "error_count",
+        "error_types",
+        "input_tokens",
+        "models",
+        "output_tokens",
+        "root_key",
+        "root_name",
+        "services",
+        "span_count",
+        "start_ns",
+    )
+
+    def __init__(self) -> None:
+        self.start_ns = _NO_START
+        self.end_ns = 0
+        self.span_count = 0
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.cost_usd = 0.0
+        self.error_count = 0
+        # (0 for a span without parent else 1, start, span_id): the smallest wins.
+        self.root_key: tuple[int, int, str] | None = None
+        self.root_name = ""
+        self.services: set[str] = set()
+        self.agents: set[str] = set()
+        self.models: set[str] = set()
+        self.error_types: set[str] = set()
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[SpanRow]) -> TraceAggregate:
+        """Aggregate spans that are already unique by ``span_id``."""
+        aggregate = cls()
+        for row in rows:
+            aggregate.add(row.service, row.span)
+        return aggregate
+
+    def add(self, service: str, span: WireSpan) -> None:
+        """Count one span that this aggregate has not seen before."""
+        start = span.start_time_unix_nano
+        end = span.end_time_unix_nano
+        if start < self.start_ns:
+            self.start_ns = start
+        if end > self.end_ns:
+            self.end_ns = end
+        self.span_count += 1
+        self.services.add(service)
+        if span.status == "error":
+            self.error_count += 1
+        if span.error is not None:
+            self.error_types.add(span.error.type)
+        key = (0 if span.parent_span_id is None else 1, start, span.span_id)
+        root_key = self.root_key
+        if root_key is None or key < root_key:
+            self.root_key = key
+            self.root_name = span.name
+        attributes = span.attributes
+        if attributes:
+            get = attributes.get
+            value = get(AGENT)
+            if type(value) is str and value:
+                self.agents.add(value)
+            value = get(REQUEST_MODEL)
+            if type(value) is str and value:
+                self.models.add(value)
+            value = get(RESPONSE_MODEL)
+            if type(value) is str and value:
+                self.models.add(value)
+            value = get(INPUT_TOKENS)
+            if value is not None:
+                self.input_tokens += _count(value)
+            value = get(OUTPUT_TOKENS)
+            if value is not None:
+                self.output_tokens += _count(value)
+            value = get(COST_USD)
+            if value is not None:
+                self.cost_usd += _usd(value)
+
+    @property
+    def duration_ns(self) -> int:
+        return max(0, self.end_ns - self.start_ns) if self.span_count else 0
+
+    def tags(self) -> set[Tag]:
+        """Every (key, value) this trace can be found by."""
+        tags: set[Tag] = {(TAG_SERVICE, value) for value in self.services}
+        tags.update((TAG_AGENT, value) for value in self.agents)
+        tags.update((TAG_MODEL, value) for value in self.models)
+        tags.update((TAG_ERROR_TYPE, value) for value in self.error_types)
+        if self.error_count:
+            tags.add((TAG_HAS_ERROR, "error"))
+        return tags
+
+    def summary(self, trace_id: str) -> TraceSummary:
+        return TraceSummary(
+            trace_id=trace_id,
+            root_name=self.root_name,
+            services=sorted(self.services),
+            span_count=self.span_count,
+            start_time_unix_nano=self.start_ns if self.span_count else 0,
+            duration_ns=self.duration_ns,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            cost_usd=self.cost_usd,
+            error_count=self.error_count,
+            status="error" if self.error_count else "ok",
+        )
+
+
+def query_tags(query: TraceQuery) -> list[Tag]:
+    """The tags a trace must all have to match ``query``, the most selective first."""
+    tags: list[Tag] = []
+    if query.error_type is not None:
+        tags.append((TAG_ERROR_TYPE, query.error_type))
+    if query.agent is not None:
+        tags.append((TAG_AGENT, query.agent))
+    if query.model is not None:
+        tags.append((TAG_MODEL, query.model))
+    if query.status == "error":
+        tags.append((TAG_HAS_ERROR, "error"))
+    if query.service is not None:
+        tags.append((TAG_SERVICE, query.service))
+    return tags

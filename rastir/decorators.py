@@ -1,0 +1,415 @@
+"""The decorators: ``@trace``, ``@agent``, ``@llm``, ``@tool``, ``@retrieval``, ``@metric``.
+
+Each works bare (``@agent``) or with arguments (``@agent(agent_name="planner")``), on
+sync and async functions, generators, async generators and methods. They follow the
+label inheritance of seed 002 §6: ``@agent`` sets the agent; ``@llm``, ``@tool`` and
+``@retrieval`` read it; ``@llm`` sets the model and provider for what runs inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar, overload
+
+from rastir import _config
+from rastir._instrument import Hooks, Labels, instrument, record_exception
+from rastir._llm import llm_complete, request_model
+from rastir.context import _current_agent, _current_model, _current_provider, _current_span
+from rastir.export._pipeline import PIPELINE
+from rastir.spans import KINDS, AttributeValue, Span
+
+__all__ = ["agent", "llm", "metric", "retrieval", "span", "tool", "trace"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_MAX_CAPTURE = 4096
+
+
+def _static_attrs(attributes: Mapping[str, AttributeValue] | None) -> Hooks | None:
+    if not attributes:
+        return None
+    frozen = dict(attributes)
+
+    def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+        span.attributes.update(frozen)
+        return None
+
+    return Hooks(prepare)
+
+
+def _check_name(value: object, what: str) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+
+
+def _apply(fn: F | None, make: Callable[[F], F]) -> Any:
+    """Support both ``@deco`` and ``@deco(...)``."""
+    if fn is None:
+        return make
+    if not callable(fn) and not isinstance(fn, (staticmethod, classmethod)):
+        raise TypeError(f"expected a function to decorate, got {fn!r}")
+    return make(fn)
+
+
+def _qualname(fn: Any) -> str:
+    """``Class.method`` for methods, the plain name for functions nested in functions."""
+    inner = getattr(fn, "__func__", fn)
+    name = str(getattr(inner, "__qualname__", None) or getattr(inner, "__name__", "call"))
+    return name.rpartition("<locals>.")[2]
+
+
+def _shortname(fn: Any) -> str:
+    inner = getattr(fn, "__func__", fn)
+    return str(getattr(inner, "__name__", None) or "call")
+
+
+# -- @trace -----------------------------------------------------------------------------
+@overload
+def trace(fn: F, /) -> F: ...
+@overload
+def trace(
+    name: str | None = None,
+    /,
+    *,
+    kind: str = "trace",
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[F], F]: ...
+def trace(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    kind: str = "trace",
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Trace each call of a function as a span.
+
+    Args:
+        fn: the function, when used bare as ``@trace``; or the span name, as
+            ``@trace("name")``.
+        name: span name; defaults to the function's qualified name.
+        kind: span kind; one of :data:`rastir.spans.KINDS`.
+        attributes: constant attributes put on every span.
+
+    Raises:
+        ValueError: an unknown kind or an empty name.
+    """
+    if isinstance(fn, str):
+        fn, name = None, fn
+    _check_name(name, "name")
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    hooks = _static_attrs(attributes)
+    return _apply(fn, lambda f: instrument(f, name or _qualname(f), kind, hooks))
+
+
+# -- @agent -----------------------------------------------------------------------------
+def _agent_hooks(agent_name: str, attributes: Mapping[str, AttributeValue] | None) -> Hooks:
+    static = dict(attributes or {})
+    static["gen_ai.operation.name"] = "invoke_agent"
+    static["gen_ai.agent.name"] = agent_name
+    labels: Labels = ((_current_agent, agent_name),)
+
+    def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+        span.attributes.update(static)
+        return labels
+
+    return Hooks(prepare)
+
+
+@overload
+def agent(fn: F, /) -> F: ...
+@overload
+def agent(
+    agent_name: str | None = None,
+    /,
+    *,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[F], F]: ...
+def agent(
+    fn: Any = None,
+    /,
+    *,
+    agent_name: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Trace an agent run. Spans inside it carry its name as ``gen_ai.agent.name``.
+
+    Args:
+        fn: the function, when used bare; or the agent name, as ``@agent("planner")``.
+        agent_name: defaults to the function's name.
+        attributes: constant attributes put on every span.
+
+    Raises:
+        ValueError: an empty agent name.
+    """
+    if isinstance(fn, str):
+        fn, agent_name = None, fn
+    _check_name(agent_name, "agent_name")
+
+    def make(f: F) -> F:
+        n = agent_name or _shortname(f)
+        return instrument(f, n, "agent", _agent_hooks(n, attributes))
+
+    return _apply(fn, make)
+
+
+# -- @llm ------------------------------------------------------------------------------
+def _llm_hooks(
+    model: str | None,
+    provider: str | None,
+    operation: str,
+    attributes: Mapping[str, AttributeValue] | None,
+) -> Hooks:
+    static: dict[str, AttributeValue] = dict(attributes or {})
+    static["gen_ai.operation.name"] = operation
+    if model:
+        static["gen_ai.request.model"] = model
+    if provider:
+        static["gen_ai.provider.name"] = provider
+
+    def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+        attrs = span.attributes
+        attrs.update(static)
+        agent_name = _current_agent.get()
+        if agent_name is not None:
+            attrs["gen_ai.agent.name"] = agent_name
+        m = model
+        if m is None:
+            m = request_model(args, kwargs)
+            if m is not None:
+                attrs["gen_ai.request.model"] = m
+        if m is None:
+            m = _current_model.get()
+        p = provider if provider is not None else _current_provider.get()
+        return ((_current_model, m), (_current_provider, p))
+
+    def complete(span: Span, result: Any) -> None:
+        llm_complete(span, result, model_override=model, provider_override=provider)
+
+    return Hooks(prepare, complete)
+
+
+@overload
+def llm(fn: F, /) -> F: ...
+@overload
+def llm(
+    name: str | None = None,
+    /,
+    *,
+    model: str | None = None,
+    provider: str | None = None,
+    operation: str = "chat",
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[F], F]: ...
+def llm(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    model: str | None = None,
+    provider: str | None = None,
+    operation: str = "chat",
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Trace a call to a language model.
+
+    The model comes, in rising precedence, from the call's keyword arguments
+    (``model``, ``model_id``, ``modelId``, ``model_name``), from the response, and from
+    this decorator's ``model=``. Tokens and finish reasons come from the response.
+
+    Args:
+        fn: the function, when used bare; or the span name.
+        name: span name; defaults to the function's qualified name.
+        model: the model, overriding what the call and response say.
+        provider: the provider (``gen_ai.provider.name``), for example ``"openai"``.
+        operation: ``gen_ai.operation.name``: ``chat``, ``text_completion``,
+            ``embeddings``, ``generate_content``.
+        attributes: constant attributes put on every span.
+
+    Raises:
+        ValueError: an empty name, model or provider.
+    """
+    if isinstance(fn, str):
+        fn, name = None, fn
+    for value, what in ((name, "name"), (model, "model"), (provider, "provider")):
+        _check_name(value, what)
+    hooks = _llm_hooks(model, provider, operation, attributes)
+    return _apply(fn, lambda f: instrument(f, name or _qualname(f), "llm", hooks))
+
+
+# -- @tool and @retrieval -------------------------------------------------------------------
+def _capture_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    try:
+        text = repr(args) if not kwargs else f"{args!r} {kwargs!r}"
+    except Exception:
+        text = "<unprintable arguments>"
+    return text[:_MAX_CAPTURE]
+
+
+def _child_hooks(
+    static: dict[str, AttributeValue], capture_key: str | None
+) -> Hooks:
+    def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+        attrs = span.attributes
+        attrs.update(static)
+        agent_name = _current_agent.get()
+        if agent_name is not None:
+            attrs["gen_ai.agent.name"] = agent_name
+        if capture_key is not None and _config._settings.capture_content:
+            attrs[capture_key] = _capture_args(args, kwargs)
+        return None
+
+    return Hooks(prepare)
+
+
+@overload
+def tool(fn: F, /) -> F: ...
+@overload
+def tool(
+    tool_name: str | None = None,
+    /,
+    *,
+    description: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[F], F]: ...
+def tool(
+    fn: Any = None,
+    /,
+    *,
+    tool_name: str | None = None,
+    description: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Trace a tool an agent calls. Arguments are recorded only with ``capture_content``.
+
+    Raises:
+        ValueError: an empty tool name.
+    """
+    if isinstance(fn, str):
+        fn, tool_name = None, fn
+    _check_name(tool_name, "tool_name")
+
+    def make(f: F) -> F:
+        n = tool_name or _shortname(f)
+        static: dict[str, AttributeValue] = dict(attributes or {})
+        static["gen_ai.operation.name"] = "execute_tool"
+        static["gen_ai.tool.name"] = n
+        if description:
+            static["gen_ai.tool.description"] = description
+        return instrument(f, n, "tool", _child_hooks(static, "gen_ai.tool.call.arguments"))
+
+    return _apply(fn, make)
+
+
+def _count_documents(span: Span, result: Any) -> None:
+    if isinstance(result, (list, tuple)):
+        span.attributes["rastir.retrieval.documents"] = len(result)
+
+
+@overload
+def retrieval(fn: F, /) -> F: ...
+@overload
+def retrieval(
+    name: str | None = None,
+    /,
+    *,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[F], F]: ...
+def retrieval(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Trace a retrieval step (vector search, document fetch). A list result's length
+    is recorded as ``rastir.retrieval.documents``.
+
+    Raises:
+        ValueError: an empty name.
+    """
+    if isinstance(fn, str):
+        fn, name = None, fn
+    _check_name(name, "name")
+
+    def make(f: F) -> F:
+        n = name or _shortname(f)
+        static: dict[str, AttributeValue] = dict(attributes or {})
+        static["rastir.retrieval.name"] = n
+        hooks = _child_hooks(static, "rastir.retrieval.query")
+        hooks.complete = _count_documents
+        return instrument(f, n, "retrieval", hooks)
+
+    return _apply(fn, make)
+
+
+# -- @metric ---------------------------------------------------------------------------------
+@overload
+def metric(fn: F, /) -> F: ...
+@overload
+def metric(
+    name: str | None = None,
+    /,
+    *,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[F], F]: ...
+def metric(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Count calls, failures and duration of a function as the metric ``name``.
+
+    The collector turns these spans (kind ``custom``, attribute ``rastir.metric.name``)
+    into ``rastir_function_calls_total`` and ``rastir_function_duration_seconds``.
+
+    Raises:
+        ValueError: an empty name.
+    """
+    if isinstance(fn, str):
+        fn, name = None, fn
+    _check_name(name, "name")
+
+    def make(f: F) -> F:
+        n = name or _shortname(f)
+        static: dict[str, AttributeValue] = dict(attributes or {})
+        static["rastir.metric.name"] = n
+        return instrument(f, n, "custom", _static_attrs(static))
+
+    return _apply(fn, make)
+
+
+# -- manual spans ----------------------------------------------------------------------------
+@contextmanager
+def span(
+    name: str,
+    kind: str = "custom",
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Iterator[Span | None]:
+    """A span around a block: ``with rastir.span("parse") as s: s.set_attribute(...)``.
+
+    Yields None when rastir is disabled. An exception leaving the block is recorded
+    and re-raised unchanged.
+
+    Raises:
+        ValueError: an unknown kind.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    if not PIPELINE.enabled:
+        yield None
+        return
+    s = Span(name, kind, _current_span.get(), dict(attributes) if attributes else None)
+    token = _current_span.set(s)
+    try:
+        yield s
+    except BaseException as exc:
+        record_exception(s, exc)
+        raise
+    finally:
+        _current_span.reset(token)
+        s.finish()
+        PIPELINE.on_end(s)

@@ -1,0 +1,111 @@
+"""Where finished spans go: the bounded hand-off between the application and the exporter.
+
+The application's threads only ever append to a deque and, once per batch, set an
+event. Everything else (encoding, HTTP, retries) happens on the exporter's thread.
+
+Before ``configure()`` the queue is live but nothing drains it, so spans from calls
+made during start-up wait (bounded, drops counted) for the exporter that
+``configure()`` starts. ``configure(push_url=None)`` turns the queue off: spans then
+reach only the test captures.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rastir.spans import Span
+
+__all__ = ["PIPELINE", "Pipeline", "SpanSink"]
+
+
+class SpanSink(Protocol):
+    """Anything that receives each finished span synchronously (test captures)."""
+
+    def __call__(self, span: Span) -> None: ...
+
+
+class Pipeline:
+    """The process-wide span hand-off. There is exactly one, ``PIPELINE``."""
+
+    __slots__ = (
+        "_drop_lock",
+        "_wake_pending",
+                "dropped",
+        "enabled",
+        "max_queue",
+        "on_wake",
+        "queue",
+        "queueing",
+        "sinks",
+        "wake_at",
+    )
+
+    def __init__(self, max_queue: int = 8192) -> None:
+        self.enabled = True
+        self.queueing = True
+        self.queue: deque[Span] = deque()
+        self.max_queue = max_queue
+        # Queue length at which ``on_wake`` is called: 1 until the exporter's thread is
+        # running (the first span starts it), then the batch size.
+        self.wake_at = 1 << 62
+        # Spans lost to a full queue since the exporter last took the count.
+        self.dropped = 0
+        self._drop_lock = threading.Lock()
+        self.sinks: tuple[SpanSink, ...] = ()
+        # Called (from the application's thread) when a full batch is waiting.
+        self.on_wake: Callable[[], None] | None = None
+        self._wake_pending = False
+
+    def on_end(self, span: Span) -> None:
+        """Hand over one finished span. Never blocks, never raises."""
+        sinks = self.sinks
+        if sinks:
+            for sink in sinks:
+                try:
+                    sink(span)
+                except Exception:
+                    pass  # a broken sink must not break the application
+        if not self.queueing:
+            return
+        q = self.queue
+        if len(q) < self.max_queue:
+            q.append(span)
+            if len(q) >= self.wake_at and not self._wake_pending:
+                wake = self.on_wake
+                if wake is not None:
+                    self._wake_pending = True
+                    wake()
+        else:
+            # Only the overload path takes a lock, so every drop is counted exactly
+            # even when several threads drop at once.
+            with self._drop_lock:
+                self.dropped += 1
+
+    def take_dropped(self) -> int:
+        """Read and reset the drop count (the exporter sends it in the next batch)."""
+        with self._drop_lock:
+            n, self.dropped = self.dropped, 0
+        return n
+
+    def add_dropped(self, n: int) -> None:
+        """Count spans lost elsewhere (a batch the exporter had to give up)."""
+        if n:
+            with self._drop_lock:
+                self.dropped += n
+
+    def woken(self) -> None:
+        """The exporter took the wake-up; the next full batch may wake it again."""
+        self._wake_pending = False
+
+    def add_sink(self, sink: SpanSink) -> None:
+        self.sinks = (*self.sinks, sink)
+
+    def remove_sink(self, sink: SpanSink) -> None:
+        self.sinks = tuple(s for s in self.sinks if s is not sink)
+
+
+PIPELINE = Pipeline()

@@ -1,0 +1,538 @@
+"""W3C Trace Context and W3C Baggage propagation over any mapping carrier.
+
+The same three keys travel in HTTP headers and in MCP ``params._meta`` (SEP-414):
+``traceparent``, ``tracestate`` and ``baggage``. :func:`inject` writes them from the
+current rastir span; :func:`extract` reads them back into a remote
+:class:`~rastir.spans.SpanContext`; :func:`continue_trace` makes that context current.
+
+Inbound values come from other processes and are untrusted, so :func:`extract` and the
+``parse_*`` functions never raise: anything that does not follow the specifications is
+treated as absent.
+
+Specifications:
+
+* W3C Trace Context, Level 1 (https://www.w3.org/TR/trace-context/), cited as "TC".
+* W3C Baggage (https://www.w3.org/TR/baggage/), cited as "Baggage".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from typing import Any, Final
+from urllib.parse import quote, unquote
+
+from rastir.context import _current_baggage, _current_span
+from rastir.spans import Span, SpanContext
+
+__all__ = [
+    "BAGGAGE",
+    "TRACEPARENT",
+    "TRACESTATE",
+    "continue_trace",
+    "extract",
+    "format_baggage",
+    "format_traceparent",
+    "inject",
+    "parse_baggage",
+    "parse_traceparent",
+    "parse_tracestate",
+]
+
+TRACEPARENT: Final = "traceparent"
+TRACESTATE: Final = "tracestate"
+BAGGAGE: Final = "baggage"
+
+Baggage = tuple[tuple[str, str], ...]
+
+# -- limits ---------------------------------------------------------------------------
+# TC §3.2.4: pass-through services "should only disallow prohibitively large headers".
+# A version-00 traceparent is 55 characters; anything over 512 is not worth reading.
+_MAX_TRACEPARENT: Final = 512
+# TC §3.3.1.5: vendors SHOULD propagate at least 512 characters of combined tracestate.
+# We propagate exactly that much and drop the whole header beyond it.
+_MAX_TRACESTATE: Final = 512
+# TC §3.3.1.2: a list holds at most 32 list-members.
+_MAX_TRACESTATE_MEMBERS: Final = 32
+# A raw tracestate longer than this cannot normalise to 512 characters unless it is
+# padding; refuse it before splitting so a hostile header costs nothing.
+_MAX_TRACESTATE_INPUT: Final = 8192
+# Baggage §3.2.1.1: baggage-string = list-member 0*179( OWS "," OWS list-member ).
+_MAX_BAGGAGE_MEMBERS: Final = 180
+# Baggage §3.3 (Limits): a baggage-string of at least 8192 bytes must be propagated;
+# that is also the most we keep or send.
+_MAX_BAGGAGE_BYTES: Final = 8192
+# Properties and whitespace can make a legitimate raw header longer than 8192 bytes,
+# but not by this much; the rest of a longer header is cut at a list-member boundary.
+_MAX_BAGGAGE_INPUT: Final = 65536
+
+_MASK64: Final = (1 << 64) - 1
+_MASK128: Final = (1 << 128) - 1
+_HEXDIGLC: Final = b"0123456789abcdef"
+# RFC 7230 §3.2.3: OWS = *( SP / HTAB ).
+_OWS: Final = " \t"
+
+# TC §3.3.1.3.1 (key) and §3.3.1.3.2 (value), Level 1 grammar:
+#   simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+#   multi-tenant-key = tenant-id "@" system-id
+#   tenant-id        = ( lcalpha / DIGIT ) 0*240( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+#   system-id        = lcalpha 0*13( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
+#   value            = 0*255(chr) nblk-chr
+#   nblk-chr         = %x21-2B / %x2D-3C / %x3E-7E
+#   chr              = %x20 / nblk-chr
+_TRACESTATE_MEMBER: Final = re.compile(
+    r"(?:[a-z][a-z0-9_\-*/]{0,255}|[a-z0-9][a-z0-9_\-*/]{0,240}@[a-z][a-z0-9_\-*/]{0,13})"
+    r"=[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+)
+# Baggage §3.2.1.2: key = token (RFC 7230 §3.2.6).
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# Baggage §3.2.1.3: value = *baggage-octet
+#   baggage-octet = %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E
+_BAGGAGE_VALUE: Final = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+# Baggage §3.2.1.3: code points outside baggage-octet MUST be percent-encoded, and so
+# must "%" itself, or decoding would not give the value back. Everything else in
+# baggage-octet is sent as is (letters, digits and "_.-~" are always safe for quote).
+_BAGGAGE_SAFE: Final = "!#$&'()*+/:<=>?@[]^`{|}"
+
+
+# -- traceparent ----------------------------------------------------------------------
+def parse_traceparent(value: str) -> tuple[int, int, int] | None:
+    """Parse a ``traceparent`` value into its integer fields.
+
+    Follows W3C Trace Context §3.2.2 and the forward-compatibility rules of §3.2.4:
+    lowercase hex only, version ``ff`` refused, version ``00`` exactly 55 characters,
+    a higher version possibly longer with a dash after the flags. Leading and trailing
+    spaces or tabs are ignored, as RFC 7230 §3.2.4 excludes them from a field value.
+
+    Args:
+        value: The header value.
+
+    Returns:
+        ``(trace_id, span_id, flags)`` as integers, or None when the value is invalid.
+        Never raises.
+    """
+    if type(value) is not str:
+        if not isinstance(value, str):
+            return None
+        # A str subclass may override any method; read the plain string under it.
+        value = str.__str__(value)
+    return _parse_traceparent(value)
+
+
+def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
+    # The hot path: a well-formed 55-character header costs a few comparisons, one
+    # bytes.translate to check the digits and one int() for all four fields.
+    if len(value) != 55:
+        if len(value) > _MAX_TRACEPARENT:
+            return None
+        value = value.strip(_OWS)
+        if len(value) < 55:
+            # TC §3.2.4: shorter than 55 characters cannot be parsed by any version.
+            return None
+        if len(value) > 55:
+            # TC §3.2.2.2: version 00 is exactly 55 characters. TC §3.2.4: a higher
+            # version may append fields, but the flags must then be followed by "-";
+            # only the first four fields are read.
+            if value[55] != "-" or value.startswith("00"):
+                return None
+            value = value[:55]
+    # TC §3.2.2: version "-" trace-id "-" parent-id "-" trace-flags.
+    if value[2] != "-" or value[35] != "-" or value[52] != "-":
+        return None
+    digits = value.replace("-", "")
+    # Exactly three dashes, and every other character a lowercase hex digit
+    # (HEXDIGLC, TC §3.2.2). int() alone would accept "A-F", "_", "0x", signs and
+    # whitespace, so the digits are checked before converting.
+    if (
+        len(digits) != 52
+        or not digits.isascii()
+        or digits.encode().translate(None, _HEXDIGLC)
+    ):
+        return None
+    # TC §3.2.2.1: version ff is invalid.
+    if digits.startswith("ff"):
+        return None
+    number = int(digits, 16)
+    tid = (number >> 72) & _MASK128
+    sid = (number >> 8) & _MASK64
+    # TC §3.2.2.3 and §3.2.2.4: all-zero trace and parent ids are invalid.
+    if not tid or not sid:
+        return None
+    return tid, sid, number & 0xFF
+
+
+def format_traceparent(tid: int, sid: int, flags: int) -> str:
+    """Format a version-00 ``traceparent`` value (W3C Trace Context §3.2.2).
+
+    Args:
+        tid: The 128-bit trace id.
+        sid: The 64-bit parent (span) id.
+        flags: The trace flags; only the low 8 bits are sent.
+
+    Returns:
+        ``00-<32 hex>-<16 hex>-<2 hex>``, lowercase.
+    """
+    return f"00-{tid & _MASK128:032x}-{sid & _MASK64:016x}-{flags & 0xFF:02x}"
+
+
+# -- tracestate -----------------------------------------------------------------------
+def parse_tracestate(value: str) -> str | None:
+    """Validate a ``tracestate`` value and return it normalised.
+
+    Every list-member must follow W3C Trace Context §3.3.1.3 (a simple or multi-tenant
+    key, ``=``, a printable-ASCII value without ``,`` or ``=``). Empty members and the
+    optional whitespace around members are dropped (§3.3.1.2). The whole value is
+    refused, rather than partly kept, when a member is invalid, a key repeats
+    (§3.3.1.4), there are more than 32 members (§3.3.1.2) or the normalised value is
+    longer than 512 characters (§3.3.1.5).
+
+    Args:
+        value: The header value; several header lines may be joined with ``,``.
+
+    Returns:
+        The members joined with ``,`` and no whitespace, or None when the value is
+        invalid or has no members. Never raises.
+    """
+    if type(value) is not str:
+        if not isinstance(value, str):
+            return None
+        value = str.__str__(value)
+    if not value or len(value) > _MAX_TRACESTATE_INPUT:
+        return None
+    members: list[str] = []
+    keys: set[str] = set()
+    size = -1  # no comma before the first member
+    for raw in value.split(","):
+        member = raw.strip(_OWS)
+        if not member:
+            continue
+        if len(members) == _MAX_TRACESTATE_MEMBERS:
+            return None
+        if _TRACESTATE_MEMBER.fullmatch(member) is None:
+            return None
+        # Neither keys nor values may contain "=", so the first one separates them.
+        key = member[: member.index("=")]
+        if key in keys:
+            return None
+        size += len(member) + 1
+        if size > _MAX_TRACESTATE:
+            return None
+        keys.add(key)
+        members.append(member)
+    return ",".join(members) if members else None
+
+
+# -- baggage --------------------------------------------------------------------------
+def parse_baggage(value: str) -> Baggage:
+    """Parse a W3C ``baggage`` value into ``(key, value)`` pairs.
+
+    Keys are RFC 7230 tokens and values are percent-decoded as UTF-8, with invalid
+    byte sequences replaced by U+FFFD (Baggage §3.2.1.3). Properties are discarded.
+    Invalid list-members are skipped. At most 180 entries are kept, and only entries
+    that fit in 8192 bytes once formatted again; the rest are dropped. Duplicate keys
+    are kept, in order (Baggage §3.2.1.1).
+
+    Args:
+        value: The header value; several header lines may be joined with ``,``.
+
+    Returns:
+        The entries in header order. Never raises.
+    """
+    if type(value) is not str:
+        if not isinstance(value, str):
+            return ()
+        value = str.__str__(value)
+    if len(value) > _MAX_BAGGAGE_INPUT:
+        cut = value.rfind(",", 0, _MAX_BAGGAGE_INPUT + 1)
+        value = value[: max(cut, 0)]
+    entries: list[tuple[str, str]] = []
+    size = -1  # no comma before the first entry
+    for raw in value.split(","):
+        # Baggage §3.2.1.4: properties follow the first ";"; we do not keep them.
+        member = raw.partition(";")[0]
+        key, eq, encoded = member.partition("=")
+        if not eq:
+            continue
+        # Baggage §3.2.1.2 and §3.2.1.3: surrounding OWS is not part of key or value.
+        key = key.strip(_OWS)
+        encoded = encoded.strip(_OWS)
+        if _TOKEN.fullmatch(key) is None or _BAGGAGE_VALUE.fullmatch(encoded) is None:
+            continue
+        if "%" in encoded:
+            decoded = unquote(encoded, encoding="utf-8", errors="replace")
+            # Count what format_baggage would send, so parse then format keeps all.
+            encoded = quote(decoded, safe=_BAGGAGE_SAFE)
+        else:
+            decoded = encoded
+        entry_size = len(key) + 1 + len(encoded) + 1
+        if size + entry_size > _MAX_BAGGAGE_BYTES:
+            continue
+        size += entry_size
+        entries.append((key, decoded))
+        if len(entries) == _MAX_BAGGAGE_MEMBERS:
+            break
+    return tuple(entries)
+
+
+def format_baggage(items: Iterable[tuple[str, str]]) -> str:
+    """Format ``(key, value)`` pairs as a W3C ``baggage`` value.
+
+    Values are UTF-8 percent-encoded wherever Baggage §3.2.1.3 requires it (outside
+    baggage-octet, and ``%`` itself). Entries whose key is not an RFC 7230 token, or
+    that are not pairs of strings, are skipped. At most 180 entries and 8192 bytes are
+    written; entries that do not fit are dropped whole.
+
+    Args:
+        items: The entries, in order.
+
+    Returns:
+        The header value, or ``""`` when nothing is left to send.
+    """
+    parts: list[str] = []
+    size = -1
+    for item in items:
+        try:
+            key, val = item
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(key, str) or not isinstance(val, str):
+            continue
+        if _TOKEN.fullmatch(key) is None:
+            continue
+        try:
+            encoded = quote(val, safe=_BAGGAGE_SAFE)
+        except UnicodeEncodeError:
+            # A lone surrogate has no UTF-8 form; the entry cannot be sent.
+            continue
+        part = f"{key}={encoded}"
+        if size + len(part) + 1 > _MAX_BAGGAGE_BYTES:
+            continue
+        size += len(part) + 1
+        parts.append(part)
+        if len(parts) == _MAX_BAGGAGE_MEMBERS:
+            break
+    return ",".join(parts)
+
+
+# -- carriers -------------------------------------------------------------------------
+def _text(value: Any) -> str | None:
+    """One header value as a string: str, latin-1 bytes, or lines joined with ","."""
+    if type(value) is str:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("latin-1")
+    if isinstance(value, (list, tuple)):
+        lines = [line for line in map(_line, value) if line]
+        return ",".join(lines) if lines else None
+    return None
+
+
+def _line(value: Any) -> str | None:
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.decode("latin-1")
+    return None
+
+
+def _traceparent_text(value: Any) -> str | None:
+    """The traceparent value; several lines must all be the same header."""
+    if not isinstance(value, (list, tuple)):
+        return _text(value)
+    found: str | None = None
+    for item in value:
+        line = _line(item)
+        if line is None:
+            continue
+        line = line.strip(_OWS)
+        if not line:
+            continue
+        if found is None:
+            found = line
+        elif line != found:
+            # More than one distinct traceparent: nothing says which one is ours.
+            return None
+    return found
+
+
+def _key_text(key: Any) -> str | None:
+    if type(key) is str:
+        return key
+    if isinstance(key, str):
+        return str.__str__(key)
+    if isinstance(key, (bytes, bytearray)):
+        return key.decode("latin-1")
+    return None
+
+
+def _scan(carrier: Any, want: frozenset[str]) -> dict[str, list[Any]]:
+    """Case-insensitive lookup of the ``want`` names in one pass over the carrier.
+
+    TC §3.2.1 and §3.3.1.1: vendors MUST expect the header name in any case.
+    """
+    found: dict[str, list[Any]] = {}
+    for raw_key, value in carrier.items():
+        key = _key_text(raw_key)
+        # The three names are 7, 10 and 11 characters long: most keys stop here.
+        if key is None or len(key) not in (7, 10, 11) or value is None:
+            continue
+        name = key.lower()
+        if name in want:
+            found.setdefault(name, []).append(value)
+    return found
+
+
+def _merge(values: list[Any]) -> Any:
+    """The values of one name found under several keys, as lines of one header."""
+    if len(values) == 1:
+        return values[0]
+    lines: list[Any] = []
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            lines.extend(value)
+        else:
+            lines.append(value)
+    return lines
+
+
+def _may_hold_more(carrier: Any, found: int) -> bool:
+    try:
+        return bool(len(carrier) > found)
+    except TypeError:
+        # Not sized (an email.message.Message-like object may not be): scan anyway.
+        return True
+
+
+def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
+    """Read the remote context from ``traceparent``, ``tracestate`` and ``baggage``.
+
+    Keys are matched in any case: the exact lowercase key first, then a scan of the
+    carrier. A value may be a ``str``, ``bytes`` (latin-1) or a list or tuple of
+    those (several header lines). An invalid ``tracestate`` or ``baggage`` is dropped
+    without affecting the ``traceparent`` (TC §3.3).
+
+    Args:
+        carrier: HTTP headers, an MCP ``_meta`` dict, or any mapping.
+
+    Returns:
+        A remote :class:`~rastir.spans.SpanContext` carrying the tracestate and
+        baggage, or None when ``traceparent`` is missing or invalid. Never raises,
+        whatever the carrier holds.
+    """
+    try:
+        get = carrier.get
+        traceparent = get(TRACEPARENT)
+        tracestate = get(TRACESTATE)
+        baggage = get(BAGGAGE)
+        missing = (traceparent is None) + (tracestate is None) + (baggage is None)
+        # When the carrier holds nothing but the keys already found, there is nothing
+        # left to find in another case: a traceparent-only dict never pays for a scan.
+        if missing and _may_hold_more(carrier, 3 - missing):
+            want = frozenset(
+                name
+                for name, val in (
+                    (TRACEPARENT, traceparent),
+                    (TRACESTATE, tracestate),
+                    (BAGGAGE, baggage),
+                )
+                if val is None
+            )
+            found = _scan(carrier, want)
+            if TRACEPARENT in found:
+                traceparent = _merge(found[TRACEPARENT])
+            if TRACESTATE in found:
+                tracestate = _merge(found[TRACESTATE])
+            if BAGGAGE in found:
+                baggage = _merge(found[BAGGAGE])
+        if type(traceparent) is str:
+            ids = _parse_traceparent(traceparent)
+        else:
+            text = _traceparent_text(traceparent)
+            ids = None if text is None else _parse_traceparent(text)
+        if ids is None:
+            # TC §3.3: without a valid traceparent, tracestate is not even parsed.
+            return None
+        state = None
+        if tracestate is not None:
+            text = _text(tracestate)
+            if text is not None:
+                state = parse_tracestate(text)
+        if baggage is not None:
+            text = _text(baggage)
+            entries = parse_baggage(text) if text is not None else ()
+            if entries:
+                return SpanContext(ids[0], ids[1], ids[2], state, baggage=entries)
+        return SpanContext(ids[0], ids[1], ids[2], state)
+    except Exception:
+        # Telemetry never breaks the host: a carrier whose get, len, items or keys
+        # misbehave is the same as a carrier without a trace.
+        return None
+
+
+def inject(
+    carrier: MutableMapping[str, Any], context: Span | SpanContext | None = None
+) -> None:
+    """Write ``traceparent``, and ``tracestate`` and ``baggage`` when non-empty.
+
+    The exact lowercase keys are overwritten; keys in other cases are left alone.
+
+    Args:
+        carrier: HTTP headers, an MCP ``_meta`` dict, or any mutable mapping.
+        context: The span or remote context to propagate. Defaults to the current
+            one; with no current span nothing is written.
+
+    Raises:
+        Exception: Whatever ``carrier.__setitem__`` raises, for example ``TypeError``
+            for a read-only mapping.
+    """
+    if context is None:
+        context = _current_span.get()
+        if context is None:
+            return
+    tid = context.tid
+    sid = context.sid
+    # TC §3.2.2.3 and §3.2.2.4: never send an id the receiver must reject.
+    if not (0 < tid <= _MASK128 and 0 < sid <= _MASK64):
+        return
+    carrier[TRACEPARENT] = f"00-{tid:032x}-{sid:016x}-{context.flags & 0xFF:02x}"
+    tracestate = context.tracestate
+    if tracestate:
+        carrier[TRACESTATE] = tracestate
+    entries = context.baggage if isinstance(context, SpanContext) else None
+    if not entries:
+        entries = _current_baggage.get()
+    if entries:
+        header = format_baggage(entries)
+        if header:
+            carrier[BAGGAGE] = header
+
+
+@contextmanager
+def continue_trace(carrier: Mapping[str, Any]) -> Iterator[SpanContext | None]:
+    """Continue the trace a carrier came with, for the body of a ``with`` block.
+
+    The extracted remote context becomes the current span context, so spans started
+    inside are its children, and its baggage becomes the current baggage. Both are
+    restored on exit. When the carrier holds no valid ``traceparent`` the current
+    context is left as it is.
+
+    Args:
+        carrier: HTTP headers, an MCP ``_meta`` dict, or any mapping.
+
+    Yields:
+        The extracted :class:`~rastir.spans.SpanContext`, or None.
+    """
+    context = extract(carrier)
+    if context is None:
+        yield None
+        return
+    span_token = _current_span.set(context)
+    baggage_token = _current_baggage.set(context.baggage)
+    try:
+        yield context
+    finally:
+        _current_baggage.reset(baggage_token)
+        _current_span.reset(span_token)
