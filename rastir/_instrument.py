@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextvars import ContextVar, Token
 from typing import Any, TypeVar
@@ -122,6 +123,7 @@ def _wrap_sync(
 ) -> Callable[..., Any]:
     pipeline = PIPELINE
     on_end = pipeline.on_end
+    perf = time.perf_counter_ns
     cur = _current_span
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -144,7 +146,7 @@ def _wrap_sync(
             cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
-            span.finish()
+            span._t1 = perf()
             on_end(span)
 
     return wrapper
@@ -159,6 +161,7 @@ def _wrap_async(
 ) -> Callable[..., Any]:
     pipeline = PIPELINE
     on_end = pipeline.on_end
+    perf = time.perf_counter_ns
     cur = _current_span
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -181,7 +184,7 @@ def _wrap_async(
             cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
-            span.finish()
+            span._t1 = perf()
             on_end(span)
 
     return wrapper
@@ -196,6 +199,7 @@ def _wrap_gen(
 ) -> Callable[..., Generator[Any, Any, Any]]:
     pipeline = PIPELINE
     on_end = pipeline.on_end
+    perf = time.perf_counter_ns
     cur = _current_span
 
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
@@ -244,7 +248,7 @@ def _wrap_gen(
             raise
         finally:
             span.attributes["rastir.generator.items"] = items
-            span.finish()
+            span._t1 = perf()
             on_end(span)
 
     return wrapper
@@ -259,6 +263,7 @@ def _wrap_async_gen(
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     pipeline = PIPELINE
     on_end = pipeline.on_end
+    perf = time.perf_counter_ns
     cur = _current_span
 
     async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
@@ -322,7 +327,7 @@ def _wrap_async_gen(
             raise
         finally:
             span.attributes["rastir.generator.items"] = items
-            span.finish()
+            span._t1 = perf()
             on_end(span)
 
     return wrapper

@@ -69,7 +69,12 @@ _MAX_BAGGAGE_INPUT: Final = 65536
 
 _MASK64: Final = (1 << 64) - 1
 _MASK128: Final = (1 << 128) - 1
-_HEXDIGLC: Final = b"0123456789abcdef"
+# The shape of a traceparent once every lowercase hex digit is mapped to "0" and
+# every other byte except "-" to "x" (see _parse_traceparent).
+_SHAPE: Final = bytes(
+    48 if byte in b"0123456789abcdef" else 45 if byte == 45 else 120 for byte in range(256)
+)
+_TEMPLATE: Final = b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-00"
 # RFC 7230 §3.2.3: OWS = *( SP / HTAB ).
 _OWS: Final = " \t"
 
@@ -121,8 +126,8 @@ def parse_traceparent(value: str) -> tuple[int, int, int] | None:
 
 
 def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
-    # The hot path: a well-formed 55-character header costs a few comparisons, one
-    # bytes.translate to check the digits and one int() for all four fields.
+    # The hot path: a well-formed 55-character header costs one bytes.translate to
+    # check it and one int() for all four fields.
     if len(value) != 55:
         if len(value) > _MAX_TRACEPARENT:
             return None
@@ -137,23 +142,17 @@ def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
             if value[55] != "-" or value.startswith("00"):
                 return None
             value = value[:55]
-    # TC §3.2.2: version "-" trace-id "-" parent-id "-" trace-flags.
-    if value[2] != "-" or value[35] != "-" or value[52] != "-":
+    # TC §3.2.2: version "-" trace-id "-" parent-id "-" trace-flags, each field
+    # HEXDIGLC only. One bytes.translate maps every lowercase hex digit to "0", keeps
+    # "-" and maps anything else to "x", so comparing with the template checks every
+    # character and every dash position at once. int() alone would accept "A-F", "_",
+    # "0x", signs and whitespace, so the check comes first.
+    if not value.isascii() or value.encode().translate(_SHAPE) != _TEMPLATE:
         return None
-    digits = value.replace("-", "")
-    # Exactly three dashes, and every other character a lowercase hex digit
-    # (HEXDIGLC, TC §3.2.2). int() alone would accept "A-F", "_", "0x", signs and
-    # whitespace, so the digits are checked before converting.
-    if (
-        len(digits) != 52
-        or not digits.isascii()
-        or digits.encode().translate(None, _HEXDIGLC)
-    ):
-        return None
+    number = int(value.replace("-", ""), 16)
     # TC §3.2.2.1: version ff is invalid.
-    if digits.startswith("ff"):
+    if number >> 200 == 0xFF:
         return None
-    number = int(digits, 16)
     tid = (number >> 72) & _MASK128
     sid = (number >> 8) & _MASK64
     # TC §3.2.2.3 and §3.2.2.4: all-zero trace and parent ids are invalid.
@@ -316,35 +315,33 @@ def format_baggage(items: Iterable[tuple[str, str]]) -> str:
 
 
 # -- carriers -------------------------------------------------------------------------
-def _text(value: Any) -> str | None:
-    """One header value as a string: str, latin-1 bytes, or lines joined with ","."""
+def _as_str(value: Any) -> str | None:
+    """A str, or bytes read as latin-1 (RFC 7230 §3.2.4: header octets), else None."""
     if type(value) is str:
         return value
     if isinstance(value, str):
+        # A str subclass may override any method; read the plain string under it.
         return str.__str__(value)
     if isinstance(value, (bytes, bytearray)):
         return value.decode("latin-1")
+    return None
+
+
+def _text(value: Any) -> str | None:
+    """One header value as a string; several lines (a list or tuple) joined by ","."""
     if isinstance(value, (list, tuple)):
-        lines = [line for line in map(_line, value) if line]
+        lines = [line for line in map(_as_str, value) if line]
         return ",".join(lines) if lines else None
-    return None
-
-
-def _line(value: Any) -> str | None:
-    if isinstance(value, str):
-        return str.__str__(value)
-    if isinstance(value, (bytes, bytearray)):
-        return value.decode("latin-1")
-    return None
+    return _as_str(value)
 
 
 def _traceparent_text(value: Any) -> str | None:
-    """The traceparent value; several lines must all be the same header."""
+    """The traceparent value; several lines must all carry the same one."""
     if not isinstance(value, (list, tuple)):
-        return _text(value)
+        return _as_str(value)
     found: str | None = None
     for item in value:
-        line = _line(item)
+        line = _as_str(item)
         if line is None:
             continue
         line = line.strip(_OWS)
@@ -358,16 +355,6 @@ def _traceparent_text(value: Any) -> str | None:
     return found
 
 
-def _key_text(key: Any) -> str | None:
-    if type(key) is str:
-        return key
-    if isinstance(key, str):
-        return str.__str__(key)
-    if isinstance(key, (bytes, bytearray)):
-        return key.decode("latin-1")
-    return None
-
-
 def _scan(carrier: Any, want: frozenset[str]) -> dict[str, list[Any]]:
     """Case-insensitive lookup of the ``want`` names in one pass over the carrier.
 
@@ -375,7 +362,7 @@ def _scan(carrier: Any, want: frozenset[str]) -> dict[str, list[Any]]:
     """
     found: dict[str, list[Any]] = {}
     for raw_key, value in carrier.items():
-        key = _key_text(raw_key)
+        key = _as_str(raw_key)
         # The three names are 7, 10 and 11 characters long: most keys stop here.
         if key is None or len(key) not in (7, 10, 11) or value is None:
             continue
@@ -396,14 +383,6 @@ def _merge(values: list[Any]) -> Any:
         else:
             lines.append(value)
     return lines
-
-
-def _may_hold_more(carrier: Any, found: int) -> bool:
-    try:
-        return bool(len(carrier) > found)
-    except TypeError:
-        # Not sized (an email.message.Message-like object may not be): scan anyway.
-        return True
 
 
 def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
@@ -428,9 +407,16 @@ def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
         tracestate = get(TRACESTATE)
         baggage = get(BAGGAGE)
         missing = (traceparent is None) + (tracestate is None) + (baggage is None)
-        # When the carrier holds nothing but the keys already found, there is nothing
-        # left to find in another case: a traceparent-only dict never pays for a scan.
-        if missing and _may_hold_more(carrier, 3 - missing):
+        if missing:
+            # When the carrier holds nothing but the keys already found, no other case
+            # is left to look for: a traceparent-only dict never pays for a scan.
+            try:
+                scan = len(carrier) > 3 - missing
+            except TypeError:
+                scan = True  # not sized, like some email.message.Message carriers
+        else:
+            scan = False
+        if scan:
             want = frozenset(
                 name
                 for name, val in (
@@ -449,6 +435,8 @@ def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
                 baggage = _merge(found[BAGGAGE])
         if type(traceparent) is str:
             ids = _parse_traceparent(traceparent)
+        elif traceparent is None:
+            return None
         else:
             text = _traceparent_text(traceparent)
             ids = None if text is None else _parse_traceparent(text)

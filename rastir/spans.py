@@ -56,8 +56,32 @@ STATUSES: Final[frozenset[str]] = frozenset(("ok", "error", "cancelled"))
 
 AttributeValue = str | int | float | bool | Sequence[str | int | float | bool]
 
-_time_ns = time.time_ns
 _perf_ns = time.perf_counter_ns
+
+
+class _Clock:
+    """Maps the monotonic clock to Unix time.
+
+    Spans read only ``perf_counter_ns`` (one clock call at each end, and durations that
+    no wall-clock step can bend). Their Unix timestamps are the monotonic reading plus
+    this offset, which the exporter re-reads on every batch so it follows NTP slews.
+    """
+
+    __slots__ = ("offset",)
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self.resync()
+
+    def resync(self) -> None:
+        # Bracket the wall-clock read between two monotonic reads to halve the error.
+        a = _perf_ns()
+        wall = time.time_ns()
+        b = _perf_ns()
+        self.offset = wall - (a + b) // 2
+
+
+_clock = _Clock()
 
 
 def new_trace_id() -> int:
@@ -114,6 +138,12 @@ class SpanContext:
     def sampled(self) -> bool:
         return bool(self.flags & 1)
 
+    @property
+    def _ctx(self) -> SpanContext:
+        # A span whose parent is this remote context inherits flags and tracestate
+        # from it: ``Span.__init__`` reads ``parent._ctx`` whatever the parent is.
+        return self
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SpanContext):
             return NotImplemented
@@ -167,29 +197,21 @@ class Span:
     """One timed operation.
 
     Spans are created by the decorators and middleware, never directly by users: use
-    :func:`rastir.start_span` for manual spans. The integer ids ``tid``, ``sid`` and
-    ``psid`` (0 for a root) are what the hot path uses; the hex properties are for
-    reading.
+    :func:`rastir.span` for manual spans. The integer ids ``tid``, ``sid`` and ``psid``
+    (0 for a root) are what the hot path uses; the hex properties are for reading.
+
+    Only what every span needs is set when it starts. ``status``, ``error``,
+    ``events`` and ``links`` read from class defaults until something sets them, and
+    both timestamps come from the monotonic clock (``_t0``, ``_t1``), turned into Unix
+    time with the process's clock anchor when read.
     """
 
-    __slots__ = (
-        "_t0",
-        "attributes",
-        "duration_ns",
-        "end_time_unix_nano",
-        "error",
-        "events",
-        "flags",
-        "kind",
-        "links",
-        "name",
-        "psid",
-        "sid",
-        "start_time_unix_nano",
-        "status",
-        "tid",
-        "tracestate",
-    )
+    __slots__ = ("__dict__", "_ctx", "_t0", "_t1", "attributes", "kind", "name", "psid", "sid", "tid")
+
+    status: str = "ok"
+    error: dict[str, str] | None = None
+    events: list[SpanEvent] | None = None
+    links: list[SpanLink] | None = None
 
     def __init__(
         self,
@@ -201,25 +223,16 @@ class Span:
         self.name = name
         self.kind = kind
         if parent is None:
-            self.tid = new_trace_id()
+            self.tid = getrandbits(128) or new_trace_id()
             self.psid = 0
-            self.flags = 1
-            self.tracestate = None
+            self._ctx: SpanContext | None = None
         else:
             self.tid = parent.tid
             self.psid = parent.sid
-            self.flags = parent.flags
-            self.tracestate = parent.tracestate
-        sid = getrandbits(64)
-        self.sid = sid or new_span_id()
+            self._ctx = parent._ctx
+        self.sid = getrandbits(64) or new_span_id()
         self.attributes = {} if attributes is None else attributes
-        self.status = "ok"
-        self.error: dict[str, str] | None = None
-        self.events: list[SpanEvent] | None = None
-        self.links: list[SpanLink] | None = None
-        self.end_time_unix_nano = 0
-        self.duration_ns = 0
-        self.start_time_unix_nano = _time_ns()
+        self._t1 = 0
         self._t0 = _perf_ns()
 
     # -- reading ------------------------------------------------------------------
@@ -236,12 +249,41 @@ class Span:
         return f"{self.psid:016x}" if self.psid else None
 
     @property
+    def flags(self) -> int:
+        """W3C trace flags, inherited from the remote parent (sampled by default)."""
+        ctx = self._ctx
+        return 1 if ctx is None else ctx.flags
+
+    @property
+    def tracestate(self) -> str | None:
+        """W3C tracestate, inherited unchanged from the remote parent."""
+        ctx = self._ctx
+        return None if ctx is None else ctx.tracestate
+
+    @property
     def context(self) -> SpanContext:
-        return SpanContext(self.tid, self.sid, self.flags, self.tracestate, remote=False)
+        ctx = self._ctx
+        if ctx is None:
+            return SpanContext(self.tid, self.sid, 1, None, remote=False)
+        return SpanContext(self.tid, self.sid, ctx.flags, ctx.tracestate, remote=False)
+
+    @property
+    def start_time_unix_nano(self) -> int:
+        return self._t0 + _clock.offset
+
+    @property
+    def end_time_unix_nano(self) -> int:
+        """0 while the span is open."""
+        return self._t1 + _clock.offset if self._t1 else 0
+
+    @property
+    def duration_ns(self) -> int:
+        """0 while the span is open."""
+        return self._t1 - self._t0 if self._t1 else 0
 
     @property
     def ended(self) -> bool:
-        return self.end_time_unix_nano != 0
+        return self._t1 != 0
 
     # -- writing ------------------------------------------------------------------
     def set_attribute(self, key: str, value: AttributeValue) -> None:
@@ -258,7 +300,7 @@ class Span:
         time_unix_nano: int | None = None,
     ) -> None:
         if time_unix_nano is None:
-            time_unix_nano = self.start_time_unix_nano + (_perf_ns() - self._t0)
+            time_unix_nano = _perf_ns() + _clock.offset
         event = SpanEvent(name, time_unix_nano, attributes)
         if self.events is None:
             self.events = [event]
@@ -275,7 +317,7 @@ class Span:
             self.links.append(link)
 
     def set_error(self, category: str, exc_type: str, message: str) -> None:
-        """Mark the span failed with one of the six error categories."""
+        """Mark the span failed with one of the error categories."""
         self.status = "error"
         self.error = {"type": category, "exception_type": exc_type, "message": message}
 
@@ -284,10 +326,8 @@ class Span:
         return _perf_ns() - self._t0
 
     def finish(self) -> None:
-        """Stamp the end time. Monotonic: the wall-clock end is start plus duration."""
-        duration = _perf_ns() - self._t0
-        self.duration_ns = duration
-        self.end_time_unix_nano = self.start_time_unix_nano + duration
+        """Stamp the end. Decorators inline this as ``span._t1 = perf_counter_ns()``."""
+        self._t1 = _perf_ns()
 
     def __repr__(self) -> str:
         return (

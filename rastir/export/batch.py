@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from rastir.export._encode import encode_batch
 from rastir.export.http import HttpTransport, PushResult
+from rastir.spans import _clock
 
 if TYPE_CHECKING:
     from rastir._config import Settings
@@ -181,6 +182,7 @@ class BatchExporter:
         self.pipeline._drop_lock = threading.Lock()
         self.pipeline.woken()
         self.transport._conn = None  # the parent's socket; never write to it here
+        self._resource = self.settings.resource()  # a new process.pid
         stopped = self._stop.is_set()
         self._init_sync()
         if stopped:
@@ -215,7 +217,11 @@ class BatchExporter:
     def _drain(self, stopping: bool) -> None:
         q = self.pipeline.queue
         size = self.settings.batch_size
-        while q or self.pipeline.dropped:
+        _clock.resync()
+        reported = False
+        # Drops are reported even with no span to carry them, but only once per
+        # round, so a collector refusing every batch cannot keep this loop spinning.
+        while q or (self.pipeline.dropped and not reported):
             if stopping and self._deadline is not None and time.monotonic() > self._deadline:
                 return
             batch: list[Span] = []
@@ -224,6 +230,7 @@ class BatchExporter:
                     batch.append(q.popleft())
             except IndexError:
                 pass
+            reported = reported or not batch
             self._deliver(batch)
 
     def _deliver(self, batch: list[Span]) -> None:

@@ -1,0 +1,69 @@
+"""What the request handlers share about the running collector: its store and its load.
+
+One instance per app, touched only on the event loop thread, so plain attributes do.
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+
+import anyio
+
+from rastir.collector.settings import CollectorSettings
+from rastir.collector.store.base import TraceStore
+
+__all__ = ["CollectorState", "watch_loop_lag"]
+
+
+class CollectorState:
+    """The store, whether it is open, and the numbers the 429 decision reads."""
+
+    __slots__ = (
+        "_high_water",
+        "_max_inflight",
+        "_max_lag",
+        "closing",
+        "inflight",
+        "loop_lag",
+        "started",
+        "store",
+    )
+
+    def __init__(self, settings: CollectorSettings, store: TraceStore | None) -> None:
+        self.store: TraceStore = store  # type: ignore[assignment]  # set before start
+        self.started = False
+        self.closing = False
+        self.inflight = 0
+        self.loop_lag = 0.0
+        self._max_inflight = settings.max_inflight
+        self._high_water = settings.queue_high_water
+        self._max_lag = settings.max_loop_lag
+
+    def saturation(self) -> str | None:
+        """Why intake must be refused right now, or ``None``. Never touches a body.
+
+        Reasons: ``shutting_down`` and ``not_ready`` (answered 503), ``inflight_limit``,
+        ``loop_lag`` and ``queue_full`` (answered 429).
+        """
+        if not self.started:
+            return "shutting_down" if self.closing else "not_ready"
+        if self.inflight >= self._max_inflight:
+            return "inflight_limit"
+        if self._max_lag is not None and self.loop_lag > self._max_lag:
+            return "loop_lag"
+        stats = self.store.stats()
+        if stats.queue_capacity and stats.queue_depth >= stats.queue_capacity * self._high_water:
+            return "queue_full"
+        return None
+
+
+async def watch_loop_lag(state: CollectorState, interval: float = 0.05) -> None:
+    """Keep ``state.loop_lag`` at how late the loop woke from the last short sleep.
+
+    A late wake-up means every ready callback waits as long: the loop itself is the
+    bottleneck, and taking more bodies in would only lengthen every request.
+    """
+    while True:
+        t = monotonic()
+        await anyio.sleep(interval)
+        state.loop_lag = max(0.0, monotonic() - t - interval)

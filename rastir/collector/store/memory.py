@@ -1,0 +1,225 @@
+"""An in-memory trace store, bounded by span count: for tests, demos and development.
+
+Everything happens on the caller's thread, synchronously and in O(batch): the
+collector calls it from its event loop only, so it needs no lock. When a write
+takes it over ``max_spans``, whole traces are evicted, the first seen first, until
+it fits again; a trace larger than ``max_spans`` on its own is evicted at once.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections import deque
+from collections.abc import Iterable
+
+from rastir.collector.store._aggregate import Tag, TraceAggregate, query_tags
+from rastir.collector.store._cursor import decode_cursor, encode_cursor
+from rastir.collector.store.base import (
+    SpanRow,
+    StoreStats,
+    TraceDetail,
+    TracePage,
+    TraceQuery,
+)
+
+__all__ = ["MemoryStore"]
+
+_Key = tuple[int, str]  # (trace start, trace_id): the listing order
+
+
+class _Trace:
+    __slots__ = ("aggregate", "spans")
+
+    def __init__(self) -> None:
+        self.spans: dict[str, SpanRow] = {}
+        self.aggregate = TraceAggregate()
+
+
+class MemoryStore:
+    """A bounded in-memory :class:`~rastir.collector.store.base.TraceStore`.
+
+    Args:
+        max_spans: the most spans kept; older traces are evicted whole beyond it.
+
+    Raises:
+        ValueError: ``max_spans`` is less than 1.
+    """
+
+    def __init__(self, max_spans: int = 100_000) -> None:
+        if max_spans < 1:
+            raise ValueError(f"max_spans must be at least 1, not {max_spans}")
+        self._max_spans = max_spans
+        self._traces: dict[str, _Trace] = {}
+        self._first_seen: deque[str] = deque()  # eviction order
+        self._order: list[_Key] = []  # sorted ascending; listed from the end
+        self._by_tag: dict[Tag, set[str]] = {}
+        self._span_count = 0
+        self._evicted_spans = 0
+        self._evicted_traces = 0
+
+    async def start(self) -> None:
+        """Nothing to open."""
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Nothing to release; the spans stay readable."""
+
+    async def flush(self) -> None:
+        """Nothing is ever queued: spans are stored when submitted."""
+
+    def submit(self, rows: list[SpanRow]) -> bool:
+        """Store spans now. Never refuses: the oldest traces make room."""
+        if rows:
+            self._apply(rows)
+        return True
+
+    async def write(self, rows: list[SpanRow]) -> None:
+        """Store spans now (memory is as durable as this store gets)."""
+        if rows:
+            self._apply(rows)
+
+    async def get_trace(self, trace_id: str) -> TraceDetail | None:
+        trace = self._traces.get(trace_id)
+        if trace is None:
+            return None
+        return TraceDetail(trace.aggregate.summary(trace_id), list(trace.spans.values()))
+
+    async def list_traces(self, query: TraceQuery) -> TracePage:
+        """Trace summaries matching ``query``, newest first.
+
+        Raises:
+            ValueError: ``query.limit`` is below 1, or ``query.cursor`` is invalid.
+        """
+        if query.limit < 1:
+            raise ValueError(f"limit must be at least 1, not {query.limit}")
+        order = self._order
+        low: _Key = (query.start_ns, "") if query.start_ns is not None else (-1, "")
+        high: _Key = decode_cursor(query.cursor) if query.cursor else (1 << 64, "")
+        if query.end_ns is not None:
+            high = min(high, (query.end_ns, ""))
+
+        candidates: set[str] | None = None
+        for tag in query_tags(query):
+            ids = self._by_tag.get(tag)
+            if not ids:
+                return TracePage([], None)
+            candidates = ids if candidates is None else candidates & ids
+
+        keys: Iterable[_Key]
+        if candidates is not None and len(candidates) * 8 < len(order):
+            # Few matches: sorting them beats walking every trace in the range.
+            traces = self._traces
+            keys = sorted(
+                (
+                    key
+                    for tid in candidates
+                    if low <= (key := (traces[tid].aggregate.start_ns, tid)) < high
+                ),
+                reverse=True,
+            )
+        else:
+            first, last = bisect_left(order, low), bisect_left(order, high)
+            keys = (order[i] for i in range(last - 1, first - 1, -1))
+
+        want_ok = query.status == "ok"
+        min_duration = query.min_duration_ns
+        found: list[tuple[_Key, TraceAggregate]] = []
+        for key in keys:
+            trace_id = key[1]
+            if candidates is not None and trace_id not in candidates:
+                continue
+            aggregate = self._traces[trace_id].aggregate
+            if want_ok and aggregate.error_count:
+                continue
+            if min_duration is not None and aggregate.duration_ns < min_duration:
+                continue
+            found.append((key, aggregate))
+            if len(found) > query.limit:
+                break
+        next_cursor = None
+        if len(found) > query.limit:
+            del found[query.limit :]
+            next_cursor = encode_cursor(*found[-1][0])
+        return TracePage([aggregate.summary(key[1]) for key, aggregate in found], next_cursor)
+
+    def stats(self) -> StoreStats:
+        return StoreStats(
+            spans_stored=self._span_count,
+            traces_stored=len(self._traces),
+            extra={
+                "max_spans": self._max_spans,
+                "evicted_spans": self._evicted_spans,
+                "evicted_traces": self._evicted_traces,
+            },
+        )
+
+    def _apply(self, rows: list[SpanRow]) -> None:
+        traces = self._traces
+        # trace_id -> its start before this batch (None: new trace)
+        touched: dict[str, int | None] = {}
+        replaced: set[str] = set()
+        for row in rows:
+            span = row.span
+            trace_id = span.trace_id
+            trace = traces.get(trace_id)
+            if trace is None:
+                trace = traces[trace_id] = _Trace()
+                self._first_seen.append(trace_id)
+                touched[trace_id] = None
+            elif trace_id not in touched:
+                touched[trace_id] = trace.aggregate.start_ns
+            spans = trace.spans
+            if span.span_id in spans:
+                replaced.add(trace_id)
+            else:
+                trace.aggregate.add(row.service, span)
+                self._span_count += 1
+            spans[span.span_id] = row  # last write wins
+
+        by_tag = self._by_tag
+        for trace_id in replaced:
+            # A replaced span cannot be subtracted from a min/max: recount.
+            trace = traces[trace_id]
+            before = trace.aggregate.tags()
+            trace.aggregate = TraceAggregate.from_rows(trace.spans.values())
+            for tag in before - trace.aggregate.tags():
+                self._untag(tag, trace_id)
+
+        order = self._order
+        for trace_id, old_start in touched.items():
+            aggregate = traces[trace_id].aggregate
+            if old_start != aggregate.start_ns:
+                if old_start is not None:
+                    _remove(order, (old_start, trace_id))
+                insort(order, (aggregate.start_ns, trace_id))
+            for tag in aggregate.tags():
+                ids = by_tag.get(tag)
+                if ids is None:
+                    by_tag[tag] = {trace_id}
+                else:
+                    ids.add(trace_id)
+
+        while self._span_count > self._max_spans:
+            self._evict(self._first_seen.popleft())
+
+    def _evict(self, trace_id: str) -> None:
+        trace = self._traces.pop(trace_id)
+        aggregate = trace.aggregate
+        _remove(self._order, (aggregate.start_ns, trace_id))
+        for tag in aggregate.tags():
+            self._untag(tag, trace_id)
+        self._span_count -= aggregate.span_count
+        self._evicted_spans += aggregate.span_count
+        self._evicted_traces += 1
+
+    def _untag(self, tag: Tag, trace_id: str) -> None:
+        ids = self._by_tag.get(tag)
+        if ids is not None:
+            ids.discard(trace_id)
+            if not ids:
+                del self._by_tag[tag]
+
+
+def _remove(order: list[_Key], key: _Key) -> None:
+    i = bisect_left(order, key)
+    if i < len(order) and order[i] == key:
+        del order[i]

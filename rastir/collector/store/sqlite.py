@@ -1,0 +1,1014 @@
+"""The embedded trace store: one SQLite file in WAL mode, written by one thread.
+
+Writing
+    :meth:`SQLiteStore.submit` puts a batch on a bounded queue (bounded in spans, not
+    batches) and returns at once; when the queue is full it returns False and counts
+    the spans as dropped, so the collector can answer 429. One writer thread drains
+    the queue, taking many batches per transaction (up to ``batch_max_spans``), so a
+    busy collector writes large transactions and an idle one writes small ones soon.
+    The event loop never waits for SQLite.
+
+Durability
+    Transactions commit with ``synchronous`` as configured (``NORMAL`` by default: in
+    WAL mode a commit survives the process being killed, but not a power cut).
+    :meth:`SQLiteStore.write` is the committed mode: its spans go through the same
+    queue, and the transaction that holds them runs with ``synchronous=FULL``, so the
+    WAL is fsynced before ``write`` returns; that fsync also covers every earlier
+    transaction. Pass ``synchronous="FULL"`` to make every transaction durable.
+
+Schema
+    ``spans`` holds one row per span: the columns a reader filters or sorts on, and
+    the whole span as msgpack. ``(trace_id, span_id)`` is unique; a span written
+    again replaces the earlier copy (last write wins). ``traces`` holds one row per
+    trace with its aggregates, kept up to date in the same transaction. ``trace_tags``
+    indexes traces by service, agent, model, error type and "has an error", keyed by
+    the trace start so that a filtered listing walks one index range, newest first.
+
+Reading
+    Reads run in worker threads on their own connections (WAL readers never wait for
+    the writer): a small pool, bounded by a capacity limiter.
+
+Retention
+    Every ``maintenance_interval`` seconds the writer deletes traces that ended more
+    than ``retention_seconds`` ago, then, while the database uses more than
+    ``max_bytes``, the traces that started first. Freed pages are reused, so the file
+    stops growing near ``max_bytes`` rather than shrinking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from rastir._wire import WireSpan
+from rastir.collector.store._aggregate import TraceAggregate, query_tags, span_agent, span_model
+from rastir.collector.store._cursor import decode_cursor, encode_cursor
+from rastir.collector.store.assemble import summarize
+from rastir.collector.store.base import (
+    SpanRow,
+    StoreStats,
+    TraceDetail,
+    TracePage,
+    TraceQuery,
+    TraceSummary,
+)
+from rastir.collector.store.errors import StoreClosedError, StoreError, StoreFullError
+
+__all__ = ["SQLiteStore"]
+
+_log = logging.getLogger("rastir.collector.store")
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+_SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_SCHEMA_VERSION: Final = 1
+_MAX_INT64: Final = (1 << 63) - 1
+_SPAN_COLUMNS: Final = 13
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS spans (
+    trace_id TEXT NOT NULL,
+    span_id TEXT NOT NULL,
+    parent_span_id TEXT,
+    service TEXT NOT NULL,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error_type TEXT,
+    agent TEXT,
+    model TEXT,
+    data BLOB NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS spans_by_trace ON spans (trace_id, span_id);
+CREATE TABLE IF NOT EXISTS traces (
+    trace_id TEXT PRIMARY KEY,
+    start_ns INTEGER NOT NULL,
+    end_ns INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cost_usd REAL NOT NULL,
+    error_count INTEGER NOT NULL,
+    root_rank INTEGER NOT NULL,
+    root_start_ns INTEGER NOT NULL,
+    root_span_id TEXT NOT NULL,
+    root_name TEXT NOT NULL,
+    tags BLOB NOT NULL  -- msgpack: [services, agents, models, error types]
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns, trace_id);
+CREATE TABLE IF NOT EXISTS trace_tags (
+    tag INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    start_ns INTEGER NOT NULL,
+    trace_id TEXT NOT NULL,
+    PRIMARY KEY (tag, value, start_ns, trace_id)
+) WITHOUT ROWID;
+"""
+
+_SPAN_VALUES: Final = "(" + ", ".join("?" * _SPAN_COLUMNS) + ")"
+_INSERT_SPAN: Final = f"INSERT INTO spans VALUES {_SPAN_VALUES} ON CONFLICT DO NOTHING"
+_UPSERT_SPAN: Final = (
+    f"INSERT INTO spans VALUES {_SPAN_VALUES} ON CONFLICT (trace_id, span_id) DO UPDATE SET "
+    "parent_span_id = excluded.parent_span_id, service = excluded.service, "
+    "name = excluded.name, kind = excluded.kind, start_ns = excluded.start_ns, "
+    "end_ns = excluded.end_ns, status = excluded.status, error_type = excluded.error_type, "
+    "agent = excluded.agent, model = excluded.model, data = excluded.data"
+)
+_TRACE_COLUMNS: Final = (
+    "trace_id, start_ns, end_ns, span_count, input_tokens, output_tokens, cost_usd, "
+    "error_count, root_rank, root_start_ns, root_span_id, root_name, tags"
+)
+_PUT_TRACE: Final = (
+    f"INSERT OR REPLACE INTO traces ({_TRACE_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+)
+_GET_TRACES: Final = (
+    f"SELECT {_TRACE_COLUMNS} FROM traces WHERE trace_id IN (SELECT value FROM json_each(?))"
+)
+_ADD_TAG: Final = "INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)"
+_DROP_TAG: Final = (
+    "DELETE FROM trace_tags WHERE tag = ? AND value = ? AND start_ns = ? AND trace_id = ?"
+)
+
+_TagLists = tuple[list[str], list[str], list[str], list[str]]
+_tags_encoder = msgspec.msgpack.Encoder()
+_tags_decoder = msgspec.msgpack.Decoder(_TagLists)
+_json_encoder = msgspec.json.Encoder()
+
+
+class _Waiter:
+    """Wakes a task awaiting a commit, from the writer thread, without blocking it.
+
+    On asyncio (what the collector runs on, under anyio) an asyncio future is
+    resolved with ``call_soon_threadsafe``. On any other event loop the task waits
+    for a threading event in a worker thread.
+    """
+
+    __slots__ = ("_error", "_event", "_future", "_loop")
+
+    def __init__(self) -> None:
+        self._error: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+        self._future = self._loop.create_future() if self._loop is not None else None
+        self._event = threading.Event() if self._loop is None else None
+
+    def resolve(self, error: BaseException | None) -> None:
+        if self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._settle, error)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting any more
+        else:
+            assert self._event is not None
+            self._error = error
+            self._event.set()
+
+    def _settle(self, error: BaseException | None) -> None:
+        future = self._future
+        if future is None or future.done():  # the waiting task was cancelled
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    async def wait(self) -> None:
+        if self._future is not None:
+            await self._future
+            return
+        assert self._event is not None
+        await anyio.to_thread.run_sync(self._event.wait, abandon_on_cancel=True)
+        if self._error is not None:
+            raise self._error
+
+
+class _Item:
+    __slots__ = ("durable", "queued_at", "rows", "waiter")
+
+    def __init__(
+        self, rows: list[SpanRow], waiter: _Waiter | None, durable: bool, queued_at: float
+    ) -> None:
+        self.rows = rows
+        self.waiter = waiter
+        self.durable = durable
+        self.queued_at = queued_at
+
+
+class _Reader:
+    __slots__ = ("connection", "decode")
+
+    def __init__(self, path: Path) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.connection.execute("PRAGMA query_only = ON")
+        self.connection.execute("PRAGMA busy_timeout = 5000")
+        self.connection.execute("PRAGMA cache_size = -8192")
+        self.decode = msgspec.msgpack.Decoder(WireSpan).decode
+
+
+class _ReaderPool:
+    """Read connections, opened on demand by worker threads and kept for reuse."""
+
+    def __init__(self, path: Path, keep: int) -> None:
+        self._path = path
+        self._keep = keep
+        self._idle: list[_Reader] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def acquire(self) -> _Reader:
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError("the trace store is closed")
+            if self._idle:
+                return self._idle.pop()
+        return _Reader(self._path)
+
+    def release(self, reader: _Reader) -> None:
+        with self._lock:
+            if not self._closed and len(self._idle) < self._keep:
+                self._idle.append(reader)
+                return
+        reader.connection.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for reader in idle:
+            reader.connection.close()
+
+
+class SQLiteStore:
+    """The embedded :class:`~rastir.collector.store.base.TraceStore` (see the module doc).
+
+    Args:
+        path: the database file; its directory is created when missing. An existing
+            database is reopened, counters included.
+        queue_max_spans: spans that may wait for the writer (queued or being written).
+        batch_max_spans: the most spans the writer puts in one transaction (a single
+            larger batch still goes in whole).
+        retention_seconds: delete traces that ended longer ago than this.
+        max_bytes: delete the oldest traces while the database uses more than this.
+        synchronous: SQLite's ``synchronous`` for ordinary transactions; ``write``
+            always commits with ``FULL``.
+        maintenance_interval: seconds between retention passes. With 0, a pass follows
+            every transaction (for tests).
+        readers: the most read connections used at once.
+
+    Raises:
+        ValueError: an argument is out of range.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        queue_max_spans: int = 200_000,
+        batch_max_spans: int = 5_000,
+        retention_seconds: float | None = None,
+        max_bytes: int | None = None,
+        synchronous: Synchronous = "NORMAL",
+        maintenance_interval: float = 10.0,
+        readers: int = 4,
+    ) -> None:
+        if queue_max_spans < 1:
+            raise ValueError(f"queue_max_spans must be at least 1, not {queue_max_spans}")
+        if batch_max_spans < 1:
+            raise ValueError(f"batch_max_spans must be at least 1, not {batch_max_spans}")
+        if retention_seconds is not None and not retention_seconds > 0:
+            raise ValueError(f"retention_seconds must be positive, not {retention_seconds}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive, not {max_bytes}")
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, not {synchronous!r}")
+        if not maintenance_interval >= 0:
+            raise ValueError(f"maintenance_interval must be >= 0, not {maintenance_interval}")
+        if readers < 1:
+            raise ValueError(f"readers must be at least 1, not {readers}")
+        self._path = Path(path)
+        self._capacity = queue_max_spans
+        self._batch_max = batch_max_spans
+        self._retention_ns = (
+            None if retention_seconds is None else math.ceil(retention_seconds * 1e9)
+        )
+        self._max_bytes = max_bytes
+        self._synchronous = synchronous.upper()
+        self._always_full = self._synchronous in ("FULL", "EXTRA")
+        self._maintenance_interval = maintenance_interval
+        self._maintains = retention_seconds is not None or max_bytes is not None
+        self._readers = readers
+
+        # Shared between the event loop and the writer: guarded by _lock.
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._queue: deque[_Item] = deque()
+        self._pending = 0  # spans queued or in the transaction being written
+        self._inflight_since: float | None = None
+        self._writer_waiting = False
+        self._accepting = False
+        self._stopping = False
+        self._drain_deadline = math.inf
+
+        # Written by one thread, read anywhere (an int store is atomic).
+        self._spans_stored = 0
+        self._traces_stored = 0
+        self._dropped = 0
+        self._size_bytes = 0
+        self._used_bytes = 0
+        self._counts: dict[str, int] = {
+            "transactions": 0,
+            "failed_spans": 0,
+            "invalid_spans": 0,
+            "lost_spans": 0,
+            "retention_deleted_spans": 0,
+            "retention_deleted_traces": 0,
+            "size_deleted_spans": 0,
+            "size_deleted_traces": 0,
+        }
+
+        # Writer-thread state.
+        self._connection: sqlite3.Connection | None = None
+        self._thread: threading.Thread | None = None
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._decode = msgspec.msgpack.Decoder(WireSpan).decode
+        # Aggregates of recently written traces, so most writes need no read.
+        # Insertion order is recency; entries are taken out while a transaction
+        # uses them and put back only once it has committed.
+        self._cache: dict[str, TraceAggregate] = {}
+        self._cache_max = 20_000
+        self._next_maintenance = math.inf
+
+        self._pool: _ReaderPool | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open (or create) the database and start the writer thread.
+
+        Raises:
+            StoreError: the file is not a database this version can use.
+            StoreClosedError: the store was closed.
+        """
+        if self._closed:
+            raise StoreClosedError("the trace store is closed")
+        if self._started:
+            return
+        self._connection = await anyio.to_thread.run_sync(self._open)
+        self._pool = _ReaderPool(self._path, self._readers)
+        self._limiter = anyio.CapacityLimiter(self._readers)
+        if self._maintains:
+            self._next_maintenance = time.monotonic() + self._maintenance_interval
+        self._thread = threading.Thread(target=self._run, name="rastir-store-writer", daemon=True)
+        with self._lock:
+            self._accepting = True
+        self._started = True
+        self._thread.start()
+
+    # The protocol's signature: the timeout bounds the drain, not an awaited call.
+    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Write what is queued, checkpoint and stop, all within ``timeout`` seconds.
+
+        Spans still queued when time runs out are counted in ``extra["lost_spans"]``
+        and their ``write`` calls fail with :class:`StoreClosedError`.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            self._accepting = False
+            self._stopping = True
+            # Keep a fifth of the time for the last transaction and the checkpoint.
+            self._drain_deadline = time.monotonic() + 0.8 * timeout
+            self._wakeup.notify()
+        thread = self._thread
+        if thread is not None:
+            await anyio.to_thread.run_sync(thread.join, timeout)
+            if thread.is_alive():
+                _log.warning("trace store writer did not stop within %.1f s", timeout)
+        if self._pool is not None:
+            self._pool.close()
+
+    # -- writing -------------------------------------------------------------------
+
+    def submit(self, rows: list[SpanRow]) -> bool:
+        """Queue spans for the writer. False (spans counted as dropped) when full."""
+        count = len(rows)
+        if not count:
+            return True
+        with self._lock:
+            if not self._accepting or self._pending + count > self._capacity:
+                self._dropped += count
+                return False
+            self._pending += count
+            self._queue.append(_Item(rows, None, False, time.monotonic()))
+            if self._writer_waiting:
+                self._wakeup.notify()
+        return True
+
+    async def write(self, rows: list[SpanRow]) -> None:
+        """Write spans and return once they are committed and fsynced.
+
+        Raises:
+            StoreFullError: the queue has no room; nothing was written.
+            StoreClosedError: the store is not running, or closed before the write.
+            StoreError: the transaction failed.
+        """
+        await self._enqueue_and_wait(rows, durable=True)
+
+    async def flush(self) -> None:
+        """Return once every span submitted before the call is committed.
+
+        Raises:
+            StoreClosedError: the store is not running.
+        """
+        await self._enqueue_and_wait([], durable=False)
+
+    async def _enqueue_and_wait(self, rows: list[SpanRow], *, durable: bool) -> None:
+        waiter = _Waiter()
+        count = len(rows)
+        with self._lock:
+            if not self._accepting:
+                raise StoreClosedError("the trace store is not running")
+            if count and self._pending + count > self._capacity:
+                self._dropped += count
+                raise StoreFullError(count, self._capacity)
+            self._pending += count
+            self._queue.append(_Item(rows, waiter, durable, time.monotonic()))
+            if self._writer_waiting:
+                self._wakeup.notify()
+        await waiter.wait()
+
+    # -- reading -------------------------------------------------------------------
+
+    async def get_trace(self, trace_id: str) -> TraceDetail | None:
+        """Every span of one trace, or None when the trace is unknown.
+
+        Raises:
+            StoreClosedError: the store is not running.
+        """
+        return await anyio.to_thread.run_sync(self._read_trace, trace_id, limiter=self._limit())
+
+    async def list_traces(self, query: TraceQuery) -> TracePage:
+        """Trace summaries matching ``query``, newest first.
+
+        Raises:
+            ValueError: ``query.limit`` is below 1, or ``query.cursor`` is invalid.
+            StoreClosedError: the store is not running.
+        """
+        if query.limit < 1:
+            raise ValueError(f"limit must be at least 1, not {query.limit}")
+        cursor = decode_cursor(query.cursor) if query.cursor else None
+        return await anyio.to_thread.run_sync(
+            self._read_traces, query, cursor, limiter=self._limit()
+        )
+
+    def stats(self) -> StoreStats:
+        with self._lock:
+            depth = self._pending
+            oldest = self._inflight_since
+            if oldest is None and self._queue:
+                oldest = self._queue[0].queued_at
+        return StoreStats(
+            spans_stored=self._spans_stored,
+            traces_stored=self._traces_stored,
+            queue_depth=depth,
+            queue_capacity=self._capacity,
+            dropped_spans=self._dropped,
+            lag_seconds=0.0 if oldest is None else max(0.0, time.monotonic() - oldest),
+            size_bytes=self._size_bytes,
+            extra={"used_bytes": self._used_bytes, **self._counts},
+        )
+
+    def _limit(self) -> anyio.CapacityLimiter:
+        if self._limiter is None or self._closed:
+            raise StoreClosedError("the trace store is not running")
+        return self._limiter
+
+    def _reader(self) -> _Reader:
+        if self._pool is None:
+            raise StoreClosedError("the trace store is not running")
+        return self._pool.acquire()
+
+    def _read_trace(self, trace_id: str) -> TraceDetail | None:
+        pool = self._pool
+        reader = self._reader()
+        try:
+            fetched = reader.connection.execute(
+                "SELECT service, data FROM spans WHERE trace_id = ?", (trace_id,)
+            ).fetchall()
+            decode = reader.decode
+            rows = [SpanRow(service, decode(data)) for service, data in fetched]
+        finally:
+            assert pool is not None
+            pool.release(reader)
+        if not rows:
+            return None
+        return TraceDetail(summarize(trace_id, rows), rows)
+
+    def _read_traces(self, query: TraceQuery, cursor: tuple[int, str] | None) -> TracePage:
+        sql, params = _listing_sql(query, cursor)
+        pool = self._pool
+        reader = self._reader()
+        try:
+            fetched = reader.connection.execute(sql, params).fetchall()
+        finally:
+            assert pool is not None
+            pool.release(reader)
+        next_cursor = None
+        if len(fetched) > query.limit:
+            del fetched[query.limit :]
+            next_cursor = encode_cursor(fetched[-1][1], fetched[-1][0])
+        return TracePage([_summary(row) for row in fetched], next_cursor)
+
+    # -- the writer thread -------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        try:
+            mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self._path}: cannot use WAL mode (got {mode!r})")
+            connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+            connection.execute("PRAGMA busy_timeout = 5000")
+            connection.execute("PRAGMA cache_size = -32768")
+            connection.execute("PRAGMA temp_store = MEMORY")
+            # Bound the WAL file once a checkpoint has emptied it.
+            connection.execute("PRAGMA journal_size_limit = 67108864")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > _SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self._path}: schema version {version} is newer than this "
+                    f"rastir's ({_SCHEMA_VERSION})"
+                )
+            connection.executescript(_SCHEMA)
+            connection.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            traces, spans = connection.execute(
+                "SELECT count(*), coalesce(sum(span_count), 0) FROM traces"
+            ).fetchone()
+        except sqlite3.Error as e:
+            connection.close()
+            raise StoreError(f"{self._path}: cannot open the trace store: {e}")
+        except BaseException:
+            connection.close()
+            raise
+        self._traces_stored = traces
+        self._spans_stored = spans
+        self._sample_size(connection)
+        return connection
+
+    def _run(self) -> None:
+        try:
+            while True:
+                items = self._take()
+                if items is None:
+                    break
+                if items:
+                    self._commit(items)
+                if time.monotonic() >= self._next_maintenance:
+                    self._maintain()
+        except BaseException:  # a bug: never die silently, and still release waiters
+            _log.exception("trace store writer failed")
+        finally:
+            self._finish()
+
+    def _take(self) -> list[_Item] | None:
+        """The next items to write, [] when maintenance is due, None to stop."""
+        with self._wakeup:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                timeout = None
+                if self._next_maintenance < math.inf:
+                    timeout = self._next_maintenance - time.monotonic()
+                    if timeout <= 0:
+                        return []
+                self._writer_waiting = True
+                self._wakeup.wait(timeout)
+                self._writer_waiting = False
+            if self._stopping and time.monotonic() >= self._drain_deadline:
+                return None
+            queue = self._queue
+            items = [queue.popleft()]
+            count = len(items[0].rows)
+            while queue and count + len(queue[0].rows) <= self._batch_max:
+                item = queue.popleft()
+                items.append(item)
+                count += len(item.rows)
+            self._inflight_since = items[0].queued_at
+            return items
+
+    def _commit(self, items: list[_Item]) -> None:
+        errors: dict[int, BaseException] = {}
+        error = self._transaction(items)
+        if error is not None:
+            if len(items) == 1:
+                errors[0] = error
+            else:
+                # One bad batch must not sink the others: retry each on its own.
+                for index, item in enumerate(items):
+                    error = self._transaction([item])
+                    if error is not None:
+                        errors[index] = error
+        count = 0
+        for item in items:
+            count += len(item.rows)
+        with self._lock:
+            self._pending -= count
+            self._inflight_since = None
+        for index, item in enumerate(items):
+            if item.waiter is not None:
+                error = errors.get(index)
+                item.waiter.resolve(
+                    None if error is None else StoreError(f"could not write spans: {error!r}")
+                )
+
+    def _transaction(self, items: list[_Item]) -> BaseException | None:
+        rows = [row for item in items for row in item.rows]
+        if not rows:
+            return None
+        connection = self._connection
+        assert connection is not None
+        durable = not self._always_full and any(item.durable for item in items)
+        try:
+            if durable:
+                connection.execute("PRAGMA synchronous = FULL")
+            connection.execute("BEGIN IMMEDIATE")
+            new_spans, new_traces, invalid, aggregates = self._apply(connection, rows)
+            connection.execute("COMMIT")
+        except Exception as e:
+            if connection.in_transaction:
+                try:
+                    connection.execute("ROLLBACK")
+                except sqlite3.Error:
+                    _log.exception("trace store rollback failed")
+            self._cache.clear()  # it may hold aggregates the rollback undid
+            self._counts["failed_spans"] += len(rows)
+            _log.error("trace store could not write %d spans: %r", len(rows), e)
+            return e
+        finally:
+            if durable:
+                try:
+                    connection.execute(f"PRAGMA synchronous = {self._synchronous}")
+                except sqlite3.Error:
+                    _log.exception("trace store could not restore synchronous")
+        self._spans_stored += new_spans
+        self._traces_stored += new_traces
+        self._counts["transactions"] += 1
+        if invalid:
+            self._counts["invalid_spans"] += invalid
+        cache = self._cache
+        cache.update(aggregates)
+        while len(cache) > self._cache_max:
+            del cache[next(iter(cache))]
+        self._sample_size(connection)
+        return None
+
+    def _apply(
+        self, connection: sqlite3.Connection, rows: list[SpanRow]
+    ) -> tuple[int, int, int, dict[str, TraceAggregate]]:
+        """Write spans, then their traces' aggregates and tags; in the caller's transaction."""
+        encode = self._encode
+        params: list[tuple[Any, ...]] = []
+        kept: list[SpanRow] = []
+        invalid = 0
+        for row in rows:
+            span = row.span
+            start = span.start_time_unix_nano
+            end = span.end_time_unix_nano
+            if start > _MAX_INT64 or end > _MAX_INT64:
+                invalid += 1  # SQLite integers are 64-bit; no real clock gets there
+                continue
+            error = span.error
+            params.append(
+                (
+                    span.trace_id,
+                    span.span_id,
+                    span.parent_span_id,
+                    row.service,
+                    span.name,
+                    span.kind,
+                    start,
+                    end,
+                    span.status,
+                    None if error is None else error.type,
+                    span_agent(span),
+                    span_model(span),
+                    encode(span),
+                )
+            )
+            kept.append(row)
+        if not kept:
+            return 0, 0, invalid, {}
+
+        cursor = connection.cursor()
+        cursor.executemany(_INSERT_SPAN, params)
+        all_new = cursor.rowcount == len(params)
+
+        trace_ids = {row.span.trace_id: None for row in kept}
+        aggregates = self._load(cursor, trace_ids)
+        before = {
+            trace_id: (aggregate.start_ns, aggregate.tags())
+            for trace_id, aggregate in aggregates.items()
+        }
+        old_counts = {trace_id: a.span_count for trace_id, a in aggregates.items()}
+        if all_new:
+            for row in kept:
+                span = row.span
+                aggregate = aggregates.get(span.trace_id)
+                if aggregate is None:
+                    aggregate = aggregates[span.trace_id] = TraceAggregate()
+                aggregate.add(row.service, span)
+            new_spans = len(kept)
+        else:
+            # Some spans were already stored: replace them (last write wins) and
+            # recount the traces they belong to.
+            cursor.executemany(_UPSERT_SPAN, params)
+            new_spans = 0
+            for trace_id in trace_ids:
+                aggregate = aggregates[trace_id] = self._recount(cursor, trace_id)
+                new_spans += aggregate.span_count - old_counts.get(trace_id, 0)
+
+        cursor.executemany(_PUT_TRACE, [_trace_row(t, a) for t, a in aggregates.items()])
+        dropped: list[tuple[int, str, int, str]] = []
+        added: list[tuple[int, str, int, str]] = []
+        for trace_id, aggregate in aggregates.items():
+            tags = aggregate.tags()
+            start = aggregate.start_ns
+            old = before.get(trace_id)
+            if old is None:
+                added.extend((tag, value, start, trace_id) for tag, value in tags)
+                continue
+            old_start, old_tags = old
+            if old_start != start:  # the key of every tag row moves
+                dropped.extend((tag, value, old_start, trace_id) for tag, value in old_tags)
+                added.extend((tag, value, start, trace_id) for tag, value in tags)
+            elif old_tags != tags:
+                dropped.extend((t, v, start, trace_id) for t, v in old_tags - tags)
+                added.extend((t, v, start, trace_id) for t, v in tags - old_tags)
+        if dropped:
+            cursor.executemany(_DROP_TAG, dropped)
+        if added:
+            cursor.executemany(_ADD_TAG, added)
+        return new_spans, len(trace_ids) - len(before), invalid, aggregates
+
+    def _load(self, cursor: sqlite3.Cursor, trace_ids: Iterable[str]) -> dict[str, TraceAggregate]:
+        """The stored aggregates of these traces (unknown traces are left out)."""
+        cache = self._cache
+        found: dict[str, TraceAggregate] = {}
+        missing: list[str] = []
+        for trace_id in trace_ids:
+            aggregate = cache.pop(trace_id, None)
+            if aggregate is None:
+                missing.append(trace_id)
+            else:
+                found[trace_id] = aggregate
+        if missing:
+            for row in cursor.execute(_GET_TRACES, (_json_encoder.encode(missing),)):
+                found[row[0]] = _aggregate(row)
+        return found
+
+    def _recount(self, cursor: sqlite3.Cursor, trace_id: str) -> TraceAggregate:
+        decode = self._decode
+        return TraceAggregate.from_rows(
+            SpanRow(service, decode(data))
+            for service, data in cursor.execute(
+                "SELECT service, data FROM spans WHERE trace_id = ?", (trace_id,)
+            )
+        )
+
+    def _sample_size(self, connection: sqlite3.Connection) -> None:
+        page_size = connection.execute("PRAGMA page_size").fetchone()[0]
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        free = connection.execute("PRAGMA freelist_count").fetchone()[0]
+        self._size_bytes = pages * page_size
+        self._used_bytes = (pages - free) * page_size
+
+    # -- retention ---------------------------------------------------------------
+
+    def _maintain(self) -> None:
+        self._next_maintenance = time.monotonic() + self._maintenance_interval
+        connection = self._connection
+        assert connection is not None
+        try:
+            if self._retention_ns is not None:
+                cutoff = time.time_ns() - self._retention_ns
+                # Traces ended before the cutoff also started before it: walk the
+                # start index and skip the few long ones still running.
+                while True:
+                    rows = connection.execute(
+                        f"SELECT {_TRACE_COLUMNS} FROM traces WHERE start_ns < ?1 AND end_ns < ?1"
+                        " ORDER BY start_ns LIMIT 1000",
+                        (cutoff,),
+                    ).fetchall()
+                    if rows:
+                        self._delete(connection, rows, "retention")
+                    if len(rows) < 1000:
+                        break
+            if self._max_bytes is not None:
+                self._shrink(connection, self._max_bytes)
+        except sqlite3.Error:
+            _log.exception("trace store retention failed")
+
+    def _shrink(self, connection: sqlite3.Connection, max_bytes: int) -> None:
+        self._sample_size(connection)
+        if self._used_bytes <= max_bytes:
+            return
+        # Delete down to 90% of the limit, so that the next pass is not due at once.
+        # Deleting frees fewer pages than the span count suggests (index pages
+        # thin out rather than empty), hence a few rounds.
+        target = int(max_bytes * 0.9)
+        for _ in range(20):
+            if self._used_bytes <= target or not self._spans_stored:
+                return
+            per_span = self._used_bytes / self._spans_stored
+            to_free = math.ceil((self._used_bytes - target) / per_span)
+            chosen: list[tuple[Any, ...]] = []
+            spans = 0
+            for row in connection.execute(
+                f"SELECT {_TRACE_COLUMNS} FROM traces ORDER BY start_ns, trace_id LIMIT ?",
+                (min(10_000, to_free),),
+            ):
+                chosen.append(row)
+                spans += row[3]
+                if spans >= to_free:
+                    break
+            if not chosen:
+                return
+            self._delete(connection, chosen, "size")
+
+    def _delete(
+        self, connection: sqlite3.Connection, rows: list[tuple[Any, ...]], why: str
+    ) -> None:
+        spans = 0
+        tags: list[tuple[int, str, int, str]] = []
+        for row in rows:
+            trace_id = row[0]
+            aggregate = _aggregate(row)
+            spans += aggregate.span_count
+            tags.extend((t, v, aggregate.start_ns, trace_id) for t, v in aggregate.tags())
+            self._cache.pop(trace_id, None)
+        ids = [(row[0],) for row in rows]
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            connection.executemany("DELETE FROM spans WHERE trace_id = ?", ids)
+            connection.executemany(_DROP_TAG, tags)
+            connection.executemany("DELETE FROM traces WHERE trace_id = ?", ids)
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        self._spans_stored -= spans
+        self._traces_stored -= len(rows)
+        self._counts[f"{why}_deleted_spans"] += spans
+        self._counts[f"{why}_deleted_traces"] += len(rows)
+        self._sample_size(connection)
+
+    def _finish(self) -> None:
+        with self._lock:
+            self._accepting = False
+            left = list(self._queue)
+            self._queue.clear()
+            lost = sum(len(item.rows) for item in left)
+            self._pending -= lost
+        if lost:
+            self._counts["lost_spans"] += lost
+            _log.warning("trace store closed with %d spans unwritten", lost)
+        for item in left:
+            if item.waiter is not None:
+                item.waiter.resolve(StoreClosedError("the trace store closed before the write"))
+        connection = self._connection
+        if connection is None:
+            return
+        try:
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            _log.exception("trace store checkpoint failed")
+        connection.close()
+
+
+def _trace_row(trace_id: str, a: TraceAggregate) -> tuple[Any, ...]:
+    rank, root_start, root_span_id = a.root_key or (1, 0, "")
+    return (
+        trace_id,
+        a.start_ns,
+        a.end_ns,
+        a.span_count,
+        a.input_tokens,
+        a.output_tokens,
+        a.cost_usd,
+        a.error_count,
+        rank,
+        root_start,
+        root_span_id,
+        a.root_name,
+        _tags_encoder.encode(
+            (list(a.services), list(a.agents), list(a.models), list(a.error_types))
+        ),
+    )
+
+
+def _aggregate(row: tuple[Any, ...]) -> TraceAggregate:
+    """A ``traces`` row (``_TRACE_COLUMNS``) back into an aggregate."""
+    a = TraceAggregate()
+    (
+        _,
+        a.start_ns,
+        a.end_ns,
+        a.span_count,
+        a.input_tokens,
+        a.output_tokens,
+        a.cost_usd,
+        a.error_count,
+        rank,
+        root_start,
+        root_span_id,
+        a.root_name,
+        tags,
+    ) = row
+    a.root_key = (rank, root_start, root_span_id)
+    services, agents, models, error_types = _tags_decoder.decode(tags)
+    a.services, a.agents, a.models = set(services), set(agents), set(models)
+    a.error_types = set(error_types)
+    return a
+
+
+def _summary(row: tuple[Any, ...]) -> TraceSummary:
+    services = _tags_decoder.decode(row[12])[0]
+    error_count = row[7]
+    return TraceSummary(
+        trace_id=row[0],
+        root_name=row[11],
+        services=sorted(services),
+        span_count=row[3],
+        start_time_unix_nano=row[1],
+        duration_ns=max(0, row[2] - row[1]),
+        input_tokens=row[4],
+        output_tokens=row[5],
+        cost_usd=row[6],
+        error_count=error_count,
+        status="error" if error_count else "ok",
+    )
+
+
+def _listing_sql(query: TraceQuery, cursor: tuple[int, str] | None) -> tuple[str, list[Any]]:
+    """One index range, newest first: the first tag's, else the trace start index."""
+    tags = query_tags(query)
+    params: list[Any] = []
+    columns = ", ".join(f"t.{c}" for c in _TRACE_COLUMNS.split(", "))
+    if tags:
+        tag, value = tags[0]
+        # CROSS JOIN fixes the join order: walk the tag index, look traces up.
+        sql = (
+            f"SELECT {columns} FROM trace_tags g CROSS JOIN traces t ON t.trace_id = g.trace_id"
+            " WHERE g.tag = ? AND g.value = ?"
+        )
+        params += (tag, value)
+        start, trace_id = "g.start_ns", "g.trace_id"
+        for tag, value in tags[1:]:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM trace_tags h WHERE h.tag = ? AND h.value = ?"
+                " AND h.start_ns = g.start_ns AND h.trace_id = g.trace_id)"
+            )
+            params += (tag, value)
+    else:
+        sql = f"SELECT {columns} FROM traces t WHERE 1"
+        start, trace_id = "t.start_ns", "t.trace_id"
+    if cursor is not None:
+        sql += f" AND ({start}, {trace_id}) < (?, ?)"
+        params += cursor
+    if query.start_ns is not None:
+        sql += f" AND {start} >= ?"
+        params.append(query.start_ns)
+    if query.end_ns is not None:
+        sql += f" AND {start} < ?"
+        params.append(query.end_ns)
+    if query.status == "ok":
+        sql += " AND t.error_count = 0"
+    if query.min_duration_ns is not None:
+        sql += " AND t.end_ns - t.start_ns >= ?"
+        params.append(query.min_duration_ns)
+    sql += f" ORDER BY {start} DESC, {trace_id} DESC LIMIT ?"
+    params.append(query.limit + 1)
+    return sql, params
