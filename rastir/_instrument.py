@@ -98,7 +98,7 @@ def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
     """Wrap ``fn`` so each call is a span. ``staticmethod``/``classmethod`` are kept."""
     if isinstance(fn, (staticmethod, classmethod)):
         inner = instrument(fn.__func__, name, kind, hooks)
-        return type(fn)(inner)  # type: ignore[return-value]
+        return type(fn)(inner)
     prepare = hooks.prepare if hooks else None
     complete = hooks.complete if hooks else None
     if inspect.isasyncgenfunction(fn):

@@ -42,7 +42,7 @@ def _check_name(value: object, what: str) -> None:
         raise ValueError(f"{what} must be a non-empty string, got {value!r}")
 
 
-def _apply(fn: F | None, make: Callable[[F], F]) -> Any:
+def _apply(fn: Any, make: Callable[[F], F]) -> Any:
     """Support both ``@deco`` and ``@deco(...)``."""
     if fn is None:
         return make
@@ -68,9 +68,10 @@ def _shortname(fn: Any) -> str:
 def trace(fn: F, /) -> F: ...
 @overload
 def trace(
-    name: str | None = None,
+    fn: str | None = None,
     /,
     *,
+    name: str | None = None,
     kind: str = "trace",
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Callable[[F], F]: ...
@@ -121,9 +122,10 @@ def _agent_hooks(agent_name: str, attributes: Mapping[str, AttributeValue] | Non
 def agent(fn: F, /) -> F: ...
 @overload
 def agent(
-    agent_name: str | None = None,
+    fn: str | None = None,
     /,
     *,
+    agent_name: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Callable[[F], F]: ...
 def agent(
@@ -194,9 +196,10 @@ def _llm_hooks(
 def llm(fn: F, /) -> F: ...
 @overload
 def llm(
-    name: str | None = None,
+    fn: str | None = None,
     /,
     *,
+    name: str | None = None,
     model: str | None = None,
     provider: str | None = None,
     operation: str = "chat",
@@ -247,9 +250,7 @@ def _capture_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return text[:_MAX_CAPTURE]
 
 
-def _child_hooks(
-    static: dict[str, AttributeValue], capture_key: str | None
-) -> Hooks:
+def _child_hooks(static: dict[str, AttributeValue], capture_key: str | None) -> Hooks:
     def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
         attrs = span.attributes
         attrs.update(static)
@@ -267,9 +268,10 @@ def _child_hooks(
 def tool(fn: F, /) -> F: ...
 @overload
 def tool(
-    tool_name: str | None = None,
+    fn: str | None = None,
     /,
     *,
+    tool_name: str | None = None,
     description: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Callable[[F], F]: ...
@@ -311,9 +313,10 @@ def _count_documents(span: Span, result: Any) -> None:
 def retrieval(fn: F, /) -> F: ...
 @overload
 def retrieval(
-    name: str | None = None,
+    fn: str | None = None,
     /,
     *,
+    name: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Callable[[F], F]: ...
 def retrieval(
@@ -349,9 +352,10 @@ def retrieval(
 def metric(fn: F, /) -> F: ...
 @overload
 def metric(
-    name: str | None = None,
+    fn: str | None = None,
     /,
     *,
+    name: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Callable[[F], F]: ...
 def metric(

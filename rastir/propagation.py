@@ -117,12 +117,10 @@ def parse_traceparent(value: str) -> tuple[int, int, int] | None:
         ``(trace_id, span_id, flags)`` as integers, or None when the value is invalid.
         Never raises.
     """
-    if type(value) is not str:
-        if not isinstance(value, str):
-            return None
-        # A str subclass may override any method; read the plain string under it.
-        value = str.__str__(value)
-    return _parse_traceparent(value)
+    # Typed str, but callers pass untrusted values: a str subclass or latin-1 bytes
+    # is read as text, anything else is invalid.
+    text = _as_str(value)
+    return None if text is None else _parse_traceparent(text)
 
 
 def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
@@ -193,16 +191,13 @@ def parse_tracestate(value: str) -> str | None:
         The members joined with ``,`` and no whitespace, or None when the value is
         invalid or has no members. Never raises.
     """
-    if type(value) is not str:
-        if not isinstance(value, str):
-            return None
-        value = str.__str__(value)
-    if not value or len(value) > _MAX_TRACESTATE_INPUT:
+    text = _as_str(value)
+    if not text or len(text) > _MAX_TRACESTATE_INPUT:
         return None
     members: list[str] = []
     keys: set[str] = set()
     size = -1  # no comma before the first member
-    for raw in value.split(","):
+    for raw in text.split(","):
         member = raw.strip(_OWS)
         if not member:
             continue
@@ -238,16 +233,15 @@ def parse_baggage(value: str) -> Baggage:
     Returns:
         The entries in header order. Never raises.
     """
-    if type(value) is not str:
-        if not isinstance(value, str):
-            return ()
-        value = str.__str__(value)
-    if len(value) > _MAX_BAGGAGE_INPUT:
-        cut = value.rfind(",", 0, _MAX_BAGGAGE_INPUT + 1)
-        value = value[: max(cut, 0)]
+    text = _as_str(value)
+    if text is None:
+        return ()
+    if len(text) > _MAX_BAGGAGE_INPUT:
+        cut = text.rfind(",", 0, _MAX_BAGGAGE_INPUT + 1)
+        text = text[: max(cut, 0)]
     entries: list[tuple[str, str]] = []
     size = -1  # no comma before the first entry
-    for raw in value.split(","):
+    for raw in text.split(","):
         # Baggage §3.2.1.4: properties follow the first ";"; we do not keep them.
         member = raw.partition(";")[0]
         key, eq, encoded = member.partition("=")
@@ -290,9 +284,11 @@ def format_baggage(items: Iterable[tuple[str, str]]) -> str:
     """
     parts: list[str] = []
     size = -1
-    for item in items:
+    pair: Any
+    for pair in items:
+        # Typed pairs of str, but baggage may come from user code: skip anything else.
         try:
-            key, val = item
+            key, val = pair
         except (TypeError, ValueError):
             continue
         if not isinstance(key, str) or not isinstance(val, str):
@@ -460,9 +456,7 @@ def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
         return None
 
 
-def inject(
-    carrier: MutableMapping[str, Any], context: Span | SpanContext | None = None
-) -> None:
+def inject(carrier: MutableMapping[str, Any], context: Span | SpanContext | None = None) -> None:
     """Write ``traceparent``, and ``tracestate`` and ``baggage`` when non-empty.
 
     The exact lowercase keys are overwritten; keys in other cases are left alone.

@@ -206,8 +206,28 @@ class Span:
     time with the process's clock anchor when read.
     """
 
-    __slots__ = ("__dict__", "_ctx", "_t0", "_t1", "attributes", "kind", "name", "psid", "sid", "tid")
+    __slots__ = (
+        "__dict__",
+        "_ctx",
+        "_t0",
+        "_t1",
+        "attributes",
+        "kind",
+        "name",
+        "psid",
+        "sid",
+        "tid",
+    )
 
+    name: str
+    kind: str
+    tid: int
+    sid: int
+    psid: int
+    attributes: dict[str, Any]
+    _ctx: SpanContext | None
+    _t0: int
+    _t1: int
     status: str = "ok"
     error: dict[str, str] | None = None
     events: list[SpanEvent] | None = None
@@ -225,7 +245,7 @@ class Span:
         if parent is None:
             self.tid = getrandbits(128) or new_trace_id()
             self.psid = 0
-            self._ctx: SpanContext | None = None
+            self._ctx = None
         else:
             self.tid = parent.tid
             self.psid = parent.sid

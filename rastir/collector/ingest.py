@@ -37,6 +37,7 @@ from rastir.collector.metrics import Metrics, label_value
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.state import CollectorState
 from rastir.collector.store.base import SpanRow
+from rastir.collector.store.errors import StoreClosedError, StoreFullError
 
 __all__ = ["IngestEndpoint", "Rejection"]
 
@@ -246,11 +247,21 @@ class IngestEndpoint:
             append(row)
         store = self.state.store
         if self._committed:
-            await store.write(rows)
+            try:
+                await store.write(rows)
+            except StoreFullError:
+                raise Rejection(
+                    429,
+                    "queue_full",
+                    "the store's write queue is full; retry later",
+                    self._retry_after,
+                )
+            except StoreClosedError:
+                raise Rejection(503, "shutting_down", "collector is shutting down", self._retry_after)
         elif not store.submit(rows):
             raise Rejection(
                 429,
-                "store_full",
+                "queue_full",
                 "the store's write queue is full; retry later",
                 self._retry_after,
             )

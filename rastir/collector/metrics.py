@@ -259,13 +259,15 @@ def label_value(value: Any) -> str:
 
 
 class _LLM:
-    __slots__ = ("calls", "cost", "duration", "errors", "tokens_in", "tokens_out", "ttft")
+    __slots__ = ("calls", "cost", "duration", "errors", "key", "tokens_in", "tokens_out", "ttft")
 
     def __init__(self, m: Metrics, key: tuple[str, ...]) -> None:
+        self.key = key
         self.calls = _Children(m.llm_calls, key)
         self.errors = _Children(m.llm_errors, key)
         self.duration = m.llm_duration.child(key)
-        self.ttft = m.llm_ttft.child(key)
+        # Made on first use: most calls do not stream, and an empty histogram is noise.
+        self.ttft: HistogramChild | None = None
         self.tokens_in = m.llm_tokens.child((*key, "input"))
         self.tokens_out = m.llm_tokens.child((*key, "output"))
         self.cost = m.llm_cost.child(key)
@@ -313,18 +315,19 @@ class _Eval:
 
 
 class _Service:
-    __slots__ = ("batches", "client_dropped", "spans", "spans_by_kind")
+    __slots__ = ("batches", "client_dropped", "key", "spans", "spans_by_kind")
 
     def __init__(self, m: Metrics, key: tuple[str, ...]) -> None:
+        self.key = key
         self.spans = m.ingested_spans.child(key)
         self.batches = m.ingested_batches.child(key)
         self.client_dropped = m.client_dropped.child(key)
         self.spans_by_kind: dict[str, _Children[CounterChild]] = {}
 
-    def kind(self, m: Metrics, service: str, kind: str) -> _Children[CounterChild]:
+    def kind(self, m: Metrics, kind: str) -> _Children[CounterChild]:
         c = self.spans_by_kind.get(kind)
         if c is None:
-            c = _Children(m.spans, (service, kind))
+            c = _Children(m.spans, (*self.key, kind))
             self.spans_by_kind[kind] = c
         return c
 
@@ -610,7 +613,7 @@ class Metrics(Collector):
             kind = s.kind
             counts = by_kind.get(kind)
             if counts is None:
-                counts = svc.kind(self, service, kind)
+                counts = svc.kind(self, kind)
             counts[s.status].inc()
             h = handlers.get(kind)
             if h is not None:
@@ -644,7 +647,10 @@ class Metrics(Collector):
             b.cost.inc(v)
         v = a.get("rastir.ttft_ms")
         if v is not None and (v.__class__ is float or v.__class__ is int) and 0 <= v < _INF:
-            b.ttft.observe(v * 0.001)
+            ttft = b.ttft
+            if ttft is None:
+                ttft = b.ttft = self.llm_ttft.child(b.key)
+            ttft.observe(v * 0.001)
         if a.get("rastir.guardrail.intervened") is True:
             gkey = (
                 service,

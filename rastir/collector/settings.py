@@ -170,8 +170,10 @@ class CollectorSettings:
     max_loop_lag: float | None = 0.5
     #: The ``Retry-After`` seconds sent with 429 and 503.
     retry_after: int = 1
-    #: Write queue of the store, in spans.
-    queue_capacity: int = 100_000
+    #: Write queue of the SQLite store, in spans.
+    queue_capacity: int = 200_000
+    #: Spans the memory store keeps; the oldest traces are evicted beyond it.
+    memory_max_spans: int = 200_000
     #: SIGTERM: how long open requests may finish, and again how long the store may flush.
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -210,6 +212,7 @@ class CollectorSettings:
             "max_series_per_metric",
             "max_inflight",
             "queue_capacity",
+            "memory_max_spans",
         )
         for name in positive_ints:
             value = getattr(self, name)
@@ -255,12 +258,26 @@ class CollectorSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
+    @staticmethod
+    def parse(field: str, raw: str, source: str) -> Any:
+        """One setting from text, as ``from_env`` reads it; ``source`` names it in errors.
+
+        Raises:
+            ValueError: an unknown setting or an invalid value.
+        """
+        parser = _PARSERS.get(field)
+        if parser is None:
+            raise ValueError(f"unknown collector setting {field!r}")
+        return parser(source, raw)
+
     def store_options(self) -> dict[str, Any]:
-        """Keyword options for ``open_store`` (the store ignores what it has no use for)."""
+        """Keyword options for ``open_store`` for the configured kind of store."""
+        if self.store == "memory":
+            return {"max_spans": self.memory_max_spans}
         return {
+            "queue_max_spans": self.queue_capacity,
             "retention_seconds": self.retention,
-            "retention_bytes": self.retention_bytes,
-            "queue_capacity": self.queue_capacity,
+            "max_bytes": self.retention_bytes,
         }
 
 
@@ -286,6 +303,7 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "max_loop_lag": parse_duration,
     "retry_after": _parse_int,
     "queue_capacity": _parse_int,
+    "memory_max_spans": _parse_int,
     "shutdown_timeout": _parse_float,
     "log_level": _parse_lower,
     "log_format": _parse_lower,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -25,11 +25,11 @@ _MAX_STR = 8192
 def _clean(value: Any) -> AttrValue | None:
     t = type(value)
     if t is str:
-        return value if len(value) <= _MAX_STR else value[:_MAX_STR]
+        return cast(str, value) if len(value) <= _MAX_STR else cast(str, value[:_MAX_STR])
     if t is int or t is bool:
-        return value  # type: ignore[no-any-return]
+        return cast(int, value)
     if t is float:
-        return value if math.isfinite(value) else str(value)  # type: ignore[no-any-return]
+        return cast(float, value) if math.isfinite(value) else str(value)
     if value is None:
         return None
     if t is list or t is tuple:

@@ -34,7 +34,7 @@ class Pipeline:
     __slots__ = (
         "_drop_lock",
         "_wake_pending",
-                "dropped",
+        "dropped",
         "enabled",
         "max_queue",
         "on_wake",

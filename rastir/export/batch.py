@@ -127,9 +127,7 @@ class BatchExporter:
         with self._start_lock:
             if self._thread is not None or self._stop.is_set():
                 return
-            self._thread = threading.Thread(
-                target=self._run, name="rastir-exporter", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name="rastir-exporter", daemon=True)
             self._thread.start()
             self.pipeline.wake_at = self.settings.batch_size
 
@@ -255,9 +253,7 @@ class BatchExporter:
             return
         self.stats.batches_failed += 1
         self.stats.last_error = f"{result.status} {result.error}".strip()
-        _log.warning(
-            "rastir exporter: gave up on %d spans (%s)", len(batch), self.stats.last_error
-        )
+        _log.warning("rastir exporter: gave up on %d spans (%s)", len(batch), self.stats.last_error)
         self.pipeline.add_dropped(dropped + len(batch))
 
     def _send_with_retries(self, body: bytes) -> PushResult:

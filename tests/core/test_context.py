@@ -6,10 +6,11 @@ import asyncio
 import contextvars
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import rastir
@@ -107,7 +108,7 @@ async def test_asyncio_taskgroup_children_have_the_caller_as_parent() -> None:
 def test_anyio_task_groups_keep_parents_on_asyncio_and_trio(backend: str) -> None:
     @rastir.tool(tool_name="leaf")
     async def leaf() -> None:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
 
     @rastir.agent(agent_name="group")
     async def group() -> None:
@@ -194,7 +195,7 @@ def test_a_thread_running_a_copied_context_stays_in_the_trace() -> None:
 
 def test_generator_closed_early_ends_its_span_without_error() -> None:
     @rastir.trace("gen")
-    def numbers() -> Iterator[int]:
+    def numbers() -> Generator[int, None, None]:
         yield from range(100)
 
     with capture_spans() as spans:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -26,11 +26,11 @@ from rastir.testing import CapturedSpans, capture_spans
     ],
 )
 def test_every_decorator_works_bare_and_with_parentheses(decorator: Any, kind: str) -> None:
-    @decorator
+    @decorator  # type: ignore[untyped-decorator]
     def bare(x: int) -> int:
         return x + 1
 
-    @decorator()
+    @decorator()  # type: ignore[untyped-decorator]
     def called(x: int) -> int:
         return x + 2
 
@@ -142,7 +142,7 @@ async def test_async_functions_generators_and_async_generators_are_spans() -> No
 
 def test_generator_return_value_send_and_throw_pass_through() -> None:
     @rastir.trace("echo")
-    def echo() -> Iterator[int]:
+    def echo() -> Generator[int, int | None, None]:
         total = 0
         while True:
             try:
@@ -250,7 +250,8 @@ def test_llm_request_model_survives_an_exception() -> None:
         call(model="gpt-4o-mini")
     span = spans.one(kind="llm")
     assert span.attributes["gen_ai.request.model"] == "gpt-4o-mini"
-    assert span.error is not None and span.error["type"] == "timeout"
+    assert span.error is not None
+    assert span.error["type"] == "timeout"
 
 
 def test_tool_arguments_are_recorded_only_with_capture_content() -> None:

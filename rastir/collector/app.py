@@ -1,0 +1,271 @@
+"""``create_app``: the collector as a Starlette application (DESIGN §6).
+
+Routes:
+
+==========================  ==========================================  ===========
+``POST /v1/telemetry``      ingest a batch (:mod:`.ingest`)              ingest token
+``GET /v1/traces``          trace summaries, filtered and paged          query token
+``GET /v1/traces/{id}``     one trace as a span tree                     query token
+``GET /metrics``            Prometheus text format                       query token*
+``GET /v1/schema``          JSON Schema of the wire format               none
+``GET /health``             the process answers                          none
+``GET /ready``              the store is open and intake is not refused  none
+==========================  ==========================================  ===========
+
+\\* unless ``public_metrics``: label values never carry ids, users or prompts, but
+model, agent and tool names can still be worth keeping to the operator.
+
+Everything the app owns is made here and released by its lifespan: the store (opened
+and closed), the Prometheus ``CollectorRegistry`` (fresh per app, never the global
+one) and the loop-lag watcher.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import CollectorRegistry
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from rastir._wire import json_schema
+from rastir.collector.auth import OK, UNAUTHORIZED, check_bearer
+from rastir.collector.ingest import IngestEndpoint
+from rastir.collector.logs import AccessLogMiddleware
+from rastir.collector.metrics import Metrics, collector_version, counter, gauge
+from rastir.collector.query import QueryError, parse_trace_id, parse_trace_query
+from rastir.collector.settings import CollectorSettings
+from rastir.collector.state import CollectorState, watch_loop_lag
+from rastir.collector.store.base import TraceStore
+
+__all__ = ["create_app", "open_configured_store"]
+
+logger = logging.getLogger("rastir.collector")
+
+_json_encoder = msgspec.json.Encoder()
+
+
+class JSONResponse(Response):
+    """JSON encoded with msgspec (dataclasses and Structs included)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _json_encoder.encode(content)
+
+
+def _error(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"error": reason, "message": message}, status_code=status, headers=headers)
+
+
+def open_configured_store(settings: CollectorSettings) -> TraceStore:
+    """The store ``settings`` names, not yet started."""
+    from rastir.collector.store import open_store
+
+    return open_store(settings.store, settings.data_dir, **settings.store_options())
+
+
+def create_app(
+    settings: CollectorSettings | None = None,
+    *,
+    registry: CollectorRegistry | None = None,
+    store: TraceStore | None = None,
+) -> Starlette:
+    """The collector app. ``store``, when given, is started and closed by the app too.
+
+    Args:
+        settings: the configuration; defaults to ``CollectorSettings()``.
+        registry: where the metrics are registered; a fresh one by default.
+        store: a trace store to use instead of the one ``settings`` names.
+    """
+    settings = settings or CollectorSettings()
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = Metrics(
+        max_label_values=settings.max_label_values, max_series=settings.max_series_per_metric
+    )
+    state = CollectorState(settings, store)
+    metrics.add_source(lambda: _health_metrics(state))
+    metrics.register(registry)
+    ingest = IngestEndpoint(settings, metrics, state)
+    query_token = settings.query_token.encode() if settings.query_token else None
+    metrics_token = None if settings.public_metrics else query_token
+    schema = _json_encoder.encode(json_schema())
+
+    def authorized(
+        token: bytes | None,
+    ) -> Callable[[Callable[[Request], Awaitable[Response]]], Callable[[Request], Awaitable[Response]]]:
+        def wrap(
+            handler: Callable[[Request], Awaitable[Response]],
+        ) -> Callable[[Request], Awaitable[Response]]:
+            async def endpoint(request: Request) -> Response:
+                if token is not None:
+                    code = check_bearer(_header(request, b"authorization"), token)
+                    if code != OK:
+                        if code == UNAUTHORIZED:
+                            return _error(
+                                401,
+                                "unauthorized",
+                                "missing bearer token",
+                                {"www-authenticate": 'Bearer realm="rastir"'},
+                            )
+                        return _error(403, "forbidden", "wrong bearer token")
+                try:
+                    return await handler(request)
+                except QueryError as e:
+                    return _error(400, "bad_request", str(e))
+                except Exception:
+                    logger.exception("%s %s failed", request.method, request.url.path)
+                    return _error(503, "internal_error", "internal error", {"retry-after": "1"})
+
+            endpoint.__name__ = handler.__name__
+            return endpoint
+
+        return wrap
+
+    @authorized(query_token)
+    async def list_traces(request: Request) -> Response:
+        query = parse_trace_query(request.query_params)
+        try:
+            page = await state.store.list_traces(query)
+        except ValueError as e:  # a cursor the store cannot read
+            raise QueryError(str(e))
+        return JSONResponse({"traces": page.traces, "next_cursor": page.next_cursor})
+
+    @authorized(query_token)
+    async def get_trace(request: Request) -> Response:
+        from rastir.collector.store.assemble import build_tree
+
+        trace_id = parse_trace_id(request.path_params["trace_id"])
+        detail = await state.store.get_trace(trace_id)
+        if detail is None:
+            return _error(404, "not_found", f"trace {trace_id} is unknown")
+        return JSONResponse(build_tree(detail))
+
+    @authorized(metrics_token)
+    async def metrics_endpoint(request: Request) -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def schema_endpoint(request: Request) -> Response:
+        return Response(schema, media_type="application/schema+json")
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": collector_version()})
+
+    async def ready(request: Request) -> Response:
+        reason = state.saturation()
+        if reason is None:
+            return JSONResponse({"ready": True})
+        return JSONResponse({"ready": False, "reason": reason}, status_code=503)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        reason = "not_found" if exc.status_code == 404 else "method_not_allowed"
+        return _error(exc.status_code, reason, str(exc.detail), exc.headers)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if state.store is None:
+            state.store = open_configured_store(settings)
+        await state.store.start()
+        state.started = True
+        logger.info(
+            "collector started",
+            extra={"store": settings.store if store is None else type(store).__name__, "ack": settings.ack},
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                if settings.max_loop_lag is not None:
+                    tg.start_soon(watch_loop_lag, state)
+                try:
+                    yield
+                finally:
+                    tg.cancel_scope.cancel()
+        finally:
+            # SIGTERM: uvicorn has stopped accepting and let open requests finish;
+            # refuse anything still arriving, then let the store write its queue.
+            state.started = False
+            state.closing = True
+            with anyio.move_on_after(settings.shutdown_timeout + 1.0, shield=True) as scope:
+                await state.store.close(timeout=settings.shutdown_timeout)
+            if scope.cancelled_caught:
+                logger.error("store did not close within %.1fs", settings.shutdown_timeout + 1.0)
+            logger.info("collector stopped")
+
+    routes = [
+        Route("/v1/telemetry", ingest, methods=["POST"], name="ingest"),
+        Route("/metrics", metrics_endpoint, methods=["GET"]),
+        Route("/v1/traces", list_traces, methods=["GET"]),
+        Route("/v1/traces/{trace_id}", get_trace, methods=["GET"]),
+        Route("/v1/schema", schema_endpoint, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
+    ]
+    middleware = [Middleware(AccessLogMiddleware)] if settings.access_log else []
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.registry = registry
+    app.state.collector = state
+    return app
+
+
+def _header(request: Request, name: bytes) -> bytes | None:
+    for key, value in request.scope["headers"]:
+        if key == name:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+def _health_metrics(state: CollectorState) -> Iterable[Metric]:
+    """Gauges read at scrape time: the store's counters and the collector's load."""
+    yield gauge("rastir_collector_inflight_requests", "Ingest requests being handled.", state.inflight)
+    yield gauge(
+        "rastir_collector_event_loop_lag_seconds",
+        "How late the event loop woke from its last short sleep.",
+        state.loop_lag,
+    )
+    yield gauge(
+        "rastir_collector_up",
+        "1 while the store is open and intake runs; 0 while starting or shutting down.",
+        1.0 if state.started else 0.0,
+    )
+    store = state.store
+    if store is None or not state.started:
+        return
+    try:
+        st = store.stats()
+    except Exception:
+        logger.exception("store stats failed")
+        return
+    yield gauge("rastir_collector_queue_depth", "Spans waiting in the store's write queue.", st.queue_depth)
+    yield gauge(
+        "rastir_collector_queue_capacity", "Capacity of the store's write queue, in spans.", st.queue_capacity
+    )
+    yield gauge("rastir_collector_store_spans", "Spans held by the store.", st.spans_stored)
+    yield gauge("rastir_collector_store_traces", "Traces held by the store.", st.traces_stored)
+    yield gauge("rastir_collector_store_size_bytes", "Size of the store on disk or in memory.", st.size_bytes)
+    yield gauge(
+        "rastir_collector_store_lag_seconds", "Age of the oldest span not yet written.", st.lag_seconds
+    )
+    yield counter(
+        "rastir_collector_store_dropped_spans_total",
+        "Spans the store dropped because its write queue was full.",
+        st.dropped_spans,
+    )
+

@@ -1,0 +1,174 @@
+"""``rastir collector``: serve the collector with uvicorn (httptools).
+
+Every option also reads ``RASTIR_COLLECTOR_<NAME>``; an option given on the command
+line wins. Tokens are better passed by environment: command lines are visible to
+every user of the machine.
+
+Shutdown (SIGTERM or Ctrl-C): uvicorn stops accepting, lets open requests finish for
+up to ``--shutdown-timeout`` seconds, then the app's lifespan refuses intake and
+gives the store as long again to write its queue. The process exits 0 within about
+twice ``--shutdown-timeout`` plus two seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from rastir.collector.logs import configure_logging
+from rastir.collector.metrics import collector_version
+from rastir.collector.settings import ENV_PREFIX, CollectorSettings
+
+__all__ = ["build_parser", "main", "serve"]
+
+logger = logging.getLogger("rastir.collector")
+
+# option -> help; the option's name is the settings field with dashes.
+_OPTIONS: dict[str, str] = {
+    "host": "interface to listen on (default 127.0.0.1)",
+    "port": "TCP port; 0 picks a free one (default 8080)",
+    "data_dir": "directory of the SQLite store (default ./rastir-data)",
+    "store": "trace store: sqlite (default) or memory",
+    "ingest_token": "bearer token POST /v1/telemetry requires (default: none)",
+    "query_token": "bearer token the query API and /metrics require (default: none)",
+    "retention": "delete spans older than this: 3600, 12h, 7d, off (default 7d)",
+    "retention_bytes": "delete the oldest spans beyond this store size: 512MiB, 10GiB, off",
+    "ack": "queued (default): 202 once queued; committed: 202 once durable on disk",
+    "max_body_bytes": "largest body, on the wire and inflated (default 8MiB)",
+    "max_spans_per_batch": "most spans in one batch (default 10000)",
+    "max_attr_value_len": "longer attribute strings are cut (default 4096)",
+    "max_attrs_per_span": "attributes kept per span (default 128)",
+    "max_label_values": "distinct values per metric label before __other__ (default 1000)",
+    "max_series_per_metric": "series per metric group before __other__ (default 10000)",
+    "max_inflight": "ingest requests at once before 429 (default 256)",
+    "max_loop_lag": "event-loop lag that triggers 429: 500ms, 1s, off (default 0.5s)",
+    "queue_capacity": "SQLite write queue, in spans (default 200000)",
+    "memory_max_spans": "spans the memory store keeps (default 200000)",
+    "retry_after": "Retry-After seconds sent with 429 (default 1)",
+    "shutdown_timeout": "seconds for open requests, and again for the store, at exit (default 10)",
+    "log_level": "critical, error, warning, info (default) or debug",
+    "log_format": "logfmt (default) or json",
+}
+_FLAGS: dict[str, str] = {
+    "public_metrics": "serve /metrics without the query token",
+}
+
+
+def build_parser(prog: str = "rastir collector") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the rastir collector: ingest spans, store traces, serve metrics.",
+        epilog=f"Each option can also be set as {ENV_PREFIX}<OPTION> (dashes as underscores).",
+    )
+    for name, help_text in _OPTIONS.items():
+        env = ENV_PREFIX + name.upper()
+        p.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE", help=f"{help_text} [{env}]")
+    for name, help_text in _FLAGS.items():
+        env = ENV_PREFIX + name.upper()
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            action="store_const",
+            const="true",
+            help=f"{help_text} [{env}]",
+        )
+    p.add_argument(
+        "--access-log",
+        dest="access_log",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"one log line per request (default on) [{ENV_PREFIX}ACCESS_LOG]",
+    )
+    p.add_argument("--version", action="version", version=f"rastir {collector_version()}")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
+    """Settings from the environment, overridden by the options given.
+
+    Raises:
+        ValueError: an option or variable is invalid; the message names it.
+    """
+    known = {f.name for f in fields(CollectorSettings)}
+    overrides: dict[str, Any] = {}
+    for name, raw in vars(args).items():
+        if raw is None or name not in known:
+            continue
+        if isinstance(raw, bool):
+            overrides[name] = raw
+        else:
+            overrides[name] = CollectorSettings.parse(name, raw, "--" + name.replace("_", "-"))
+    return CollectorSettings.from_env(**overrides)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, logging the address it really bound (``--port 0``)."""
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.started:
+            return
+        for server in self.servers:
+            for sock in server.sockets:
+                host, port = sock.getsockname()[:2]
+                logger.info("listening", extra={"host": host, "port": port, "url": f"http://{host}:{port}"})
+
+
+def serve(settings: CollectorSettings) -> int:
+    """Run the collector until SIGTERM/SIGINT; returns the exit status."""
+    from rastir.collector.app import create_app
+
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http="httptools",
+        loop="auto",
+        lifespan="on",
+        access_log=False,  # replaced by AccessLogMiddleware's structured line
+        log_config=None,  # configure_logging did it
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=max(1, round(settings.shutdown_timeout)),
+        server_header=False,
+    )
+    server = _Server(config)
+
+    # uvicorn catches SIGTERM while it serves, and re-raises it once it has shut down
+    # gracefully; this handler then turns it into a normal exit (status 0). Before
+    # uvicorn installs its own, it asks the starting server to stop.
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        server.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 0 if server.started or server.should_exit else 1
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "rastir collector") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        return serve(settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
