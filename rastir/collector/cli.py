@@ -146,7 +146,11 @@ def serve(settings: CollectorSettings) -> int:
     # uvicorn catches SIGTERM while it serves, and re-raises it once it has shut down
     # gracefully; this handler then turns it into a normal exit (status 0). Before
     # uvicorn installs its own, it asks the starting server to stop.
+    terminated = False
+
     def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal terminated
+        terminated = True
         server.should_exit = True
 
     previous = signal.signal(signal.SIGTERM, on_signal)
@@ -154,7 +158,8 @@ def serve(settings: CollectorSettings) -> int:
         server.run()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    return 0 if server.started or server.should_exit else 1
+    # Not started and not asked to stop: the store or the socket failed (logged).
+    return 0 if server.started or terminated else 1
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "rastir collector") -> int:
