@@ -10,8 +10,6 @@ Decorate your code, point it at a collector, and every call becomes a span:
     def triage(ticket): ...
 """
 
-from __future__ import annotations
-
 __version__ = "0.1.0"
 
 from rastir._config import Settings, configure, flush, get_settings, shutdown

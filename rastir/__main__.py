@@ -1,6 +1,6 @@
 """The ``rastir`` command. Subcommands are imported only when chosen.
 
-    rastir collector [options]     run the collector (needs the collector extra)
+rastir collector [options]     run the collector (needs the collector extra)
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="rastir", description="rastir command-line tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.add_parser(
-        "collector", help="run the collector (rastir collector --help)", add_help=False
-    )
+    sub.add_parser("collector", help="run the collector (rastir collector --help)", add_help=False)
     if not args or args[0] not in ("collector",):
         parser.print_help(sys.stderr if args else sys.stdout)
         if args and args[0] not in ("-h", "--help"):

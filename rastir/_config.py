@@ -41,6 +41,7 @@ class Settings:
     shutdown_timeout: float = 2.0
     retry_budget: float = 30.0
     gzip: bool = True
+    otel_bridge: bool | None = None
 
     def resource(self) -> dict[str, str | int | float | bool]:
         """The resource attributes sent with every batch."""
@@ -110,6 +111,27 @@ def _resolve(arg: Any, var: str, kind: type, default: Any) -> Any:
     return raw
 
 
+def _resolve_bridge(arg: Any) -> bool | None:
+    if arg is not _UNSET:
+        if arg is not None and not isinstance(arg, bool):
+            raise ValueError(f"otel_bridge must be True, False or None, got {arg!r}")
+        return arg
+    raw = _env("RASTIR_OTEL_BRIDGE")
+    if raw is None or raw.strip().lower() == "auto":
+        return None
+    return _parse_bool("RASTIR_OTEL_BRIDGE", raw)
+
+
+def _bridge_for(s: Settings) -> Any:
+    from rastir._otel import OTelBridge, otel_sdk_configured
+
+    if s.otel_bridge is False or not s.enabled:
+        return None
+    if s.otel_bridge is None and not otel_sdk_configured():
+        return None
+    return OTelBridge()
+
+
 def _validate(s: Settings) -> None:
     if not s.service or not isinstance(s.service, str):
         raise ValueError("service must be a non-empty string")
@@ -159,6 +181,7 @@ def configure(
     headers: Mapping[str, str] | None = _UNSET,
     timeout: float = _UNSET,
     shutdown_timeout: float = _UNSET,
+    otel_bridge: bool | None = _UNSET,
 ) -> Settings:
     """Configure rastir for this process. Safe to call again to reconfigure.
 
@@ -179,6 +202,10 @@ def configure(
         headers: extra HTTP headers for the collector (``RASTIR_HEADERS``, ``k=v,k2=v2``).
         timeout: seconds for one HTTP request to the collector (``RASTIR_TIMEOUT``).
         shutdown_timeout: bound on the flush at exit (``RASTIR_SHUTDOWN_TIMEOUT``).
+        otel_bridge: join OpenTelemetry's context both ways (``RASTIR_OTEL_BRIDGE``):
+            None (``auto``) when an OTel SDK tracer provider is already set, True
+            whenever ``opentelemetry-api`` is installed, False never. See
+            :mod:`rastir._otel`.
 
     Returns:
         The effective settings.
@@ -204,6 +231,7 @@ def configure(
         shutdown_timeout=_resolve(
             shutdown_timeout, "RASTIR_SHUTDOWN_TIMEOUT", float, d.shutdown_timeout
         ),
+        otel_bridge=_resolve_bridge(otel_bridge),
     )
     if isinstance(new.push_url, str):
         object.__setattr__(new, "push_url", new.push_url.rstrip("/") or None)
@@ -215,6 +243,7 @@ def configure(
             # Let the old exporter deliver what it holds before the new one starts.
             old.shutdown(new.shutdown_timeout, drain=True)
         _settings = new
+        PIPELINE.bridge = _bridge_for(new)
         PIPELINE.enabled = new.enabled
         PIPELINE.max_queue = new.max_queue
         if new.enabled and new.push_url:

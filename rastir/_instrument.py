@@ -27,9 +27,17 @@ from typing import Any, TypeVar
 from rastir.context import _current_span
 from rastir.errors import error_info, is_cancellation
 from rastir.export._pipeline import PIPELINE
-from rastir.spans import Span
+from rastir.spans import Span, SpanContext
 
-__all__ = ["Hooks", "instrument", "record_exception"]
+__all__ = [
+    "Hooks",
+    "detach_span",
+    "end_span",
+    "finish_span",
+    "instrument",
+    "record_exception",
+    "start_span",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _log = logging.getLogger("rastir")
@@ -50,6 +58,48 @@ class Hooks:
     def __init__(self, prepare: Prepare | None = None, complete: Complete | None = None) -> None:
         self.prepare = prepare
         self.complete = complete
+
+
+def start_span(
+    name: str,
+    kind: str,
+    attributes: dict[str, Any] | None = None,
+    parent: Span | SpanContext | None = None,
+) -> tuple[Span, Token[Span | SpanContext | None], Any]:
+    """Open a span and make it current (OTel bridge included); close with :func:`end_span`.
+
+    ``parent`` overrides the current context (a remote parent from headers).
+    """
+    bridge = PIPELINE.bridge
+    if parent is None:
+        parent = _current_span.get()
+        if bridge is not None:
+            parent = bridge.parent(parent)
+    span = Span(name, kind, parent, attributes)
+    token = _current_span.set(span)
+    otel = None if bridge is None else bridge.attach(span)
+    return span, token, otel
+
+
+def detach_span(token: Token[Span | SpanContext | None], otel: Any) -> None:
+    """Undo :func:`start_span`'s context changes (the span itself stays open)."""
+    if otel is not None:
+        bridge = PIPELINE.bridge
+        if bridge is not None:
+            bridge.detach(otel)
+    _current_span.reset(token)
+
+
+def finish_span(span: Span) -> None:
+    """Stamp the end and hand the span to the pipeline."""
+    span._t1 = time.perf_counter_ns()
+    PIPELINE.on_end(span)
+
+
+def end_span(span: Span, token: Token[Span | SpanContext | None], otel: Any) -> None:
+    """:func:`detach_span` then :func:`finish_span`."""
+    detach_span(token, otel)
+    finish_span(span)
 
 
 def record_exception(span: Span, exc: BaseException) -> None:
@@ -129,10 +179,13 @@ def _wrap_sync(
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
             return fn(*args, **kwargs)
-        span = Span(name, kind, cur.get())
+        bridge = pipeline.bridge
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent)
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         tokens = _set_labels(labels)
         token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
         try:
             result = fn(*args, **kwargs)
         except BaseException as exc:
@@ -143,6 +196,8 @@ def _wrap_sync(
                 _safe_complete(complete, span, result)
             return result
         finally:
+            if bridge is not None:
+                bridge.detach(otel)
             cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
@@ -167,10 +222,13 @@ def _wrap_async(
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
             return await fn(*args, **kwargs)
-        span = Span(name, kind, cur.get())
+        bridge = pipeline.bridge
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent)
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         tokens = _set_labels(labels)
         token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
@@ -181,6 +239,8 @@ def _wrap_async(
                 _safe_complete(complete, span, result)
             return result
         finally:
+            if bridge is not None:
+                bridge.detach(otel)
             cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
@@ -205,7 +265,9 @@ def _wrap_gen(
     def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
         if not pipeline.enabled:
             return (yield from fn(*args, **kwargs))
-        span = Span(name, kind, cur.get())
+        bridge = pipeline.bridge
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent)
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         gen = fn(*args, **kwargs)
         send: Callable[[Any], Any] = gen.send
@@ -217,6 +279,7 @@ def _wrap_gen(
                 # the yield below (DESIGN §4).
                 tokens = _set_labels(labels)
                 token = cur.set(span)
+                otel = None if bridge is None else bridge.attach(span)
                 try:
                     item = send(value)
                 except StopIteration as stop:
@@ -224,6 +287,8 @@ def _wrap_gen(
                         _safe_complete(complete, span, stop.value)
                     return stop.value
                 finally:
+                    if bridge is not None:
+                        bridge.detach(otel)
                     cur.reset(token)
                     _reset_labels(tokens)
                 items += 1
@@ -285,7 +350,9 @@ def _wrap_async_gen(
                     except BaseException as exc:
                         value = exc
                         asend = agen.athrow
-        span = Span(name, kind, cur.get())
+        bridge = pipeline.bridge
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent)
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         step: Callable[[Any], Any] = agen.asend
         value = None
@@ -296,6 +363,7 @@ def _wrap_async_gen(
                 # the yield below (DESIGN §4).
                 tokens = _set_labels(labels)
                 token = cur.set(span)
+                otel = None if bridge is None else bridge.attach(span)
                 try:
                     item = await step(value)
                 except StopAsyncIteration:
@@ -303,6 +371,8 @@ def _wrap_async_gen(
                         _safe_complete(complete, span, None)
                     return
                 finally:
+                    if bridge is not None:
+                        bridge.detach(otel)
                     cur.reset(token)
                     _reset_labels(tokens)
                 items += 1

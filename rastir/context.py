@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 
+from rastir.export._pipeline import PIPELINE
 from rastir.spans import Span, SpanContext
 
 __all__ = [
@@ -106,7 +107,11 @@ def use_span(span: Span | SpanContext | None) -> Iterator[Span | SpanContext | N
     Use it to continue a trace received from elsewhere: ``with use_span(extract(headers)):``.
     """
     token = _current_span.set(span)
+    bridge = PIPELINE.bridge
+    otel = None if bridge is None or span is None else bridge.attach(span)
     try:
         yield span
     finally:
+        if bridge is not None:
+            bridge.detach(otel)
         _current_span.reset(token)

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from typing import Any, TypeVar, overload
 
 from rastir import _config
-from rastir._instrument import Hooks, Labels, instrument, record_exception
+from rastir._instrument import Hooks, Labels, end_span, instrument, record_exception, start_span
 from rastir._llm import llm_complete, request_model
-from rastir.context import _current_agent, _current_model, _current_provider, _current_span
+from rastir.context import _current_agent, _current_model, _current_provider
 from rastir.export._pipeline import PIPELINE
 from rastir.spans import KINDS, AttributeValue, Span
 
@@ -406,14 +406,11 @@ def span(
     if not PIPELINE.enabled:
         yield None
         return
-    s = Span(name, kind, _current_span.get(), dict(attributes) if attributes else None)
-    token = _current_span.set(s)
+    s, token, otel = start_span(name, kind, dict(attributes) if attributes else None)
     try:
         yield s
     except BaseException as exc:
         record_exception(s, exc)
         raise
     finally:
-        _current_span.reset(token)
-        s.finish()
-        PIPELINE.on_end(s)
+        end_span(s, token, otel)

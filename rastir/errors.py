@@ -19,6 +19,7 @@ __all__ = [
     "CATEGORIES",
     "RastirError",
     "classify",
+    "classify_status",
     "error_info",
     "is_cancellation",
     "register_error_mapping",
@@ -304,6 +305,18 @@ def _status_category(status: int) -> str | None:
         # Includes non-standard 5xx such as Anthropic's 529 "overloaded".
         category = _PROVIDER
     return category
+
+
+def classify_status(status: int) -> str:
+    """The category of an HTTP error status on its own, as a client span records it.
+
+    Statuses with no specific rule fall back by class: other 4xx are
+    ``validation_error`` (the request was refused), anything else ``unknown``.
+    """
+    category = _status_category(status)
+    if category is not None:
+        return category
+    return _VALIDATION if 400 <= status <= 499 else _UNKNOWN
 
 
 def classify(exc: BaseException) -> str:

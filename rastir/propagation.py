@@ -24,6 +24,7 @@ from typing import Any, Final
 from urllib.parse import quote, unquote
 
 from rastir.context import _current_baggage, _current_span
+from rastir.export._pipeline import PIPELINE
 from rastir.spans import Span, SpanContext
 
 __all__ = [
@@ -44,7 +45,7 @@ TRACEPARENT: Final = "traceparent"
 TRACESTATE: Final = "tracestate"
 BAGGAGE: Final = "baggage"
 
-Baggage = tuple[tuple[str, str], ...]
+_Baggage = tuple[tuple[str, str], ...]
 
 # -- limits ---------------------------------------------------------------------------
 # TC §3.2.4: pass-through services "should only disallow prohibitively large headers".
@@ -53,14 +54,14 @@ _MAX_TRACEPARENT: Final = 512
 # TC §3.3.1.5: vendors SHOULD propagate at least 512 characters of combined tracestate.
 # We propagate exactly that much and drop the whole header beyond it.
 _MAX_TRACESTATE: Final = 512
-# TC §3.3.1.2: a list holds at most 32 list-members.
+# TC §3.3.1.1, and the list grammar of §3.3.1.2: at most 32 list-members.
 _MAX_TRACESTATE_MEMBERS: Final = 32
 # A raw tracestate longer than this cannot normalise to 512 characters unless it is
 # padding; refuse it before splitting so a hostile header costs nothing.
 _MAX_TRACESTATE_INPUT: Final = 8192
 # Baggage §3.2.1.1: baggage-string = list-member 0*179( OWS "," OWS list-member ).
 _MAX_BAGGAGE_MEMBERS: Final = 180
-# Baggage §3.3 (Limits): a baggage-string of at least 8192 bytes must be propagated;
+# Baggage, section Limits: a baggage-string of at least 8192 bytes must be propagated;
 # that is also the most we keep or send.
 _MAX_BAGGAGE_BYTES: Final = 8192
 # Properties and whitespace can make a legitimate raw header longer than 8192 bytes,
@@ -77,6 +78,7 @@ _SHAPE: Final = bytes(
 _TEMPLATE: Final = b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-00"
 # RFC 7230 §3.2.3: OWS = *( SP / HTAB ).
 _OWS: Final = " \t"
+_NAMES: Final = frozenset((TRACEPARENT, TRACESTATE, BAGGAGE))
 
 # TC §3.3.1.3.1 (key) and §3.3.1.3.2 (value), Level 1 grammar:
 #   simple-key       = lcalpha 0*255( lcalpha / DIGIT / "_" / "-"/ "*" / "/" )
@@ -179,9 +181,9 @@ def parse_tracestate(value: str) -> str | None:
 
     Every list-member must follow W3C Trace Context §3.3.1.3 (a simple or multi-tenant
     key, ``=``, a printable-ASCII value without ``,`` or ``=``). Empty members and the
-    optional whitespace around members are dropped (§3.3.1.2). The whole value is
+    optional whitespace around members are dropped (§3.3.1.1). The whole value is
     refused, rather than partly kept, when a member is invalid, a key repeats
-    (§3.3.1.4), there are more than 32 members (§3.3.1.2) or the normalised value is
+    (§3.3.1.4), there are more than 32 members (§3.3.1.1) or the normalised value is
     longer than 512 characters (§3.3.1.5).
 
     Args:
@@ -218,7 +220,7 @@ def parse_tracestate(value: str) -> str | None:
 
 
 # -- baggage --------------------------------------------------------------------------
-def parse_baggage(value: str) -> Baggage:
+def parse_baggage(value: str) -> _Baggage:
     """Parse a W3C ``baggage`` value into ``(key, value)`` pairs.
 
     Keys are RFC 7230 tokens and values are percent-decoded as UTF-8, with invalid
@@ -286,11 +288,11 @@ def format_baggage(items: Iterable[tuple[str, str]]) -> str:
     size = -1
     pair: Any
     for pair in items:
-        # Typed pairs of str, but baggage may come from user code: skip anything else.
-        try:
-            key, val = pair
-        except (TypeError, ValueError):
+        # Typed pairs of str, but baggage may come from user code: skip anything else
+        # (a 2-character string would otherwise unpack as a pair).
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             continue
+        key, val = pair
         if not isinstance(key, str) or not isinstance(val, str):
             continue
         if _TOKEN.fullmatch(key) is None:
@@ -351,10 +353,11 @@ def _traceparent_text(value: Any) -> str | None:
     return found
 
 
-def _scan(carrier: Any, want: frozenset[str]) -> dict[str, list[Any]]:
-    """Case-insensitive lookup of the ``want`` names in one pass over the carrier.
+def _scan(carrier: Any) -> dict[str, Any]:
+    """Find the three names in any case, in one pass over the carrier.
 
-    TC §3.2.1 and §3.3.1.1: vendors MUST expect the header name in any case.
+    TC §3.2.1 and §3.3.1: vendors MUST expect the header name in any case. A name found
+    under several keys ("Baggage" and "BAGGAGE") gives a list, read as header lines.
     """
     found: dict[str, list[Any]] = {}
     for raw_key, value in carrier.items():
@@ -363,22 +366,21 @@ def _scan(carrier: Any, want: frozenset[str]) -> dict[str, list[Any]]:
         if key is None or len(key) not in (7, 10, 11) or value is None:
             continue
         name = key.lower()
-        if name in want:
+        if name in _NAMES:
             found.setdefault(name, []).append(value)
-    return found
-
-
-def _merge(values: list[Any]) -> Any:
-    """The values of one name found under several keys, as lines of one header."""
-    if len(values) == 1:
-        return values[0]
-    lines: list[Any] = []
-    for value in values:
-        if isinstance(value, (list, tuple)):
-            lines.extend(value)
-        else:
-            lines.append(value)
-    return lines
+    merged: dict[str, Any] = {}
+    for name, values in found.items():
+        if len(values) == 1:
+            merged[name] = values[0]
+            continue
+        lines: list[Any] = []
+        for value in values:
+            if isinstance(value, (list, tuple)):
+                lines.extend(value)
+            else:
+                lines.append(value)
+        merged[name] = lines
+    return merged
 
 
 def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
@@ -409,26 +411,16 @@ def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
             try:
                 scan = len(carrier) > 3 - missing
             except TypeError:
-                scan = True  # not sized, like some email.message.Message carriers
-        else:
-            scan = False
-        if scan:
-            want = frozenset(
-                name
-                for name, val in (
-                    (TRACEPARENT, traceparent),
-                    (TRACESTATE, tracestate),
-                    (BAGGAGE, baggage),
-                )
-                if val is None
-            )
-            found = _scan(carrier, want)
-            if TRACEPARENT in found:
-                traceparent = _merge(found[TRACEPARENT])
-            if TRACESTATE in found:
-                tracestate = _merge(found[TRACESTATE])
-            if BAGGAGE in found:
-                baggage = _merge(found[BAGGAGE])
+                scan = True  # has get and items but no len
+            if scan:
+                found = _scan(carrier)
+                # The exact lowercase key, when present, wins over other spellings.
+                if traceparent is None:
+                    traceparent = found.get(TRACEPARENT)
+                if tracestate is None:
+                    tracestate = found.get(TRACESTATE)
+                if baggage is None:
+                    baggage = found.get(BAGGAGE)
         if type(traceparent) is str:
             ids = _parse_traceparent(traceparent)
         elif traceparent is None:
@@ -439,6 +431,7 @@ def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
         if ids is None:
             # TC §3.3: without a valid traceparent, tracestate is not even parsed.
             return None
+        tid, sid, flags = ids
         state = None
         if tracestate is not None:
             text = _text(tracestate)
@@ -448,8 +441,8 @@ def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
             text = _text(baggage)
             entries = parse_baggage(text) if text is not None else ()
             if entries:
-                return SpanContext(ids[0], ids[1], ids[2], state, baggage=entries)
-        return SpanContext(ids[0], ids[1], ids[2], state)
+                return SpanContext(tid, sid, flags, state, baggage=entries)
+        return SpanContext(tid, sid, flags, state)
     except Exception:
         # Telemetry never breaks the host: a carrier whose get, len, items or keys
         # misbehave is the same as a carrier without a trace.
@@ -513,8 +506,12 @@ def continue_trace(carrier: Mapping[str, Any]) -> Iterator[SpanContext | None]:
         return
     span_token = _current_span.set(context)
     baggage_token = _current_baggage.set(context.baggage)
+    bridge = PIPELINE.bridge
+    otel = None if bridge is None else bridge.attach(context)
     try:
         yield context
     finally:
+        if bridge is not None:
+            bridge.detach(otel)
         _current_baggage.reset(baggage_token)
         _current_span.reset(span_token)

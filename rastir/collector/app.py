@@ -65,7 +65,9 @@ class JSONResponse(Response):
         return _json_encoder.encode(content)
 
 
-def _error(status: int, reason: str, message: str, headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     return JSONResponse({"error": reason, "message": message}, status_code=status, headers=headers)
 
 
@@ -104,7 +106,9 @@ def create_app(
 
     def authorized(
         token: bytes | None,
-    ) -> Callable[[Callable[[Request], Awaitable[Response]]], Callable[[Request], Awaitable[Response]]]:
+    ) -> Callable[
+        [Callable[[Request], Awaitable[Response]]], Callable[[Request], Awaitable[Response]]
+    ]:
         def wrap(
             handler: Callable[[Request], Awaitable[Response]],
         ) -> Callable[[Request], Awaitable[Response]]:
@@ -181,7 +185,10 @@ def create_app(
         state.started = True
         logger.info(
             "collector started",
-            extra={"store": settings.store if store is None else type(store).__name__, "ack": settings.ack},
+            extra={
+                "store": settings.store if store is None else type(store).__name__,
+                "ack": settings.ack,
+            },
         )
         try:
             async with anyio.create_task_group() as tg:
@@ -234,7 +241,9 @@ def _header(request: Request, name: bytes) -> bytes | None:
 
 def _health_metrics(state: CollectorState) -> Iterable[Metric]:
     """Gauges read at scrape time: the store's counters and the collector's load."""
-    yield gauge("rastir_collector_inflight_requests", "Ingest requests being handled.", state.inflight)
+    yield gauge(
+        "rastir_collector_inflight_requests", "Ingest requests being handled.", state.inflight
+    )
     yield gauge(
         "rastir_collector_event_loop_lag_seconds",
         "How late the event loop woke from its last short sleep.",
@@ -253,19 +262,28 @@ def _health_metrics(state: CollectorState) -> Iterable[Metric]:
     except Exception:
         logger.exception("store stats failed")
         return
-    yield gauge("rastir_collector_queue_depth", "Spans waiting in the store's write queue.", st.queue_depth)
     yield gauge(
-        "rastir_collector_queue_capacity", "Capacity of the store's write queue, in spans.", st.queue_capacity
+        "rastir_collector_queue_depth", "Spans waiting in the store's write queue.", st.queue_depth
+    )
+    yield gauge(
+        "rastir_collector_queue_capacity",
+        "Capacity of the store's write queue, in spans.",
+        st.queue_capacity,
     )
     yield gauge("rastir_collector_store_spans", "Spans held by the store.", st.spans_stored)
     yield gauge("rastir_collector_store_traces", "Traces held by the store.", st.traces_stored)
-    yield gauge("rastir_collector_store_size_bytes", "Size of the store on disk or in memory.", st.size_bytes)
     yield gauge(
-        "rastir_collector_store_lag_seconds", "Age of the oldest span not yet written.", st.lag_seconds
+        "rastir_collector_store_size_bytes",
+        "Size of the store on disk or in memory.",
+        st.size_bytes,
+    )
+    yield gauge(
+        "rastir_collector_store_lag_seconds",
+        "Age of the oldest span not yet written.",
+        st.lag_seconds,
     )
     yield counter(
         "rastir_collector_store_dropped_spans_total",
         "Spans the store dropped because its write queue was full.",
         st.dropped_spans,
     )
-

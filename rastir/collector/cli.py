@@ -70,7 +70,9 @@ def build_parser(prog: str = "rastir collector") -> argparse.ArgumentParser:
     )
     for name, help_text in _OPTIONS.items():
         env = ENV_PREFIX + name.upper()
-        p.add_argument("--" + name.replace("_", "-"), dest=name, metavar="VALUE", help=f"{help_text} [{env}]")
+        p.add_argument(
+            "--" + name.replace("_", "-"), dest=name, metavar="VALUE", help=f"{help_text} [{env}]"
+        )
     for name, help_text in _FLAGS.items():
         env = ENV_PREFIX + name.upper()
         p.add_argument(
@@ -119,7 +121,9 @@ class _Server(uvicorn.Server):
         for server in self.servers:
             for sock in server.sockets:
                 host, port = sock.getsockname()[:2]
-                logger.info("listening", extra={"host": host, "port": port, "url": f"http://{host}:{port}"})
+                logger.info(
+                    "listening", extra={"host": host, "port": port, "url": f"http://{host}:{port}"}
+                )
 
 
 def serve(settings: CollectorSettings) -> int:

@@ -80,7 +80,11 @@ class Rejection(Exception):
     """An ingest request refused with a 4xx/503: the status, a reason code, a message."""
 
     def __init__(
-        self, status: int, reason: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+        self,
+        status: int,
+        reason: str,
+        message: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -100,7 +104,9 @@ def _encode_error(reason: str, message: str) -> bytes:
 class IngestEndpoint:
     """The ASGI app behind ``POST /v1/telemetry`` (Starlette treats an instance as ASGI)."""
 
-    def __init__(self, settings: CollectorSettings, metrics: Metrics, state: CollectorState) -> None:
+    def __init__(
+        self, settings: CollectorSettings, metrics: Metrics, state: CollectorState
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.state = state
@@ -257,7 +263,9 @@ class IngestEndpoint:
                     self._retry_after,
                 )
             except StoreClosedError:
-                raise Rejection(503, "shutting_down", "collector is shutting down", self._retry_after)
+                raise Rejection(
+                    503, "shutting_down", "collector is shutting down", self._retry_after
+                )
         elif not store.submit(rows):
             raise Rejection(
                 429,
@@ -373,7 +381,12 @@ class IngestEndpoint:
             max(map(len, maps)) > max_attrs
             or max(map(len, filter(_is_str, values)), default=0) > max_len
             or max(map(len, map(_get_name, spans))) > max_len
-            or any(map(self._list_too_long, filter(_is_list, chain.from_iterable(map(dict.values, maps)))))
+            or any(
+                map(
+                    self._list_too_long,
+                    filter(_is_list, chain.from_iterable(map(dict.values, maps))),
+                )
+            )
         ):
             for s in spans:
                 s.attributes = self._cut_attrs(s.attributes)

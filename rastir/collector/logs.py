@@ -55,7 +55,10 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 def _timestamp(created: float) -> str:
     # RFC 3339, UTC, milliseconds.
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created % 1 * 1000):03d}Z"
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -85,7 +88,9 @@ def _logfmt_value(value: Any) -> str:
     return text
 
 
-def configure_logging(level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None) -> None:
+def configure_logging(
+    level: str = "info", fmt: str = "logfmt", stream: TextIO | None = None
+) -> None:
     """Send every log line of the process (ours and uvicorn's) through one formatter."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else LogfmtFormatter())

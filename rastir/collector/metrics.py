@@ -42,7 +42,27 @@ _MAX_LABEL_LEN: Final = 128  # longer label values are cut; a label is a name, n
 
 # Buckets, in seconds unless named otherwise. LLM calls run from sub-second to many
 # minutes (reasoning models, long generations); tools and MCP calls are mostly fast.
-LLM_BUCKETS: Final = (0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600)
+LLM_BUCKETS: Final = (
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2,
+    3,
+    5,
+    7.5,
+    10,
+    15,
+    20,
+    30,
+    45,
+    60,
+    90,
+    120,
+    180,
+    300,
+    600,
+)
 TTFT_BUCKETS: Final = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 30)
 AGENT_BUCKETS: Final = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 TOOL_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -186,7 +206,16 @@ class Group(Generic[_B]):
     the group. Only unfolded tuples are keys, so it is bounded by ``max_series``.
     """
 
-    __slots__ = ("bundles", "labelnames", "make", "max_series", "max_values", "name", "overflow", "seen")
+    __slots__ = (
+        "bundles",
+        "labelnames",
+        "make",
+        "max_series",
+        "max_values",
+        "name",
+        "overflow",
+        "seen",
+    )
 
     def __init__(
         self,
@@ -377,9 +406,13 @@ class Metrics(Collector):
         )
         # agents
         agent = ("service", "agent")
-        self.agent_runs = C("rastir_agent_runs_total", "Agent runs, by outcome.", (*agent, "status"))
+        self.agent_runs = C(
+            "rastir_agent_runs_total", "Agent runs, by outcome.", (*agent, "status")
+        )
         self.agent_errors = C(
-            "rastir_agent_errors_total", "Failed agent runs, by error category.", (*agent, "error_type")
+            "rastir_agent_errors_total",
+            "Failed agent runs, by error category.",
+            (*agent, "error_type"),
         )
         self.agent_duration = H(
             "rastir_agent_duration_seconds", "Duration of agent runs.", agent, AGENT_BUCKETS
@@ -388,7 +421,9 @@ class Metrics(Collector):
         tool = ("service", "tool", "agent")
         self.tool_calls = C("rastir_tool_calls_total", "Tool calls, by outcome.", (*tool, "status"))
         self.tool_errors = C(
-            "rastir_tool_errors_total", "Failed tool calls, by error category.", (*tool, "error_type")
+            "rastir_tool_errors_total",
+            "Failed tool calls, by error category.",
+            (*tool, "error_type"),
         )
         self.tool_duration = H(
             "rastir_tool_duration_seconds", "Duration of tool calls.", tool, TOOL_BUCKETS
@@ -404,7 +439,10 @@ class Metrics(Collector):
             (*ret, "error_type"),
         )
         self.retrieval_duration = H(
-            "rastir_retrieval_duration_seconds", "Duration of retrieval calls.", ret, RETRIEVAL_BUCKETS
+            "rastir_retrieval_duration_seconds",
+            "Duration of retrieval calls.",
+            ret,
+            RETRIEVAL_BUCKETS,
         )
         self.retrieval_documents = C(
             "rastir_retrieval_documents_total", "Documents returned by retrieval calls.", ret
@@ -417,7 +455,9 @@ class Metrics(Collector):
             (*mcp, "status"),
         )
         self.mcp_errors = C(
-            "rastir_mcp_errors_total", "Failed MCP operations, by error category.", (*mcp, "error_type")
+            "rastir_mcp_errors_total",
+            "Failed MCP operations, by error category.",
+            (*mcp, "error_type"),
         )
         self.mcp_duration = H(
             "rastir_mcp_duration_seconds", "Duration of MCP operations.", mcp, TOOL_BUCKETS
@@ -436,7 +476,9 @@ class Metrics(Collector):
         # @metric functions
         fn = ("service", "function")
         self.fn_calls = C(
-            "rastir_function_calls_total", "Calls of @metric functions, by outcome.", (*fn, "status")
+            "rastir_function_calls_total",
+            "Calls of @metric functions, by outcome.",
+            (*fn, "status"),
         )
         self.fn_errors = C(
             "rastir_function_errors_total",
@@ -458,7 +500,9 @@ class Metrics(Collector):
         )
         # every span
         self.spans = C(
-            "rastir_spans_total", "Spans received, by kind and status.", ("service", "kind", "status")
+            "rastir_spans_total",
+            "Spans received, by kind and status.",
+            ("service", "kind", "status"),
         )
 
         # the collector's own health
@@ -538,9 +582,7 @@ class Metrics(Collector):
             lambda k: _Timed(self.fn_calls, self.fn_errors, self.fn_duration, k),
         )
         self.g_eval: Group[_Eval] = G("rastir_evaluation", ev, lambda k: _Eval(self, k))
-        self.g_service: Group[_Service] = G(
-            "rastir_collector", svc, lambda k: _Service(self, k)
-        )
+        self.g_service: Group[_Service] = G("rastir_collector", svc, lambda k: _Service(self, k))
         self._handlers: dict[str, Callable[[str, WireSpan, float, dict[str, Any]], None]] = {
             "llm": self._llm,
             "tool": self._tool,
@@ -575,7 +617,9 @@ class Metrics(Collector):
     def _group(
         self, name: str, labels: Sequence[str], make: Callable[[tuple[str, ...]], _B]
     ) -> Group[_B]:
-        return Group(name, labels, make, self.label_overflow, self.max_label_values, self.max_series)
+        return Group(
+            name, labels, make, self.label_overflow, self.max_label_values, self.max_series
+        )
 
     # --- exposition
 

@@ -113,9 +113,7 @@ def parse_trace_query(params: QueryParams) -> TraceQuery:
     keys = list(params.keys())
     unknown = sorted(set(keys) - _PARAMS)
     if unknown:
-        raise QueryError(
-            f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(_PARAMS))}"
-        )
+        raise QueryError(f"unknown parameter {unknown[0]!r}; known: {', '.join(sorted(_PARAMS))}")
     for key in set(keys):
         if len(params.getlist(key)) > 1:
             raise QueryError(f"parameter {key!r} is given more than once")

@@ -290,7 +290,9 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "query_token": _parse_optional_str,
     "public_metrics": _parse_bool,
     "retention": parse_duration,
-    "retention_bytes": lambda n, r: None if r.strip().lower() in ("", "off", "none") else parse_bytes(n, r),
+    "retention_bytes": lambda n, r: (
+        None if r.strip().lower() in ("", "off", "none") else parse_bytes(n, r)
+    ),
     "max_body_bytes": parse_bytes,
     "max_spans_per_batch": _parse_int,
     "max_attr_value_len": _parse_int,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from rastir._otel import OTelBridge
     from rastir.spans import Span
 
 __all__ = ["PIPELINE", "Pipeline", "SpanSink"]
@@ -34,6 +35,7 @@ class Pipeline:
     __slots__ = (
         "_drop_lock",
         "_wake_pending",
+        "bridge",
         "dropped",
         "enabled",
         "max_queue",
@@ -46,6 +48,8 @@ class Pipeline:
 
     def __init__(self, max_queue: int = 8192) -> None:
         self.enabled = True
+        # The OpenTelemetry bridge (rastir._otel.OTelBridge) when it is on.
+        self.bridge: OTelBridge | None = None
         self.queueing = True
         self.queue: deque[Span] = deque()
         self.max_queue = max_queue

@@ -907,6 +907,7 @@ def test_all_lists_exactly_the_public_api() -> None:
         "CATEGORIES",
         "RastirError",
         "classify",
+        "classify_status",
         "error_info",
         "is_cancellation",
         "register_error_mapping",
@@ -915,6 +916,24 @@ def test_all_lists_exactly_the_public_api() -> None:
     ]
     assert all(hasattr(errors, name) for name in errors.__all__)
     assert issubclass(RastirError, Exception)
+
+
+@pytest.mark.parametrize(
+    ("status", "category"),
+    [
+        (429, "rate_limit"),
+        (408, "timeout"),
+        (504, "timeout"),
+        (422, "validation_error"),
+        (418, "validation_error"),
+        (401, "provider_error"),
+        (503, "provider_error"),
+        (529, "provider_error"),
+        (302, "unknown"),
+    ],
+)
+def test_classify_status_maps_an_http_status_on_its_own(status: int, category: str) -> None:
+    assert errors.classify_status(status) == category
 
 
 def test_the_module_itself_imports_no_sdk_event_loop_or_typing() -> None:

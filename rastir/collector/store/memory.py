@@ -93,7 +93,7 @@ class MemoryStore:
             raise ValueError(f"limit must be at least 1, not {query.limit}")
         order = self._order
         low: _Key = (query.start_ns, "") if query.start_ns is not None else (-1, "")
-        high: _Key = decode_cursor(query.cursor) if query.cursor else (1 << 64, "")
+        high: _Key = decode_cursor(query.cursor, str) if query.cursor else (1 << 64, "")
         if query.end_ns is not None:
             high = min(high, (query.end_ns, ""))
 

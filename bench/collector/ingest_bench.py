@@ -1,0 +1,256 @@
+"""Collector ingest throughput over HTTP: wrk posting 100-span batches.
+
+Variants, each its own uvicorn (httptools) process on 127.0.0.1, run interleaved and
+in rotating order, one fresh server per run:
+
+* ``bare``: a Starlette endpoint that reads the body and answers 202 (the ceiling);
+* ``memory``: ``rastir collector --store memory``;
+* ``sqlite``: ``rastir collector`` with its default SQLite store.
+
+Then an overload run: the memory collector under far more connections than it needs
+to be saturated, showing 429s (refused before decoding) and the accepted rate kept.
+
+Prints a table (median of the rounds, ratios against ``bare``) and writes JSON to
+``bench/results/collector_ingest.json``. Needs ``wrk`` (Debian package ``wrk``).
+
+    python bench/collector/ingest_bench.py                 # 7 rounds of 8 s
+    python bench/collector/ingest_bench.py --rounds 3 --duration 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+sys.path.insert(0, str(HERE))
+
+from payload import PREFIX, SPANS_PER_BATCH, body  # noqa: E402
+
+LUA = HERE / "post_batch.lua"
+RESULTS = ROOT / "bench" / "results"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+
+class Server:
+    def __init__(self, variant: str, port: int, workdir: Path, extra: list[str]) -> None:
+        self.variant = variant
+        self.port = port
+        self.log = open(workdir / f"{variant}-{port}.log", "wb")  # noqa: SIM115
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        if variant == "bare":
+            cmd = [
+                sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(HERE),
+                "--host", "127.0.0.1", "--port", str(port), "--http", "httptools",
+                "--no-access-log", "--log-level", "warning",
+            ]
+        else:
+            data = workdir / f"data-{port}"
+            cmd = [
+                sys.executable, "-m", "rastir.collector", "--host", "127.0.0.1", "--port", str(port),
+                "--store", variant, "--data-dir", str(data), *extra,
+            ]
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env, preexec_fn=_raise_nofile)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.variant} server exited with {self.proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"{self.variant} server did not start")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current RSS, peak RSS) in MB."""
+        cur = peak = 0.0
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    cur = int(line.split()[1]) / 1024
+                elif line.startswith("VmHWM:"):
+                    peak = int(line.split()[1]) / 1024
+        return cur, peak
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+            return str(r.read().decode())
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def run_wrk(port: int, connections: int, duration: float, threads: int, body_file: Path) -> dict[str, Any]:
+    cmd = [
+        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
+        "-s", str(LUA), f"http://127.0.0.1:{port}",
+    ]
+    env = dict(os.environ, BODY_FILE=str(body_file))
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60, preexec_fn=_raise_nofile)
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            res: dict[str, Any] = json.loads(line[len("RESULT "):])
+            return res
+    raise RuntimeError(f"wrk printed no result: {out.stdout}\n{out.stderr}")
+
+
+def measure(variant: str, args: argparse.Namespace, workdir: Path, body_file: Path, connections: int, extra: list[str]) -> dict[str, Any]:
+    port = free_port()
+    server = Server(variant, port, workdir, extra)
+    try:
+        if args.warmup > 0:
+            run_wrk(port, connections, args.warmup, args.threads, body_file)
+        res = run_wrk(port, connections, args.duration, args.threads, body_file)
+        rss, peak = server.rss_mb()
+        seconds = res["duration_us"] / 1e6
+        accepted = res["statuses"].get("202", 0)
+        out = {
+            "variant": variant,
+            "connections": connections,
+            "seconds": seconds,
+            "requests": res["requests"],
+            "accepted_requests": accepted,
+            "refused_429": res["statuses"].get("429", 0),
+            "statuses": res["statuses"],
+            "spans_per_s": accepted * SPANS_PER_BATCH / seconds,
+            "requests_per_s": res["requests"] / seconds,
+            "p50_ms": res["p50_us"] / 1000,
+            "p99_ms": res["p99_us"] / 1000,
+            "max_ms": res["max_us"] / 1000,
+            "socket_errors": res["errors_connect"] + res["errors_read"] + res["errors_write"] + res["errors_timeout"],
+            "rss_mb": rss,
+            "peak_rss_mb": peak,
+        }
+        if variant != "bare":
+            text = server.metrics()
+            out["collector_rejections"] = {
+                line.split('reason="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("rastir_collector_rejected_requests_total{")
+            }
+        return out
+    finally:
+        server.stop()
+        shutil.rmtree(workdir / f"data-{port}", ignore_errors=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--duration", type=float, default=8.0, help="seconds per measured wrk run")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run")
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--overload-connections", type=int, default=0, help="default: 64 x --connections")
+    p.add_argument("--threads", type=int, default=1, help="wrk threads (the machine has few cores)")
+    p.add_argument("--variants", default="bare,memory,sqlite")
+    p.add_argument("--no-overload", action="store_true")
+    p.add_argument("--collector-args", default="", help="extra collector options, space separated")
+    p.add_argument("--out", type=Path, default=RESULTS / "collector_ingest.json")
+    args = p.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    variants = [v for v in args.variants.split(",") if v]
+    extra = args.collector_args.split()
+    workdir = Path(tempfile.mkdtemp(prefix="rastir-bench-"))
+    body_file = workdir / "body.json"
+    template = body()
+    assert template.count(PREFIX.encode()) >= SPANS_PER_BATCH
+    body_file.write_bytes(template)
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    try:
+        for r in range(args.rounds):
+            order = variants[r % len(variants):] + variants[: r % len(variants)]
+            for v in order:
+                res = measure(v, args, workdir, body_file, args.connections, extra)
+                runs[v].append(res)
+                print(f"round {r + 1}/{args.rounds} {v:7s} {res['spans_per_s']:>10,.0f} spans/s  p99 {res['p99_ms']:6.1f} ms  "
+                      f"rss {res['rss_mb']:5.0f} MB  statuses {res['statuses']}", flush=True)
+        overload = None
+        if not args.no_overload and "memory" in variants:
+            oc = args.overload_connections or args.connections * 64
+            overload = measure("memory", args, workdir, body_file, oc, extra)
+            print(f"overload memory c={oc}: {overload['spans_per_s']:,.0f} spans/s accepted, "
+                  f"{overload['refused_429']} x 429, p99 {overload['p99_ms']:.1f} ms, statuses {overload['statuses']}", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def med(v: str, key: str) -> float:
+        return statistics.median(x[key] for x in runs[v])
+
+    base = med("bare", "spans_per_s") if "bare" in runs else None
+    print()
+    print(f"collector ingest, {SPANS_PER_BATCH}-span batches, wrk -t{args.threads} -c{args.connections}, "
+          f"{args.duration:g}s x {args.rounds} rounds (median)")
+    print(f"{'variant':10s} {'spans/s':>12s} {'vs bare':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'RSS MB':>8s} {'429s':>6s}")
+    summary: dict[str, Any] = {}
+    for v in variants:
+        sps = med(v, "spans_per_s")
+        row = {
+            "spans_per_s": sps,
+            "ratio_vs_bare": sps / base if base else None,
+            "p50_ms": med(v, "p50_ms"),
+            "p99_ms": med(v, "p99_ms"),
+            "rss_mb": med(v, "rss_mb"),
+            "refused_429": med(v, "refused_429"),
+        }
+        summary[v] = row
+        ratio = f"{row['ratio_vs_bare']:.2f}" if base else "-"
+        print(f"{v:10s} {sps:>12,.0f} {ratio:>8s} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['rss_mb']:>8.0f} {row['refused_429']:>6.0f}")
+    if overload is not None:
+        cap = summary.get("memory", {}).get("spans_per_s")
+        kept = overload["spans_per_s"] / cap if cap else None
+        summary["overload"] = {**overload, "kept_vs_capacity": kept}
+        print(f"{'overload':10s} {overload['spans_per_s']:>12,.0f} {'':>8s} {overload['p50_ms']:>8.1f} "
+              f"{overload['p99_ms']:>8.1f} {overload['rss_mb']:>8.0f} {overload['refused_429']:>6d}   "
+              f"c={overload['connections']}, kept {kept:.0%} of memory capacity" if kept else "")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({
+        "benchmark": "collector_ingest",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "summary": summary,
+        "runs": runs,
+    }, indent=2))
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
