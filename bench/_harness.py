@@ -28,16 +28,17 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "CLOCKS",
     "RESULTS_DIR",
     "ROOT",
-    "CLOCKS",
     "Runner",
     "Variant",
     "base_parser",
-    "cpu_ns",
     "calibrate",
+    "cpu_ns",
     "fmt_ratio",
     "interleave",
+    "load_note",
     "machine_info",
     "median",
     "paired",
@@ -50,6 +51,9 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
+# Neighbours skew every figure on a shared machine: the JSON records the load average
+# when the script started and when it wrote its results.
+_LOAD_AT_START = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 # Run ``n`` iterations of the thing measured and return the elapsed (wall, thread-CPU)
 # nanoseconds of the timed part only; set-up and clean-up stay outside the clocks.
@@ -125,9 +129,7 @@ def interleave(
 
 def paired(variant: Variant, baseline: Variant, clock: str = "cpu") -> list[float]:
     """Per-round differences ``variant - baseline`` (ns per iteration)."""
-    return [
-        a - b for a, b in zip(variant.samples[clock], baseline.samples[clock], strict=True)
-    ]
+    return [a - b for a, b in zip(variant.samples[clock], baseline.samples[clock], strict=True)]
 
 
 def verdict(value: float, goal: float) -> str:
@@ -190,7 +192,8 @@ def machine_info() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "loadavg_at_start": _LOAD_AT_START,
+        "loadavg_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "packages": {
             name: _version(name)
             for name in (
@@ -205,6 +208,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def load_note() -> str:
+    """``load average 0.4 -> 1.2 on 2 CPUs``: how busy the machine was during the run."""
+    if _LOAD_AT_START is None or not hasattr(os, "getloadavg"):
+        return ""
+    return (
+        f"load average {_LOAD_AT_START[0]:.2f} -> {os.getloadavg()[0]:.2f} "
+        f"on {machine_info()['nproc']} CPUs"
+    )
+
+
 def base_parser(description: str | None) -> argparse.ArgumentParser:
     """The options every bench script shares: ``--quick``, ``--rounds``, ``--no-json``."""
     parser = argparse.ArgumentParser(
@@ -213,8 +226,12 @@ def base_parser(description: str | None) -> argparse.ArgumentParser:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: few, short rounds (numbers are rough)"
     )
-    parser.add_argument("--rounds", type=int, default=None, help="measured rounds (default: per script)")
-    parser.add_argument("--no-json", action="store_true", help="do not write bench/results/<name>.json")
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="measured rounds (default: per script)"
+    )
+    parser.add_argument(
+        "--no-json", action="store_true", help="do not write bench/results/<name>.json"
+    )
     return parser
 
 

@@ -47,16 +47,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-import _harness as h  # noqa: E402
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider  # noqa: E402
-from opentelemetry.sdk.trace.export import (  # noqa: E402
+import _harness as h
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     SpanExporter,
     SpanExportResult,
 )
 
-import rastir  # noqa: E402
-from rastir.export._pipeline import PIPELINE  # noqa: E402
+import rastir
+from rastir.export._pipeline import PIPELINE
 
 wall, cpu = h.wall_ns, h.cpu_ns
 
@@ -205,15 +205,13 @@ class Row:
     variant: h.Variant
     suite: str
     baseline: str | None = None  # name of the bare variant it is paired with
-    peer: str | None = None  # name of the OTel variant it is compared with
+    peers: tuple[str, ...] = ()  # OTel variants it is compared with: the cheapest is the peer
     goal_ns: float | None = None
     goal_ratio: float | None = None
     note: str = ""
 
 
-def build_suites(
-    tracer: Any, loop: asyncio.AbstractEventLoop
-) -> dict[str, list[Row]]:
+def build_suites(tracer: Any, loop: asyncio.AbstractEventLoop) -> dict[str, list[Row]]:
     """Each suite is interleaved on its own; every row's baseline is in its suite."""
     start_span = tracer.start_as_current_span
     a = ATTRS
@@ -239,6 +237,10 @@ def build_suites(
         with start_span("x"):
             return 1
 
+    def otel_with_static() -> int:
+        with start_span("x", attributes=a):
+            return 1
+
     def otel_with_attrs() -> int:
         with start_span("x") as span:
             span.set_attribute(k1, v1)
@@ -257,16 +259,31 @@ def build_suites(
 
     sync = [
         Row(h.Variant("bare sync", call0(bare)), "sync"),
-        Row(h.Variant("rastir @trace", call0(r_trace)), "sync", "bare sync", "otel with", GOAL_TRACE_NS, GOAL_TRACE_RATIO),
+        Row(
+            h.Variant("rastir @trace", call0(r_trace)),
+            "sync",
+            "bare sync",
+            ("otel with", "otel @decorator"),
+            GOAL_TRACE_NS,
+            GOAL_TRACE_RATIO,
+        ),
         Row(h.Variant("otel with", call0(otel_with)), "sync", "bare sync"),
         Row(h.Variant("otel @decorator", call0(o_deco)), "sync", "bare sync"),
-        Row(h.Variant("rastir @trace(attributes=6)", call0(r_static)), "sync", "bare sync", "otel @decorator(attributes=6)", GOAL_TRACE_NS, GOAL_TRACE_RATIO),
+        Row(
+            h.Variant("rastir @trace(attributes=6)", call0(r_static)),
+            "sync",
+            "bare sync",
+            ("otel with(attributes=6)", "otel @decorator(attributes=6)"),
+            GOAL_TRACE_NS,
+            GOAL_TRACE_RATIO,
+        ),
+        Row(h.Variant("otel with(attributes=6)", call0(otel_with_static)), "sync", "bare sync"),
         Row(h.Variant("otel @decorator(attributes=6)", call0(o_deco_attrs)), "sync", "bare sync"),
         Row(
             h.Variant("rastir @trace + 6 set_attribute", call0(r_dyn)),
             "sync",
             "bare sync",
-            "otel with + 6 set_attribute",
+            ("otel with + 6 set_attribute",),
             None,
             GOAL_TRACE_RATIO,
             "1 µs goal is for the span; the 6 calls are user code",
@@ -286,7 +303,14 @@ def build_suites(
     o_adeco = start_span("x")(abare)
     asyn = [
         Row(h.Variant("bare async", await0(loop, abare)), "async"),
-        Row(h.Variant("rastir @trace async", await0(loop, r_async)), "async", "bare async", "otel with async", GOAL_TRACE_NS, GOAL_TRACE_RATIO),
+        Row(
+            h.Variant("rastir @trace async", await0(loop, r_async)),
+            "async",
+            "bare async",
+            ("otel with async", "otel @decorator async"),
+            GOAL_TRACE_NS,
+            GOAL_TRACE_RATIO,
+        ),
         Row(h.Variant("otel with async", await0(loop, otel_awith)), "async", "bare async"),
         Row(h.Variant("otel @decorator async", await0(loop, o_adeco)), "async", "bare async"),
     ]
@@ -312,8 +336,16 @@ def build_suites(
 
     llm = [
         Row(h.Variant("bare chat()", call_llm(chat)), "llm"),
-        Row(h.Variant("rastir @llm (dict)", call_llm(rastir.llm(chat))), "llm", "bare chat()", "otel manual gen_ai attrs (dict)", GOAL_LLM_NS),
-        Row(h.Variant("otel manual gen_ai attrs (dict)", call_llm(otel_chat)), "llm", "bare chat()"),
+        Row(
+            h.Variant("rastir @llm (dict)", call_llm(rastir.llm(chat))),
+            "llm",
+            "bare chat()",
+            ("otel manual gen_ai attrs (dict)",),
+            GOAL_LLM_NS,
+        ),
+        Row(
+            h.Variant("otel manual gen_ai attrs (dict)", call_llm(otel_chat)), "llm", "bare chat()"
+        ),
     ]
     completion = _chat_completion()
     if completion is not None:
@@ -337,19 +369,53 @@ def build_suites(
                 return result
 
         llm += [
-            Row(h.Variant("rastir @llm (openai ChatCompletion)", call_llm(rastir.llm(chat_obj))), "llm", "bare chat()", "otel manual gen_ai attrs (ChatCompletion)", GOAL_LLM_NS),
-            Row(h.Variant("otel manual gen_ai attrs (ChatCompletion)", call_llm(otel_chat_obj)), "llm", "bare chat()"),
+            Row(
+                h.Variant("rastir @llm (openai ChatCompletion)", call_llm(rastir.llm(chat_obj))),
+                "llm",
+                "bare chat()",
+                ("otel manual gen_ai attrs (ChatCompletion)",),
+                GOAL_LLM_NS,
+            ),
+            Row(
+                h.Variant("otel manual gen_ai attrs (ChatCompletion)", call_llm(otel_chat_obj)),
+                "llm",
+                "bare chat()",
+            ),
         ]
 
     # -- disabled: configure(enabled=False) for the whole suite
     disabled = [
         Row(h.Variant("bare sync ", call0(bare)), "disabled"),
-        Row(h.Variant("disabled @trace", call0(rastir.trace(bare))), "disabled", "bare sync ", None, GOAL_DISABLED_NS),
-        Row(h.Variant("disabled @trace(attributes=6)", call0(rastir.trace(attributes=a)(bare))), "disabled", "bare sync ", None, GOAL_DISABLED_NS),
+        Row(
+            h.Variant("disabled @trace", call0(rastir.trace(bare))),
+            "disabled",
+            "bare sync ",
+            (),
+            GOAL_DISABLED_NS,
+        ),
+        Row(
+            h.Variant("disabled @trace(attributes=6)", call0(rastir.trace(attributes=a)(bare))),
+            "disabled",
+            "bare sync ",
+            (),
+            GOAL_DISABLED_NS,
+        ),
         Row(h.Variant("bare chat() ", call_llm(chat)), "disabled"),
-        Row(h.Variant("disabled @llm", call_llm(rastir.llm(chat))), "disabled", "bare chat() ", None, GOAL_DISABLED_NS),
+        Row(
+            h.Variant("disabled @llm", call_llm(rastir.llm(chat))),
+            "disabled",
+            "bare chat() ",
+            (),
+            GOAL_DISABLED_NS,
+        ),
         Row(h.Variant("bare async ", await0(loop, abare)), "disabled"),
-        Row(h.Variant("disabled @trace async", await0(loop, rastir.trace(abare))), "disabled", "bare async ", None, GOAL_DISABLED_NS),
+        Row(
+            h.Variant("disabled @trace async", await0(loop, rastir.trace(abare))),
+            "disabled",
+            "bare async ",
+            (),
+            GOAL_DISABLED_NS,
+        ),
     ]
     return {"sync": sync, "async": asyn, "llm": llm, "disabled": disabled}
 
@@ -364,12 +430,15 @@ def _chat_completion() -> Any:
 
 
 # -- reporting --------------------------------------------------------------------------------------
-def summarize(rows: list[Row]) -> list[dict[str, Any]]:
+def summarize(rows: list[Row], clock: str) -> list[dict[str, Any]]:
+    """Medians per clock; verdicts on ``clock``."""
     by_name = {r.variant.name: r for r in rows}
-    over: dict[str, float] = {}
-    for r in rows:
-        if r.baseline is not None:
-            over[r.variant.name] = h.median(h.paired(r.variant, by_name[r.baseline].variant))
+
+    def over(name: str, c: str) -> float:
+        r = by_name[name]
+        assert r.baseline is not None
+        return h.median(h.paired(r.variant, by_name[r.baseline].variant, c))
+
     out: list[dict[str, Any]] = []
     for r in rows:
         v = r.variant
@@ -377,26 +446,33 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
             "name": v.name.strip(),
             "suite": r.suite,
             "iterations_per_round": v.n,
-            "ns_per_call_median": h.median(v.samples),
-            "ns_per_call_rounds": [round(x, 2) for x in v.samples],
             "baseline": r.baseline.strip() if r.baseline else None,
         }
-        if r.baseline is not None:
-            diffs = h.paired(v, by_name[r.baseline].variant)
-            lo, hi = h.spread(diffs)
-            rec["overhead_ns_median"] = over[v.name]
-            rec["overhead_ns_iqr"] = [lo, hi]
+        for c in h.CLOCKS:
+            m: dict[str, Any] = {
+                "ns_per_call_median": h.median(v.samples[c]),
+                "ns_per_call_rounds": [round(x, 1) for x in v.samples[c]],
+            }
+            rec[c] = m
+            if r.baseline is not None:
+                diffs = h.paired(v, by_name[r.baseline].variant, c)
+                m["overhead_ns_median"] = h.median(diffs)
+                m["overhead_ns_iqr"] = list(h.spread(diffs))
+            if r.peers:
+                po, peer = min((over(p, c), p) for p in r.peers)
+                m["peer"] = peer
+                m["peer_overhead_ns"] = po
+                m["ratio_vs_peer"] = m["overhead_ns_median"] / po if po > 0 else None
         statuses: list[str] = []
-        if r.peer is not None:
-            rec["peer"] = r.peer
-            rec["peer_overhead_ns"] = over[r.peer]
-            rec["ratio_vs_peer"] = over[v.name] / over[r.peer] if over[r.peer] > 0 else None
-            if r.goal_ratio is not None and rec["ratio_vs_peer"] is not None:
+        main = rec[clock]
+        if r.peers:
+            rec["peer"] = main["peer"]
+            if r.goal_ratio is not None and main["ratio_vs_peer"] is not None:
                 rec["goal_ratio"] = r.goal_ratio
-                statuses.append(h.verdict(rec["ratio_vs_peer"], r.goal_ratio))
+                statuses.append(h.verdict(main["ratio_vs_peer"], r.goal_ratio))
         if r.goal_ns is not None:
             rec["goal_ns"] = r.goal_ns
-            statuses.append(h.verdict(over[v.name], r.goal_ns))
+            statuses.append(h.verdict(main["overhead_ns_median"], r.goal_ns))
         if statuses:
             rec["status"] = "FAIL" if "FAIL" in statuses else "PASS"
         if r.note:
@@ -405,7 +481,8 @@ def summarize(rows: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def render(records: list[dict[str, Any]], suite: str) -> str:
+def render(records: list[dict[str, Any]], suite: str, clock: str) -> str:
+    other = "wall" if clock == "cpu" else "cpu"
     rows = []
     for rec in records:
         goal = []
@@ -413,33 +490,48 @@ def render(records: list[dict[str, Any]], suite: str) -> str:
             goal.append(f"≤{rec['goal_ns'] / 1000:g} µs")
         if "goal_ratio" in rec:
             goal.append(f"≤1/{1 / rec['goal_ratio']:.0f} peer")
-        over = rec.get("overhead_ns_median")
-        iqr = rec.get("overhead_ns_iqr")
+        m, o = rec[clock], rec[other]
+        over = m.get("overhead_ns_median")
+        iqr = m.get("overhead_ns_iqr")
         rows.append(
             [
                 rec["name"],
-                f"{rec['ns_per_call_median']:.0f}",
+                f"{m['ns_per_call_median']:.0f}",
                 "" if over is None else f"{over:+.0f}",
                 "" if iqr is None else f"{iqr[0]:.0f}..{iqr[1]:.0f}",
+                "" if over is None else f"{o['overhead_ns_median']:+.0f}",
                 rec.get("peer", ""),
-                h.fmt_ratio(over, rec["peer_overhead_ns"]) if over is not None and "peer" in rec else "",
+                h.fmt_ratio(over, m["peer_overhead_ns"])
+                if over is not None and "peer" in rec
+                else "",
                 ", ".join(goal),
                 rec.get("status", ""),
             ]
         )
     return h.table(
-        ["variant", "ns/call", "overhead ns", "IQR", "peer", "ours/peer", "goal", ""],
+        ["variant", "ns/call", "overhead", "IQR", f"({other})", "peer", "ours/peer", "goal", ""],
         rows,
-        title=f"[{suite}]",
+        title=f"[{suite}] ns per call, {clock} clock; overhead = variant - bare, median of paired rounds",
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = h.base_parser(__doc__)
-    parser.add_argument("--target-ms", type=float, default=None, help="duration of one variant's run in one round (default 40, quick 5)")
+    parser.add_argument(
+        "--clock",
+        choices=h.CLOCKS,
+        default="cpu",
+        help="clock the verdicts use: cpu = this thread's CPU time (default), wall = perf_counter",
+    )
+    parser.add_argument(
+        "--target-ms",
+        type=float,
+        default=None,
+        help="duration of one variant's run in one round (default 10, quick 5)",
+    )
     args = parser.parse_args(argv)
-    rounds = args.rounds or (3 if args.quick else 15)
-    target_ns = (args.target_ms or (5.0 if args.quick else 40.0)) * 1e6
+    rounds = args.rounds or (3 if args.quick else 41)
+    target_ns = (args.target_ms or (5.0 if args.quick else 10.0)) * 1e6
 
     exporter = DropExporter()
     provider = TracerProvider()
@@ -463,8 +555,8 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if disabled:
                     rastir.configure(service="core-bench", enabled=True)
-            results[suite] = summarize(rows)
-            print(render(results[suite], suite), end="\n\n", flush=True)
+            results[suite] = summarize(rows, args.clock)
+            print(render(results[suite], suite, args.clock), end="\n\n", flush=True)
     finally:
         drain.stop()
         loop.close()
@@ -478,12 +570,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     statuses = [rec["status"] for recs in results.values() for rec in recs if "status" in rec]
     summary = "PASS" if all(s == "PASS" for s in statuses) else "FAIL"
-    print(f"{statuses.count('PASS')} PASS, {statuses.count('FAIL')} FAIL; {rounds} rounds; {elapsed:.1f} s; {checks}")
+    print(
+        f"{statuses.count('PASS')} PASS, {statuses.count('FAIL')} FAIL; {rounds} rounds; {elapsed:.1f} s; {h.load_note()}; {checks}"
+    )
     if not args.no_json:
         path = h.write_json(
             "core_bench",
             {
                 "rounds": rounds,
+                "clock": args.clock,
                 "target_ms_per_run": target_ns / 1e6,
                 "sink": "PIPELINE deque + drain thread (wake every 512 spans), see module docstring",
                 "checks": checks,

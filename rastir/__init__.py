@@ -12,6 +12,8 @@ Decorate your code, point it at a collector, and every call becomes a span:
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
 from rastir._config import Settings, configure, flush, get_settings, shutdown
 from rastir.context import (
     current_agent,
@@ -26,6 +28,10 @@ from rastir.decorators import agent, llm, metric, retrieval, span, tool, trace
 from rastir.errors import RastirError
 from rastir.propagation import continue_trace, extract, inject
 from rastir.spans import Span, SpanContext
+from rastir.wrap import wrap
+
+if TYPE_CHECKING:
+    from rastir.mcp_bridge.server import mcp_endpoint
 
 __all__ = [
     "RastirError",
@@ -47,6 +53,7 @@ __all__ = [
     "get_settings",
     "inject",
     "llm",
+    "mcp_endpoint",
     "metric",
     "retrieval",
     "shutdown",
@@ -54,4 +61,20 @@ __all__ = [
     "tool",
     "trace",
     "use_span",
+    "wrap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``mcp_endpoint`` needs the mcp SDK: it is imported on first use, so that
+    # ``import rastir`` loads no optional part (and works without mcp installed).
+    if name == "mcp_endpoint":
+        from rastir.mcp_bridge.server import mcp_endpoint as endpoint
+
+        globals()["mcp_endpoint"] = endpoint
+        return endpoint
+    raise AttributeError(f"module 'rastir' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "mcp_endpoint"})

@@ -18,12 +18,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rastir", description="rastir command-line tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("collector", help="run the collector (rastir collector --help)", add_help=False)
-    if not args or args[0] not in ("collector",):
-        parser.print_help(sys.stderr if args else sys.stdout)
-        if args and args[0] not in ("-h", "--help"):
+    if args and args[0] in ("-h", "--help"):
+        parser.print_help(sys.stdout)
+        return 0
+    if not args or args[0] != "collector":
+        parser.print_help(sys.stderr)
+        if args:
             print(f"\nrastir: unknown command {args[0]!r}", file=sys.stderr)
-            return 2
-        return 0 if args else 2
+        return 2
     command, rest = args[0], args[1:]
     if command == "collector":
         try:

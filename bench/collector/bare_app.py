@@ -14,7 +14,9 @@ from starlette.routing import Route
 
 async def telemetry(request: Request) -> Response:
     body = await request.body()
-    return Response(b'{"accepted":%d}' % (len(body) > 0), status_code=202, media_type="application/json")
+    return Response(
+        b'{"accepted":%d}' % (len(body) > 0), status_code=202, media_type="application/json"
+    )
 
 
 app = Starlette(routes=[Route("/v1/telemetry", telemetry, methods=["POST"])])

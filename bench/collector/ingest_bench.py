@@ -53,7 +53,7 @@ def free_port() -> int:
 
 
 def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
 
 
@@ -65,17 +65,41 @@ class Server:
         env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         if variant == "bare":
             cmd = [
-                sys.executable, "-m", "uvicorn", "bare_app:app", "--app-dir", str(HERE),
-                "--host", "127.0.0.1", "--port", str(port), "--http", "httptools",
-                "--no-access-log", "--log-level", "warning",
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bare_app:app",
+                "--app-dir",
+                str(HERE),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--http",
+                "httptools",
+                "--no-access-log",
+                "--log-level",
+                "warning",
             ]
         else:
             data = workdir / f"data-{port}"
             cmd = [
-                sys.executable, "-m", "rastir.collector", "--host", "127.0.0.1", "--port", str(port),
-                "--store", variant, "--data-dir", str(data), *extra,
+                sys.executable,
+                "-m",
+                "rastir.collector",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--store",
+                variant,
+                "--data-dir",
+                str(data),
+                *extra,
             ]
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=env, preexec_fn=_raise_nofile)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=self.log, env=env, preexec_fn=_raise_nofile
+        )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -115,21 +139,44 @@ class Server:
         self.log.close()
 
 
-def run_wrk(port: int, connections: int, duration: float, threads: int, body_file: Path) -> dict[str, Any]:
+def run_wrk(
+    port: int, connections: int, duration: float, threads: int, body_file: Path
+) -> dict[str, Any]:
     cmd = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s", "--timeout", "10s",
-        "-s", str(LUA), f"http://127.0.0.1:{port}",
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(duration))}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(LUA),
+        f"http://127.0.0.1:{port}",
     ]
     env = dict(os.environ, BODY_FILE=str(body_file))
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60, preexec_fn=_raise_nofile)
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=duration + 60,
+        preexec_fn=_raise_nofile,
+    )
     for line in out.stdout.splitlines():
         if line.startswith("RESULT "):
-            res: dict[str, Any] = json.loads(line[len("RESULT "):])
+            res: dict[str, Any] = json.loads(line[len("RESULT ") :])
             return res
     raise RuntimeError(f"wrk printed no result: {out.stdout}\n{out.stderr}")
 
 
-def measure(variant: str, args: argparse.Namespace, workdir: Path, body_file: Path, connections: int, extra: list[str]) -> dict[str, Any]:
+def measure(
+    variant: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    body_file: Path,
+    connections: int,
+    extra: list[str],
+) -> dict[str, Any]:
     port = free_port()
     server = Server(variant, port, workdir, extra)
     try:
@@ -152,7 +199,10 @@ def measure(variant: str, args: argparse.Namespace, workdir: Path, body_file: Pa
             "p50_ms": res["p50_us"] / 1000,
             "p99_ms": res["p99_us"] / 1000,
             "max_ms": res["max_us"] / 1000,
-            "socket_errors": res["errors_connect"] + res["errors_read"] + res["errors_write"] + res["errors_timeout"],
+            "socket_errors": res["errors_connect"]
+            + res["errors_read"]
+            + res["errors_write"]
+            + res["errors_timeout"],
             "rss_mb": rss,
             "peak_rss_mb": peak,
         }
@@ -170,12 +220,18 @@ def measure(variant: str, args: argparse.Namespace, workdir: Path, body_file: Pa
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--duration", type=float, default=8.0, help="seconds per measured wrk run")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds of load before each measured run")
+    p.add_argument(
+        "--warmup", type=float, default=2.0, help="seconds of load before each measured run"
+    )
     p.add_argument("--connections", type=int, default=16)
-    p.add_argument("--overload-connections", type=int, default=0, help="default: 64 x --connections")
+    p.add_argument(
+        "--overload-connections", type=int, default=0, help="default: 64 x --connections"
+    )
     p.add_argument("--threads", type=int, default=1, help="wrk threads (the machine has few cores)")
     p.add_argument("--variants", default="bare,memory,sqlite")
     p.add_argument("--no-overload", action="store_true")
@@ -195,29 +251,39 @@ def main() -> int:
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     try:
         for r in range(args.rounds):
-            order = variants[r % len(variants):] + variants[: r % len(variants)]
+            order = variants[r % len(variants) :] + variants[: r % len(variants)]
             for v in order:
                 res = measure(v, args, workdir, body_file, args.connections, extra)
                 runs[v].append(res)
-                print(f"round {r + 1}/{args.rounds} {v:7s} {res['spans_per_s']:>10,.0f} spans/s  p99 {res['p99_ms']:6.1f} ms  "
-                      f"rss {res['rss_mb']:5.0f} MB  statuses {res['statuses']}", flush=True)
+                print(
+                    f"round {r + 1}/{args.rounds} {v:7s} {res['spans_per_s']:>10,.0f} spans/s  p99 {res['p99_ms']:6.1f} ms  "
+                    f"rss {res['rss_mb']:5.0f} MB  statuses {res['statuses']}",
+                    flush=True,
+                )
         overload = None
         if not args.no_overload and "memory" in variants:
             oc = args.overload_connections or args.connections * 64
             overload = measure("memory", args, workdir, body_file, oc, extra)
-            print(f"overload memory c={oc}: {overload['spans_per_s']:,.0f} spans/s accepted, "
-                  f"{overload['refused_429']} x 429, p99 {overload['p99_ms']:.1f} ms, statuses {overload['statuses']}", flush=True)
+            print(
+                f"overload memory c={oc}: {overload['spans_per_s']:,.0f} spans/s accepted, "
+                f"{overload['refused_429']} x 429, p99 {overload['p99_ms']:.1f} ms, statuses {overload['statuses']}",
+                flush=True,
+            )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
     def med(v: str, key: str) -> float:
-        return statistics.median(x[key] for x in runs[v])
+        return float(statistics.median(x[key] for x in runs[v]))
 
     base = med("bare", "spans_per_s") if "bare" in runs else None
     print()
-    print(f"collector ingest, {SPANS_PER_BATCH}-span batches, wrk -t{args.threads} -c{args.connections}, "
-          f"{args.duration:g}s x {args.rounds} rounds (median)")
-    print(f"{'variant':10s} {'spans/s':>12s} {'vs bare':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'RSS MB':>8s} {'429s':>6s}")
+    print(
+        f"collector ingest, {SPANS_PER_BATCH}-span batches, wrk -t{args.threads} -c{args.connections}, "
+        f"{args.duration:g}s x {args.rounds} rounds (median)"
+    )
+    print(
+        f"{'variant':10s} {'spans/s':>12s} {'vs bare':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'RSS MB':>8s} {'429s':>6s}"
+    )
     summary: dict[str, Any] = {}
     for v in variants:
         sps = med(v, "spans_per_s")
@@ -231,23 +297,40 @@ def main() -> int:
         }
         summary[v] = row
         ratio = f"{row['ratio_vs_bare']:.2f}" if base else "-"
-        print(f"{v:10s} {sps:>12,.0f} {ratio:>8s} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['rss_mb']:>8.0f} {row['refused_429']:>6.0f}")
+        print(
+            f"{v:10s} {sps:>12,.0f} {ratio:>8s} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['rss_mb']:>8.0f} {row['refused_429']:>6.0f}"
+        )
     if overload is not None:
         cap = summary.get("memory", {}).get("spans_per_s")
         kept = overload["spans_per_s"] / cap if cap else None
         summary["overload"] = {**overload, "kept_vs_capacity": kept}
-        print(f"{'overload':10s} {overload['spans_per_s']:>12,.0f} {'':>8s} {overload['p50_ms']:>8.1f} "
-              f"{overload['p99_ms']:>8.1f} {overload['rss_mb']:>8.0f} {overload['refused_429']:>6d}   "
-              f"c={overload['connections']}, kept {kept:.0%} of memory capacity" if kept else "")
+        print(
+            f"{'overload':10s} {overload['spans_per_s']:>12,.0f} {'':>8s} {overload['p50_ms']:>8.1f} "
+            f"{overload['p99_ms']:>8.1f} {overload['rss_mb']:>8.0f} {overload['refused_429']:>6d}   "
+            f"c={overload['connections']}, kept {kept:.0%} of memory capacity"
+            if kept
+            else ""
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "benchmark": "collector_ingest",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "summary": summary,
-        "runs": runs,
-    }, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "benchmark": "collector_ingest",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {
+                    "python": platform.python_version(),
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                },
+                "config": {
+                    k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                },
+                "summary": summary,
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
     print(f"\nwrote {args.out}")
     return 0
 

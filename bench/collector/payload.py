@@ -16,7 +16,12 @@ PREFIX = "PPPPPPPP"  # 8 hex digits, replaced per request
 SPANS_PER_BATCH = 100
 
 _MODELS = ("gpt-4o", "gpt-4o-mini", "claude-sonnet-4", "gemini-2.5-pro")
-_PROVIDERS = {"gpt-4o": "openai", "gpt-4o-mini": "openai", "claude-sonnet-4": "anthropic", "gemini-2.5-pro": "gcp.gemini"}
+_PROVIDERS = {
+    "gpt-4o": "openai",
+    "gpt-4o-mini": "openai",
+    "claude-sonnet-4": "anthropic",
+    "gemini-2.5-pro": "gcp.gemini",
+}
 _TOOLS = ("search", "calculator", "weather", "sql_query", "send_email", "read_file")
 
 
@@ -28,11 +33,13 @@ def _mix(n: int) -> list[str]:
     return (kinds * (n // 100 + 1))[:n]
 
 
-def batch(n: int = SPANS_PER_BATCH, prefix: str | None = None, seed: int = 7, service: str = "bench-app") -> dict[str, Any]:
+def batch(
+    n: int = SPANS_PER_BATCH, prefix: str | None = None, seed: int = 7, service: str = "bench-app"
+) -> dict[str, Any]:
     """A wire batch as builtins; ids start with ``prefix`` (``PREFIX`` by default)."""
     rng = random.Random(seed)
     pfx = PREFIX if prefix is None else prefix
-    trace_id = pfx + "%024x" % rng.getrandbits(96)
+    trace_id = pfx + f"{rng.getrandbits(96):024x}"
     t0 = 1_750_000_000_000_000_000
     spans: list[dict[str, Any]] = []
     root_id = agent_id = None
@@ -43,7 +50,12 @@ def batch(n: int = SPANS_PER_BATCH, prefix: str | None = None, seed: int = 7, se
         parent = agent_id
         name = kind
         if kind == "http.server":
-            attrs = {"http.request.method": "POST", "http.route": "/chat", "http.response.status_code": 200, "url.path": "/chat"}
+            attrs = {
+                "http.request.method": "POST",
+                "http.route": "/chat",
+                "http.response.status_code": 200,
+                "url.path": "/chat",
+            }
             parent = None
             root_id = span_id
             name = "POST /chat"
@@ -70,14 +82,26 @@ def batch(n: int = SPANS_PER_BATCH, prefix: str | None = None, seed: int = 7, se
             name = f"chat {model}"
         elif kind == "tool":
             tool = _TOOLS[rng.randrange(len(_TOOLS))]
-            attrs = {"gen_ai.tool.name": tool, "gen_ai.agent.name": "support_agent", "gen_ai.operation.name": "execute_tool"}
+            attrs = {
+                "gen_ai.tool.name": tool,
+                "gen_ai.agent.name": "support_agent",
+                "gen_ai.operation.name": "execute_tool",
+            }
             name = f"execute_tool {tool}"
         elif kind == "retrieval":
-            attrs = {"gen_ai.agent.name": "support_agent", "rastir.retrieval.documents": rng.randrange(1, 20)}
+            attrs = {
+                "gen_ai.agent.name": "support_agent",
+                "rastir.retrieval.documents": rng.randrange(1, 20),
+            }
             name = "retrieve kb"
         elif kind in ("mcp.client", "mcp.server"):
             tool = _TOOLS[rng.randrange(len(_TOOLS))]
-            attrs = {"mcp.method.name": "tools/call", "gen_ai.tool.name": tool, "mcp.session.id": "%032x" % rng.getrandbits(128), "jsonrpc.request.id": str(i)}
+            attrs = {
+                "mcp.method.name": "tools/call",
+                "gen_ai.tool.name": tool,
+                "mcp.session.id": f"{rng.getrandbits(128):032x}",
+                "jsonrpc.request.id": str(i),
+            }
             name = f"tools/call {tool}"
         elif kind == "custom":
             attrs = {"rastir.metric.name": "rerank"}
@@ -95,9 +119,21 @@ def batch(n: int = SPANS_PER_BATCH, prefix: str | None = None, seed: int = 7, se
             span["parent_span_id"] = parent
         if i % 25 == 7:
             span["status"] = "error"
-            span["error"] = {"type": "rate_limit", "exception_type": "RateLimitError", "message": "429 Too Many Requests"}
+            span["error"] = {
+                "type": "rate_limit",
+                "exception_type": "RateLimitError",
+                "message": "429 Too Many Requests",
+            }
         spans.append(span)
-    return {"resource": {"service.name": service, "service.version": "1.0.0", "deployment.environment.name": "bench"}, "spans": spans, "dropped": 0}
+    return {
+        "resource": {
+            "service.name": service,
+            "service.version": "1.0.0",
+            "deployment.environment.name": "bench",
+        },
+        "spans": spans,
+        "dropped": 0,
+    }
 
 
 def body(n: int = SPANS_PER_BATCH, prefix: str | None = None, seed: int = 7) -> bytes:

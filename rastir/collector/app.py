@@ -71,6 +71,10 @@ def _error(
     return JSONResponse({"error": reason, "message": message}, status_code=status, headers=headers)
 
 
+def _not_ready() -> Response:
+    return _error(503, "not_ready", "the trace store is not open", {"retry-after": "1"})
+
+
 def open_configured_store(settings: CollectorSettings) -> TraceStore:
     """The store ``settings`` names, not yet started."""
     from rastir.collector.store import open_store
@@ -140,8 +144,11 @@ def create_app(
     @authorized(query_token)
     async def list_traces(request: Request) -> Response:
         query = parse_trace_query(request.query_params)
+        store = state.store
+        if store is None or not state.started:
+            return _not_ready()
         try:
-            page = await state.store.list_traces(query)
+            page = await store.list_traces(query)
         except ValueError as e:  # a cursor the store cannot read
             raise QueryError(str(e))
         return JSONResponse({"traces": page.traces, "next_cursor": page.next_cursor})
@@ -151,7 +158,10 @@ def create_app(
         from rastir.collector.store.assemble import build_tree
 
         trace_id = parse_trace_id(request.path_params["trace_id"])
-        detail = await state.store.get_trace(trace_id)
+        store = state.store
+        if store is None or not state.started:
+            return _not_ready()
+        detail = await store.get_trace(trace_id)
         if detail is None:
             return _error(404, "not_found", f"trace {trace_id} is unknown")
         return JSONResponse(build_tree(detail))
@@ -175,13 +185,13 @@ def create_app(
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         reason = "not_found" if exc.status_code == 404 else "method_not_allowed"
-        return _error(exc.status_code, reason, str(exc.detail), exc.headers)
+        return _error(exc.status_code, reason, str(exc.detail), dict(exc.headers or {}))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if state.store is None:
-            state.store = open_configured_store(settings)
-        await state.store.start()
+        trace_store = state.store if state.store is not None else open_configured_store(settings)
+        state.store = trace_store
+        await trace_store.start()
         state.started = True
         logger.info(
             "collector started",
@@ -204,7 +214,7 @@ def create_app(
             state.started = False
             state.closing = True
             with anyio.move_on_after(settings.shutdown_timeout + 1.0, shield=True) as scope:
-                await state.store.close(timeout=settings.shutdown_timeout)
+                await trace_store.close(timeout=settings.shutdown_timeout)
             if scope.cancelled_caught:
                 logger.error("store did not close within %.1fs", settings.shutdown_timeout + 1.0)
             logger.info("collector stopped")

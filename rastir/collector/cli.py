@@ -13,6 +13,7 @@ twice ``--shutdown-timeout`` plus two seconds.
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -50,8 +51,8 @@ _OPTIONS: dict[str, str] = {
     "max_series_per_metric": "series per metric group before __other__ (default 10000)",
     "max_inflight": "ingest requests at once before 429 (default 256)",
     "max_loop_lag": "event-loop lag that triggers 429: 500ms, 1s, off (default 0.5s)",
-    "queue_capacity": "SQLite write queue, in spans (default 200000)",
-    "memory_max_spans": "spans the memory store keeps (default 200000)",
+    "queue_capacity": "SQLite write queue, in spans (default 50000)",
+    "memory_max_spans": "spans the memory store keeps (default 100000)",
     "retry_after": "Retry-After seconds sent with 429 (default 1)",
     "shutdown_timeout": "seconds for open requests, and again for the store, at exit (default 10)",
     "log_level": "critical, error, warning, info (default) or debug",
@@ -126,6 +127,21 @@ class _Server(uvicorn.Server):
                 )
 
 
+def _tune_gc() -> None:
+    """Run the cyclic GC far less often: this process is ours, and its garbage is acyclic.
+
+    Every span decodes into several container objects, and queues and the memory
+    store keep many alive. With CPython's default thresholds (700, 10, 10) the
+    collector spent about half its time in full collections walking every live span
+    (measured: 1100 -> 560 us per 100-span batch). Spans hold no reference cycles,
+    so refcounting frees them; the cyclic GC still runs, only rarely. Objects alive
+    at startup (imports, the app) are moved out of its sight with ``gc.freeze``.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def serve(settings: CollectorSettings) -> int:
     """Run the collector until SIGTERM/SIGINT; returns the exit status."""
     from rastir.collector.app import create_app
@@ -146,6 +162,7 @@ def serve(settings: CollectorSettings) -> int:
         server_header=False,
     )
     server = _Server(config)
+    _tune_gc()
 
     # uvicorn catches SIGTERM while it serves, and re-raises it once it has shut down
     # gracefully; this handler then turns it into a normal exit (status 0). Before

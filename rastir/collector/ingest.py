@@ -24,7 +24,7 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from itertools import chain, islice
+from itertools import islice
 from operator import attrgetter
 from time import perf_counter
 from typing import Any, Final
@@ -37,7 +37,7 @@ from rastir.collector.metrics import Metrics, label_value
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.state import CollectorState
 from rastir.collector.store.base import SpanRow
-from rastir.collector.store.errors import StoreClosedError, StoreFullError
+from rastir.collector.store.errors import StoreClosedError, StoreError, StoreFullError
 
 __all__ = ["IngestEndpoint", "Rejection"]
 
@@ -59,13 +59,6 @@ _TRUNCATION_MARK: Final = "…"
 _get_trace_id = attrgetter("trace_id")
 _get_span_id = attrgetter("span_id")
 _get_parent = attrgetter("parent_span_id")
-_get_attrs = attrgetter("attributes")
-_get_name = attrgetter("name")
-_get_error = attrgetter("error")
-_get_events = attrgetter("events")
-_get_links = attrgetter("links")
-_is_str = str.__instancecheck__
-_is_list = list.__instancecheck__
 
 # SpanRow is a frozen slotted dataclass: its generated __init__ goes through
 # object.__setattr__ twice (~300 ns). The slot descriptors set the same fields in C.
@@ -119,12 +112,6 @@ class IngestEndpoint:
         self._committed = settings.ack == "committed"
         self._retry_after = [(b"retry-after", str(settings.retry_after).encode())]
         self._duration = metrics.ingest_duration.child(())
-        max_len = self._max_len
-
-        def list_too_long(values: list[Any]) -> bool:
-            return max(map(len, filter(_is_str, values)), default=0) > max_len
-
-        self._list_too_long = list_too_long
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = perf_counter()
@@ -237,14 +224,12 @@ class IngestEndpoint:
         service = raw_service if raw_service.__class__ is str else label_value(raw_service)
         service = service or "unknown_service"
         if spans:
-            self._validate(spans)
-            # 8. limits
-            self._truncate(spans)
+            self._check(spans)  # and 8. limits
         # 9. metrics, then the store
         self.metrics.record_batch(service, spans, batch.dropped)
         if not spans:
             return 0
-        rows = []
+        rows: list[SpanRow] = []
         append = rows.append
         for s in spans:
             row = _new_row(SpanRow)
@@ -252,6 +237,7 @@ class IngestEndpoint:
             _set_row_span(row, s)
             append(row)
         store = self.state.store
+        assert store is not None  # saturation() answered not_ready otherwise
         if self._committed:
             try:
                 await store.write(rows)
@@ -265,6 +251,14 @@ class IngestEndpoint:
             except StoreClosedError:
                 raise Rejection(
                     503, "shutting_down", "collector is shutting down", self._retry_after
+                )
+            except StoreError as e:
+                logger.error("committed write failed: %s", e)
+                raise Rejection(
+                    503,
+                    "store_error",
+                    "the store could not write the spans; retry later",
+                    self._retry_after,
                 )
         elif not store.submit(rows):
             raise Rejection(
@@ -332,7 +326,12 @@ class IngestEndpoint:
             raise Rejection(400, "invalid", f"invalid body: not a valid gzip stream ({e})")
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _validate(self, spans: list[WireSpan]) -> None:
+    def _check(self, spans: list[WireSpan]) -> None:
+        """Refuse what the schema cannot: bad ids, end before start. Then apply limits.
+
+        One pass decides the common case (nothing wrong, nothing to cut); the slow
+        paths find the exact culprit, or walk the spans that need cutting.
+        """
         tids = list(map(_get_trace_id, spans))
         sids = list(map(_get_span_id, spans))
         pids = [p for p in map(_get_parent, spans) if p is not None]
@@ -344,71 +343,68 @@ class IngestEndpoint:
             or _ZERO_SPAN in sids
             or _ZERO_SPAN in pids
         ):
-            self._find_bad_id(spans)
-        for i, s in enumerate(spans):
-            if s.end_time_unix_nano < s.start_time_unix_nano:
-                raise Rejection(
-                    400,
-                    "invalid",
-                    f"invalid span: end_time_unix_nano is before start_time_unix_nano "
-                    f"- at `$.spans[{i}]`",
-                )
-        if any(map(_get_links, spans)):
-            for i, s in enumerate(spans):
-                for j, link in enumerate(s.links):
-                    where = f"$.spans[{i}].links[{j}]"
-                    _check_id(link.trace_id, _ZERO_TRACE, f"{where}.trace_id")
-                    _check_id(link.span_id, _ZERO_SPAN, f"{where}.span_id")
-
-    def _find_bad_id(self, spans: list[WireSpan]) -> None:
-        for i, s in enumerate(spans):
-            _check_id(s.trace_id, _ZERO_TRACE, f"$.spans[{i}].trace_id")
-            _check_id(s.span_id, _ZERO_SPAN, f"$.spans[{i}].span_id")
-            if s.parent_span_id is not None:
-                _check_id(s.parent_span_id, _ZERO_SPAN, f"$.spans[{i}].parent_span_id")
-
-    def _truncate(self, spans: list[WireSpan]) -> None:
-        """Cut over-long strings and over-large attribute maps; count every cut.
-
-        The common case (nothing to cut) is decided with C-level passes over the
-        whole batch; the per-span walk runs only when something is over a limit.
-        """
+            _find_bad_id(spans)
         max_len = self._max_len
         max_attrs = self._max_attrs
-        maps = list(map(_get_attrs, spans))
-        values = chain.from_iterable(map(dict.values, maps))
-        if (
-            max(map(len, maps)) > max_attrs
-            or max(map(len, filter(_is_str, values)), default=0) > max_len
-            or max(map(len, map(_get_name, spans))) > max_len
-            or any(
-                map(
-                    self._list_too_long,
-                    filter(_is_list, chain.from_iterable(map(dict.values, maps))),
-                )
-            )
-        ):
+        cut = False
+        extras: list[WireSpan] = []  # spans with an error, events or links
+        for s in spans:
+            if s.end_time_unix_nano < s.start_time_unix_nano:
+                _find_bad_time(spans)
+            if s.error is not None or s.events or s.links:
+                extras.append(s)
+            if cut:
+                continue
+            a: dict[str, Any] = s.attributes
+            if len(a) > max_attrs or len(s.name) > max_len:
+                cut = True
+                continue
+            for v in a.values():
+                c = v.__class__
+                if c is str:
+                    if len(v) > max_len:
+                        cut = True
+                        break
+                elif c is list:
+                    for e in v:
+                        if e.__class__ is str and len(e) > max_len:
+                            cut = True
+                            break
+        if cut:
             for s in spans:
                 s.attributes = self._cut_attrs(s.attributes)
                 if len(s.name) > max_len:
                     s.name = _cut(s.name, max_len)
                     self.metrics.truncated_count("span_name")
-        for err in filter(None, map(_get_error, spans)):
+        for s in extras:
+            self._check_extras(s, spans)
+
+    def _check_extras(self, s: WireSpan, spans: list[WireSpan]) -> None:
+        max_len = self._max_len
+        err = s.error
+        if err is not None:
             if len(err.message) > max_len:
                 err.message = _cut(err.message, max_len)
                 self.metrics.truncated_count("error_message")
             if len(err.exception_type) > max_len:
                 err.exception_type = _cut(err.exception_type, max_len)
                 self.metrics.truncated_count("error_message")
-        if any(map(_get_events, spans)) or any(map(_get_links, spans)):
-            for s in spans:
-                for ev in s.events:
-                    ev.attributes = self._cut_attrs(ev.attributes)
-                    if len(ev.name) > max_len:
-                        ev.name = _cut(ev.name, max_len)
-                        self.metrics.truncated_count("event_name")
-                for link in s.links:
-                    link.attributes = self._cut_attrs(link.attributes)
+        for ev in s.events:
+            ev.attributes = self._cut_attrs(ev.attributes)
+            if len(ev.name) > max_len:
+                ev.name = _cut(ev.name, max_len)
+                self.metrics.truncated_count("event_name")
+        for j, link in enumerate(s.links):
+            if (
+                _HEX.fullmatch(link.trace_id) is None
+                or _HEX.fullmatch(link.span_id) is None
+                or link.trace_id == _ZERO_TRACE
+                or link.span_id == _ZERO_SPAN
+            ):
+                where = f"$.spans[{spans.index(s)}].links[{j}]"
+                _check_id(link.trace_id, _ZERO_TRACE, f"{where}.trace_id")
+                _check_id(link.span_id, _ZERO_SPAN, f"{where}.span_id")
+            link.attributes = self._cut_attrs(link.attributes)
 
     def _cut_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         max_len = self._max_len
@@ -421,7 +417,7 @@ class IngestEndpoint:
                 if len(v) > max_len:
                     attrs[key] = _cut(v, max_len)
                     cut += 1
-            elif v.__class__ is list and self._list_too_long(v):
+            elif v.__class__ is list and any(e.__class__ is str and len(e) > max_len for e in v):
                 attrs[key] = [
                     _cut(e, max_len) if e.__class__ is str and len(e) > max_len else e for e in v
                 ]
@@ -429,6 +425,25 @@ class IngestEndpoint:
         if cut:
             self.metrics.truncated_count("attribute_value", cut)
         return attrs
+
+
+def _find_bad_id(spans: list[WireSpan]) -> None:
+    for i, s in enumerate(spans):
+        _check_id(s.trace_id, _ZERO_TRACE, f"$.spans[{i}].trace_id")
+        _check_id(s.span_id, _ZERO_SPAN, f"$.spans[{i}].span_id")
+        if s.parent_span_id is not None:
+            _check_id(s.parent_span_id, _ZERO_SPAN, f"$.spans[{i}].parent_span_id")
+
+
+def _find_bad_time(spans: list[WireSpan]) -> None:
+    for i, s in enumerate(spans):
+        if s.end_time_unix_nano < s.start_time_unix_nano:
+            raise Rejection(
+                400,
+                "invalid",
+                "invalid span: end_time_unix_nano is before start_time_unix_nano "
+                f"- at `$.spans[{i}]`",
+            )
 
 
 def _cut(text: str, max_len: int) -> str:

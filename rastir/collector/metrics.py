@@ -111,13 +111,13 @@ class HistogramChild:
         self.sum += value
 
 
-_C = TypeVar("_C", CounterChild, HistogramChild)
+_C = TypeVar("_C", bound="CounterChild | HistogramChild")
 
 
 class Family(Generic[_C]):
     """One metric family: its metadata and its children keyed by label values."""
 
-    __slots__ = ("buckets", "help", "kind", "labelnames", "name", "series")
+    __slots__ = ("buckets", "help", "kind", "labelnames", "make", "name", "series")
 
     def __init__(
         self,
@@ -125,51 +125,49 @@ class Family(Generic[_C]):
         kind: str,
         help: str,
         labelnames: Sequence[str],
+        make: Callable[[], _C],
         buckets: Sequence[float] = (),
     ) -> None:
         self.name = name
         self.kind = kind
         self.help = help
         self.labelnames = tuple(labelnames)
+        self.make: Callable[[], _C] = make
         self.buckets = tuple(float(b) for b in buckets)
         self.series: dict[tuple[str, ...], _C] = {}
 
     def child(self, labels: tuple[str, ...]) -> _C:
         c = self.series.get(labels)
         if c is None:
-            c = self._new()
+            c = self.make()
             self.series[labels] = c
         return c
-
-    def _new(self) -> _C:
-        if self.kind == "histogram":
-            return HistogramChild(self.buckets)  # type: ignore[return-value]
-        return CounterChild()  # type: ignore[return-value]
 
     def metric(self) -> Metric:
         """The family as prometheus_client's exposition sees it."""
         labels = list(self.labelnames)
+        items = list(self.series.items())
         if self.kind == "histogram":
             h = HistogramMetricFamily(self.name, self.help, labels=labels)
             les = [_fmt_le(b) for b in self.buckets] + ["+Inf"]
-            for key, child in list(self.series.items()):
+            for key, child in items:
                 assert isinstance(child, HistogramChild)
                 acc = 0
                 cumulative: list[tuple[str, float]] = []
-                for le, n in zip(les, child.counts):
+                for le, n in zip(les, child.counts, strict=True):
                     acc += n
                     cumulative.append((le, acc))
                 h.add_metric(list(key), cumulative, child.sum)
             return h
+        m: GaugeMetricFamily | CounterMetricFamily
         if self.kind == "gauge":
-            g = GaugeMetricFamily(self.name, self.help, labels=labels)
-            for key, child in list(self.series.items()):
-                g.add_metric(list(key), child.value)  # type: ignore[union-attr]
-            return g
-        c = CounterMetricFamily(self.name, self.help, labels=labels)
-        for key, child in list(self.series.items()):
-            c.add_metric(list(key), child.value)  # type: ignore[union-attr]
-        return c
+            m = GaugeMetricFamily(self.name, self.help, labels=labels)
+        else:
+            m = CounterMetricFamily(self.name, self.help, labels=labels)
+        for key, child in items:
+            assert isinstance(child, CounterChild)
+            m.add_metric(list(key), child.value)
+        return m
 
 
 def _fmt_le(bound: float) -> str:
@@ -187,7 +185,7 @@ class _Children(dict[str, _C]):
 
     def __init__(self, family: Family[_C], prefix: tuple[str, ...]) -> None:
         super().__init__()
-        self.family = family
+        self.family: Family[_C] = family
         self.prefix = prefix
 
     def __missing__(self, key: str) -> _C:
@@ -598,19 +596,20 @@ class Metrics(Collector):
     # --- construction helpers
 
     def _counter(self, name: str, help: str, labels: Sequence[str]) -> Family[CounterChild]:
-        f: Family[CounterChild] = Family(name, "counter", help, labels)
+        f = Family(name, "counter", help, labels, CounterChild)
         self.families.append(f)
         return f
 
     def _gauge(self, name: str, help: str, labels: Sequence[str]) -> Family[CounterChild]:
-        f: Family[CounterChild] = Family(name, "gauge", help, labels)
+        f = Family(name, "gauge", help, labels, CounterChild)
         self.families.append(f)
         return f
 
     def _histogram(
         self, name: str, help: str, labels: Sequence[str], buckets: Sequence[float]
     ) -> Family[HistogramChild]:
-        f: Family[HistogramChild] = Family(name, "histogram", help, labels, buckets)
+        bounds = tuple(float(b) for b in buckets)
+        f = Family(name, "histogram", help, labels, lambda: HistogramChild(bounds), bounds)
         self.families.append(f)
         return f
 
@@ -658,7 +657,7 @@ class Metrics(Collector):
             counts = by_kind.get(kind)
             if counts is None:
                 counts = svc.kind(self, kind)
-            counts[s.status].inc()
+            counts[s.status].value += 1
             h = handlers.get(kind)
             if h is not None:
                 h(service, s, (s.end_time_unix_nano - s.start_time_unix_nano) * 1e-9, s.attributes)
@@ -675,20 +674,22 @@ class Metrics(Collector):
         if b is None:
             b = self.g_llm.miss(key)
         status = s.status
-        b.calls[status].inc()
-        b.duration.observe(dur)
+        b.calls[status].value += 1
+        h = b.duration
+        h.counts[bisect_left(h.bounds, dur)] += 1
+        h.sum += dur
         if status == "error":
             err = s.error
-            b.errors[err.type if err is not None else "unknown"].inc()
+            b.errors[err.type if err is not None else "unknown"].value += 1
         v = a.get("gen_ai.usage.input_tokens")
         if v.__class__ is int and v > 0:
-            b.tokens_in.inc(v)
+            b.tokens_in.value += v
         v = a.get("gen_ai.usage.output_tokens")
         if v.__class__ is int and v > 0:
-            b.tokens_out.inc(v)
+            b.tokens_out.value += v
         v = a.get("rastir.cost.usd")
         if v is not None and (v.__class__ is float or v.__class__ is int) and 0 < v < _INF:
-            b.cost.inc(v)
+            b.cost.value += v
         v = a.get("rastir.ttft_ms")
         if v is not None and (v.__class__ is float or v.__class__ is int) and 0 <= v < _INF:
             ttft = b.ttft
@@ -719,11 +720,13 @@ class Metrics(Collector):
         if b is None:
             b = group.miss(key)
         status = s.status
-        b.calls[status].inc()
-        b.duration.observe(dur)
+        b.calls[status].value += 1
+        h = b.duration
+        h.counts[bisect_left(h.bounds, dur)] += 1
+        h.sum += dur
         if status == "error":
             err = s.error
-            b.errors[err.type if err is not None else "unknown"].inc()
+            b.errors[err.type if err is not None else "unknown"].value += 1
         return b
 
     def _agent(self, service: str, s: WireSpan, dur: float, a: dict[str, Any]) -> None:

@@ -171,9 +171,9 @@ class CollectorSettings:
     #: The ``Retry-After`` seconds sent with 429 and 503.
     retry_after: int = 1
     #: Write queue of the SQLite store, in spans.
-    queue_capacity: int = 200_000
+    queue_capacity: int = 50_000
     #: Spans the memory store keeps; the oldest traces are evicted beyond it.
-    memory_max_spans: int = 200_000
+    memory_max_spans: int = 100_000
     #: SIGTERM: how long open requests may finish, and again how long the store may flush.
     shutdown_timeout: float = 10.0
     log_level: str = "info"
@@ -201,8 +201,13 @@ class CollectorSettings:
             out.append(f"log_level={self.log_level!r} is not one of {', '.join(_LOG_LEVELS)}")
         for token_name in ("ingest_token", "query_token"):
             token = getattr(self, token_name)
-            if token is not None and (not token or not token.isascii() or not token.isprintable()):
-                out.append(f"{token_name} must be non-empty printable ASCII")
+            if token is not None and (
+                not token
+                or not token.isascii()
+                or not token.isprintable()
+                or any(c.isspace() for c in token)
+            ):
+                out.append(f"{token_name} must be printable ASCII without spaces")
         positive_ints = (
             "max_body_bytes",
             "max_spans_per_batch",

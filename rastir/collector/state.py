@@ -30,7 +30,7 @@ class CollectorState:
     )
 
     def __init__(self, settings: CollectorSettings, store: TraceStore | None) -> None:
-        self.store: TraceStore = store  # type: ignore[assignment]  # set before start
+        self.store = store  # opened by the lifespan when None
         self.started = False
         self.closing = False
         self.inflight = 0
@@ -45,7 +45,7 @@ class CollectorState:
         Reasons: ``shutting_down`` and ``not_ready`` (answered 503), ``inflight_limit``,
         ``loop_lag`` and ``queue_full`` (answered 429).
         """
-        if not self.started:
+        if not self.started or self.store is None:
             return "shutting_down" if self.closing else "not_ready"
         if self.inflight >= self._max_inflight:
             return "inflight_limit"

@@ -1,29 +1,36 @@
-"""What the ASGI and WSGI middleware share: parents, names, statuses, captured headers."""
+"""What the ASGI and WSGI middleware share: remote parents, hosts, statuses, hooks, headers.
+
+Everything here runs on the request path, so it is written for the common case (one
+well-formed ``traceparent`` or none, a ``Host`` header seen a thousand times before)
+and never raises: telemetry never breaks the host (CONVENTIONS).
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Final
 
-from rastir.propagation import parse_baggage, parse_traceparent, parse_tracestate
+from rastir.propagation import _parse_traceparent, parse_baggage, parse_tracestate
 from rastir.spans import Span, SpanContext
 
 __all__ = [
     "DEFAULT_EXCLUDED",
+    "KNOWN_METHODS",
     "SENSITIVE_HEADERS",
     "HeaderCapture",
     "MiddlewareStats",
     "call_hook",
-    "end_status",
-    "method_attr",
+    "header_names",
+    "host_attrs",
     "remote_parent",
+    "server_error",
     "stats",
 ]
 
-DEFAULT_EXCLUDED = ("/health", "/metrics")
-# Headers whose values are replaced when captured, whatever the user asks for.
-SENSITIVE_HEADERS = frozenset(
+DEFAULT_EXCLUDED: Final = ("/health", "/metrics")
+# Captured values of these headers are always replaced, whatever the user asks for.
+SENSITIVE_HEADERS: Final = frozenset(
     (
         "authorization",
         "proxy-authorization",
@@ -32,76 +39,160 @@ SENSITIVE_HEADERS = frozenset(
         "x-api-key",
         "api-key",
         "x-auth-token",
+        "x-csrf-token",
     )
 )
-_REDACTED = "[redacted]"
+_REDACTED: Final = "[redacted]"
 # HTTP semantic conventions: http.request.method is one of the known methods, else
 # "_OTHER" with the original in http.request.method_original.
-_METHODS = frozenset(
+KNOWN_METHODS: Final = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
 )
+# Baggage, section Limits: 8192 bytes is what a receiver must accept; a longer header
+# is oversized, and parse_baggage keeps only the entries that fit.
+_MAX_BAGGAGE_BYTES: Final = 8192
 
 
 class MiddlewareStats:
-    """Process-wide counts of inbound context the middleware refused."""
+    """Process-wide counts of what the middleware refused or survived.
 
-    __slots__ = ("_lock", "hook_errors", "invalid_traceparent")
+    Attributes:
+        invalid_traceparent: inbound ``traceparent`` values rejected (W3C Trace
+            Context §3.2: malformed, uppercase, version ``ff``, all-zero ids, or
+            several different values); the request started a new trace instead.
+        invalid_tracestate: inbound ``tracestate`` values dropped (bad members, more
+            than 32 members, longer than 512 characters) with a valid parent kept.
+        invalid_baggage: inbound ``baggage`` values that were oversized or held no
+            valid entry; whatever fitted the W3C limits was still kept.
+        hook_errors: request or response hooks that raised.
+    """
+
+    __slots__ = (
+        "_lock",
+        "hook_errors",
+        "invalid_baggage",
+        "invalid_traceparent",
+        "invalid_tracestate",
+    )
 
     def __init__(self) -> None:
+        # Counting happens on refusal paths only, so a lock costs the common case
+        # nothing and keeps counts exact across threads.
         self._lock = threading.Lock()
         self.invalid_traceparent = 0
+        self.invalid_tracestate = 0
+        self.invalid_baggage = 0
         self.hook_errors = 0
 
     def count_invalid(self) -> None:
         with self._lock:
             self.invalid_traceparent += 1
 
+    def count_invalid_tracestate(self) -> None:
+        with self._lock:
+            self.invalid_tracestate += 1
+
+    def count_invalid_baggage(self) -> None:
+        with self._lock:
+            self.invalid_baggage += 1
+
     def count_hook_error(self) -> None:
         with self._lock:
             self.hook_errors += 1
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts, read together."""
+        with self._lock:
+            return {
+                "invalid_traceparent": self.invalid_traceparent,
+                "invalid_tracestate": self.invalid_tracestate,
+                "invalid_baggage": self.invalid_baggage,
+                "hook_errors": self.hook_errors,
+            }
+
+    def __repr__(self) -> str:
+        return f"MiddlewareStats({self.as_dict()})"
 
 
 stats = MiddlewareStats()
 
 
 def remote_parent(
-    traceparent: str | None, tracestate: str | None, baggage: str | None
+    traceparent: str, tracestate: str | None, baggage: str | None
 ) -> SpanContext | None:
-    """The caller's context from raw header values; invalid ones are counted and ignored."""
-    if traceparent is None:
-        return None
-    ids = parse_traceparent(traceparent)
+    """The caller's context from raw header values. Never raises.
+
+    An invalid ``traceparent`` is counted and ignored, and then ``tracestate`` is not
+    even read (W3C Trace Context §3.3: it is only meaningful with a valid parent). An
+    invalid ``tracestate`` or an oversized ``baggage`` is counted, and the parent is
+    kept: the ``tracestate`` is dropped whole, the baggage cut to the W3C limits.
+    """
+    ids = _parse_traceparent(traceparent)
     if ids is None:
         stats.count_invalid()
         return None
-    state = parse_tracestate(tracestate) if tracestate else None
-    entries = parse_baggage(baggage) if baggage else ()
-    return SpanContext(ids[0], ids[1], ids[2], state, baggage=entries)
+    state = None
+    if tracestate:
+        state = parse_tracestate(tracestate)
+        if state is None:
+            stats.count_invalid_tracestate()
+    if baggage:
+        entries = parse_baggage(baggage)
+        if not entries or len(baggage) > _MAX_BAGGAGE_BYTES:
+            stats.count_invalid_baggage()
+        if entries:
+            return SpanContext(ids[0], ids[1], ids[2], state, baggage=entries)
+    return SpanContext(ids[0], ids[1], ids[2], state)
 
 
-def method_attr(method: str, attrs: dict[str, Any]) -> str:
-    """Set ``http.request.method`` (and ``_original`` for unknown methods); give the name."""
-    if method in _METHODS:
-        attrs["http.request.method"] = method
-        return method
-    attrs["http.request.method"] = "_OTHER"
-    attrs["http.request.method_original"] = method
-    return "HTTP"
+# Host header -> (server.address, server.port). The header is client-controlled, so the
+# cache is small and simply emptied when full; a server sees few distinct hosts.
+_HOSTS: dict[Any, tuple[str, int | None]] = {}
+_MAX_HOSTS: Final = 256
 
 
-def end_status(span: Span, status: int | None) -> None:
-    """Record the response status; a 5xx makes the server span an error."""
-    if status is None:
-        return
-    span.attributes["http.response.status_code"] = status
-    if status >= 500 and span.status == "ok":
+def _split_host(host: str) -> tuple[str, int | None]:
+    # RFC 9110 §7.2: Host = uri-host [ ":" port ]; an IPv6 literal is in brackets.
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            return host, None
+        address, rest = host[1:end], host[end + 1 :]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        address, sep, port = host.rpartition(":")
+        if not sep:
+            return host, None
+    # Only plain ASCII digits, and few of them: int() accepts other digits and
+    # raises on very long strings.
+    if port and len(port) <= 5 and port.isascii() and port.isdigit():
+        return address, int(port)
+    return (address or host), None
+
+
+def host_attrs(host: str | bytes, attrs: dict[str, Any]) -> None:
+    """Set ``server.address`` and ``server.port`` from a ``Host`` header value."""
+    found = _HOSTS.get(host)
+    if found is None:
+        text = host.decode("latin-1") if isinstance(host, bytes) else host
+        found = _split_host(text)
+        if len(_HOSTS) >= _MAX_HOSTS:
+            _HOSTS.clear()
+        _HOSTS[host] = found
+    attrs["server.address"] = found[0]
+    if found[1] is not None:
+        attrs["server.port"] = found[1]
+
+
+def server_error(span: Span, status: int) -> None:
+    """HTTP semconv: a 5xx answer makes a server span an error (4xx does not)."""
+    span.attributes["error.type"] = str(status)
+    if span.status == "ok":
         span.set_error("internal_error", str(status), f"HTTP {status}")
 
 
-def call_hook(hook: Callable[..., Any] | None, *args: Any) -> None:
+def call_hook(hook: Callable[..., Any], *args: Any) -> None:
     """Run a user hook; its failure is counted, never raised (hooks are failsafe)."""
-    if hook is None:
-        return
     try:
         hook(*args)
     except Exception:
@@ -111,25 +202,54 @@ def call_hook(hook: Callable[..., Any] | None, *args: Any) -> None:
 class HeaderCapture:
     """Opt-in capture of named headers as ``http.{request|response}.header.<name>``.
 
-    Values of sensitive headers (authorization, cookies, API keys, and any the user
-    adds to ``sanitize``) are replaced by ``[redacted]``.
+    Values are lists of strings, one per header line, as the HTTP semantic conventions
+    ask. Values of sensitive headers (authorization, cookies, API keys, and any named
+    in ``sanitize``) are replaced by ``[redacted]``.
     """
 
-    __slots__ = ("prefix", "sanitize", "wanted")
+    __slots__ = ("_keys", "prefix", "sanitize", "wanted")
 
     def __init__(self, names: Iterable[str], sanitize: Iterable[str], prefix: str) -> None:
-        self.wanted = frozenset(n.lower() for n in names)
-        self.sanitize = SENSITIVE_HEADERS | frozenset(n.lower() for n in sanitize)
+        self.wanted = frozenset(n.strip().lower() for n in names)
+        self.sanitize = SENSITIVE_HEADERS | frozenset(n.strip().lower() for n in sanitize)
         self.prefix = prefix
+        # Attribute keys, built once.
+        self._keys = {n: f"{prefix}{n}" for n in self.wanted}
 
     def __bool__(self) -> bool:
         return bool(self.wanted)
 
-    def capture(self, pairs: Iterable[tuple[str, str]], attrs: dict[str, Any]) -> None:
+    def capture(self, pairs: Iterable[tuple[Any, Any]], attrs: dict[str, Any]) -> None:
+        """Record the wanted headers from ``(name, value)`` pairs (str or latin-1 bytes)."""
         found: dict[str, list[str]] = {}
-        for name, value in pairs:
+        wanted = self.wanted
+        for raw_name, raw_value in pairs:
+            name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else str(raw_name)
             name = name.lower()
-            if name in self.wanted:
-                found.setdefault(name, []).append(_REDACTED if name in self.sanitize else value)
+            if name not in wanted:
+                continue
+            if name in self.sanitize:
+                value = _REDACTED
+            elif isinstance(raw_value, bytes):
+                value = raw_value.decode("latin-1")
+            else:
+                value = str(raw_value)
+            found.setdefault(name, []).append(value)
         for name, values in found.items():
-            attrs[f"{self.prefix}{name}"] = values
+            attrs[self._keys[name]] = values
+
+
+def header_names(names: Iterable[str], option: str) -> tuple[str, ...]:
+    """Validate a header-name option at construction time.
+
+    Raises:
+        ValueError: ``names`` is a single string (a common slip for a one-item list)
+            or holds something other than strings.
+    """
+    if isinstance(names, (str, bytes)):
+        raise ValueError(f"{option} must be a list of header names, not a string")
+    out = tuple(names)
+    for name in out:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{option} must hold non-empty strings, got {name!r}")
+    return out

@@ -1,11 +1,15 @@
 """``RastirMiddleware``: an ``http.server`` span for each request, as pure ASGI.
 
-Built the way Starlette builds its own middleware (CONVENTIONS): the scope type is
-checked first and ``lifespan`` passes straight through; per-request state lives in
-locals and closures, never on ``self``; ``send`` is wrapped to see the status and the
-last body message; bodies are never buffered or rewritten, so streaming and SSE (how
-MCP streamable HTTP talks) flow through untouched, and the span ends with the last
-body message.
+Built the way Starlette builds its own middleware (CONVENTIONS):
+
+* the scope type is checked first, and ``lifespan`` (or any type it does not trace)
+  passes straight through with the original ``receive`` and ``send``;
+* per-request state lives in locals and closures, never on ``self``, so concurrent
+  requests cannot swap statuses or spans;
+* ``send`` is wrapped only to read the status and to see the last body message;
+* bodies are never buffered or rewritten, so streaming and SSE (how MCP streamable
+  HTTP talks) flow through message by message, and the span ends when the last body
+  message has been handed to the server.
 
     app.add_middleware(RastirMiddleware)          # Starlette / FastAPI
     app = RastirMiddleware(app)                   # any ASGI app
@@ -13,19 +17,22 @@ body message.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
-from rastir._instrument import detach_span, finish_span, record_exception, start_span
-from rastir.context import _current_baggage
+from rastir._instrument import record_exception
+from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.middleware._http import (
     DEFAULT_EXCLUDED,
+    KNOWN_METHODS,
     HeaderCapture,
     call_hook,
-    end_status,
-    method_attr,
+    header_names,
+    host_attrs,
     remote_parent,
+    server_error,
 )
 from rastir.spans import Span
 
@@ -39,36 +46,61 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RequestHook = Callable[[Span, Scope], None]
 ResponseHook = Callable[[Span, Message], None]
 
+_Baggage = tuple[tuple[str, str], ...]
 
-def _route_template(scope: Scope, root_path: str) -> str | None:
-    """The matched route's template, read after routing (Starlette and FastAPI set
-    ``scope["route"]``; a Mount adds its prefix to ``root_path``)."""
-    route = scope.get("route")
-    path = getattr(route, "path", None) if route is not None else None
+_perf_ns = time.perf_counter_ns
+_on_end = PIPELINE.on_end
+
+
+def _route_template(route: Any, scope: Scope, root_path: str) -> str | None:
+    """The matched route's template, read after routing.
+
+    Starlette's router (and so FastAPI's) stores the matched route in
+    ``scope["route"]``. Under a ``Mount`` the route's path is relative to the mount,
+    whose matched prefix the router appends to ``root_path``.
+    """
+    path = getattr(route, "path", None)
     if not isinstance(path, str):
         return None
     mounted = scope.get("root_path", "")
-    if isinstance(mounted, str) and len(mounted) > len(root_path):
-        return mounted[len(root_path) :] + path
-    return path
+    if mounted == root_path:
+        return path
+    if not isinstance(mounted, str) or not mounted.startswith(root_path):
+        return path
+    # A Mount whose own path has parameters ("/users/{uid}") puts their values in
+    # root_path, and a template built from them would be one per user. Such a route
+    # gets no http.route rather than an unbounded one.
+    params = scope.get("path_params")
+    convertors = getattr(route, "param_convertors", None)
+    if params and isinstance(convertors, dict) and any(k not in convertors for k in params):
+        return None
+    return mounted[len(root_path) :] + path
 
 
 class RastirMiddleware:
-    """Trace each HTTP request (and each WebSocket connection) as an ``http.server`` span.
+    """Trace each HTTP request, and each WebSocket connection, as an ``http.server`` span.
+
+    The incoming ``traceparent``, ``tracestate`` and ``baggage`` are continued when
+    valid (W3C Trace Context); invalid ones are ignored and counted in
+    :data:`rastir.middleware.stats`, and the request starts a new trace.
 
     Args:
-        app: the ASGI application to wrap.
-        excluded_paths: exact paths served without a span (default ``/health`` and
+        app: The ASGI application to wrap.
+        excluded_paths: Exact paths served without a span (default ``/health`` and
             ``/metrics``).
-        request_hook: ``hook(span, scope)`` called when the span starts; failsafe.
-        response_hook: ``hook(span, message)`` called with ``http.response.start``;
-            failsafe.
-        capture_request_headers: request header names to record as
-            ``http.request.header.<name>``.
-        capture_response_headers: response header names to record as
+        request_hook: ``hook(span, scope)``, called when the span starts. Failsafe:
+            an exception is counted in ``stats.hook_errors`` and swallowed.
+        response_hook: ``hook(span, message)``, called with the
+            ``http.response.start`` message. Failsafe.
+        capture_request_headers: Request header names to record as
+            ``http.request.header.<name>`` (lists of strings).
+        capture_response_headers: Response header names to record as
             ``http.response.header.<name>``.
-        sanitize_headers: more header names whose captured values are redacted
-            (authorization, cookies and API-key headers always are).
+        sanitize_headers: More header names whose captured values are replaced by
+            ``[redacted]`` (authorization, cookies and API-key headers always are).
+
+    Raises:
+        ValueError: A header option is a single string rather than a list of names.
     """
 
     def __init__(
@@ -83,129 +115,260 @@ class RastirMiddleware:
         sanitize_headers: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self.excluded = frozenset(excluded_paths)
+        self.excluded_paths = frozenset(header_names(excluded_paths, "excluded_paths"))
         self.request_hook = request_hook
         self.response_hook = response_hook
-        sanitize = tuple(sanitize_headers)
-        self.request_headers = HeaderCapture(
-            capture_request_headers, sanitize, "http.request.header."
+        sanitize = header_names(sanitize_headers, "sanitize_headers")
+        request_headers = HeaderCapture(
+            header_names(capture_request_headers, "capture_request_headers"),
+            sanitize,
+            "http.request.header.",
         )
-        self.response_headers = HeaderCapture(
-            capture_response_headers, sanitize, "http.response.header."
+        response_headers = HeaderCapture(
+            header_names(capture_response_headers, "capture_response_headers"),
+            sanitize,
+            "http.response.header.",
         )
+        # None when off, so the request path tests one local for each.
+        self._request_headers = request_headers if request_headers else None
+        self._response_headers = response_headers if response_headers else None
+
+    def _begin(self, scope: Scope, http: bool) -> tuple[Span, _Baggage] | None:
+        """The request's span, not yet current, and the baggage it came with.
+
+        None for an excluded path, or when the scope cannot be read: telemetry never
+        breaks the host, so a scope this code does not understand is served untraced.
+        """
+        try:
+            path = scope["path"]
+            if path in self.excluded_paths:
+                return None
+            traceparent = tracestate = baggage = user_agent = host = None
+            # One pass over the headers. ASGI servers give lowercase names as bytes.
+            for name, value in scope["headers"]:
+                if name == b"host":
+                    host = value
+                elif name == b"user-agent":
+                    user_agent = value
+                elif name == b"traceparent":
+                    # W3C Trace Context test suite: two different traceparent headers
+                    # are invalid together (b"-" fails to parse and is counted).
+                    if traceparent is None or traceparent == value:
+                        traceparent = value
+                    else:
+                        traceparent = b"-"
+                elif name == b"tracestate":
+                    # RFC 9110 §5.3: repeated list headers combine with commas.
+                    tracestate = value if tracestate is None else tracestate + b"," + value
+                elif name == b"baggage":
+                    baggage = value if baggage is None else baggage + b"," + value
+            if http:
+                method = scope["method"]
+                attrs: dict[str, Any] = {
+                    "http.request.method": method,
+                    "url.path": path,
+                    "url.scheme": scope.get("scheme", "http"),
+                    "network.protocol.version": scope.get("http_version", "1.1"),
+                }
+                if method not in KNOWN_METHODS:
+                    # HTTP semconv: unknown methods are "_OTHER", the original kept aside.
+                    attrs["http.request.method"] = "_OTHER"
+                    attrs["http.request.method_original"] = method
+                    method = "HTTP"
+            else:
+                method = "WEBSOCKET"
+                attrs = {
+                    "url.path": path,
+                    "url.scheme": scope.get("scheme", "ws"),
+                    "network.protocol.name": "websocket",
+                }
+            if host is not None:
+                host_attrs(host, attrs)
+            else:
+                server = scope.get("server")
+                if server:
+                    attrs["server.address"] = server[0]
+                    if server[1] is not None:
+                        attrs["server.port"] = server[1]
+            client = scope.get("client")
+            if client:
+                attrs["client.address"] = client[0]
+            if user_agent is not None:
+                attrs["user_agent.original"] = user_agent.decode("latin-1")
+            if self._request_headers is not None:
+                self._request_headers.capture(scope["headers"], attrs)
+            parent = None
+            if traceparent is not None:
+                parent = remote_parent(
+                    traceparent.decode("latin-1"),
+                    None if tracestate is None else tracestate.decode("latin-1"),
+                    None if baggage is None else baggage.decode("latin-1"),
+                )
+        except Exception:
+            return None
+        # The rest is start_span() inlined: this is the hottest path in the package.
+        if parent is None:
+            current = _current_span.get()
+            bridge = PIPELINE.bridge
+            span = Span(
+                method, "http.server", current if bridge is None else bridge.parent(current), attrs
+            )
+            return span, ()
+        return Span(method, "http.server", parent, attrs), parent.baggage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if (kind != "http" and kind != "websocket") or not PIPELINE.enabled:
+        if kind != "http":
+            if kind == "websocket" and PIPELINE.enabled:
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        opened = self._begin(scope, True) if PIPELINE.enabled else None
+        if opened is None:
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        if path in self.excluded:
-            await self.app(scope, receive, send)
-            return
-
-        # One pass over the headers (ASGI servers give lowercase names as bytes).
-        traceparent = tracestate = baggage = user_agent = host = None
-        for name, value in scope["headers"]:
-            if name == b"traceparent":
-                traceparent = value.decode("latin-1")
-            elif name == b"tracestate":
-                tracestate = value.decode("latin-1")
-            elif name == b"baggage":
-                baggage = value.decode("latin-1")
-            elif name == b"user-agent":
-                user_agent = value.decode("latin-1")
-            elif name == b"host":
-                host = value.decode("latin-1")
-        parent = remote_parent(traceparent, tracestate, baggage)
-        attrs: dict[str, Any] = {"url.path": path, "url.scheme": scope.get("scheme", "http")}
-        if kind == "http":
-            method = method_attr(scope.get("method", "GET"), attrs)
-            version = scope.get("http_version")
-            if version:
-                attrs["network.protocol.version"] = version
-        else:
-            method = "WS"
-            attrs["network.protocol.name"] = "websocket"
-        if host:
-            h, _, port = host.rpartition(":") if host[-1:].isdigit() else (host, "", "")
-            attrs["server.address"] = h or host
-            if port:
-                attrs["server.port"] = int(port)
-        else:
-            server = scope.get("server")
-            if server:
-                attrs["server.address"] = server[0]
-                if server[1] is not None:
-                    attrs["server.port"] = server[1]
-        client = scope.get("client")
-        if client:
-            attrs["client.address"] = client[0]
-        if user_agent is not None:
-            attrs["user_agent.original"] = user_agent
-        if self.request_headers:
-            self.request_headers.capture(
-                ((n.decode("latin-1"), v.decode("latin-1")) for n, v in scope["headers"]),
-                attrs,
-            )
-        span, token, otel = start_span(method, "http.server", attrs, parent)
-        if parent is not None and parent.baggage:
-            baggage_token = _current_baggage.set(parent.baggage)
-        else:
-            baggage_token = None
-        call_hook(self.request_hook, span, scope)
-        root_path = scope.get("root_path", "")
+        span, baggage = opened
+        token = _current_span.set(span)
+        bridge = PIPELINE.bridge
+        otel = None if bridge is None else bridge.attach(span)
+        baggage_token = _current_baggage.set(baggage) if baggage else None
+        if self.request_hook is not None:
+            call_hook(self.request_hook, span, scope)
         response_hook = self.response_hook
-        response_headers = self.response_headers
-        status: int | None = None
-        ended = False
+        response_headers = self._response_headers
+        root_path = scope.get("root_path", "")
+        status = 0
+        trailers = False
+        done = False
 
-        def finish() -> None:
-            nonlocal ended
-            if ended:
-                return
-            ended = True
-            route = _route_template(scope, root_path)
+        def end() -> None:
+            nonlocal done
+            done = True
+            attributes = span.attributes
+            route = scope.get("route")
             if route is not None:
-                span.attributes["http.route"] = route
-                span.name = f"{method} {route}"
-            end_status(span, status)
-            finish_span(span)
+                template = _route_template(route, scope, root_path)
+                if template is not None:
+                    attributes["http.route"] = template
+                    # HTTP semconv span name: "{method} {http.route}".
+                    span.name = f"{span.name} {template}"
+            if status:
+                attributes["http.response.status_code"] = status
+                if status >= 500:
+                    server_error(span, status)
+            span._t1 = _perf_ns()
+            _on_end(span)
 
-        async def traced_send(message: Message) -> None:
-            nonlocal status
-            mtype = message["type"]
-            if mtype == "http.response.start":
-                status = message["status"]
-                if response_headers:
-                    response_headers.capture(
-                        (
-                            (n.decode("latin-1"), v.decode("latin-1"))
-                            for n, v in message.get("headers", ())
-                        ),
-                        span.attributes,
-                    )
-                call_hook(response_hook, span, message)
-            elif mtype == "http.response.body":
-                if not message.get("more_body", False):
-                    await send(message)
-                    finish()
-                    return
-            elif mtype == "websocket.close" or mtype == "websocket.http.response.start":
-                code = message.get("code") or message.get("status")
-                if isinstance(code, int):
-                    span.attributes["rastir.websocket.close_code"] = code
+        async def send_last(message: Message) -> None:
             await send(message)
+            if not done:
+                end()
+
+        def traced_send(message: Message) -> Awaitable[None]:
+            # A plain function handing back the server's own awaitable: only the last
+            # message of the response costs a coroutine of ours.
+            nonlocal status, trailers
+            mtype = message["type"]
+            if mtype == "http.response.body":
+                # A 5xx span ends when the app returns, so the exception that usually
+                # follows (Starlette's ServerErrorMiddleware re-raises after sending
+                # its 500) is recorded on it.
+                if message.get("more_body", False) or trailers or status >= 500 or done:
+                    return send(message)
+                return send_last(message)
+            if mtype == "http.response.start":
+                code = message.get("status")
+                status = code if isinstance(code, int) else 0
+                trailers = bool(message.get("trailers", False))
+                if response_headers is not None:
+                    response_headers.capture(message.get("headers", ()), span.attributes)
+                if response_hook is not None:
+                    call_hook(response_hook, span, message)
+            elif mtype == "http.response.trailers":
+                if not message.get("more_trailers", False) and status < 500 and not done:
+                    return send_last(message)
+            elif mtype == "http.response.pathsend" and status < 500 and not done:
+                return send_last(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, traced_send)
         except BaseException as exc:
-            if status is None and isinstance(exc, Exception):
-                status = 500
-            record_exception(span, exc)
+            # After the last body message the response is complete and the span is
+            # already handed over: what fails later (a background task) is not it.
+            if not done:
+                if not status and isinstance(exc, Exception):
+                    status = 500  # the server answers 500 for an app that raised
+                record_exception(span, exc)
+                if span.error is not None:
+                    span.attributes["error.type"] = span.error["exception_type"]
             raise
         finally:
-            detach_span(token, otel)
+            if otel is not None and bridge is not None:
+                bridge.detach(otel)
+            _current_span.reset(token)
             if baggage_token is not None:
                 _current_baggage.reset(baggage_token)
-            finish()
+            if not done:
+                end()
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """One span for the whole WebSocket connection, ended when the app returns."""
+        opened = self._begin(scope, False)
+        if opened is None:
+            await self.app(scope, receive, send)
+            return
+        span, baggage = opened
+        token = _current_span.set(span)
+        bridge = PIPELINE.bridge
+        otel = None if bridge is None else bridge.attach(span)
+        baggage_token = _current_baggage.set(baggage) if baggage else None
+        if self.request_hook is not None:
+            call_hook(self.request_hook, span, scope)
+        root_path = scope.get("root_path", "")
+        attributes = span.attributes
+        response_hook = self.response_hook
+
+        async def traced_send(message: Message) -> None:
+            mtype = message.get("type")
+            if mtype == "websocket.accept":
+                attributes["http.response.status_code"] = 101
+            elif mtype == "websocket.close":
+                attributes["rastir.websocket.close_code"] = message.get("code", 1000)
+            elif mtype == "websocket.http.response.start":
+                # The WebSocket Denial Response extension: an HTTP answer instead.
+                code = message.get("status")
+                if isinstance(code, int):
+                    attributes["http.response.status_code"] = code
+                if response_hook is not None:
+                    call_hook(response_hook, span, message)
+            await send(message)
+
+        async def traced_receive() -> Message:
+            message = await receive()
+            if message.get("type") == "websocket.disconnect":
+                attributes.setdefault("rastir.websocket.close_code", message.get("code", 1005))
+            return message
+
+        try:
+            await self.app(scope, traced_receive, traced_send)
+        except BaseException as exc:
+            record_exception(span, exc)
+            if span.error is not None:
+                attributes["error.type"] = span.error["exception_type"]
+            raise
+        finally:
+            if otel is not None and bridge is not None:
+                bridge.detach(otel)
+            _current_span.reset(token)
+            if baggage_token is not None:
+                _current_baggage.reset(baggage_token)
+            route = scope.get("route")
+            if route is not None:
+                template = _route_template(route, scope, root_path)
+                if template is not None:
+                    attributes["http.route"] = template
+                    span.name = f"{span.name} {template}"
+            span._t1 = _perf_ns()
+            _on_end(span)

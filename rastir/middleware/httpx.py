@@ -8,7 +8,8 @@
 Each request gets ``traceparent`` (and ``tracestate``/``baggage``) from the current
 context. With ``span=True`` (the default) it is also timed as an ``http.client`` span,
 which the server's span then has as its parent. The span ends when the response
-headers arrive; a streamed body is not waited for.
+headers arrive: a streamed body is not waited for, so the span of a long SSE stream
+does not stay open for the stream's life.
 
 Neither httpx nor httpx2 is imported: transports are duck-typed (``handle_request``
 and ``handle_async_request``), so the same code serves both, and mcp 2.x's httpx2
@@ -17,76 +18,95 @@ client too.
 
 from __future__ import annotations
 
-from contextvars import Token
 from typing import Any
 
 from rastir._instrument import end_span, record_exception, start_span
 from rastir.errors import classify_status
 from rastir.export._pipeline import PIPELINE
-from rastir.middleware._http import method_attr
+from rastir.middleware._http import KNOWN_METHODS
 from rastir.propagation import inject
-from rastir.spans import Span, SpanContext
+from rastir.spans import Span
 
 __all__ = ["RastirAsyncTransport", "RastirTransport", "instrument_httpx"]
 
 _MARK = "_rastir_instrumented"
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-_Opened = tuple[Span, Token[Span | SpanContext | None], Any]
-
-
-def _start(request: Any, with_span: bool) -> _Opened | None:
-    if not PIPELINE.enabled:
-        return None
-    if not with_span:
-        inject(request.headers)
-        return None
+def _open(request: Any) -> tuple[Span, Any, Any]:
+    """Start the ``http.client`` span (current while the transport runs) and inject it."""
     url = request.url
-    attrs: dict[str, Any] = {}
-    method = method_attr(str(request.method), attrs)
+    method = request.method
+    attrs: dict[str, Any] = {"http.request.method": method}
+    if method not in KNOWN_METHODS:
+        attrs["http.request.method"] = "_OTHER"
+        attrs["http.request.method_original"] = method
+        method = "HTTP"
+    scheme = url.scheme
     host = url.host
-    if host:
-        attrs["server.address"] = host
-    port = url.port or (443 if url.scheme == "https" else 80)
-    attrs["server.port"] = port
-    # url.full without the query string, which often carries keys and tokens.
-    attrs["url.full"] = f"{url.scheme}://{host}:{port}{url.path}"
+    port = url.port or _DEFAULT_PORTS.get(scheme)
+    attrs["server.address"] = host
+    if port is not None:
+        attrs["server.port"] = port
+    # HTTP semconv asks for url.full with sensitive query values redacted; the query
+    # often carries keys and tokens, so it is left out whole.
+    netloc = f"[{host}]" if ":" in host else host
+    authority = f"{netloc}:{port}" if port is not None else netloc
+    attrs["url.full"] = f"{scheme}://{authority}{url.path}"
     span, token, otel = start_span(method, "http.client", attrs)
     inject(request.headers, span)
     return span, token, otel
 
 
-def _end(opened: _Opened, status: int | None) -> None:
-    span = opened[0]
-    if status is not None:
+def _close(span: Span, token: Any, otel: Any, status: int) -> None:
+    if status:
         span.attributes["http.response.status_code"] = status
-        if status >= 400 and span.status == "ok":
-            # HTTP semconv: 4xx and 5xx answers are errors on a client span.
-            span.set_error(classify_status(status), str(status), f"HTTP {status}")
-    end_span(*opened)
+        if status >= 400:
+            # HTTP semconv: on a client span, 4xx and 5xx answers are errors.
+            span.attributes["error.type"] = str(status)
+            if span.status == "ok":
+                span.set_error(classify_status(status), str(status), f"HTTP {status}")
+    end_span(span, token, otel)
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    record_exception(span, exc)
+    if span.error is not None:
+        span.attributes["error.type"] = span.error["exception_type"]
 
 
 class RastirTransport:
-    """Wraps a sync transport: propagation, and an ``http.client`` span per request."""
+    """Wraps a sync ``httpx``/``httpx2`` transport: propagation, and an ``http.client``
+    span per request unless ``span=False``.
+
+    Args:
+        transport: The transport to wrap, for example ``httpx.HTTPTransport()``.
+        span: Record each request as an ``http.client`` span (the server's span is
+            then its child). With False, only the headers are added, from whatever
+            span is current.
+    """
 
     def __init__(self, transport: Any, *, span: bool = True) -> None:
         self.transport = transport
         self.span = span
 
     def handle_request(self, request: Any) -> Any:
-        opened = _start(request, self.span)
-        if opened is None:
+        if not PIPELINE.enabled:
             return self.transport.handle_request(request)
-        status = None
+        if not self.span:
+            inject(request.headers)
+            return self.transport.handle_request(request)
+        span, token, otel = _open(request)
+        status = 0
         try:
             response = self.transport.handle_request(request)
             status = response.status_code
             return response
         except BaseException as exc:
-            record_exception(opened[0], exc)
+            _failed(span, exc)
             raise
         finally:
-            _end(opened, status)
+            _close(span, token, otel, status)
 
     def close(self) -> None:
         self.transport.close()
@@ -99,30 +119,34 @@ class RastirTransport:
         self.transport.__exit__(*args)
 
     def __getattr__(self, name: str) -> Any:
+        # Anything else (pool settings, private helpers) is the wrapped transport's.
         return getattr(self.transport, name)
 
 
 class RastirAsyncTransport:
-    """Wraps an async transport: propagation, and an ``http.client`` span per request."""
+    """Wraps an async ``httpx``/``httpx2`` transport; see :class:`RastirTransport`."""
 
     def __init__(self, transport: Any, *, span: bool = True) -> None:
         self.transport = transport
         self.span = span
 
     async def handle_async_request(self, request: Any) -> Any:
-        opened = _start(request, self.span)
-        if opened is None:
+        if not PIPELINE.enabled:
             return await self.transport.handle_async_request(request)
-        status = None
+        if not self.span:
+            inject(request.headers)
+            return await self.transport.handle_async_request(request)
+        span, token, otel = _open(request)
+        status = 0
         try:
             response = await self.transport.handle_async_request(request)
             status = response.status_code
             return response
         except BaseException as exc:
-            record_exception(opened[0], exc)
+            _failed(span, exc)
             raise
         finally:
-            _end(opened, status)
+            _close(span, token, otel, status)
 
     async def aclose(self) -> None:
         await self.transport.aclose()
@@ -138,15 +162,24 @@ class RastirAsyncTransport:
         return getattr(self.transport, name)
 
 
+def _wrap(transport: Any, span: bool) -> Any:
+    if isinstance(transport, (RastirTransport, RastirAsyncTransport)):
+        return transport  # already ours, given as transport=... by the user
+    if hasattr(transport, "handle_async_request"):
+        return RastirAsyncTransport(transport, span=span)
+    return RastirTransport(transport, span=span)
+
+
 def instrument_httpx(client: Any, *, span: bool = True) -> Any:
     """Propagate the trace on every request of one ``httpx``/``httpx2`` client.
 
-    Wraps the client's transport and its mounted transports. Calling it twice on the
-    same client does nothing more.
+    Wraps the client's transport and its mounted transports (proxies included).
+    Nothing global is patched, and other clients are left alone. Calling it twice on
+    the same client does nothing more.
 
     Args:
-        client: an ``httpx.Client``/``AsyncClient`` or ``httpx2.Client``/``AsyncClient``.
-        span: also record each request as an ``http.client`` span.
+        client: An ``httpx.Client``/``AsyncClient`` or ``httpx2.Client``/``AsyncClient``.
+        span: Also record each request as an ``http.client`` span.
 
     Returns:
         The same client.
@@ -157,15 +190,15 @@ def instrument_httpx(client: Any, *, span: bool = True) -> Any:
     if getattr(client, _MARK, False):
         return client
     transport = getattr(client, "_transport", None)
-    if transport is None:
+    if transport is None or not (
+        hasattr(transport, "handle_request") or hasattr(transport, "handle_async_request")
+    ):
         raise TypeError(f"instrument_httpx needs an httpx or httpx2 client, got {client!r}")
-    is_async = hasattr(transport, "handle_async_request")
-    wrap = RastirAsyncTransport if is_async else RastirTransport
-    client._transport = wrap(transport, span=span)
+    client._transport = _wrap(transport, span)
     mounts = getattr(client, "_mounts", None)
     if isinstance(mounts, dict):
         for pattern, mounted in list(mounts.items()):
             if mounted is not None:
-                mounts[pattern] = wrap(mounted, span=span)
+                mounts[pattern] = _wrap(mounted, span)
     setattr(client, _MARK, True)
     return client

@@ -1,9 +1,10 @@
 """``RastirWSGIMiddleware``: an ``http.server`` span for each WSGI request.
 
 The span covers the whole response: it ends when the server closes the response
-iterable (PEP 3333 requires servers to call ``close()``), so a streamed body is
-timed to its last chunk. The span is current while the application runs and while
-each chunk is produced, so spans started by a lazy body have the right parent.
+iterable (PEP 3333 requires servers to call ``close()`` when it has one, and ours
+always has), so a streamed body is timed to its last chunk. The span is current while
+the application runs and while each chunk of a lazy body is produced, so spans
+started there have the right parent; it is not current between chunks.
 
     app.wsgi_app = RastirWSGIMiddleware(app.wsgi_app)   # Flask
     application = RastirWSGIMiddleware(application)      # Django, any WSGI app
@@ -11,19 +12,22 @@ each chunk is produced, so spans started by a lazy body have the right parent.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from rastir._instrument import detach_span, finish_span, record_exception, start_span
+from rastir._instrument import record_exception
 from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.middleware._http import (
     DEFAULT_EXCLUDED,
+    KNOWN_METHODS,
     HeaderCapture,
     call_hook,
-    end_status,
-    method_attr,
+    header_names,
+    host_attrs,
     remote_parent,
+    server_error,
 )
 from rastir.spans import Span
 
@@ -32,173 +36,314 @@ __all__ = ["RastirWSGIMiddleware"]
 Environ = dict[str, Any]
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
+RequestHook = Callable[[Span, Environ], None]
+ResponseHook = Callable[[Span, str, list[tuple[str, str]]], None]
+_Baggage = tuple[tuple[str, str], ...]
+
+_perf_ns = time.perf_counter_ns
+_on_end = PIPELINE.on_end
 
 
 def _environ_headers(environ: Environ) -> Iterator[tuple[str, str]]:
+    """The request headers back from a WSGI environ (PEP 3333 ``HTTP_*`` keys)."""
     for key, value in environ.items():
         if key.startswith("HTTP_"):
-            yield key[5:].replace("_", "-").lower(), value
+            yield key[5:].replace("_", "-"), value
     if "CONTENT_TYPE" in environ:
         yield "content-type", environ["CONTENT_TYPE"]
+    if "CONTENT_LENGTH" in environ:
+        yield "content-length", environ["CONTENT_LENGTH"]
 
 
 def _route(environ: Environ) -> str | None:
-    """The route template. Flask's request (werkzeug keeps it in the environ) knows
-    its ``url_rule``; any other framework can set ``environ["rastir.route"]``."""
+    """The route template, once the application has routed the request.
+
+    ``environ["rastir.route"]`` wins when an application sets it (Django:
+    ``request.resolver_match.route``). Flask's request object, which werkzeug keeps in
+    ``environ["werkzeug.request"]``, knows its ``url_rule``.
+    """
     rule = environ.get("rastir.route")
     if isinstance(rule, str):
         return rule
     request = environ.get("werkzeug.request")
-    url_rule = getattr(request, "url_rule", None) if request is not None else None
-    rule = getattr(url_rule, "rule", None)
+    if request is None:
+        return None
+    rule = getattr(getattr(request, "url_rule", None), "rule", None)
     return rule if isinstance(rule, str) else None
 
 
+class _Request:
+    """One traced request: its span and how it ends. Shared by the body wrappers."""
+
+    __slots__ = ("baggage", "environ", "span", "status")
+
+    def __init__(self, span: Span, environ: Environ, baggage: _Baggage) -> None:
+        self.span = span
+        self.environ = environ
+        self.baggage = baggage
+        self.status = 0
+
+    def end(self) -> None:
+        span = self.span
+        route = _route(self.environ)
+        if route is not None:
+            span.attributes["http.route"] = route
+            # HTTP semconv span name: "{method} {http.route}".
+            span.name = f"{span.name} {route}"
+        status = self.status
+        if status:
+            span.attributes["http.response.status_code"] = status
+            if status >= 500:
+                server_error(span, status)
+        span._t1 = _perf_ns()
+        _on_end(span)
+
+
+class _ClosingBody:
+    """A response that is already complete (a list or tuple of bytes).
+
+    Iterating it runs no application code, so the span need not be made current; the
+    server's ``close()`` ends it. ``__len__`` is kept because PEP 3333 lets a server
+    compute Content-Length from a one-item body.
+    """
+
+    __slots__ = ("_body", "_request")
+
+    def __init__(self, body: list[bytes] | tuple[bytes, ...], request: _Request) -> None:
+        self._body = body
+        self._request: _Request | None = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def __len__(self) -> int:
+        return len(self._body)
+
+    def close(self) -> None:
+        request = self._request
+        if request is not None:
+            self._request = None
+            request.end()
+
+
 class _TracedBody:
-    """The application's response iterable, ending the span when the server closes it."""
+    """A lazy response iterable: the span is current while each chunk is produced,
+    and ends when the server closes the iterable."""
 
-    __slots__ = ("_baggage", "_finish", "_inner", "_iter", "_span")
+    __slots__ = ("_body", "_iter", "_request", "_sent")
 
-    def __init__(
-        self,
-        inner: Iterable[bytes],
-        span: Span,
-        baggage: tuple[tuple[str, str], ...],
-        finish: Callable[[BaseException | None], None],
-    ) -> None:
-        self._inner = inner
+    def __init__(self, body: Iterable[bytes], request: _Request) -> None:
+        self._body = body
         self._iter: Iterator[bytes] | None = None
-        self._span = span
-        self._baggage = baggage
-        self._finish = finish
+        self._request: _Request | None = request
+        self._sent = False
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        if self._iter is None:
-            self._iter = iter(self._inner)
-        token = _current_span.set(self._span)
-        btoken = _current_baggage.set(self._baggage) if self._baggage else None
-        try:
+        request = self._request
+        if request is None:
+            # Closed: whatever is left is not ours to trace.
+            if self._iter is None:
+                self._iter = iter(self._body)
             return next(self._iter)
+        token = _current_span.set(request.span)
+        btoken = _current_baggage.set(request.baggage) if request.baggage else None
+        try:
+            if self._iter is None:
+                self._iter = iter(self._body)
+            chunk = next(self._iter)
         except StopIteration:
             raise
         except BaseException as exc:
-            record_exception(self._span, exc)
+            if not self._sent and isinstance(exc, Exception):
+                # Nothing was written yet, so the server answers 500 (PEP 3333).
+                request.status = 500
+            record_exception(request.span, exc)
             raise
         finally:
             _current_span.reset(token)
             if btoken is not None:
                 _current_baggage.reset(btoken)
+        self._sent = True
+        return chunk
 
     def close(self) -> None:
+        request = self._request
+        if request is None:
+            return
+        self._request = None
+        close = getattr(self._body, "close", None)
+        if close is None:
+            request.end()
+            return
+        # A generator's close() runs its finally blocks: user code, in the span.
+        token = _current_span.set(request.span)
         try:
-            close = getattr(self._inner, "close", None)
-            if close is not None:
-                close()
+            close()
         finally:
-            self._finish(None)
+            _current_span.reset(token)
+            request.end()
 
 
 class RastirWSGIMiddleware:
-    """Trace each WSGI request. Options as for :class:`~rastir.middleware.RastirMiddleware`."""
+    """Trace each WSGI request as an ``http.server`` span, ended when the body closes.
+
+    Args:
+        app: The WSGI application to wrap.
+        excluded_paths: Exact paths (``PATH_INFO``) served without a span (default
+            ``/health`` and ``/metrics``).
+        request_hook: ``hook(span, environ)``, called when the span starts. Failsafe:
+            an exception is counted in ``stats.hook_errors`` and swallowed.
+        response_hook: ``hook(span, status_line, headers)``, called from
+            ``start_response``. Failsafe.
+        capture_request_headers: Request header names to record as
+            ``http.request.header.<name>`` (lists of strings).
+        capture_response_headers: Response header names to record as
+            ``http.response.header.<name>``.
+        sanitize_headers: More header names whose captured values are replaced by
+            ``[redacted]`` (authorization, cookies and API-key headers always are).
+
+    Raises:
+        ValueError: A header option is a single string rather than a list of names.
+    """
 
     def __init__(
         self,
         app: WSGIApp,
         *,
         excluded_paths: Iterable[str] = DEFAULT_EXCLUDED,
-        request_hook: Callable[[Span, Environ], None] | None = None,
-        response_hook: Callable[[Span, str, list[tuple[str, str]]], None] | None = None,
+        request_hook: RequestHook | None = None,
+        response_hook: ResponseHook | None = None,
         capture_request_headers: Iterable[str] = (),
         capture_response_headers: Iterable[str] = (),
         sanitize_headers: Iterable[str] = (),
     ) -> None:
         self.app = app
-        self.excluded = frozenset(excluded_paths)
+        self.excluded_paths = frozenset(header_names(excluded_paths, "excluded_paths"))
         self.request_hook = request_hook
         self.response_hook = response_hook
-        sanitize = tuple(sanitize_headers)
-        self.request_headers = HeaderCapture(
-            capture_request_headers, sanitize, "http.request.header."
+        sanitize = header_names(sanitize_headers, "sanitize_headers")
+        request_headers = HeaderCapture(
+            header_names(capture_request_headers, "capture_request_headers"),
+            sanitize,
+            "http.request.header.",
         )
-        self.response_headers = HeaderCapture(
-            capture_response_headers, sanitize, "http.response.header."
+        response_headers = HeaderCapture(
+            header_names(capture_response_headers, "capture_response_headers"),
+            sanitize,
+            "http.response.header.",
         )
+        self._request_headers = request_headers if request_headers else None
+        self._response_headers = response_headers if response_headers else None
+
+    def _begin(self, environ: Environ) -> tuple[Span, _Baggage] | None:
+        """The request's span, not yet current, and the baggage it came with.
+
+        None for an excluded path, or when the environ cannot be read: telemetry never
+        breaks the host, so an environ this code does not understand is served untraced.
+        """
+        try:
+            path = environ.get("PATH_INFO") or "/"
+            if path in self.excluded_paths:
+                return None
+            method = environ["REQUEST_METHOD"]
+            protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+            attrs: dict[str, Any] = {
+                "http.request.method": method,
+                "url.path": environ.get("SCRIPT_NAME", "") + path,
+                "url.scheme": environ.get("wsgi.url_scheme", "http"),
+                "network.protocol.version": protocol[5:]
+                if protocol.startswith("HTTP/")
+                else protocol,
+            }
+            if method not in KNOWN_METHODS:
+                attrs["http.request.method"] = "_OTHER"
+                attrs["http.request.method_original"] = method
+                method = "HTTP"
+            host = environ.get("HTTP_HOST")
+            if host:
+                host_attrs(host, attrs)
+            elif "SERVER_NAME" in environ:
+                attrs["server.address"] = environ["SERVER_NAME"]
+                port = environ.get("SERVER_PORT")
+                if port and port.isascii() and port.isdigit() and len(port) <= 5:
+                    attrs["server.port"] = int(port)
+            client = environ.get("REMOTE_ADDR")
+            if client:
+                attrs["client.address"] = client
+            user_agent = environ.get("HTTP_USER_AGENT")
+            if user_agent:
+                attrs["user_agent.original"] = user_agent
+            if self._request_headers is not None:
+                self._request_headers.capture(_environ_headers(environ), attrs)
+            # WSGI servers join repeated headers with "," (PEP 3333 leaves it to CGI,
+            # RFC 3875 §4.1.18): two traceparents then fail to parse, as they should.
+            traceparent = environ.get("HTTP_TRACEPARENT")
+            parent = None
+            if traceparent is not None:
+                parent = remote_parent(
+                    traceparent, environ.get("HTTP_TRACESTATE"), environ.get("HTTP_BAGGAGE")
+                )
+        except Exception:
+            return None
+        # The rest is start_span() inlined, as in the ASGI middleware.
+        if parent is None:
+            current = _current_span.get()
+            bridge = PIPELINE.bridge
+            span = Span(
+                method, "http.server", current if bridge is None else bridge.parent(current), attrs
+            )
+            return span, ()
+        return Span(method, "http.server", parent, attrs), parent.baggage
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        path = environ.get("PATH_INFO", "") or "/"
-        if not PIPELINE.enabled or path in self.excluded:
+        opened = self._begin(environ) if PIPELINE.enabled else None
+        if opened is None:
             return self.app(environ, start_response)
-        parent = remote_parent(
-            environ.get("HTTP_TRACEPARENT"),
-            environ.get("HTTP_TRACESTATE"),
-            environ.get("HTTP_BAGGAGE"),
-        )
-        attrs: dict[str, Any] = {
-            "url.path": environ.get("SCRIPT_NAME", "") + path,
-            "url.scheme": environ.get("wsgi.url_scheme", "http"),
-        }
-        method = method_attr(environ.get("REQUEST_METHOD", "GET"), attrs)
-        protocol = environ.get("SERVER_PROTOCOL", "")
-        if protocol.startswith("HTTP/"):
-            attrs["network.protocol.version"] = protocol[5:]
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
-        if host:
-            h, _, port = host.rpartition(":") if host[-1:].isdigit() else (host, "", "")
-            attrs["server.address"] = h or host
-            if port:
-                attrs["server.port"] = int(port)
-        if environ.get("REMOTE_ADDR"):
-            attrs["client.address"] = environ["REMOTE_ADDR"]
-        if environ.get("HTTP_USER_AGENT"):
-            attrs["user_agent.original"] = environ["HTTP_USER_AGENT"]
-        if self.request_headers:
-            self.request_headers.capture(_environ_headers(environ), attrs)
-        span, token, otel = start_span(method, "http.server", attrs, parent)
-        baggage = parent.baggage if parent is not None else ()
-        call_hook(self.request_hook, span, environ)
-        status: list[int] = []
-        ended = False
+        span, baggage = opened
+        request = _Request(span, environ, baggage)
+        token = _current_span.set(span)
+        bridge = PIPELINE.bridge
+        otel = None if bridge is None else bridge.attach(span)
+        baggage_token = _current_baggage.set(baggage) if baggage else None
+        if self.request_hook is not None:
+            call_hook(self.request_hook, span, environ)
         response_hook = self.response_hook
-        response_headers = self.response_headers
-
-        def finish(exc: BaseException | None) -> None:
-            nonlocal ended
-            if ended:
-                return
-            ended = True
-            rule = _route(environ)
-            if isinstance(rule, str):
-                span.attributes["http.route"] = rule
-                span.name = f"{method} {rule}"
-            end_status(span, status[-1] if status else (500 if exc is not None else None))
-            finish_span(span)
+        response_headers = self._response_headers
 
         def traced_start_response(
-            status_line: str, headers: list[tuple[str, str]], exc_info: Any = None
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
-            try:
-                status.append(int(status_line.split(" ", 1)[0]))
-            except ValueError:
-                pass
-            if response_headers:
+            code = status[:3]
+            request.status = int(code) if code.isascii() and code.isdigit() else 0
+            if response_headers is not None:
                 response_headers.capture(headers, span.attributes)
-            call_hook(response_hook, span, status_line, headers)
+            if response_hook is not None:
+                call_hook(response_hook, span, status, headers)
             if exc_info is None:
-                return start_response(status_line, headers)
-            return start_response(status_line, headers, exc_info)
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
 
-        btoken = _current_baggage.set(baggage) if baggage else None
         try:
             body = self.app(environ, traced_start_response)
         except BaseException as exc:
+            if isinstance(exc, Exception):
+                # Nothing is written before the app returns, so the server answers
+                # 500 whatever status the app had started.
+                request.status = 500
             record_exception(span, exc)
-            finish(exc)
+            if span.error is not None:
+                span.attributes["error.type"] = span.error["exception_type"]
+            request.end()
             raise
         finally:
-            detach_span(token, otel)
-            if btoken is not None:
-                _current_baggage.reset(btoken)
-        return _TracedBody(body, span, baggage, finish)
+            if otel is not None and bridge is not None:
+                bridge.detach(otel)
+            _current_span.reset(token)
+            if baggage_token is not None:
+                _current_baggage.reset(baggage_token)
+        if type(body) is list or type(body) is tuple:
+            return _ClosingBody(body, request)
+        return _TracedBody(body, request)

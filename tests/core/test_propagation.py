@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rastir import propagation
 from rastir.context import _current_baggage, _current_span, attach, current_trace_id, detach
 from rastir.propagation import (
     BAGGAGE,
@@ -48,6 +49,16 @@ def _no_current_context() -> Iterator[None]:
     finally:
         _current_baggage.reset(baggage_token)
         _current_span.reset(span_token)
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {
+        name
+        for name, value in vars(propagation).items()
+        if not name.startswith("_") and getattr(value, "__module__", None) == propagation.__name__
+    }
+    assert public <= set(propagation.__all__)
+    assert all(hasattr(propagation, name) for name in propagation.__all__)
 
 
 def test_header_names_are_the_lowercase_w3c_names() -> None:

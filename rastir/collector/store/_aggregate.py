@@ -36,8 +36,6 @@ __all__ = [
     "Tag",
     "TraceAggregate",
     "query_tags",
-    "span_agent",
-    "span_model",
 ]
 
 # OpenTelemetry GenAI semantic conventions, and our own cost attribute.
@@ -59,24 +57,6 @@ Tag = tuple[int, str]
 
 # Larger than any Unix-nanosecond start an int64 column can hold.
 _NO_START: Final = 1 << 63
-
-
-def span_agent(span: WireSpan) -> str | None:
-    """The span's agent name, when it has a usable one."""
-    value = span.attributes.get(AGENT) if span.attributes else None
-    return value if type(value) is str and value else None
-
-
-def span_model(span: WireSpan) -> str | None:
-    """The span's model: the response model when known, else the requested one."""
-    attributes = span.attributes
-    if not attributes:
-        return None
-    value = attributes.get(RESPONSE_MODEL)
-    if type(value) is str and value:
-        return value
-    value = attributes.get(REQUEST_MODEL)
-    return value if type(value) is str and value else None
 
 
 def _count(value: object) -> int:
@@ -113,8 +93,10 @@ class TraceAggregate:
         "input_tokens",
         "models",
         "output_tokens",
-        "root_key",
         "root_name",
+        "root_rank",
+        "root_span_id",
+        "root_start",
         "services",
         "span_count",
         "start_ns",
@@ -128,8 +110,11 @@ class TraceAggregate:
         self.output_tokens = 0
         self.cost_usd = 0.0
         self.error_count = 0
-        # (0 for a span without parent else 1, start, span_id): the smallest wins.
-        self.root_key: tuple[int, int, str] | None = None
+        # The root is the smallest (rank, start, span_id); rank 0 for a span without
+        # parent, 1 for one with; 2 while there is no span.
+        self.root_rank = 2
+        self.root_start = 0
+        self.root_span_id = ""
         self.root_name = ""
         self.services: set[str] = set()
         self.agents: set[str] = set()
@@ -146,10 +131,11 @@ class TraceAggregate:
 
     def add(self, service: str, span: WireSpan) -> None:
         """Count one span that this aggregate has not seen before."""
+        # The hot path of every store write: keep it to plain comparisons.
         start = span.start_time_unix_nano
-        end = span.end_time_unix_nano
         if start < self.start_ns:
             self.start_ns = start
+        end = span.end_time_unix_nano
         if end > self.end_ns:
             self.end_ns = end
         self.span_count += 1
@@ -158,29 +144,32 @@ class TraceAggregate:
             self.error_count += 1
         if span.error is not None:
             self.error_types.add(span.error.type)
-        key = (0 if span.parent_span_id is None else 1, start, span.span_id)
-        root_key = self.root_key
-        if root_key is None or key < root_key:
-            self.root_key = key
+        rank = 0 if span.parent_span_id is None else 1
+        if rank < self.root_rank or (
+            rank == self.root_rank and (start, span.span_id) < (self.root_start, self.root_span_id)
+        ):
+            self.root_rank = rank
+            self.root_start = start
+            self.root_span_id = span.span_id
             self.root_name = span.name
         attributes = span.attributes
         if attributes:
             get = attributes.get
             value = get(AGENT)
-            if type(value) is str and value:
+            if isinstance(value, str) and value:
                 self.agents.add(value)
             value = get(REQUEST_MODEL)
-            if type(value) is str and value:
+            if isinstance(value, str) and value:
                 self.models.add(value)
             value = get(RESPONSE_MODEL)
-            if type(value) is str and value:
+            if isinstance(value, str) and value:
                 self.models.add(value)
             value = get(INPUT_TOKENS)
             if value is not None:
-                self.input_tokens += _count(value)
+                self.input_tokens += value if type(value) is int else _count(value)
             value = get(OUTPUT_TOKENS)
             if value is not None:
-                self.output_tokens += _count(value)
+                self.output_tokens += value if type(value) is int else _count(value)
             value = get(COST_USD)
             if value is not None:
                 self.cost_usd += _usd(value)

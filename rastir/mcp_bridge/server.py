@@ -1,0 +1,307 @@
+"""``@mcp_endpoint``: an ``mcp.server`` span around an MCP server tool.
+
+    server = MCPServer("calc")
+
+    @server.tool()
+    @mcp_endpoint
+    async def add(a: int, b: int) -> int:
+        return a + b
+
+Each call is an ``mcp.server`` span (``tools/call add``), the child of the client's span
+whose context arrived in ``params._meta`` (SEP-414). Spans the tool opens are its
+children. The W3C baggage that came with the call is the current baggage while the
+tool runs. When the call came over HTTP through :class:`rastir.middleware.RastirMiddleware`,
+the HTTP request's ``http.server`` span is linked.
+
+Parents, in order:
+
+1. ``_meta`` holds a valid ``traceparent``: that remote span. If mcp's own
+   OpenTelemetry server span (the ``OpenTelemetryMiddleware`` every MCP server runs)
+   is recording and the OTel bridge is on, it sits between the two, as it is the
+   child of the same remote span.
+2. ``_meta`` holds a ``traceparent`` that is not valid W3C trace context: a new root
+   (W3C Trace Context: an invalid ``traceparent`` restarts the trace), marked
+   ``rastir.mcp.invalid_trace_context=true``.
+3. No ``traceparent``: whatever is current, as for any span (the HTTP request's span,
+   or with the bridge the OTel context mcp set up).
+
+**How the tool's ``_meta`` is reached.** MCPServer hands the request to a tool only
+through a parameter annotated with its ``Context``. When the tool has one, it is read;
+otherwise ``@mcp_endpoint`` adds a keyword-only ``rastir_mcp_context: Context = None``
+to the signature it shows. MCPServer leaves ``Context`` parameters out of the input
+schema, so the schema the client sees is unchanged, and the wrapper removes the
+argument before calling the tool. Calling the tool directly (in a unit test) works as
+before and gives a span whose parent is the current one.
+
+Sync tools stay sync (MCPServer runs them in a worker thread, with the context copied),
+async tools stay async.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from contextvars import Token
+from typing import Any, Final, TypeVar, overload
+
+from mcp.server.mcpserver.context import Context
+from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
+
+from rastir._instrument import end_span, start_span
+from rastir.context import _current_baggage, _current_span
+from rastir.export._pipeline import PIPELINE
+from rastir.mcp_bridge._errors import record_mcp_exception, record_result
+from rastir.mcp_bridge._meta import read_meta
+from rastir.spans import AttributeValue, Span, SpanContext
+
+__all__ = ["HIDDEN_CONTEXT", "mcp_endpoint"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+HIDDEN_CONTEXT: Final = "rastir_mcp_context"
+"""The parameter ``@mcp_endpoint`` adds to a tool that has no ``Context`` parameter.
+MCPServer refuses parameter names starting with ``_``, hence a plain name."""
+
+_SESSION_HEADER: Final = "mcp-session-id"
+
+
+class _Opened:
+    """A server span and the context changes to undo when it ends."""
+
+    __slots__ = ("baggage", "otel", "span", "token")
+
+    def __init__(
+        self,
+        span: Span,
+        token: Token[Span | SpanContext | None],
+        otel: Any,
+        baggage: Token[tuple[tuple[str, str], ...]] | None,
+    ) -> None:
+        self.span = span
+        self.token = token
+        self.otel = otel
+        self.baggage = baggage
+
+    def close(self) -> None:
+        if self.baggage is not None:
+            _current_baggage.reset(self.baggage)
+        end_span(self.span, self.token, self.otel)
+
+
+def _request_context(ctx: Any) -> Any:
+    if not isinstance(ctx, Context):
+        return None
+    try:
+        return ctx.request_context
+    except Exception:  # "Context is not available outside of a request"
+        return None
+
+
+def _attributes(rc: Any, default_target: str, static: dict[str, AttributeValue]) -> tuple[str, dict[str, Any]]:
+    """The span name and attributes for one request (``rc`` may be None)."""
+    attrs: dict[str, Any] = dict(static)
+    method = "tools/call"
+    target: Any = default_target
+    if rc is not None:
+        try:
+            method = str(rc.method)
+            params = rc.params
+            if isinstance(params, Mapping):
+                target = params.get("uri" if method == "resources/read" else "name", target)
+            if rc.request_id is not None:
+                attrs["jsonrpc.request.id"] = str(rc.request_id)
+            if rc.protocol_version:
+                attrs["mcp.protocol.version"] = str(rc.protocol_version)
+            request = rc.request
+            headers = getattr(request, "headers", None) if request is not None else None
+            if headers is not None:
+                # Only HTTP transports attach the request.
+                attrs["network.transport"] = "tcp"
+                attrs["network.protocol.name"] = "http"
+                session_id = headers.get(_SESSION_HEADER)
+                if session_id:
+                    attrs["mcp.session.id"] = str(session_id)
+        except Exception:
+            pass
+    attrs["mcp.method.name"] = method
+    target = str(target)
+    name = method
+    if method == "tools/call":
+        attrs["gen_ai.tool.name"] = target
+        attrs["gen_ai.operation.name"] = "execute_tool"
+        name = f"{method} {target}"
+    elif method == "prompts/get":
+        attrs["gen_ai.prompt.name"] = target
+        name = f"{method} {target}"
+    elif method == "resources/read":
+        attrs["mcp.resource.uri"] = target
+    return name, attrs
+
+
+def _parent(remote: SpanContext) -> Span | SpanContext:
+    """The remote span, or mcp's OTel server span between it and us (see module doc)."""
+    bridge = PIPELINE.bridge
+    if bridge is None:
+        return remote
+    ambient = _current_span.get()
+    candidate = bridge.parent(ambient)
+    if candidate is None or candidate is ambient:
+        return remote
+    if candidate.tid == remote.tid and candidate.sid != remote.sid:
+        return candidate
+    return remote
+
+
+def _open(ctx: Any, default_target: str, static: dict[str, AttributeValue]) -> _Opened:
+    rc = _request_context(ctx)
+    name, attrs = _attributes(rc, default_target, static)
+    ambient = _current_span.get()
+    remote, refused = read_meta(rc.meta if rc is not None else None)
+    baggage = None
+    if remote is not None:
+        span, token, otel = start_span(name, "mcp.server", attrs, _parent(remote))
+        if remote.baggage:
+            baggage = _current_baggage.set(remote.baggage)
+    elif refused:
+        attrs["rastir.mcp.invalid_trace_context"] = True
+        # start_span would fall back to the ambient context; a refused context starts
+        # a trace of its own.
+        span = Span(name, "mcp.server", None, attrs)
+        token = _current_span.set(span)
+        bridge = PIPELINE.bridge
+        otel = None if bridge is None else bridge.attach(span)
+    else:
+        span, token, otel = start_span(name, "mcp.server", attrs)
+    if isinstance(ambient, Span) and ambient.kind == "http.server" and span.psid != ambient.sid:
+        span.add_link(ambient.context, {"rastir.link.type": "http.request"})
+    return _Opened(span, token, otel, baggage)
+
+
+def _signature(fn: Callable[..., Any], hidden: bool) -> inspect.Signature:
+    """The signature MCPServer will read: the tool's own, evaluated, plus the hidden
+    ``Context`` parameter when needed."""
+    try:
+        sig = inspect.signature(fn, eval_str=True)
+    except Exception:
+        # Annotations that cannot be evaluated now; MCPServer reports them itself.
+        sig = inspect.signature(fn)
+    if not hidden:
+        return sig
+    params = list(sig.parameters.values())
+    extra = inspect.Parameter(
+        HIDDEN_CONTEXT, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Context
+    )
+    if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        params.insert(len(params) - 1, extra)
+    else:
+        params.append(extra)
+    return sig.replace(parameters=params)
+
+
+def _endpoint(fn: F, name: str | None, attributes: Mapping[str, AttributeValue] | None) -> F:
+    if isinstance(fn, (staticmethod, classmethod)) or not callable(fn):
+        raise TypeError(f"@mcp_endpoint goes on a tool function, got {fn!r}")
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError("@mcp_endpoint: MCP tools return a result; generators are not supported")
+    context_param = find_context_parameter(fn)
+    hidden = context_param is None
+    key = HIDDEN_CONTEXT if hidden else context_param
+    default_target = name or getattr(fn, "__name__", "tool")
+    static: dict[str, AttributeValue] = dict(attributes or {})
+    pipeline = PIPELINE
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = kwargs.pop(key, None) if hidden else kwargs.get(key)
+            if not pipeline.enabled:
+                return await fn(*args, **kwargs)
+            opened = _open(ctx, default_target, static)
+            try:
+                result = await fn(*args, **kwargs)
+            except BaseException as exc:
+                record_mcp_exception(opened.span, exc, server=True)
+                raise
+            else:
+                record_result(opened.span, result)
+                return result
+            finally:
+                opened.close()
+
+        wrapper: Callable[..., Any] = async_wrapper
+    else:
+
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = kwargs.pop(key, None) if hidden else kwargs.get(key)
+            if not pipeline.enabled:
+                return fn(*args, **kwargs)
+            opened = _open(ctx, default_target, static)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                record_mcp_exception(opened.span, exc, server=True)
+                raise
+            else:
+                record_result(opened.span, result)
+                return result
+            finally:
+                opened.close()
+
+        wrapper = sync_wrapper
+
+    functools.update_wrapper(wrapper, fn)
+    wrapper.__signature__ = _signature(fn, hidden)  # type: ignore[attr-defined]
+    if hidden:
+        # update_wrapper shares the tool's own __annotations__ dict: copy, never mutate.
+        own: dict[str, Any] = dict(getattr(fn, "__annotations__", None) or {})
+        returns = own.pop("return", inspect.Parameter.empty)
+        own[HIDDEN_CONTEXT] = Context
+        if returns is not inspect.Parameter.empty:
+            own["return"] = returns  # kept last, as Python orders it
+        wrapper.__annotations__ = own
+    wrapper.__rastir_kind__ = "mcp.server"  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+@overload
+def mcp_endpoint(fn: F, /) -> F: ...
+@overload
+def mcp_endpoint(
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Callable[[F], F]: ...
+def mcp_endpoint(
+    fn: Any = None,
+    /,
+    *,
+    name: str | None = None,
+    attributes: Mapping[str, AttributeValue] | None = None,
+) -> Any:
+    """Trace an MCP server tool as an ``mcp.server`` span joined to the client's trace.
+
+    Use it under ``@server.tool()`` (so MCPServer registers the traced function), bare
+    or with arguments. Works on sync and async tools, and on prompt functions.
+
+    Args:
+        fn: The tool function, when used bare.
+        name: The tool name used when the request does not say it (direct calls);
+            defaults to the function's name. The span takes the requested name.
+        attributes: Constant attributes put on every span.
+
+    Returns:
+        The traced function, with the same parameters as far as MCPServer can tell:
+        the input schema it builds is the same, and ``Context`` is still injected.
+
+    Raises:
+        TypeError: ``fn`` is not a plain function, or is a generator.
+        ValueError: ``name`` is empty.
+    """
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if fn is None:
+        return lambda f: _endpoint(f, name, attributes)
+    return _endpoint(fn, name, attributes)

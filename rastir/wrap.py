@@ -1,0 +1,443 @@
+"""``wrap()``: trace every public method of an object through a transparent proxy.
+
+    r = rastir.wrap(redis.Redis(), kind="retrieval")
+    r.get("user:1")                 # a span "Redis.get" of kind retrieval
+
+    conn = rastir.wrap(sqlite3.connect("app.db"), include={"execute", "commit"})
+
+The proxy forwards everything else: attribute reads and writes, ``with`` and
+``async with`` (which hand back the proxy when the object hands back itself),
+``repr``, ``str``, equality and hashing, ``len``, iteration, item access, calls.
+``isinstance(proxy, type(obj))`` holds, because the proxy reports the object's class
+as its ``__class__``; only ``type(proxy)`` tells them apart.
+
+Each method is wrapped once, on first use, and the wrapper is kept, so repeated calls
+pay one dictionary lookup on top of the span. The wrapper is chosen by what the method
+is: a sync function, a coroutine function, a generator or an async generator. A sync
+method that returns an awaitable (``redis.asyncio``'s commands are written that way)
+keeps its span open until the awaitable completes.
+
+An object is wrapped at most once: wrapping it again, or wrapping the proxy, gives
+back the same proxy. MCP client sessions (``mcp.ClientSession`` and ``mcp.Client``)
+get the MCP client instrumentation of :mod:`rastir.mcp_bridge.client` instead, which
+also carries the trace to the server in ``_meta``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import types
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
+
+from rastir._instrument import (
+    Hooks,
+    Labels,
+    detach_span,
+    end_span,
+    finish_span,
+    instrument,
+    record_exception,
+    start_span,
+)
+from rastir.context import _current_span
+from rastir.export._pipeline import PIPELINE
+from rastir.spans import KINDS, Span
+
+__all__ = ["wrap"]
+
+T = TypeVar("T")
+
+# (proxy, name, value) -> (what the proxy hands out, whether to keep it for next time)
+Factory = Callable[[Any, str, Any], tuple[Any, bool]]
+
+# The MCP client classes, by module and name so that mcp is never imported here.
+_MCP_CLIENTS: Final = frozenset(
+    (("mcp.client.session", "ClientSession"), ("mcp.client.client", "Client"))
+)
+
+
+# -- the proxy ------------------------------------------------------------------------
+class _Proxy:
+    """The base of every proxy class. Per-type subclasses add the special methods the
+    wrapped type has, so ``hasattr(proxy, "__enter__")`` answers as the object would."""
+
+    __slots__ = ("__weakref__", "_rastir_factory", "_rastir_methods", "_rastir_target")
+
+    _rastir_target: Any
+    _rastir_methods: dict[str, Any]
+    _rastir_factory: Factory
+
+    def __init__(self, target: Any, factory: Factory) -> None:
+        object.__setattr__(self, "_rastir_target", target)
+        object.__setattr__(self, "_rastir_methods", {})
+        object.__setattr__(self, "_rastir_factory", factory)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for names the proxy class lacks, so the slots above never come here.
+        found = self._rastir_methods.get(name)
+        if found is not None:
+            return found
+        value = getattr(self._rastir_target, name)
+        if name[:1] == "_":
+            return value
+        out, keep = self._rastir_factory(self, name, value)
+        if keep:
+            self._rastir_methods[name] = out
+        return out
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._rastir_target, name, value)
+        self._rastir_methods.pop(name, None)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._rastir_target, name)
+        self._rastir_methods.pop(name, None)
+
+    def __dir__(self) -> Iterable[str]:
+        return dir(self._rastir_target)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # noqa: D105
+        # isinstance() falls back to __class__ when type() does not match (PEP 3119).
+        return type(self._rastir_target)
+
+    def __repr__(self) -> str:
+        return repr(self._rastir_target)
+
+    def __str__(self) -> str:
+        return str(self._rastir_target)
+
+    def __format__(self, spec: str) -> str:
+        return format(self._rastir_target, spec)
+
+    def __eq__(self, other: object) -> Any:
+        if isinstance(other, _Proxy):
+            other = other._rastir_target
+        return self._rastir_target == other
+
+    def __ne__(self, other: object) -> Any:
+        if isinstance(other, _Proxy):
+            other = other._rastir_target
+        return self._rastir_target != other
+
+    def __hash__(self) -> int:
+        return hash(self._rastir_target)
+
+
+def _special(name: str) -> Callable[..., Any]:
+    """A forwarding special method; the object's own is looked up on its type, as the
+    interpreter does."""
+
+    def method(self: _Proxy, *args: Any, **kwargs: Any) -> Any:
+        target = self._rastir_target
+        return getattr(type(target), name)(target, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+def _returning_self(name: str) -> Callable[..., Any]:
+    """``__enter__``/``__iter__``-style: the proxy stands in when the object returns itself."""
+
+    def method(self: _Proxy, *args: Any) -> Any:
+        target = self._rastir_target
+        result = getattr(type(target), name)(target, *args)
+        return self if result is target else result
+
+    method.__name__ = name
+    return method
+
+
+async def _aenter(self: _Proxy) -> Any:
+    target = self._rastir_target
+    result = await type(target).__aenter__(target)
+    return self if result is target else result
+
+
+# Special methods forwarded when the wrapped type has them. Others (arithmetic,
+# comparisons beyond equality) are left out: the objects worth tracing are clients
+# and handles, not numbers.
+_FORWARDED: Final = (
+    "__exit__",
+    "__aexit__",
+    "__len__",
+    "__length_hint__",
+    "__contains__",
+    "__getitem__",
+    "__setitem__",
+    "__delitem__",
+    "__call__",
+    "__bool__",
+    "__next__",
+    "__anext__",
+    "__await__",
+    "__reversed__",
+    "__fspath__",
+)
+_SELF_RETURNING: Final = ("__enter__", "__iter__", "__aiter__")
+
+_classes: weakref.WeakKeyDictionary[type, type[_Proxy]] = weakref.WeakKeyDictionary()
+_classes_lock = threading.Lock()
+
+
+def _proxy_class(cls: type) -> type[_Proxy]:
+    """The proxy class for objects of ``cls``, built once per type."""
+    try:
+        found = _classes.get(cls)
+    except TypeError:  # pragma: no cover - a type that refuses weak references
+        found = None
+    if found is not None:
+        return found
+    namespace: dict[str, Any] = {"__slots__": ()}
+    for name in _FORWARDED:
+        if hasattr(cls, name):
+            namespace[name] = _special(name)
+    for name in _SELF_RETURNING:
+        if hasattr(cls, name):
+            namespace[name] = _returning_self(name)
+    if hasattr(cls, "__aenter__"):
+        namespace["__aenter__"] = _aenter
+    if getattr(cls, "__hash__", None) is None:
+        namespace["__hash__"] = None  # unhashable objects stay unhashable
+    built = type(f"{cls.__name__}Proxy", (_Proxy,), namespace)
+    built.__module__ = __name__
+    built.__qualname__ = f"wrap.<proxy of {cls.__qualname__}>"
+    try:
+        with _classes_lock:
+            _classes[cls] = built
+    except TypeError:  # pragma: no cover
+        pass
+    return built
+
+
+# One proxy per object: id(target) -> weak reference to its proxy. The proxy holds the
+# target, so while the proxy lives the id cannot be reused by another object.
+_registry: dict[int, weakref.ref[_Proxy]] = {}
+_registry_lock = threading.Lock()
+
+
+def _forget(key: int, ref: weakref.ref[_Proxy]) -> None:
+    with _registry_lock:
+        if _registry.get(key) is ref:
+            del _registry[key]
+
+
+def proxy_for(obj: Any, make_factory: Callable[[Any], Factory]) -> Any:
+    """The proxy of ``obj``, created with ``make_factory(obj)`` the first time.
+
+    Shared by :func:`wrap` and the MCP client instrumentation so that an object is
+    never wrapped twice, whichever entry point saw it first.
+    """
+    if isinstance(obj, _Proxy):
+        return obj
+    key = id(obj)
+    with _registry_lock:
+        ref = _registry.get(key)
+        existing = ref() if ref is not None else None
+        if existing is not None and existing._rastir_target is obj:
+            return existing
+        proxy = _proxy_class(type(obj))(obj, make_factory(obj))
+        _registry[key] = weakref.ref(proxy, lambda r, key=key: _forget(key, r))
+    return proxy
+
+
+def is_proxy(obj: Any) -> bool:
+    """True for an object returned by :func:`wrap`."""
+    return isinstance(obj, _Proxy)
+
+
+def unwrap(obj: T) -> T:
+    """The object behind a proxy (anything else is returned as is)."""
+    if isinstance(obj, _Proxy):
+        target: T = obj._rastir_target
+        return target
+    return obj
+
+
+# -- method wrappers ------------------------------------------------------------------
+def _is_method(value: Any) -> bool:
+    # Bound methods, plain functions (module attributes, staticmethods) and C-level
+    # methods such as sqlite3.Connection.execute. Classes are callable but are not
+    # methods: sqlite3.Connection exposes its exception classes as attributes.
+    return isinstance(
+        value,
+        (types.MethodType, types.FunctionType, types.BuiltinMethodType, types.MethodWrapperType),
+    )
+
+
+async def _finish_awaiting(span: Span, awaitable: Any) -> Any:
+    """Await what a sync method returned, with its span current, then end the span."""
+    cur = _current_span
+    bridge = PIPELINE.bridge
+    token = cur.set(span)
+    otel = None if bridge is None else bridge.attach(span)
+    try:
+        return await awaitable
+    except BaseException as exc:
+        record_exception(span, exc)
+        raise
+    finally:
+        if bridge is not None:
+            bridge.detach(otel)
+        cur.reset(token)
+        finish_span(span)
+
+
+def _wrap_sync(fn: Callable[..., Any], name: str, kind: str, static: dict[str, Any]) -> Any:
+    pipeline = PIPELINE
+    coroutine = types.CoroutineType
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not pipeline.enabled:
+            return fn(*args, **kwargs)
+        span, token, otel = start_span(name, kind, dict(static))
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc)
+            end_span(span, token, otel)
+            raise
+        # A sync method may hand back a coroutine (redis.asyncio's commands all return
+        # ``self.execute_command(...)``): time it until it completes. Only coroutines:
+        # they do nothing until awaited, so awaiting them inside another coroutine
+        # changes nothing. A future or task already runs, and is returned as is.
+        if type(result) is coroutine:
+            detach_span(token, otel)
+            return _finish_awaiting(span, result)
+        end_span(span, token, otel)
+        return result
+
+    return wrapper
+
+
+def _method_wrapper(fn: Any, name: str, kind: str, static: dict[str, Any]) -> Any:
+    """Choose the wrapper once, by what ``fn`` is (CONVENTIONS: at decoration time)."""
+    if (
+        inspect.iscoroutinefunction(fn)
+        or inspect.isgeneratorfunction(fn)
+        or inspect.isasyncgenfunction(fn)
+    ):
+
+        def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+            span.attributes.update(static)
+            return None
+
+        return instrument(fn, name, kind, Hooks(prepare))
+    wrapper = _wrap_sync(fn, name, kind, static)
+    try:
+        wrapper.__name__ = fn.__name__
+        wrapper.__qualname__ = getattr(fn, "__qualname__", fn.__name__)
+        wrapper.__doc__ = fn.__doc__
+    except (AttributeError, TypeError):  # pragma: no cover - exotic callables
+        pass
+    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+    return wrapper
+
+
+def _generic_factory(
+    target: Any,
+    kind: str,
+    prefix: str,
+    include: frozenset[str] | None,
+    exclude: frozenset[str],
+) -> Factory:
+    cls = type(target)
+    owner = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls.__name__)}"
+
+    def factory(proxy: Any, name: str, value: Any) -> tuple[Any, bool]:
+        if (include is not None and name not in include) or name in exclude:
+            return value, False
+        if not _is_method(value):
+            return value, False  # data attributes are read live on every access
+        static = {"code.function.name": f"{owner}.{name}"}
+        wrapper = _method_wrapper(value, f"{prefix}.{name}", kind, static)
+        # Keep the wrapper unless the method lives in the instance's own __dict__,
+        # where the application may rebind it (then it is wrapped on each access).
+        instance_dict = getattr(target, "__dict__", None)
+        keep = not (isinstance(instance_dict, dict) and name in instance_dict)
+        return wrapper, keep
+
+    return factory
+
+
+def _is_mcp_client(obj: Any) -> bool:
+    for klass in type(obj).__mro__:
+        if (getattr(klass, "__module__", None), klass.__name__) in _MCP_CLIENTS:
+            return True
+    return False
+
+
+def _names(value: Iterable[str] | None, what: str) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise TypeError(f"{what} must be a collection of method names, not a string")
+    names = frozenset(value)
+    for n in names:
+        if not isinstance(n, str):
+            raise TypeError(f"{what} must hold method names (str), got {n!r}")
+    return names
+
+
+def wrap(
+    obj: T,
+    *,
+    kind: str | None = None,
+    name: str | None = None,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+) -> T:
+    """Trace calls to the public methods of ``obj`` through a transparent proxy.
+
+    Every call of a public method (a name not starting with ``_``) becomes a span named
+    ``"<name>.<method>"`` with ``code.function.name`` set to the method's qualified
+    name. Exceptions are recorded with their error category and re-raised unchanged;
+    cancellation is recorded as ``cancelled``.
+
+    ``mcp.ClientSession`` and ``mcp.Client`` objects get the MCP client
+    instrumentation instead (:func:`rastir.mcp_bridge.wrap`): ``mcp.client`` spans
+    for tool calls, resource reads, prompt gets and listings, with the trace carried
+    to the server in ``params._meta``.
+
+    Args:
+        obj: The object to trace: a client, a connection, a module...
+        kind: The span kind, one of :data:`rastir.spans.KINDS` (default ``"custom"``).
+            For MCP clients only ``"mcp.client"`` is accepted.
+        name: The span name prefix; defaults to the object's class name.
+        include: Only these methods are traced.
+        exclude: These methods are not traced (applied after ``include``).
+
+    Returns:
+        The proxy, typed as ``obj``. Wrapping the same object again, or wrapping the
+        proxy, returns the same proxy; the options of the first call stay in force.
+
+    Raises:
+        ValueError: An unknown kind, or an empty name.
+        TypeError: ``obj`` is None, or ``include``/``exclude`` are not collections of
+            names.
+    """
+    if obj is None:
+        raise TypeError("wrap() needs an object to trace, got None")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
+    inc = _names(include, "include")
+    exc = _names(exclude, "exclude") or frozenset()
+    if isinstance(obj, _Proxy):
+        return obj
+    if _is_mcp_client(obj):
+        if kind not in (None, "mcp.client"):
+            raise ValueError(f"an MCP client is traced with kind 'mcp.client', not {kind!r}")
+        from rastir.mcp_bridge.client import wrap as wrap_mcp
+
+        return wrap_mcp(obj, include=inc, exclude=exc)
+    prefix = name or getattr(type(obj), "__name__", "object")
+    if isinstance(obj, types.ModuleType) and name is None:
+        prefix = obj.__name__
+    span_kind = kind or "custom"
+    proxy: T = proxy_for(obj, lambda o: _generic_factory(o, span_kind, prefix, inc, exc))
+    return proxy

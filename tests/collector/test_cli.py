@@ -1,0 +1,212 @@
+"""``rastir collector`` as users run it: a subprocess, signals, restarts, and its options."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from anyio.abc import Process
+from anyio.streams.text import TextReceiveStream
+
+from rastir.__main__ import main as rastir_main
+from rastir.collector.cli import main as collector_main
+from tests.collector.spans import agent_trace, batch, encode
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class CollectorProcess:
+    process: Process
+    url: str = ""
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def records(self, msg: str) -> list[dict[str, Any]]:
+        return [r for r in self.lines if r.get("msg") == msg]
+
+
+@asynccontextmanager
+async def collector_process(*args: str) -> AsyncIterator[CollectorProcess]:
+    """``python -m rastir collector --port 0 ...``, its JSON log lines collected."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RASTIR_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [
+        sys.executable,
+        "-m",
+        "rastir",
+        "collector",
+        "--port",
+        "0",
+        "--log-format",
+        "json",
+        *args,
+    ]
+    process = await anyio.open_process(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
+    proc = CollectorProcess(process)
+    listening = anyio.Event()
+
+    async def read() -> None:
+        assert process.stderr is not None
+        buf = ""
+        async for chunk in TextReceiveStream(process.stderr):
+            buf += chunk
+            while "\n" in buf:
+                line, buf = buf.split("\n", 1)
+                record = json.loads(line) if line.startswith("{") else {"msg": line}
+                proc.lines.append(record)
+                if record.get("msg") == "listening":
+                    proc.url = record["url"]
+                    listening.set()
+        listening.set()  # EOF: the process died; the caller finds no URL
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read)
+            with anyio.fail_after(30):
+                await listening.wait()
+            assert proc.url, f"collector did not start: {proc.lines}"
+            yield proc
+    finally:
+        if process.returncode is None:
+            process.kill()
+        with anyio.fail_after(10, shield=True):
+            await process.wait()
+        await process.aclose()
+
+
+@pytest.mark.anyio
+async def test_sigterm_drains_and_exits_and_spans_survive_a_restart(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    tid, spans = agent_trace(service="cli")
+    async with collector_process("--data-dir", data, "--shutdown-timeout", "5") as c:
+        async with httpx.AsyncClient(base_url=c.url) as client:
+            r = await client.post("/v1/telemetry", content=encode(batch(spans, service="cli")))
+            assert (r.status_code, r.json()) == (202, {"accepted": len(spans)})
+        c.process.send_signal(signal.SIGTERM)
+        # The bound: uvicorn's graceful timeout plus the store's close, plus startup slack.
+        with anyio.fail_after(25):
+            code = await c.process.wait()
+        assert code == 0
+        assert c.records("collector stopped")
+        (request,) = [r for r in c.records("request") if r["path"] == "/v1/telemetry"]
+        assert (request["method"], request["status"], request["spans"]) == ("POST", 202, len(spans))
+        assert request["duration_ms"] >= 0
+    async with collector_process("--data-dir", data) as c:
+        async with httpx.AsyncClient(base_url=c.url) as client:
+            r = await client.get(f"/v1/traces/{tid}")
+            assert r.status_code == 200
+            assert r.json()["summary"]["span_count"] == len(spans)
+            assert r.json()["summary"]["services"] == ["cli"]
+        c.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(25):
+            assert await c.process.wait() == 0
+
+
+@pytest.mark.anyio
+async def test_committed_mode_loses_no_acknowledged_span_to_kill_9(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    acked: list[str] = []
+    enough = anyio.Event()
+    async with collector_process("--data-dir", data, "--ack", "committed") as c:
+        async with httpx.AsyncClient(base_url=c.url, timeout=10) as client:
+
+            async def send(n: int) -> None:
+                # Keep posting until the process is gone; remember what was acknowledged.
+                for _ in range(n):
+                    tid, spans = agent_trace()
+                    try:
+                        r = await client.post("/v1/telemetry", content=encode(batch(spans)))
+                    except httpx.TransportError:
+                        return
+                    if r.status_code == 202:
+                        acked.append(tid)
+                        if len(acked) >= 40:
+                            enough.set()
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(send, 10_000)
+                with anyio.fail_after(30):
+                    await enough.wait()
+                # Mid-stream: requests are in flight, some acknowledged, some not yet.
+                c.process.send_signal(signal.SIGKILL)
+        with anyio.fail_after(10):
+            assert await c.process.wait() == -signal.SIGKILL
+    assert len(acked) >= 40
+    async with collector_process("--data-dir", data) as c:
+        async with httpx.AsyncClient(base_url=c.url) as client:
+            missing = [t for t in acked if (await client.get(f"/v1/traces/{t}")).status_code != 200]
+        c.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(25):
+            await c.process.wait()
+    assert missing == []
+
+
+def test_options_are_validated_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        collector_main(["--port", "eighty"])
+    assert e.value.code == 2
+    assert "--port='eighty' is not an integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        collector_main(["--retention", "soon"])
+    assert "--retention='soon' is not a duration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        collector_main(["--store", "mongodb"])
+    assert "store='mongodb' is not one of sqlite, memory" in capsys.readouterr().err
+
+
+def test_help_names_every_environment_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        collector_main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for var in (
+        "HOST",
+        "PORT",
+        "DATA_DIR",
+        "STORE",
+        "INGEST_TOKEN",
+        "QUERY_TOKEN",
+        "RETENTION",
+        "ACK",
+    ):
+        assert f"RASTIR_COLLECTOR_{var}" in out
+
+
+def test_the_rastir_command_dispatches_subcommands(capsys: pytest.CaptureFixture[str]) -> None:
+    assert rastir_main([]) == 2
+    assert "collector" in capsys.readouterr().err
+    assert rastir_main(["--help"]) == 0
+    assert "collector" in capsys.readouterr().out
+    assert rastir_main(["nope"]) == 2
+    assert "unknown command 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        rastir_main(["collector", "--help"])
+    assert e.value.code == 0
+    assert "usage: rastir collector" in capsys.readouterr().out
+
+
+def test_python_dash_m_rastir_collector_runs_the_same_cli() -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-m", "rastir.collector", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert "usage: python -m rastir.collector" in out.stdout
