@@ -1,12 +1,13 @@
-"""Shared machinery for the core SDK benchmarks: interleaved rounds, medians, tables, JSON.
+"""Shared machinery for the bench scripts: interleaved rounds, medians, tables, JSON.
 
-Every benchmark here follows the same discipline (``/work/shared/PERFORMANCE.md``,
-"How to measure"):
+Every benchmark here follows the same discipline (``PERFORMANCE.md``, "How to
+measure"):
 
 * all variants run in one process, interleaved (A B C, B C A, C A B, ...), so a
   machine that slows down or speeds up mid-run shifts every variant alike;
 * a variant's overhead is paired with its baseline *within each round* and the
-  median over rounds is reported, which discards the rounds a neighbour disturbed;
+  median over rounds is reported, which discards the rounds a neighbour disturbed
+  (as long as they are a minority: the IQR shows when they were not);
 * every figure of ours is printed next to a peer measured in the same run.
 
 Nothing here imports rastir or OpenTelemetry: the scripts decide what they measure.

@@ -116,7 +116,7 @@ def rastir_app() -> Callable[[dict[str, Any], str, dict[str, Any]], None]:
 
 
 def rastir_batches(n_batches: int, seed: int) -> list[list[Span]]:
-    rastir.configure(service="exporter-bench", push_url=None)
+    rastir.configure(service="exporter-bench", push_url=None, enabled=True)
     app, work = rastir_app(), Workload(seed)
     with capture_spans() as spans:
         for _ in range(n_batches * BATCH // 2):
@@ -293,7 +293,7 @@ def end_to_end(rounds: int, spans_per_round: int) -> dict[str, Any]:
     sink = threading.Thread(target=server.serve_forever, name="bench-sink", daemon=True)
     sink.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    rastir.configure(service="exporter-bench", push_url=url, max_queue=1 << 17)
+    rastir.configure(service="exporter-bench", push_url=url, enabled=True, max_queue=1 << 17)
     app, work = rastir_app(), Workload(seed=2)
     params = [work.params() for _ in range(spans_per_round // 2)]
     try:
@@ -378,10 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     quick = args.quick
-    rounds = args.rounds or (3 if quick else 9)
+    rounds = args.rounds or (3 if quick else 15)
     e2e_rounds = 3 if quick else 8
     total = args.spans or (12_000 if quick else 200_000)
-    target_ns = (10 if quick else 60) * 1e6
+    target_ns = (10 if quick else 40) * 1e6
 
     t_start = time.monotonic()
     enc = encoding(rounds, target_ns, n_batches=2 if quick else 4)

@@ -26,8 +26,10 @@ What is measured, all in one run:
 
 Variants are interleaved (A B C, B C A, ...); overhead is paired with the bare
 baseline within each round and the median over rounds is reported, on both clocks:
-``wall`` (what a request costs the application, including the background threads'
-share of the GIL) and ``cpu`` (this thread only). Verdicts use wall.
+``cpu`` (the request thread's CPU time: what a request costs the application, and
+what other processes on a shared machine disturb least) and ``wall`` (which also
+holds the background threads' share of the GIL, and any preemption). Verdicts use
+cpu; both are printed and written.
 
 Where spans go: rastir's into the real ``PIPELINE`` deque, drained by a thread wired
 exactly as the exporter is (woken every 512 spans, drops them), so the request path
@@ -45,12 +47,11 @@ import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from itertools import repeat
 from pathlib import Path
 from typing import Any
@@ -58,8 +59,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
-import _harness as h  # noqa: E402
-from middleware_server import (  # noqa: E402
+import _harness as h
+from middleware_server import (
     TRACEPARENT,
     DropExporter,
     QueueDrain,
@@ -69,8 +70,7 @@ from middleware_server import (  # noqa: E402
     wsgi_variant,
 )
 
-import rastir  # noqa: E402
-from rastir.middleware import stats  # noqa: E402
+from rastir.middleware import stats
 
 wall, cpu = h.wall_ns, h.cpu_ns
 
@@ -197,10 +197,18 @@ def wsgi_runner(app: Any, environ: dict[str, Any]) -> h.Runner:
 
 
 def measure(
-    variants: list[h.Variant], rounds: int, target_ns: float, drain: QueueDrain
+    variants: list[h.Variant], rounds: int, target_ns: float, drain: QueueDrain, provider: Any
 ) -> dict[str, dict[str, float]]:
-    gc.collect()
-    h.interleave(variants, rounds=rounds, target_ns=target_ns, between=drain.settle)
+    def between() -> None:
+        # Untimed, after every run: both span queues emptied and the heap collected,
+        # so no variant pays for what the one before it left behind (a background
+        # export, or a garbage collection of its spans).
+        drain.settle()
+        provider.force_flush()
+        gc.collect()
+
+    between()
+    h.interleave(variants, rounds=rounds, target_ns=target_ns, between=between)
     base = variants[0]
     out: dict[str, dict[str, float]] = {}
     for v in variants:
@@ -213,25 +221,23 @@ def measure(
     return out
 
 
-def in_process_table(
-    title: str, results: dict[str, dict[str, float]], ours: str, peer: str
-) -> str:
+def in_process_table(title: str, results: dict[str, dict[str, float]], ours: str, peer: str) -> str:
     rows = []
-    peer_added = results[peer]["wall_added_ns"]
+    peer_added = results[peer]["cpu_added_ns"]
     for name, r in results.items():
         added_w = r.get("wall_added_ns")
         added_c = r.get("cpu_added_ns")
         rows.append(
             (
                 name,
-                f"{r['wall_ns'] / 1000:.2f}",
-                "" if added_w is None else f"{added_w / 1000:+.2f}",
+                f"{r['cpu_ns'] / 1000:.2f}",
                 "" if added_c is None else f"{added_c / 1000:+.2f}",
-                "" if added_w is None else h.fmt_ratio(added_w, peer_added),
+                "" if added_w is None else f"{added_w / 1000:+.2f}",
+                "" if added_c is None else h.fmt_ratio(added_c, peer_added),
             )
         )
     return h.table(
-        ["variant", "µs/request", "added µs (wall)", "added µs (cpu)", f"added vs {peer}"],
+        ["variant", "µs/request (cpu)", "added µs (cpu)", "added µs (wall)", f"added vs {peer}"],
         rows,
         title=title,
     )
@@ -251,7 +257,16 @@ class Server:
         self.kind, self.variant, self.port = kind, variant, port
         env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [sys.executable, str(SERVER), "--kind", kind, "--variant", variant, "--port", str(port)],
+            [
+                sys.executable,
+                str(SERVER),
+                "--kind",
+                kind,
+                "--variant",
+                variant,
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -295,12 +310,37 @@ _WRK_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _WRK_ERRORS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)|Socket errors:.*")
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_s(sid: int) -> float:
+    """CPU seconds (user + system, all threads) of every process in session ``sid``:
+    the server and, for gunicorn, its worker."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state ppid pgrp session ...; utime and stime are the
+        # 14th and 15th fields of the whole line (proc(5)).
+        if int(fields[3]) == sid:
+            total += int(fields[11]) + int(fields[12])
+    return total / _CLK_TCK
+
+
+_WRK_REQUESTS = re.compile(r"(\d+) requests in")
+
+
 def wrk(port: int, seconds: float, connections: int = 32) -> tuple[float, str]:
     cmd = [
         "wrk",
         "-t1",
         f"-c{connections}",
-        f"-d{seconds:g}s",
+        f"-d{max(1, round(seconds))}s",
         "--timeout",
         "5s",
         "-H",
@@ -326,12 +366,19 @@ def over_http(
         for s in servers:  # warm-up: imports, first-request paths, connection pools
             wrk(s.port, max(1.0, seconds / 3))
         samples: dict[str, list[float]] = {v: [] for v in variants}
+        cpu_per_request: dict[str, list[float]] = {v: [] for v in variants}
         k = len(servers)
         for r in range(rounds):
             order = servers[r % k :] + servers[: r % k]
             for s in order:
-                rps, _ = wrk(s.port, seconds)
+                cpu0 = session_cpu_s(s.proc.pid)
+                rps, text = wrk(s.port, seconds)
+                cpu1 = session_cpu_s(s.proc.pid)
+                m = _WRK_REQUESTS.search(text)
+                requests = int(m.group(1)) if m else 0
                 samples[s.variant].append(rps)
+                if requests:
+                    cpu_per_request[s.variant].append((cpu1 - cpu0) / requests * 1e6)
         for s in servers:
             if s.proc.poll() is not None:
                 raise RuntimeError(f"{s.variant} server died: {''.join(s.log[-20:])}")
@@ -346,22 +393,110 @@ def over_http(
             "rps_median": h.median(samples[v]),
             "rps_samples": samples[v],
             "loss_vs_bare_median": h.median(losses) if v != variants[0] else 0.0,
+            # Server CPU per request (all its threads and processes): less disturbed
+            # by other load on the machine than requests/s, which wrk shares cores for.
+            "server_cpu_us_per_request_median": h.median(cpu_per_request[v]),
+            "server_cpu_us_per_request_samples": cpu_per_request[v],
         }
     return out
 
 
+# -- instructions (callgrind) -------------------------------------------------------------
+_IR = re.compile(r"Collected\s*:\s*(\d+)")
+
+
+def instructions(kind: str, variant: str, n1: int, n2: int) -> float:
+    """Instructions per request: the difference of two callgrind runs over their requests.
+
+    Start-up, imports and warm-up are the same in both runs and cancel out. The count
+    does not depend on what else the machine is doing.
+    """
+    counts = []
+    for n in (n1, n2):
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            str(SERVER),
+            "--kind",
+            kind,
+            "--variant",
+            variant,
+            "--requests",
+            str(n),
+        ]
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+        m = _IR.search(out.stderr)
+        if out.returncode != 0 or m is None:
+            raise RuntimeError(f"callgrind failed for {kind}/{variant}: {out.stderr[-2000:]}")
+        counts.append(int(m.group(1)))
+    return (counts[1] - counts[0]) / (n2 - n1)
+
+
+def instruction_counts(quick: bool) -> dict[str, dict[str, float]]:
+    n1, n2 = (200, 600) if quick else (1000, 3000)
+    jobs = [(k, v) for k in ("asgi", "wsgi") for v in ("bare", "rastir", "otel")]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        counts = list(pool.map(lambda job: instructions(job[0], job[1], n1, n2), jobs))
+    out: dict[str, dict[str, float]] = {"asgi": {}, "wsgi": {}}
+    for (kind, variant), count in zip(jobs, counts, strict=True):
+        out[kind][variant] = count
+    return out
+
+
+def instructions_table(counts: dict[str, dict[str, float]]) -> str:
+    rows = []
+    for kind, by_variant in counts.items():
+        bare = by_variant["bare"]
+        ours = by_variant["rastir"] - bare
+        peer = by_variant["otel"] - bare
+        rows.append(
+            (
+                kind.upper(),
+                f"{bare:,.0f}",
+                f"{ours:+,.0f}",
+                f"{peer:+,.0f}",
+                h.fmt_ratio(ours, peer),
+            )
+        )
+    return h.table(
+        ["middleware", "bare", "rastir added", "otel added", "ours/otel"],
+        rows,
+        title="Instructions per request (callgrind, in-process, with traceparent)",
+    )
+
+
 def http_table(title: str, results: dict[str, dict[str, Any]]) -> str:
     rows = []
+    bare_cpu = results["bare"]["server_cpu_us_per_request_median"]
     for name, r in results.items():
+        cpu_us = r["server_cpu_us_per_request_median"]
         rows.append(
             (
                 name,
                 f"{r['rps_median']:.0f}",
                 f"{min(r['rps_samples']):.0f}-{max(r['rps_samples']):.0f}",
                 f"{-100 * r['loss_vs_bare_median']:+.1f}%" if name != "bare" else "",
+                f"{cpu_us:.1f}",
+                f"{cpu_us - bare_cpu:+.1f}" if name != "bare" else "",
             )
         )
-    return h.table(["variant", "requests/s (median)", "range", "vs bare"], rows, title=title)
+    return h.table(
+        [
+            "variant",
+            "requests/s (median)",
+            "range",
+            "vs bare",
+            "server CPU µs/request",
+            "added",
+        ],
+        rows,
+        title=title,
+    )
 
 
 # -- main --------------------------------------------------------------------------------
@@ -370,6 +505,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--http-seconds", type=float, default=None, help="wrk duration per run")
     parser.add_argument("--http-rounds", type=int, default=None, help="wrk rounds per variant")
     parser.add_argument("--no-http", action="store_true", help="in-process measurements only")
+    parser.add_argument(
+        "--no-instructions", action="store_true", help="skip the callgrind instruction counts"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 9)
     target_ns = 0.05e9 if args.quick else 0.25e9
@@ -404,10 +542,13 @@ def main(argv: list[str] | None = None) -> int:
                 asgi_runner(loop, asgi_variant(app, "otel-lean", provider), with_tp),
             ),
         ]
-        results["asgi_in_process"] = measure(asgi, rounds, target_ns, drain)
+        results["asgi_in_process"] = measure(asgi, rounds, target_ns, drain, provider)
         texts.append(
             in_process_table(
-                "ASGI in-process (Starlette JSON route)", results["asgi_in_process"], "rastir", "otel"
+                "ASGI in-process (Starlette JSON route)",
+                results["asgi_in_process"],
+                "rastir",
+                "otel",
             )
         )
         print(texts[-1], "\n", flush=True)
@@ -424,9 +565,11 @@ def main(argv: list[str] | None = None) -> int:
             ),
             h.Variant("otel", wsgi_runner(wsgi_variant(wapp, "otel", provider), environ)),
         ]
-        results["wsgi_in_process"] = measure(wsgi, rounds, target_ns, drain)
+        results["wsgi_in_process"] = measure(wsgi, rounds, target_ns, drain, provider)
         texts.append(
-            in_process_table("WSGI in-process (Flask JSON route)", results["wsgi_in_process"], "rastir", "otel")
+            in_process_table(
+                "WSGI in-process (Flask JSON route)", results["wsgi_in_process"], "rastir", "otel"
+            )
         )
         print(texts[-1], "\n", flush=True)
     finally:
@@ -436,44 +579,101 @@ def main(argv: list[str] | None = None) -> int:
     if stats.invalid_traceparent or stats.hook_errors:
         raise RuntimeError(f"unexpected middleware refusals: {stats}")
 
-    # 3. over HTTP
     http_notes: list[str] = []
+    # 3. instruction counts, when valgrind is installed (Debian's valgrind package)
+    if not args.no_instructions:
+        if shutil.which("valgrind") is None:
+            http_notes.append("valgrind is not installed: instruction counts skipped")
+        else:
+            results["instructions"] = instruction_counts(args.quick)
+            texts.append(instructions_table(results["instructions"]))
+            print(texts[-1], "\n", flush=True)
+
+    # 4. over HTTP
     if not args.no_http:
         if shutil.which("wrk") is None:
             http_notes.append("wrk is not installed (apt-get install -y wrk): HTTP part skipped")
         else:
-            results["asgi_http"] = over_http("asgi", ["bare", "rastir", "otel"], http_rounds, http_seconds)
-            texts.append(http_table("ASGI over HTTP (uvicorn + httptools, wrk -t1 -c32)", results["asgi_http"]))
+            results["asgi_http"] = over_http(
+                "asgi", ["bare", "rastir", "otel"], http_rounds, http_seconds
+            )
+            texts.append(
+                http_table(
+                    "ASGI over HTTP (uvicorn + httptools, wrk -t1 -c32)", results["asgi_http"]
+                )
+            )
             print(texts[-1], "\n", flush=True)
             try:
-                import gunicorn  # noqa: F401
+                import gunicorn  # type: ignore[import-untyped]  # noqa: F401
             except ImportError:
                 http_notes.append(
                     "gunicorn is not installed (pip install gunicorn): WSGI over HTTP skipped"
                 )
             else:
-                results["wsgi_http"] = over_http("wsgi", ["bare", "rastir", "otel"], http_rounds, http_seconds)
+                results["wsgi_http"] = over_http(
+                    "wsgi", ["bare", "rastir", "otel"], http_rounds, http_seconds
+                )
                 texts.append(
-                    http_table("WSGI over HTTP (gunicorn gthread, 1 worker, wrk -t1 -c32)", results["wsgi_http"])
+                    http_table(
+                        "WSGI over HTTP (gunicorn gthread, 1 worker, wrk -t1 -c32)",
+                        results["wsgi_http"],
+                    )
                 )
                 print(texts[-1], "\n", flush=True)
 
     # verdicts
     ai, wi = results["asgi_in_process"], results["wsgi_in_process"]
     verdicts: list[tuple[str, str, str, str]] = []
-    asgi_added = ai["rastir"]["wall_added_ns"]
-    asgi_ratio = asgi_added / ai["otel"]["wall_added_ns"]
-    verdicts.append(("ASGI added per request (in-process)", f"{asgi_added / 1000:.2f} µs", "≤ 6 µs", h.verdict(asgi_added, GOAL_ASGI_NS)))
-    verdicts.append(("ASGI added, ours / OTel", h.fmt_ratio(asgi_added, ai["otel"]["wall_added_ns"]), "≤ 1/40", h.verdict(asgi_ratio, GOAL_ASGI_RATIO)))
+    asgi_added = ai["rastir"]["cpu_added_ns"]
+    asgi_ratio = asgi_added / ai["otel"]["cpu_added_ns"]
+    verdicts.append(
+        (
+            "ASGI added per request (in-process)",
+            f"{asgi_added / 1000:.2f} µs",
+            "≤ 6 µs",
+            h.verdict(asgi_added, GOAL_ASGI_NS),
+        )
+    )
+    verdicts.append(
+        (
+            "ASGI added, ours / OTel",
+            h.fmt_ratio(asgi_added, ai["otel"]["cpu_added_ns"]),
+            "≤ 1/40",
+            h.verdict(asgi_ratio, GOAL_ASGI_RATIO),
+        )
+    )
     if "asgi_http" in results:
         loss = results["asgi_http"]["rastir"]["loss_vs_bare_median"]
-        verdicts.append(("ASGI requests/s loss over HTTP", f"{100 * loss:.1f}%", "≤ 15%", h.verdict(loss, GOAL_ASGI_LOSS)))
-    wsgi_added = wi["rastir"]["wall_added_ns"]
-    verdicts.append(("WSGI added per request (in-process)", f"{wsgi_added / 1000:.2f} µs", "≤ 3 µs", h.verdict(wsgi_added, GOAL_WSGI_NS)))
+        verdicts.append(
+            (
+                "ASGI requests/s loss over HTTP",
+                f"{100 * loss:.1f}%",
+                "≤ 15%",
+                h.verdict(loss, GOAL_ASGI_LOSS),
+            )
+        )
+    wsgi_added = wi["rastir"]["cpu_added_ns"]
+    verdicts.append(
+        (
+            "WSGI added per request (in-process)",
+            f"{wsgi_added / 1000:.2f} µs",
+            "≤ 3 µs",
+            h.verdict(wsgi_added, GOAL_WSGI_NS),
+        )
+    )
     if "wsgi_http" in results:
         loss = results["wsgi_http"]["rastir"]["loss_vs_bare_median"]
-        verdicts.append(("WSGI requests/s loss over HTTP", f"{100 * loss:.1f}%", "≤ 10%", h.verdict(loss, GOAL_WSGI_LOSS)))
-    texts.append(h.table(["goal", "measured", "goal", "verdict"], verdicts, title="Goals (PERFORMANCE.md)"))
+        verdicts.append(
+            (
+                "WSGI requests/s loss over HTTP",
+                f"{100 * loss:.1f}%",
+                "≤ 10%",
+                h.verdict(loss, GOAL_WSGI_LOSS),
+            )
+        )
+    texts.append(
+        h.table(["goal", "measured", "goal", "verdict"], verdicts, title="Goals (PERFORMANCE.md)")
+    )
     print(texts[-1])
     for note in http_notes:
         print("note:", note)
@@ -495,7 +695,6 @@ def main(argv: list[str] | None = None) -> int:
                 "rastir_spans_drained": drain.taken,
                 "otel_spans_dropped": exporter.spans,
                 "loadavg_at_end": list(os.getloadavg()),
-                "statistics_version": statistics.__name__,
             },
             quick=args.quick,
         )

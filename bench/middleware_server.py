@@ -4,6 +4,9 @@ Imported by the bench for the in-process part; run as a script it serves one var
 
     python bench/middleware_server.py --kind asgi --variant rastir --port 8001
 
+or, with ``--requests N``, calls it N times in-process and exits (what the bench runs
+under callgrind to count instructions).
+
 ``--kind asgi`` serves the Starlette app with uvicorn (httptools, uvloop) on a socket
 bound here; ``--kind wsgi`` serves the Flask app with gunicorn (gthread worker, one
 process). ``READY`` is printed once the socket listens. Stop it with SIGTERM.
@@ -15,17 +18,19 @@ import argparse
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
-from opentelemetry.sdk.trace import ReadableSpan  # noqa: E402
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult  # noqa: E402
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-import rastir  # noqa: E402
-from rastir.export._pipeline import PIPELINE  # noqa: E402
+import rastir
+from rastir.export._pipeline import PIPELINE
 
 __all__ = [
     "TRACEPARENT",
@@ -97,9 +102,11 @@ class QueueDrain:
                 del batch
 
     def settle(self) -> None:
-        """Between timed runs: let the drain take what is queued (untimed)."""
-        if PIPELINE.queue:
+        """Between timed runs (untimed): wait until the drain took what is queued."""
+        deadline = time.monotonic() + 5
+        while PIPELINE.queue and time.monotonic() < deadline:
             self._wake.set()
+            time.sleep(0.001)
 
     def stop(self) -> None:
         self._stop = True
@@ -211,7 +218,7 @@ def serve_asgi(variant: str, port: int) -> None:
 
 
 def serve_wsgi(variant: str, port: int) -> None:
-    from gunicorn.app.base import BaseApplication
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
     class App(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -232,13 +239,33 @@ def serve_wsgi(variant: str, port: int) -> None:
     App().run()
 
 
+def run_requests(kind: str, variant: str, n: int) -> None:
+    """Call the app ``n`` times in-process, as the in-process bench does (for callgrind)."""
+    from middleware_bench import asgi_runner, asgi_scope, wsgi_environ, wsgi_runner
+
+    provider = _sinks(variant)
+    if kind == "asgi":
+        import asyncio
+
+        loop = asyncio.new_event_loop()
+        run = asgi_runner(loop, asgi_variant(asgi_app(), variant, provider), asgi_scope(True))
+    else:
+        run = wsgi_runner(wsgi_variant(wsgi_app(), variant, provider), wsgi_environ(True))
+    run(n)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="serve one middleware_bench variant")
     parser.add_argument("--kind", choices=("asgi", "wsgi"), required=True)
     parser.add_argument("--variant", choices=VARIANTS, required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--requests", type=int, default=0, help="call the app N times in-process, then exit"
+    )
     args = parser.parse_args(argv)
-    if args.kind == "asgi":
+    if args.requests:
+        run_requests(args.kind, args.variant, args.requests)
+    elif args.kind == "asgi":
         serve_asgi(args.variant, args.port)
     else:
         serve_wsgi(args.variant, args.port)

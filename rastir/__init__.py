@@ -12,7 +12,8 @@ Decorate your code, point it at a collector, and every call becomes a span:
 
 __version__ = "0.1.0"
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from rastir._config import Settings, configure, flush, get_settings, shutdown
 from rastir.context import (
@@ -30,7 +31,7 @@ from rastir.propagation import continue_trace, extract, inject
 from rastir.spans import Span, SpanContext
 from rastir.wrap import wrap
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from rastir.mcp_bridge.server import mcp_endpoint
 
 __all__ = [
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     # ``mcp_endpoint`` needs the mcp SDK: it is imported on first use, so that
     # ``import rastir`` loads no optional part (and works without mcp installed).
     if name == "mcp_endpoint":

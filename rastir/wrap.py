@@ -25,6 +25,7 @@ also carries the trace to the server in ``_meta``.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import types
@@ -100,7 +101,7 @@ class _Proxy:
         return dir(self._rastir_target)
 
     @property  # type: ignore[misc]
-    def __class__(self) -> type:  # noqa: D105
+    def __class__(self) -> type:
         # isinstance() falls back to __class__ when type() does not match (PEP 3119).
         return type(self._rastir_target)
 
@@ -240,7 +241,7 @@ def proxy_for(obj: Any, make_factory: Callable[[Any], Factory]) -> Any:
         if existing is not None and existing._rastir_target is obj:
             return existing
         proxy = _proxy_class(type(obj))(obj, make_factory(obj))
-        _registry[key] = weakref.ref(proxy, lambda r, key=key: _forget(key, r))
+        _registry[key] = weakref.ref(proxy, functools.partial(_forget, key))
     return proxy
 
 
@@ -333,7 +334,7 @@ def _method_wrapper(fn: Any, name: str, kind: str, static: dict[str, Any]) -> An
         wrapper.__doc__ = fn.__doc__
     except (AttributeError, TypeError):  # pragma: no cover - exotic callables
         pass
-    wrapper.__wrapped__ = fn  # type: ignore[attr-defined]
+    wrapper.__wrapped__ = fn
     return wrapper
 
 
@@ -435,9 +436,12 @@ def wrap(
         from rastir.mcp_bridge.client import wrap as wrap_mcp
 
         return wrap_mcp(obj, include=inc, exclude=exc)
-    prefix = name or getattr(type(obj), "__name__", "object")
-    if isinstance(obj, types.ModuleType) and name is None:
+    if name is not None:
+        prefix = name
+    elif isinstance(obj, types.ModuleType):
         prefix = obj.__name__
+    else:
+        prefix = str(getattr(type(obj), "__name__", "object"))
     span_kind = kind or "custom"
     proxy: T = proxy_for(obj, lambda o: _generic_factory(o, span_kind, prefix, inc, exc))
     return proxy

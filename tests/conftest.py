@@ -5,21 +5,26 @@ from collections.abc import Iterator
 import pytest
 
 import rastir
+from rastir import _config
 from rastir.export._pipeline import PIPELINE
+
+
+def _reset() -> None:
+    rastir.shutdown(timeout=5)
+    _config._settings = _config.Settings()
+    PIPELINE.bridge = None
+    PIPELINE.enabled = True
+    PIPELINE.queueing = False
+    PIPELINE.queue.clear()
+    PIPELINE.take_dropped()
 
 
 @pytest.fixture(autouse=True)
 def _fresh_rastir() -> Iterator[None]:
     """Every test starts unconfigured with an empty queue, and leaves no exporter behind."""
-    rastir.shutdown(timeout=5)
-    PIPELINE.enabled = True
-    PIPELINE.queue.clear()
-    PIPELINE.take_dropped()
+    _reset()
     yield
-    rastir.shutdown(timeout=5)
-    PIPELINE.enabled = True
-    PIPELINE.queue.clear()
-    PIPELINE.take_dropped()
+    _reset()
 
 
 @pytest.fixture

@@ -140,7 +140,12 @@ class Server:
 
 
 def run_wrk(
-    port: int, connections: int, duration: float, threads: int, body_file: Path
+    port: int,
+    connections: int,
+    duration: float,
+    threads: int,
+    body_file: Path,
+    honor: bool = False,
 ) -> dict[str, Any]:
     cmd = [
         "wrk",
@@ -153,7 +158,7 @@ def run_wrk(
         str(LUA),
         f"http://127.0.0.1:{port}",
     ]
-    env = dict(os.environ, BODY_FILE=str(body_file))
+    env = dict(os.environ, BODY_FILE=str(body_file), HONOR_RETRY_AFTER="1" if honor else "0")
     out = subprocess.run(
         cmd,
         capture_output=True,
@@ -169,6 +174,12 @@ def run_wrk(
     raise RuntimeError(f"wrk printed no result: {out.stdout}\n{out.stderr}")
 
 
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     variant: str,
     args: argparse.Namespace,
@@ -176,13 +187,17 @@ def measure(
     body_file: Path,
     connections: int,
     extra: list[str],
+    honor: bool = False,
 ) -> dict[str, Any]:
     port = free_port()
     server = Server(variant, port, workdir, extra)
     try:
         if args.warmup > 0:
-            run_wrk(port, connections, args.warmup, args.threads, body_file)
-        res = run_wrk(port, connections, args.duration, args.threads, body_file)
+            run_wrk(port, connections, args.warmup, args.threads, body_file, honor)
+        rss_before, _ = server.rss_mb()
+        cpu_before = _cpu_seconds(server.proc.pid)
+        res = run_wrk(port, connections, args.duration, args.threads, body_file, honor)
+        cpu = _cpu_seconds(server.proc.pid) - cpu_before
         rss, peak = server.rss_mb()
         seconds = res["duration_us"] / 1e6
         accepted = res["statuses"].get("202", 0)
@@ -204,7 +219,11 @@ def measure(
             + res["errors_write"]
             + res["errors_timeout"],
             "rss_mb": rss,
+            "rss_growth_mb": rss - rss_before,
             "peak_rss_mb": peak,
+            # Server CPU per accepted batch: steadier than spans/s on a shared machine.
+            "cpu_us_per_accepted_request": cpu * 1e6 / max(1, accepted),
+            "server_cpu_share": cpu / seconds,
         }
         if variant != "bare":
             text = server.metrics()
@@ -260,15 +279,18 @@ def main() -> int:
                     f"rss {res['rss_mb']:5.0f} MB  statuses {res['statuses']}",
                     flush=True,
                 )
-        overload = None
+        overloads: dict[str, dict[str, Any]] = {}
         if not args.no_overload and "memory" in variants:
             oc = args.overload_connections or args.connections * 64
-            overload = measure("memory", args, workdir, body_file, oc, extra)
-            print(
-                f"overload memory c={oc}: {overload['spans_per_s']:,.0f} spans/s accepted, "
-                f"{overload['refused_429']} x 429, p99 {overload['p99_ms']:.1f} ms, statuses {overload['statuses']}",
-                flush=True,
-            )
+            for label, honor in (("overload_honor", True), ("overload_no_backoff", False)):
+                res = measure("memory", args, workdir, body_file, oc, extra, honor=honor)
+                overloads[label] = res
+                print(
+                    f"{label} memory c={oc}: {res['spans_per_s']:,.0f} spans/s accepted, "
+                    f"{res['refused_429']} x 429, p99 {res['p99_ms']:.1f} ms, rss {res['rss_mb']:.0f} MB "
+                    f"(+{res['rss_growth_mb']:.0f} during the run)",
+                    flush=True,
+                )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -282,7 +304,8 @@ def main() -> int:
         f"{args.duration:g}s x {args.rounds} rounds (median)"
     )
     print(
-        f"{'variant':10s} {'spans/s':>12s} {'vs bare':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'RSS MB':>8s} {'429s':>6s}"
+        f"{'variant':20s} {'spans/s':>12s} {'vs bare':>8s} {'p50 ms':>8s} {'p99 ms':>8s} {'RSS MB':>8s} "
+        f"{'429s':>6s} {'CPU us/batch':>13s}"
     )
     summary: dict[str, Any] = {}
     for v in variants:
@@ -294,22 +317,22 @@ def main() -> int:
             "p99_ms": med(v, "p99_ms"),
             "rss_mb": med(v, "rss_mb"),
             "refused_429": med(v, "refused_429"),
+            "cpu_us_per_accepted_request": med(v, "cpu_us_per_accepted_request"),
         }
         summary[v] = row
         ratio = f"{row['ratio_vs_bare']:.2f}" if base else "-"
         print(
-            f"{v:10s} {sps:>12,.0f} {ratio:>8s} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['rss_mb']:>8.0f} {row['refused_429']:>6.0f}"
+            f"{v:20s} {sps:>12,.0f} {ratio:>8s} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['rss_mb']:>8.0f} "
+            f"{row['refused_429']:>6.0f} {row['cpu_us_per_accepted_request']:>13.0f}"
         )
-    if overload is not None:
-        cap = summary.get("memory", {}).get("spans_per_s")
-        kept = overload["spans_per_s"] / cap if cap else None
-        summary["overload"] = {**overload, "kept_vs_capacity": kept}
+    cap = summary.get("memory", {}).get("spans_per_s")
+    for label, res in overloads.items():
+        kept = res["spans_per_s"] / cap if cap else None
+        summary[label] = {**res, "kept_vs_capacity": kept}
         print(
-            f"{'overload':10s} {overload['spans_per_s']:>12,.0f} {'':>8s} {overload['p50_ms']:>8.1f} "
-            f"{overload['p99_ms']:>8.1f} {overload['rss_mb']:>8.0f} {overload['refused_429']:>6d}   "
-            f"c={overload['connections']}, kept {kept:.0%} of memory capacity"
-            if kept
-            else ""
+            f"{label:20s} {res['spans_per_s']:>12,.0f} {'':>8s} {res['p50_ms']:>8.1f} {res['p99_ms']:>8.1f} "
+            f"{res['rss_mb']:>8.0f} {res['refused_429']:>6d}  c={res['connections']}"
+            + (f", kept {kept:.0%} of the memory capacity" if kept else "")
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
@@ -327,6 +350,7 @@ def main() -> int:
                 },
                 "summary": summary,
                 "runs": runs,
+                "overload": overloads,
             },
             indent=2,
         )

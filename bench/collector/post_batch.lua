@@ -4,7 +4,13 @@
 -- traces and spans rather than the same ones again.
 local body_file = os.getenv("BODY_FILE") or "/tmp/rastir-bench-body.json"
 local token = os.getenv("INGEST_TOKEN")
-local template
+-- HONOR_RETRY_AFTER=1: after a 429 a connection waits Retry-After seconds before its
+-- next request, as the SDK exporter does. Unset: retry at once (an adversarial client).
+local honor = os.getenv("HONOR_RETRY_AFTER") == "1"
+local backoffs = 0     -- 429s answered and not yet waited for
+local backoff_ms = 1000
+local pieces = {}   -- the template split at each PPPPPPPP, prefixes in between
+local holes = {}    -- indexes in pieces where a prefix goes
 local counter = 0
 statuses = {}
 local thread_id = 0
@@ -18,8 +24,20 @@ end
 
 function init(args)
   local f = assert(io.open(body_file, "rb"))
-  template = f:read("*a")
+  local template = f:read("*a")
   f:close()
+  -- Split once; per request only the prefixes change, and table.concat copies the
+  -- body once (string.gsub would scan it with the pattern matcher every time).
+  local pos = 1
+  while true do
+    local s, e = string.find(template, "PPPPPPPP", pos, true)
+    if not s then break end
+    table.insert(pieces, string.sub(template, pos, s - 1))
+    table.insert(pieces, "")
+    table.insert(holes, #pieces)
+    pos = e + 1
+  end
+  table.insert(pieces, string.sub(template, pos))
   math.randomseed(os.time() * 1000 + tid)
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
@@ -33,12 +51,31 @@ function request()
   counter = counter + 1
   -- tid (1..15) in the first digit, a counter and randomness after: unique per request
   local prefix = string.format("%x%07x", tid % 15 + 1, (counter * 7919 + math.random(0, 65535)) % 0x10000000)
-  local body = string.gsub(template, "PPPPPPPP", prefix)
-  return wrk.format(nil, "/v1/telemetry", nil, body)
+  for i = 1, #holes do
+    pieces[holes[i]] = prefix
+  end
+  return wrk.format(nil, "/v1/telemetry", nil, table.concat(pieces))
+end
+
+if honor then
+  -- Defined only when needed: wrk then runs every request through a timer.
+  function delay()
+    -- Called before a connection's next request, soon after its response (another
+    -- connection's delay() may run in between: one wait per 429 either way).
+    if backoffs > 0 then
+      backoffs = backoffs - 1
+      return backoff_ms
+    end
+    return 0
+  end
 end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
+  if honor and status == 429 then
+    backoffs = backoffs + 1
+    backoff_ms = 1000 * (tonumber(headers["Retry-After"] or headers["retry-after"]) or 1)
+  end
 end
 
 function done(summary, latency, requests)

@@ -28,6 +28,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -47,7 +48,7 @@ from rastir.collector.metrics import Metrics, collector_version, counter, gauge
 from rastir.collector.query import QueryError, parse_trace_id, parse_trace_query
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.state import CollectorState, watch_loop_lag
-from rastir.collector.store.base import TraceStore
+from rastir.collector.store.base import TraceDetail, TraceStore
 
 __all__ = ["create_app", "open_configured_store"]
 
@@ -155,8 +156,6 @@ def create_app(
 
     @authorized(query_token)
     async def get_trace(request: Request) -> Response:
-        from rastir.collector.store.assemble import build_tree
-
         trace_id = parse_trace_id(request.path_params["trace_id"])
         store = state.store
         if store is None or not state.started:
@@ -164,7 +163,10 @@ def create_app(
         detail = await store.get_trace(trace_id)
         if detail is None:
             return _error(404, "not_found", f"trace {trace_id} is unknown")
-        return JSONResponse(build_tree(detail))
+        # A big trace takes milliseconds to assemble and encode: not on the loop
+        # that ingest runs on.
+        body = await anyio.to_thread.run_sync(_render_tree, detail)
+        return Response(body, media_type="application/json")
 
     @authorized(metrics_token)
     async def metrics_endpoint(request: Request) -> Response:
@@ -240,6 +242,32 @@ def create_app(
     app.state.registry = registry
     app.state.collector = state
     return app
+
+
+def _render_tree(detail: TraceDetail) -> bytes:
+    """The trace tree as JSON; flattened when it nests deeper than JSON encoding allows.
+
+    Only a broken or hostile sender makes a chain of hundreds of nested spans; the
+    trace stays readable, with ``"flattened": true`` and every node's children moved
+    to the top level (``parent_span_id`` still tells the shape).
+    """
+    from rastir.collector.store.assemble import build_tree
+
+    tree = build_tree(detail)
+    try:
+        return msgspec.json.encode(tree)
+    except RecursionError:
+        flat: list[dict[str, Any]] = []
+        stack = list(tree["spans"])
+        while stack:
+            node = stack.pop()
+            stack.extend(node["children"])
+            node["children"] = []
+            flat.append(node)
+        flat.sort(key=lambda n: (n["start_time_unix_nano"], n["span_id"]))
+        tree["spans"] = flat
+        tree["flattened"] = True
+        return msgspec.json.encode(tree)
 
 
 def _header(request: Request, name: bytes) -> bytes | None:

@@ -124,6 +124,7 @@ class IngestEndpoint:
                 content_length = value
             elif name == b"content-encoding":
                 encoding = value
+        admitted = False
         try:
             # 1. auth
             if self._token is not None:
@@ -135,7 +136,7 @@ class IngestEndpoint:
                         "missing bearer token" if code == 401 else "wrong bearer token",
                         [(b"www-authenticate", b'Bearer realm="rastir"')] if code == 401 else None,
                     )
-            # 2. declared size
+            # 2. declared size and encoding
             if content_length is not None:
                 try:
                     declared = int(content_length)
@@ -146,6 +147,18 @@ class IngestEndpoint:
                         413,
                         "too_large",
                         f"body of {declared} bytes exceeds the limit of {self._max_body} bytes",
+                    )
+            gzipped = False
+            if encoding is not None:
+                enc = encoding.strip().lower()
+                if enc == b"gzip" or enc == b"x-gzip":
+                    gzipped = True
+                elif enc and enc != b"identity":
+                    raise Rejection(
+                        415,
+                        "unsupported_encoding",
+                        f"Content-Encoding {encoding.decode('latin-1')!r} is not supported; "
+                        "use gzip or none",
                     )
             # 3. saturation, before the body is read or decoded
             busy = state.saturation()
@@ -158,15 +171,9 @@ class IngestEndpoint:
                     else f"collector is saturated ({busy}); retry later",
                     self._retry_after,
                 )
-        except Rejection as r:
-            self.metrics.reject(r.reason)
-            scope["rastir.reason"] = r.reason
-            await _reply(send, r.status, _encode_error(r.reason, r.message), r.headers)
-            return
-
-        state.inflight += 1
-        try:
-            accepted = await self._handle(receive, encoding)
+            state.inflight += 1
+            admitted = True
+            accepted = await self._handle(receive, gzipped)
         except Rejection as r:
             self.metrics.reject(r.reason)
             scope["rastir.reason"] = r.reason
@@ -188,25 +195,17 @@ class IngestEndpoint:
             )
             return
         finally:
-            state.inflight -= 1
+            if admitted:
+                state.inflight -= 1
         scope["rastir.accepted"] = accepted
         await _reply(send, 202, b'{"accepted":%d}' % accepted)
         self._duration.observe(perf_counter() - t0)
 
-    async def _handle(self, receive: Receive, encoding: bytes | None) -> int:
+    async def _handle(self, receive: Receive, gzipped: bool) -> int:
         body = await self._read_body(receive)
         # 5. gunzip
-        if encoding is not None:
-            enc = encoding.strip().lower()
-            if enc == b"gzip" or enc == b"x-gzip":
-                body = self._gunzip(body)
-            elif enc and enc != b"identity":
-                raise Rejection(
-                    415,
-                    "unsupported_encoding",
-                    f"Content-Encoding {encoding.decode('latin-1')!r} is not supported; "
-                    "use gzip or none",
-                )
+        if gzipped:
+            body = self._gunzip(body)
         # 6. decode
         try:
             batch = self._decoder.decode(body)

@@ -8,6 +8,7 @@ wrapper, writes the request line instead, with the fields an operator filters on
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -46,19 +47,23 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
         "msg": record.getMessage(),
     }
     for key, value in record.__dict__.items():
-        if key not in _RESERVED and not key.startswith("_"):
+        if key not in _RESERVED and key[0] != "_":
             out[key] = value
     if record.exc_info and record.exc_info[0] is not None:
         out["exc"] = logging.Formatter().formatException(record.exc_info)
     return out
 
 
+_last_second: list[Any] = [-1, ""]
+
+
 def _timestamp(created: float) -> str:
-    # RFC 3339, UTC, milliseconds.
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-        + f".{int(created % 1 * 1000):03d}Z"
-    )
+    # RFC 3339, UTC, milliseconds. The seconds part is formatted once per second:
+    # at a thousand request lines a second, strftime would cost more than the line.
+    second = int(created)
+    if second != _last_second[0]:
+        _last_second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_last_second[1]}.{int((created - second) * 1000):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -75,6 +80,9 @@ class LogfmtFormatter(logging.Formatter):
         return " ".join(f"{k}={_logfmt_value(v)}" for k, v in _fields(record).items())
 
 
+_NEEDS_QUOTES: Final = re.compile(r'[\s="\\]')
+
+
 def _logfmt_value(value: Any) -> str:
     if value is None:
         return ""
@@ -83,7 +91,7 @@ def _logfmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     text = str(value)
-    if not text or any(c in text for c in ' ="\\\n\t'):
+    if not text or _NEEDS_QUOTES.search(text) is not None:
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
 
@@ -99,6 +107,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # The logging HOWTO's optimizations: records need no caller frame, thread or
+    # process names here, and collecting them costs more than formatting the line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers.clear()

@@ -581,6 +581,8 @@ class Metrics(Collector):
         )
         self.g_eval: Group[_Eval] = G("rastir_evaluation", ev, lambda k: _Eval(self, k))
         self.g_service: Group[_Service] = G("rastir_collector", svc, lambda k: _Service(self, k))
+        self._llm_bundles = self.g_llm.bundles
+        self._tool_bundles = self.g_tool.bundles
         self._handlers: dict[str, Callable[[str, WireSpan, float, dict[str, Any]], None]] = {
             "llm": self._llm,
             "tool": self._tool,
@@ -663,12 +665,12 @@ class Metrics(Collector):
                 h(service, s, (s.end_time_unix_nano - s.start_time_unix_nano) * 1e-9, s.attributes)
 
     def _llm(self, service: str, s: WireSpan, dur: float, a: dict[str, Any]) -> None:
-        model = a.get("gen_ai.response.model") or a.get("gen_ai.request.model") or "unknown"
-        provider = a.get("gen_ai.provider.name") or "unknown"
-        agent = a.get("gen_ai.agent.name") or ""
-        key = (service, model, provider, agent)
+        get = a.get
+        model = get("gen_ai.response.model") or get("gen_ai.request.model") or "unknown"
+        provider = get("gen_ai.provider.name") or "unknown"
+        key = (service, model, provider, get("gen_ai.agent.name") or "")
         try:
-            b = self.g_llm.bundles.get(key)
+            b = self._llm_bundles.get(key)
         except TypeError:  # an unhashable (list) attribute: sanitize on the slow path
             b = None
         if b is None:
@@ -681,16 +683,16 @@ class Metrics(Collector):
         if status == "error":
             err = s.error
             b.errors[err.type if err is not None else "unknown"].value += 1
-        v = a.get("gen_ai.usage.input_tokens")
+        v = get("gen_ai.usage.input_tokens")
         if v.__class__ is int and v > 0:
             b.tokens_in.value += v
-        v = a.get("gen_ai.usage.output_tokens")
+        v = get("gen_ai.usage.output_tokens")
         if v.__class__ is int and v > 0:
             b.tokens_out.value += v
-        v = a.get("rastir.cost.usd")
+        v = get("rastir.cost.usd")
         if v is not None and (v.__class__ is float or v.__class__ is int) and 0 < v < _INF:
             b.cost.value += v
-        v = a.get("rastir.ttft_ms")
+        v = get("rastir.ttft_ms")
         if v is not None and (v.__class__ is float or v.__class__ is int) and 0 <= v < _INF:
             ttft = b.ttft
             if ttft is None:
@@ -733,8 +735,22 @@ class Metrics(Collector):
         self._timed(self.g_agent, (service, a.get("gen_ai.agent.name") or s.name), s, dur)
 
     def _tool(self, service: str, s: WireSpan, dur: float, a: dict[str, Any]) -> None:
+        # _timed inlined: tool calls are the second most common span.
         key = (service, a.get("gen_ai.tool.name") or s.name, a.get("gen_ai.agent.name") or "")
-        self._timed(self.g_tool, key, s, dur)
+        try:
+            b = self._tool_bundles.get(key)
+        except TypeError:
+            b = None
+        if b is None:
+            b = self.g_tool.miss(key)
+        status = s.status
+        b.calls[status].value += 1
+        h = b.duration
+        h.counts[bisect_left(h.bounds, dur)] += 1
+        h.sum += dur
+        if status == "error":
+            err = s.error
+            b.errors[err.type if err is not None else "unknown"].value += 1
 
     def _retrieval(self, service: str, s: WireSpan, dur: float, a: dict[str, Any]) -> None:
         b = self._timed(self.g_retrieval, (service, a.get("gen_ai.agent.name") or ""), s, dur)

@@ -5,6 +5,7 @@ One instance per app, touched only on the event loop thread, so plain attributes
 
 from __future__ import annotations
 
+from random import random
 from time import monotonic
 
 import anyio
@@ -49,8 +50,14 @@ class CollectorState:
             return "shutting_down" if self.closing else "not_ready"
         if self.inflight >= self._max_inflight:
             return "inflight_limit"
-        if self._max_lag is not None and self.loop_lag > self._max_lag:
-            return "loop_lag"
+        max_lag = self._max_lag
+        if max_lag is not None and self.loop_lag > max_lag:
+            # Shed in proportion to how far past the limit the loop lags, everything at
+            # twice the limit. Refusing all at once would swing the loop between
+            # flooded and idle, and every swing costs accepted throughput.
+            excess = (self.loop_lag - max_lag) / max_lag
+            if excess >= 1.0 or random() < excess:
+                return "loop_lag"
         stats = self.store.stats()
         if stats.queue_capacity and stats.queue_depth >= stats.queue_capacity * self._high_water:
             return "queue_full"

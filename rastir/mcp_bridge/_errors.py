@@ -108,7 +108,9 @@ def record_result(span: Span, result: Any) -> None:
             # Tool output may hold user data: kept only when content capture is on.
             content = result.get("content") if isinstance(result, dict) else result.content
             for block in content or ():
-                text = block.get("text") if isinstance(block, dict) else getattr(block, "text", None)
+                text = (
+                    block.get("text") if isinstance(block, dict) else getattr(block, "text", None)
+                )
                 if isinstance(text, str):
                     message = text[:_MAX_MESSAGE]
                     break

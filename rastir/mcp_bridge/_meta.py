@@ -57,7 +57,7 @@ def read_meta(meta: Any) -> tuple[SpanContext | None, bool]:
         §3.2.2, "restart the trace") rather than continue whatever is ambient.
         Never raises.
     """
-    if not isinstance(meta, Mapping):
+    if type(meta) is not dict and not isinstance(meta, Mapping):
         return None, False
     try:
         context = extract(meta)

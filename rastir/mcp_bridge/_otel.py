@@ -8,6 +8,10 @@ OTel bridge is configured: with no OTel SDK, mcp's no-op span then carries rasti
 ids and mcp writes rastir's ``traceparent``; with an SDK, mcp's client span is a child
 of rastir's and what it writes is still in rastir's trace.
 
+When rastir writes the ``traceparent`` itself and mcp would write nothing over it (the
+OpenTelemetry context is empty and no SDK is installed), the attach is skipped: it is
+the dearest part of a client span (about 2 µs).
+
 opentelemetry-api is a dependency of mcp, so it is always importable here.
 """
 
@@ -15,13 +19,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from rastir._otel import OTelBridge
-from rastir.export._pipeline import PIPELINE
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+
+from rastir._otel import OTelBridge, otel_sdk_configured
 from rastir.spans import Span
 
 __all__ = ["attach_for_mcp", "detach_for_mcp"]
 
 _bridge: OTelBridge | None = None
+_get_current = otel_context.get_current
+_trace_api: Any = otel_trace
+_MISSING: Any = object()
+# OpenTelemetry sets its global tracer provider at most once, so an SDK, once seen,
+# stays; a provider found not to be one is remembered until the global changes.
+_sdk_seen = False
+_checked: Any = _MISSING
 
 
 def _get() -> OTelBridge:
@@ -31,13 +44,37 @@ def _get() -> OTelBridge:
     return _bridge
 
 
-def attach_for_mcp(span: Span) -> Any:
-    """Make ``span`` the OTel current span unless the configured bridge already did.
+def _sdk() -> bool:
+    """Whether an OTel SDK tracer provider is installed; a global read on the hot path."""
+    global _sdk_seen, _checked
+    if _sdk_seen:
+        return True
+    # opentelemetry.trace keeps the provider set with set_tracer_provider() in a
+    # module global (None until then). If a release renames it, check every time.
+    provider = getattr(_trace_api, "_TRACER_PROVIDER", _MISSING)
+    if provider is None or (provider is _checked and provider is not _MISSING):
+        return False
+    _checked = provider
+    _sdk_seen = otel_sdk_configured()
+    return _sdk_seen
 
-    Returns the token for :func:`detach_for_mcp` (None when nothing was attached).
+
+def attach_for_mcp(span: Span, injected: bool) -> Any:
+    """Make ``span`` the OTel current span for mcp, unless nothing needs it.
+
+    Call it only when the configured bridge is off (with the bridge on, ``start_span``
+    attached the span already).
+
+    Args:
+        span: The ``mcp.client`` span.
+        injected: rastir wrote the trace keys into ``_meta`` itself.
+
+    Returns:
+        The token for :func:`detach_for_mcp` (None when nothing was attached).
     """
-    if PIPELINE.bridge is not None:
-        return None  # start_span attached it through the configured bridge
+    if injected and not _get_current() and not _sdk():
+        # mcp's span would be a no-op with no parent: it injects nothing.
+        return None
     return _get().attach(span)
 
 

@@ -14,9 +14,9 @@ The span's context travels to the server in ``params._meta`` (SEP-414: ``tracepa
 ``tracestate``, ``baggage``), merged into the ``meta`` the caller passed: the caller's
 keys are kept, the trace keys are the span's. ``mcp.Client``'s cached methods
 (``read_resource`` and the listings) are the exception: an explicit ``meta`` turns a
-cache hit into a fetch, so there the context rides on mcp's own SEP-414 injection
-(see :mod:`rastir.mcp_bridge._otel`), and a cache hit is a short span that sent
-nothing.
+cache hit into a fetch, so unless the caller passed one (or the client has no cache)
+the context rides on mcp's own SEP-414 injection instead (see
+:mod:`rastir.mcp_bridge._otel`), and a cache hit is a short span that sent nothing.
 
 Outcomes: a result with ``isError`` is ``error.type=tool_error``; a JSON-RPC error is
 mapped from its code (``-32001`` is a timeout, the request errors are
@@ -28,16 +28,17 @@ session passes through untouched.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 from urllib.parse import urlsplit
 
 from mcp.client.client import Client
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters
-from mcp_types import PaginatedRequestParams
+from mcp_types import PaginatedRequestParams, RequestParamsMeta
 
-from rastir._instrument import end_span, start_span
+from rastir.context import _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.mcp_bridge._errors import record_mcp_exception, record_result
 from rastir.mcp_bridge._meta import merge_meta
@@ -88,18 +89,34 @@ class _Peer:
         self.port = port
 
     @classmethod
+    def of_url(cls, url: str) -> _Peer:
+        try:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            return cls("tcp", parts.hostname, port)
+        except ValueError:
+            return cls("tcp")
+
+    @classmethod
     def of_client(cls, client: Client) -> _Peer:
         server = client.server
         if isinstance(server, str):
-            try:
-                parts = urlsplit(server)
-                port = parts.port or (443 if parts.scheme == "https" else 80)
-                return cls("tcp", parts.hostname, port)
-            except ValueError:
-                return cls("tcp")
+            return cls.of_url(server)
         if isinstance(server, StdioServerParameters):
             return cls("pipe")
-        return cls()  # in-process, or a transport object we cannot see into
+        # A transport made by mcp's own factories, e.g. streamable_http_client(url,
+        # http_client=...) to pass an instrumented httpx2 client: an
+        # @asynccontextmanager object, which keeps the factory and its arguments.
+        factory = getattr(getattr(server, "func", None), "__name__", None)
+        args = getattr(server, "args", None) or ()
+        kwds = getattr(server, "kwds", None) or {}
+        if factory in ("streamable_http_client", "sse_client"):
+            url = args[0] if args else kwds.get("url")
+            if isinstance(url, str):
+                return cls.of_url(url)
+        elif factory == "stdio_client":
+            return cls("pipe")
+        return cls()  # in-process, or a transport we cannot see into
 
     def static(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
@@ -110,16 +127,6 @@ class _Peer:
         if self.port is not None:
             attrs["server.port"] = self.port
         return attrs
-
-
-def _session_of(target: Any) -> ClientSession | None:
-    if isinstance(target, ClientSession):
-        return target
-    try:
-        session = target.session  # mcp.Client: raises outside ``async with``
-    except Exception:
-        return None
-    return session if isinstance(session, ClientSession) else None
 
 
 def _id_counter(session: ClientSession | None) -> Any:
@@ -138,93 +145,136 @@ def _id_counter(session: ClientSession | None) -> Any:
     return dispatcher if isinstance(getattr(dispatcher, "_next_id", None), int) else None
 
 
-def _target_of(op: _Op, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    if op.target is None:
+def _session_listing(kwargs: dict[str, Any], span: Span) -> dict[str, Any] | None:
+    """A ``ClientSession`` listing's kwargs with the context merged into ``params._meta``."""
+    params = kwargs.get("params")
+    if params is None:
+        params = PaginatedRequestParams(_meta=cast(RequestParamsMeta, merge_meta(None, span)))
+    elif isinstance(params, PaginatedRequestParams):
+        params = params.model_copy(update={"meta": merge_meta(params.meta, span)})
+    else:
         return None
-    return args[0] if args else kwargs.get(op.target)
+    return {**kwargs, "params": params}
 
 
-def _inject(
-    op_name: str, is_client: bool, kwargs: dict[str, Any], span: Span
-) -> dict[str, Any] | None:
-    """The call's kwargs with the span's context merged into its ``_meta``, or None to
-    leave the call alone (an ``mcp.Client`` cached read without meta)."""
-    if op_name.startswith("list_") and not is_client:
-        # ClientSession listings take their _meta inside ``params``.
-        params = kwargs.get("params")
-        if params is None:
-            params = PaginatedRequestParams(_meta=merge_meta(None, span))
-        elif isinstance(params, PaginatedRequestParams):
-            params = params.model_copy(update={"meta": merge_meta(params.meta, span)})
-        else:
-            return None
-        return {**kwargs, "params": params}
-    meta = kwargs.get("meta")
-    if is_client and op_name in _CACHED and meta is None and kwargs.get("cache_mode", "use") == "use":
-        return None
-    return {**kwargs, "meta": merge_meta(meta, span)}
+class _Session:
+    """The session behind a proxy and its request counter, looked up once per session
+    (a ``Client`` gets a new session each time it is entered)."""
+
+    __slots__ = ("counter", "session")
+
+    def __init__(self) -> None:
+        self.session: Any = None
+        self.counter: Any = None
+
+    def current(self, target: Any, is_client: bool) -> Any:
+        session = target
+        if is_client:
+            try:
+                session = target.session
+            except Exception:  # mcp.Client outside ``async with``
+                session = None
+        if session is not self.session:
+            self.session = session
+            self.counter = _id_counter(session) if isinstance(session, ClientSession) else None
+        return session
 
 
 def _wrap_operation(
     fn: Callable[..., Any], op_name: str, op: _Op, target: Any, peer: _Peer
 ) -> Callable[..., Any]:
+    """The traced method. The span handling is inlined, as the core's own wrappers
+    do (``rastir._instrument``): this runs on every MCP call."""
     is_client = not isinstance(target, ClientSession)
     static = peer.static()
     static["mcp.method.name"] = op.method
     if op.tool:
         static["gen_ai.operation.name"] = "execute_tool"
+    # mcp.Client's cached reads take no meta from us unless the caller gave one or
+    # the client has no cache (see the module docstring).
+    cacheable = is_client and op_name in _CACHED
+    session_listing = not is_client and op_name.startswith("list_")
     # A cache hit sends no request, so no id can be attributed to the span.
-    find_id = not (is_client and op_name in _CACHED)
+    find_id = not cacheable
+    target_param = op.target
+    target_attr: str = op.target_attr or ""
+    by_name = target_param == "name"  # resource URIs stay out of the name (cardinality)
+    method = op.method
+    tool = op.tool
     pipeline = PIPELINE
+    on_end = pipeline.on_end
+    cur = _current_span
+    perf = time.perf_counter_ns
+    known = _Session()
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
             return await fn(*args, **kwargs)
-        attrs = dict(static)
-        name = op.method
-        what = _target_of(op, args, kwargs)
-        if what is not None and op.target_attr is not None:
-            what = str(what)
-            attrs[op.target_attr] = what
-            if op.target == "name":  # resource URIs stay out of the name (cardinality)
-                name = f"{op.method} {what}"
-        span, token, otel = start_span(name, "mcp.client", attrs)
-        mcp_otel = attach_for_mcp(span)
-        session = _session_of(target)
-        counter = _id_counter(session) if find_id else None
+        attrs = static.copy()
+        name = method
+        if target_param is not None:
+            what = args[0] if args else kwargs.get(target_param)
+            if what is not None:
+                if type(what) is not str:
+                    what = str(what)
+                attrs[target_attr] = what
+                if by_name:
+                    name = f"{method} {what}"
+        bridge = pipeline.bridge
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, "mcp.client", parent, attrs)
+        token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
+        injected: dict[str, Any] | None = None
+        try:
+            if session_listing:
+                injected = _session_listing(kwargs, span)
+            else:
+                meta = kwargs.get("meta")
+                if not (
+                    cacheable
+                    and meta is None
+                    and kwargs.get("cache_mode", "use") == "use"
+                    and getattr(target, "cache", None) is not None
+                ):
+                    injected = {**kwargs, "meta": merge_meta(meta, span)}
+        except Exception:  # telemetry never breaks the call: send it as it was
+            injected = None
+        mcp_otel = attach_for_mcp(span, injected is not None) if bridge is None else None
+        session = known.current(target, is_client)
+        counter = known.counter if find_id else None
         before = counter._next_id if counter is not None else 0
         try:
-            injected = _inject(op_name, is_client, kwargs, span)
             result = await fn(*args, **(kwargs if injected is None else injected))
         except BaseException as exc:
             record_mcp_exception(span, exc, server=False)
             raise
         else:
-            if op.tool:
+            if tool and getattr(result, "is_error", None) is not False:
                 record_result(span, result)
             return result
         finally:
-            detach_for_mcp(mcp_otel)
-            _finish_attributes(span, session, counter, before)
-            end_span(span, token, otel)
+            if mcp_otel is not None:
+                detach_for_mcp(mcp_otel)
+            try:
+                version = session.protocol_version if session is not None else None
+                if version:
+                    attrs["mcp.protocol.version"] = version
+                if counter is not None and counter._next_id == before + 1:
+                    # Exactly one request left this session during the call, and the
+                    # call sent one: it is this call's (a concurrent call would have
+                    # taken a number too, and then nothing is recorded).
+                    attrs["jsonrpc.request.id"] = str(before + 1)
+            except Exception:
+                pass
+            if bridge is not None:
+                bridge.detach(otel)
+            cur.reset(token)
+            span._t1 = perf()
+            on_end(span)
 
     functools.update_wrapper(call, fn)
     return call
-
-
-def _finish_attributes(span: Span, session: ClientSession | None, counter: Any, before: int) -> None:
-    try:
-        if session is not None:
-            version = session.protocol_version
-            if version:
-                span.attributes["mcp.protocol.version"] = version
-        if counter is not None and counter._next_id == before + 1:
-            # Exactly one request left this session during the call, and the call
-            # sent one: it is this call's (a concurrent call would have taken a
-            # number too, and then nothing is recorded).
-            span.attributes["jsonrpc.request.id"] = str(before + 1)
-    except Exception:
-        pass
 
 
 def _factory(
@@ -281,11 +331,7 @@ def wrap(
             peer.transport = network_transport
         client: T = proxy_for(session, lambda c: _factory(c, peer, inc, exc))
         return client
-    target: Any = session
-    from rastir.wrap import unwrap
-
-    if isinstance(unwrap(target), (Client, ClientSession)) and target is not unwrap(target):
-        return session  # already a proxy
+    target: Any = session  # a proxy passes both checks and comes back as it is
     if not isinstance(target, ClientSession):
         raise TypeError(
             f"rastir.mcp_bridge.wrap() takes an mcp.ClientSession or mcp.Client, "

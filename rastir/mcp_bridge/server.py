@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable, Mapping
 from contextvars import Token
 from typing import Any, Final, TypeVar, overload
@@ -48,7 +49,6 @@ from typing import Any, Final, TypeVar, overload
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
 
-from rastir._instrument import end_span, start_span
 from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.mcp_bridge._errors import record_mcp_exception, record_result
@@ -66,30 +66,35 @@ MCPServer refuses parameter names starting with ``_``, hence a plain name."""
 _SESSION_HEADER: Final = "mcp-session-id"
 
 
-class _Opened:
-    """A server span and the context changes to undo when it ends."""
+_Opened = tuple[
+    Span,
+    Token[Span | SpanContext | None],
+    Any,
+    Token[tuple[tuple[str, str], ...]] | None,
+]
 
-    __slots__ = ("baggage", "otel", "span", "token")
 
-    def __init__(
-        self,
-        span: Span,
-        token: Token[Span | SpanContext | None],
-        otel: Any,
-        baggage: Token[tuple[tuple[str, str], ...]] | None,
-    ) -> None:
-        self.span = span
-        self.token = token
-        self.otel = otel
-        self.baggage = baggage
-
-    def close(self) -> None:
-        if self.baggage is not None:
-            _current_baggage.reset(self.baggage)
-        end_span(self.span, self.token, self.otel)
+def _close(opened: _Opened) -> None:
+    span, token, otel, baggage = opened
+    if baggage is not None:
+        _current_baggage.reset(baggage)
+    bridge = PIPELINE.bridge
+    if otel is not None and bridge is not None:
+        bridge.detach(otel)
+    _current_span.reset(token)
+    span._t1 = time.perf_counter_ns()
+    PIPELINE.on_end(span)
 
 
 def _request_context(ctx: Any) -> Any:
+    """The request behind MCPServer's ``Context``, or None (a direct call)."""
+    if ctx is None:
+        return None
+    # Context keeps it as a pydantic private attribute; reading the property goes
+    # through pydantic's attribute hooks (about 100 bytecodes), the private dict not.
+    private = getattr(ctx, "__pydantic_private__", None)
+    if type(private) is dict:
+        return private.get("_request_context")
     if not isinstance(ctx, Context):
         return None
     try:
@@ -98,53 +103,56 @@ def _request_context(ctx: Any) -> Any:
         return None
 
 
-def _attributes(rc: Any, default_target: str, static: dict[str, AttributeValue]) -> tuple[str, dict[str, Any]]:
+def _attributes(
+    rc: Any, default_target: str, static: dict[str, AttributeValue]
+) -> tuple[str, dict[str, Any]]:
     """The span name and attributes for one request (``rc`` may be None)."""
-    attrs: dict[str, Any] = dict(static)
+    attrs: dict[str, Any] = static.copy()
     method = "tools/call"
     target: Any = default_target
     if rc is not None:
         try:
-            method = str(rc.method)
+            method = rc.method
             params = rc.params
-            if isinstance(params, Mapping):
+            if type(params) is dict or isinstance(params, Mapping):
                 target = params.get("uri" if method == "resources/read" else "name", target)
-            if rc.request_id is not None:
-                attrs["jsonrpc.request.id"] = str(rc.request_id)
-            if rc.protocol_version:
-                attrs["mcp.protocol.version"] = str(rc.protocol_version)
+            request_id = rc.request_id
+            if request_id is not None:
+                attrs["jsonrpc.request.id"] = str(request_id)
+            version = rc.protocol_version
+            if version:
+                attrs["mcp.protocol.version"] = version
             request = rc.request
-            headers = getattr(request, "headers", None) if request is not None else None
-            if headers is not None:
-                # Only HTTP transports attach the request.
-                attrs["network.transport"] = "tcp"
-                attrs["network.protocol.name"] = "http"
-                session_id = headers.get(_SESSION_HEADER)
-                if session_id:
-                    attrs["mcp.session.id"] = str(session_id)
+            if request is not None:
+                headers = getattr(request, "headers", None)
+                if headers is not None:
+                    # Only HTTP transports attach the request.
+                    attrs["network.transport"] = "tcp"
+                    attrs["network.protocol.name"] = "http"
+                    session_id = headers.get(_SESSION_HEADER)
+                    if session_id:
+                        attrs["mcp.session.id"] = str(session_id)
         except Exception:
             pass
     attrs["mcp.method.name"] = method
-    target = str(target)
-    name = method
+    if type(target) is not str:
+        target = str(target)
     if method == "tools/call":
         attrs["gen_ai.tool.name"] = target
         attrs["gen_ai.operation.name"] = "execute_tool"
-        name = f"{method} {target}"
-    elif method == "prompts/get":
+        return f"tools/call {target}", attrs
+    if method == "prompts/get":
         attrs["gen_ai.prompt.name"] = target
-        name = f"{method} {target}"
-    elif method == "resources/read":
+        return f"prompts/get {target}", attrs
+    if method == "resources/read":
         attrs["mcp.resource.uri"] = target
-    return name, attrs
+    return str(method), attrs
 
 
-def _parent(remote: SpanContext) -> Span | SpanContext:
+def _parent(remote: SpanContext, bridge: Any, ambient: Span | SpanContext | None) -> Any:
     """The remote span, or mcp's OTel server span between it and us (see module doc)."""
-    bridge = PIPELINE.bridge
     if bridge is None:
         return remote
-    ambient = _current_span.get()
     candidate = bridge.parent(ambient)
     if candidate is None or candidate is ambient:
         return remote
@@ -157,25 +165,33 @@ def _open(ctx: Any, default_target: str, static: dict[str, AttributeValue]) -> _
     rc = _request_context(ctx)
     name, attrs = _attributes(rc, default_target, static)
     ambient = _current_span.get()
+    bridge = PIPELINE.bridge
     remote, refused = read_meta(rc.meta if rc is not None else None)
     baggage = None
+    parent: Any
     if remote is not None:
-        span, token, otel = start_span(name, "mcp.server", attrs, _parent(remote))
+        parent = _parent(remote, bridge, ambient)
         if remote.baggage:
             baggage = _current_baggage.set(remote.baggage)
     elif refused:
+        # A context that was sent but is invalid starts a trace of its own, rather
+        # than the ambient one (W3C Trace Context: restart the trace).
         attrs["rastir.mcp.invalid_trace_context"] = True
-        # start_span would fall back to the ambient context; a refused context starts
-        # a trace of its own.
-        span = Span(name, "mcp.server", None, attrs)
-        token = _current_span.set(span)
-        bridge = PIPELINE.bridge
-        otel = None if bridge is None else bridge.attach(span)
+        parent = None
     else:
-        span, token, otel = start_span(name, "mcp.server", attrs)
-    if isinstance(ambient, Span) and ambient.kind == "http.server" and span.psid != ambient.sid:
+        parent = ambient if bridge is None else bridge.parent(ambient)
+    span = Span(name, "mcp.server", parent, attrs)
+    token = _current_span.set(span)
+    otel = None if bridge is None else bridge.attach(span)
+    if type(ambient) is Span and ambient.kind == "http.server" and span.psid != ambient.sid:
         span.add_link(ambient.context, {"rastir.link.type": "http.request"})
-    return _Opened(span, token, otel, baggage)
+    return span, token, otel, baggage
+
+
+def _outcome(span: Span, result: Any) -> None:
+    # The cheap test first: most results are plain values with no isError.
+    if type(result) is dict or getattr(result, "is_error", None) is True:
+        record_result(span, result)
 
 
 def _signature(fn: Callable[..., Any], hidden: bool) -> inspect.Signature:
@@ -206,8 +222,8 @@ def _endpoint(fn: F, name: str | None, attributes: Mapping[str, AttributeValue] 
         raise TypeError("@mcp_endpoint: MCP tools return a result; generators are not supported")
     context_param = find_context_parameter(fn)
     hidden = context_param is None
-    key = HIDDEN_CONTEXT if hidden else context_param
-    default_target = name or getattr(fn, "__name__", "tool")
+    key: str = HIDDEN_CONTEXT if context_param is None else context_param
+    default_target = name or str(getattr(fn, "__name__", "tool"))
     static: dict[str, AttributeValue] = dict(attributes or {})
     pipeline = PIPELINE
 
@@ -221,13 +237,13 @@ def _endpoint(fn: F, name: str | None, attributes: Mapping[str, AttributeValue] 
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                record_mcp_exception(opened.span, exc, server=True)
+                record_mcp_exception(opened[0], exc, server=True)
                 raise
             else:
-                record_result(opened.span, result)
+                _outcome(opened[0], result)
                 return result
             finally:
-                opened.close()
+                _close(opened)
 
         wrapper: Callable[..., Any] = async_wrapper
     else:
@@ -240,13 +256,13 @@ def _endpoint(fn: F, name: str | None, attributes: Mapping[str, AttributeValue] 
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                record_mcp_exception(opened.span, exc, server=True)
+                record_mcp_exception(opened[0], exc, server=True)
                 raise
             else:
-                record_result(opened.span, result)
+                _outcome(opened[0], result)
                 return result
             finally:
-                opened.close()
+                _close(opened)
 
         wrapper = sync_wrapper
 

@@ -7,11 +7,19 @@ and never raises: telemetry never breaks the host (CONVENTIONS).
 
 from __future__ import annotations
 
+import binascii
+import struct
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
-from rastir.propagation import _parse_traceparent, parse_baggage, parse_tracestate
+from rastir.propagation import (
+    _SHAPE,
+    _TEMPLATE,
+    _parse_traceparent,
+    parse_baggage,
+    parse_tracestate,
+)
 from rastir.spans import Span, SpanContext
 
 __all__ = [
@@ -22,10 +30,11 @@ __all__ = [
     "MiddlewareStats",
     "call_hook",
     "header_names",
-    "host_attrs",
     "remote_parent",
     "server_error",
+    "split_host",
     "stats",
+    "traceparent_ids",
 ]
 
 DEFAULT_EXCLUDED: Final = ("/health", "/metrics")
@@ -117,26 +126,66 @@ class MiddlewareStats:
 stats = MiddlewareStats()
 
 
+_unhexlify = binascii.unhexlify
+_FIELDS = struct.Struct(">BQQQB").unpack
+
+
+def traceparent_ids(value: str | bytes) -> tuple[int, int, int] | None:
+    """``(trace_id, span_id, flags)`` from a ``traceparent`` header, or None. Never raises.
+
+    The same rules as :func:`rastir.propagation.parse_traceparent`, which decides
+    every case but one: a value of exactly 55 bytes is the only length a version-00
+    header has, and it is checked here on the raw bytes, without decoding, by the
+    same method (W3C Trace Context §3.2.2: lowercase hex fields at fixed positions;
+    §3.2.2.1: version ``ff`` invalid; §3.2.2.3-4: all-zero ids invalid).
+    """
+    if type(value) is str:
+        if len(value) != 55 or not value.isascii():
+            return _parse_traceparent(value)
+        value = value.encode()
+    elif not isinstance(value, (bytes, bytearray)):
+        return None
+    elif len(value) != 55:
+        return _parse_traceparent(bytes(value).decode("latin-1"))
+    if value.translate(_SHAPE) != _TEMPLATE:
+        return None
+    # The shape is checked, so the 52 digits are lowercase hex: unhexlify cannot fail,
+    # and one unpack reads version, trace id (two halves), parent id and flags.
+    version, high, low, sid, flags = _FIELDS(_unhexlify(value.replace(b"-", b"")))
+    if version == 0xFF:
+        return None
+    tid = high << 64 | low
+    if not tid or not sid:
+        return None
+    return tid, sid, flags
+
+
 def remote_parent(
-    traceparent: str, tracestate: str | None, baggage: str | None
+    traceparent: str | bytes, tracestate: str | bytes | None, baggage: str | bytes | None
 ) -> SpanContext | None:
-    """The caller's context from raw header values. Never raises.
+    """The caller's context from raw header values (str, or latin-1 bytes). Never raises.
 
     An invalid ``traceparent`` is counted and ignored, and then ``tracestate`` is not
     even read (W3C Trace Context §3.3: it is only meaningful with a valid parent). An
     invalid ``tracestate`` or an oversized ``baggage`` is counted, and the parent is
     kept: the ``tracestate`` is dropped whole, the baggage cut to the W3C limits.
     """
-    ids = _parse_traceparent(traceparent)
+    ids = traceparent_ids(traceparent)
     if ids is None:
         stats.count_invalid()
         return None
+    if tracestate is None and baggage is None:
+        return SpanContext(ids[0], ids[1], ids[2], None)
     state = None
     if tracestate:
+        if isinstance(tracestate, bytes):
+            tracestate = tracestate.decode("latin-1")
         state = parse_tracestate(tracestate)
         if state is None:
             stats.count_invalid_tracestate()
     if baggage:
+        if isinstance(baggage, bytes):
+            baggage = baggage.decode("latin-1")
         entries = parse_baggage(baggage)
         if not entries or len(baggage) > _MAX_BAGGAGE_BYTES:
             stats.count_invalid_baggage()
@@ -161,7 +210,7 @@ def _split_host(host: str) -> tuple[str, int | None]:
         port = rest[1:] if rest.startswith(":") else ""
     else:
         address, sep, port = host.rpartition(":")
-        if not sep:
+        if not sep or not address:
             return host, None
     # Only plain ASCII digits, and few of them: int() accepts other digits and
     # raises on very long strings.
@@ -170,8 +219,8 @@ def _split_host(host: str) -> tuple[str, int | None]:
     return (address or host), None
 
 
-def host_attrs(host: str | bytes, attrs: dict[str, Any]) -> None:
-    """Set ``server.address`` and ``server.port`` from a ``Host`` header value."""
+def split_host(host: str | bytes) -> tuple[str, int | None]:
+    """``(server.address, server.port)`` from a ``Host`` header value, cached."""
     found = _HOSTS.get(host)
     if found is None:
         text = host.decode("latin-1") if isinstance(host, bytes) else host
@@ -179,14 +228,15 @@ def host_attrs(host: str | bytes, attrs: dict[str, Any]) -> None:
         if len(_HOSTS) >= _MAX_HOSTS:
             _HOSTS.clear()
         _HOSTS[host] = found
-    attrs["server.address"] = found[0]
-    if found[1] is not None:
-        attrs["server.port"] = found[1]
+    return found
 
 
 def server_error(span: Span, status: int) -> None:
-    """HTTP semconv: a 5xx answer makes a server span an error (4xx does not)."""
-    span.attributes["error.type"] = str(status)
+    """HTTP semconv: a 5xx answer makes a server span an error (4xx does not).
+
+    ``error.type`` is the status code unless an exception already named it.
+    """
+    span.attributes.setdefault("error.type", str(status))
     if span.status == "ok":
         span.set_error("internal_error", str(status), f"HTTP {status}")
 
@@ -220,21 +270,27 @@ class HeaderCapture:
         return bool(self.wanted)
 
     def capture(self, pairs: Iterable[tuple[Any, Any]], attrs: dict[str, Any]) -> None:
-        """Record the wanted headers from ``(name, value)`` pairs (str or latin-1 bytes)."""
+        """Record the wanted headers from ``(name, value)`` pairs (str or latin-1 bytes).
+
+        Never raises: headers this code cannot read are simply not captured.
+        """
         found: dict[str, list[str]] = {}
         wanted = self.wanted
-        for raw_name, raw_value in pairs:
-            name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else str(raw_name)
-            name = name.lower()
-            if name not in wanted:
-                continue
-            if name in self.sanitize:
-                value = _REDACTED
-            elif isinstance(raw_value, bytes):
-                value = raw_value.decode("latin-1")
-            else:
-                value = str(raw_value)
-            found.setdefault(name, []).append(value)
+        try:
+            for raw_name, raw_value in pairs:
+                name = raw_name.decode("latin-1") if isinstance(raw_name, bytes) else str(raw_name)
+                name = name.lower()
+                if name not in wanted:
+                    continue
+                if name in self.sanitize:
+                    value = _REDACTED
+                elif isinstance(raw_value, bytes):
+                    value = raw_value.decode("latin-1")
+                else:
+                    value = str(raw_value)
+                found.setdefault(name, []).append(value)
+        except Exception:
+            pass
         for name, values in found.items():
             attrs[self._keys[name]] = values
 

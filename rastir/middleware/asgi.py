@@ -4,9 +4,10 @@ Built the way Starlette builds its own middleware (CONVENTIONS):
 
 * the scope type is checked first, and ``lifespan`` (or any type it does not trace)
   passes straight through with the original ``receive`` and ``send``;
-* per-request state lives in locals and closures, never on ``self``, so concurrent
-  requests cannot swap statuses or spans;
-* ``send`` is wrapped only to read the status and to see the last body message;
+* per-request state lives in locals and in one per-request object (``_Response``),
+  never on the middleware, so concurrent requests cannot swap statuses or spans;
+* ``send`` is wrapped only to read the status and to see the last body message, and
+  the wrapper hands back the server's own awaitable;
 * bodies are never buffered or rewritten, so streaming and SSE (how MCP streamable
   HTTP talks) flow through message by message, and the span ends when the last body
   message has been handed to the server.
@@ -25,14 +26,15 @@ from rastir._instrument import record_exception
 from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.middleware._http import (
+    _HOSTS,
     DEFAULT_EXCLUDED,
     KNOWN_METHODS,
     HeaderCapture,
     call_hook,
     header_names,
-    host_attrs,
     remote_parent,
     server_error,
+    split_host,
 )
 from rastir.spans import Span
 
@@ -45,8 +47,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 RequestHook = Callable[[Span, Scope], None]
 ResponseHook = Callable[[Span, Message], None]
-
-_Baggage = tuple[tuple[str, str], ...]
 
 _perf_ns = time.perf_counter_ns
 _on_end = PIPELINE.on_end
@@ -75,6 +75,95 @@ def _route_template(route: Any, scope: Scope, root_path: str) -> str | None:
     if params and isinstance(convertors, dict) and any(k not in convertors for k in params):
         return None
     return mounted[len(root_path) :] + path
+
+
+def _template(scope: Scope, root_path: str) -> str | None:
+    """``http.route``: the router's match, or what the application put in the scope.
+
+    Frameworks without ``scope["route"]`` (Django's ASGI handler, for one) can set
+    ``scope["rastir.route"]`` to the template themselves.
+    """
+    route = scope.get("route")
+    if route is None:
+        rule = scope.get("rastir.route")
+        return rule if isinstance(rule, str) else None
+    path = getattr(route, "path", None)
+    if type(path) is str and scope.get("root_path", "") == root_path:
+        return path  # the common case: no Mount in between
+    return _route_template(route, scope, root_path)
+
+
+class _Response:
+    """One request's response as it passes through: status, and when the span ends.
+
+    Per-request state lives here (the shape of Starlette's ``GZipResponder``), never
+    on the middleware. One small object costs less than the closures and cells that
+    would hold the same state.
+    """
+
+    __slots__ = ("_send", "done", "middleware", "root_path", "scope", "span", "status", "trailers")
+
+    def __init__(self, span: Span, scope: Scope, send: Send, middleware: RastirMiddleware) -> None:
+        self.span = span
+        self.scope = scope
+        self._send = send
+        self.middleware = middleware
+        self.root_path = scope.get("root_path", "")
+        self.status = 0
+        self.trailers = False
+        self.done = False
+
+    def send(self, message: Message) -> Awaitable[None]:
+        """The ``send`` the app sees: a plain function handing back the server's own
+        awaitable, so no coroutine of ours sits between the app and the server."""
+        mtype = message["type"]
+        if mtype == "http.response.body":
+            # The span ends as the last body message is handed to the server. A 5xx
+            # span ends when the app returns instead, so the exception that usually
+            # follows (Starlette's ServerErrorMiddleware re-raises after sending its
+            # 500) is recorded on it.
+            if not (
+                message.get("more_body", False) or self.trailers or self.status >= 500 or self.done
+            ):
+                self.end()
+            return self._send(message)
+        if mtype == "http.response.start":
+            code = message.get("status")
+            self.status = code if isinstance(code, int) else 0
+            if message.get("trailers", False):
+                self.trailers = True
+            middleware = self.middleware
+            if middleware._response_headers is not None:
+                middleware._response_headers.capture(
+                    message.get("headers", ()), self.span.attributes
+                )
+            if middleware.response_hook is not None:
+                call_hook(middleware.response_hook, self.span, message)
+        elif mtype == "http.response.trailers":
+            if not message.get("more_trailers", False) and self.status < 500 and not self.done:
+                self.end()
+        elif mtype == "http.response.pathsend" and self.status < 500 and not self.done:
+            self.end()
+        return self._send(message)
+
+    def end(self) -> None:
+        """Finish the span: route, status, end time, hand-off."""
+        self.done = True
+        span = self.span
+        attributes = span.attributes
+        scope = self.scope
+        template = _template(scope, self.root_path)
+        if template is not None:
+            attributes["http.route"] = template
+            # HTTP semconv span name: "{method} {http.route}".
+            span.name = f"{span.name} {template}"
+        status = self.status
+        if status:
+            attributes["http.response.status_code"] = status
+            if status >= 500:
+                server_error(span, status)
+        span._t1 = _perf_ns()
+        _on_end(span)
 
 
 class RastirMiddleware:
@@ -133,8 +222,9 @@ class RastirMiddleware:
         self._request_headers = request_headers if request_headers else None
         self._response_headers = response_headers if response_headers else None
 
-    def _begin(self, scope: Scope, http: bool) -> tuple[Span, _Baggage] | None:
-        """The request's span, not yet current, and the baggage it came with.
+    def _begin(self, scope: Scope, http: bool) -> Span | None:
+        """The request's span, not yet current. A remote parent, with the baggage that
+        came with it, is the span's ``_ctx``.
 
         None for an excluded path, or when the scope cannot be read: telemetry never
         breaks the host, so a scope this code does not understand is served untraced.
@@ -153,15 +243,25 @@ class RastirMiddleware:
                 elif name == b"traceparent":
                     # W3C Trace Context test suite: two different traceparent headers
                     # are invalid together (b"-" fails to parse and is counted).
-                    if traceparent is None or traceparent == value:
-                        traceparent = value
-                    else:
-                        traceparent = b"-"
+                    same = traceparent is None or traceparent == value
+                    traceparent = value if same else b"-"
                 elif name == b"tracestate":
                     # RFC 9110 §5.3: repeated list headers combine with commas.
                     tracestate = value if tracestate is None else tracestate + b"," + value
                 elif name == b"baggage":
                     baggage = value if baggage is None else baggage + b"," + value
+            address: str | None
+            port: int | None
+            if host is not None:
+                found = _HOSTS.get(host)
+                if found is None:
+                    found = split_host(host)
+                address, port = found
+            else:
+                server = scope.get("server") or (None, None)
+                address, port = server[0], server[1]
+            client = scope.get("client")
+            # One dict display: cheaper than growing the dict key by key.
             if http:
                 method = scope["method"]
                 attrs: dict[str, Any] = {
@@ -169,6 +269,10 @@ class RastirMiddleware:
                     "url.path": path,
                     "url.scheme": scope.get("scheme", "http"),
                     "network.protocol.version": scope.get("http_version", "1.1"),
+                    "server.address": address,
+                    "server.port": port,
+                    "client.address": client[0] if client else None,
+                    "user_agent.original": user_agent,
                 }
                 if method not in KNOWN_METHODS:
                     # HTTP semconv: unknown methods are "_OTHER", the original kept aside.
@@ -181,20 +285,21 @@ class RastirMiddleware:
                     "url.path": path,
                     "url.scheme": scope.get("scheme", "ws"),
                     "network.protocol.name": "websocket",
+                    "server.address": address,
+                    "server.port": port,
+                    "client.address": client[0] if client else None,
+                    "user_agent.original": user_agent,
                 }
-            if host is not None:
-                host_attrs(host, attrs)
-            else:
-                server = scope.get("server")
-                if server:
-                    attrs["server.address"] = server[0]
-                    if server[1] is not None:
-                        attrs["server.port"] = server[1]
-            client = scope.get("client")
-            if client:
-                attrs["client.address"] = client[0]
             if user_agent is not None:
                 attrs["user_agent.original"] = user_agent.decode("latin-1")
+            else:
+                del attrs["user_agent.original"]
+            if port is None:
+                del attrs["server.port"]
+            if address is None:
+                del attrs["server.address"]
+            if attrs["client.address"] is None:
+                del attrs["client.address"]
             if self._request_headers is not None:
                 self._request_headers.capture(scope["headers"], attrs)
             parent = None
@@ -210,11 +315,10 @@ class RastirMiddleware:
         if parent is None:
             current = _current_span.get()
             bridge = PIPELINE.bridge
-            span = Span(
+            return Span(
                 method, "http.server", current if bridge is None else bridge.parent(current), attrs
             )
-            return span, ()
-        return Span(method, "http.server", parent, attrs), parent.baggage
+        return Span(method, "http.server", parent, attrs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -224,82 +328,28 @@ class RastirMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        opened = self._begin(scope, True) if PIPELINE.enabled else None
-        if opened is None:
+        span = self._begin(scope, True) if PIPELINE.enabled else None
+        if span is None:
             await self.app(scope, receive, send)
             return
-        span, baggage = opened
         token = _current_span.set(span)
         bridge = PIPELINE.bridge
         otel = None if bridge is None else bridge.attach(span)
-        baggage_token = _current_baggage.set(baggage) if baggage else None
+        ctx = span._ctx
+        baggage_token = None
+        if ctx is not None and ctx.baggage:
+            baggage_token = _current_baggage.set(ctx.baggage)
         if self.request_hook is not None:
             call_hook(self.request_hook, span, scope)
-        response_hook = self.response_hook
-        response_headers = self._response_headers
-        root_path = scope.get("root_path", "")
-        status = 0
-        trailers = False
-        done = False
-
-        def end() -> None:
-            nonlocal done
-            done = True
-            attributes = span.attributes
-            route = scope.get("route")
-            if route is not None:
-                template = _route_template(route, scope, root_path)
-                if template is not None:
-                    attributes["http.route"] = template
-                    # HTTP semconv span name: "{method} {http.route}".
-                    span.name = f"{span.name} {template}"
-            if status:
-                attributes["http.response.status_code"] = status
-                if status >= 500:
-                    server_error(span, status)
-            span._t1 = _perf_ns()
-            _on_end(span)
-
-        async def send_last(message: Message) -> None:
-            await send(message)
-            if not done:
-                end()
-
-        def traced_send(message: Message) -> Awaitable[None]:
-            # A plain function handing back the server's own awaitable: only the last
-            # message of the response costs a coroutine of ours.
-            nonlocal status, trailers
-            mtype = message["type"]
-            if mtype == "http.response.body":
-                # A 5xx span ends when the app returns, so the exception that usually
-                # follows (Starlette's ServerErrorMiddleware re-raises after sending
-                # its 500) is recorded on it.
-                if message.get("more_body", False) or trailers or status >= 500 or done:
-                    return send(message)
-                return send_last(message)
-            if mtype == "http.response.start":
-                code = message.get("status")
-                status = code if isinstance(code, int) else 0
-                trailers = bool(message.get("trailers", False))
-                if response_headers is not None:
-                    response_headers.capture(message.get("headers", ()), span.attributes)
-                if response_hook is not None:
-                    call_hook(response_hook, span, message)
-            elif mtype == "http.response.trailers":
-                if not message.get("more_trailers", False) and status < 500 and not done:
-                    return send_last(message)
-            elif mtype == "http.response.pathsend" and status < 500 and not done:
-                return send_last(message)
-            return send(message)
-
+        response = _Response(span, scope, send, self)
         try:
-            await self.app(scope, receive, traced_send)
+            await self.app(scope, receive, response.send)
         except BaseException as exc:
             # After the last body message the response is complete and the span is
             # already handed over: what fails later (a background task) is not it.
-            if not done:
-                if not status and isinstance(exc, Exception):
-                    status = 500  # the server answers 500 for an app that raised
+            if not response.done:
+                if not response.status and isinstance(exc, Exception):
+                    response.status = 500  # what the server answers for an app that raised
                 record_exception(span, exc)
                 if span.error is not None:
                     span.attributes["error.type"] = span.error["exception_type"]
@@ -310,20 +360,22 @@ class RastirMiddleware:
             _current_span.reset(token)
             if baggage_token is not None:
                 _current_baggage.reset(baggage_token)
-            if not done:
-                end()
+            if not response.done:
+                response.end()
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """One span for the whole WebSocket connection, ended when the app returns."""
-        opened = self._begin(scope, False)
-        if opened is None:
+        span = self._begin(scope, False)
+        if span is None:
             await self.app(scope, receive, send)
             return
-        span, baggage = opened
         token = _current_span.set(span)
         bridge = PIPELINE.bridge
         otel = None if bridge is None else bridge.attach(span)
-        baggage_token = _current_baggage.set(baggage) if baggage else None
+        ctx = span._ctx
+        baggage_token = None
+        if ctx is not None and ctx.baggage:
+            baggage_token = _current_baggage.set(ctx.baggage)
         if self.request_hook is not None:
             call_hook(self.request_hook, span, scope)
         root_path = scope.get("root_path", "")
@@ -364,11 +416,9 @@ class RastirMiddleware:
             _current_span.reset(token)
             if baggage_token is not None:
                 _current_baggage.reset(baggage_token)
-            route = scope.get("route")
-            if route is not None:
-                template = _route_template(route, scope, root_path)
-                if template is not None:
-                    attributes["http.route"] = template
-                    span.name = f"{span.name} {template}"
+            template = _template(scope, root_path)
+            if template is not None:
+                attributes["http.route"] = template
+                span.name = f"{span.name} {template}"
             span._t1 = _perf_ns()
             _on_end(span)

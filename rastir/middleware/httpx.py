@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rastir._instrument import end_span, record_exception, start_span
+from rastir._instrument import detach_span, end_span, record_exception, start_span
 from rastir.errors import classify_status
 from rastir.export._pipeline import PIPELINE
 from rastir.middleware._http import KNOWN_METHODS
@@ -33,29 +33,55 @@ _MARK = "_rastir_instrumented"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def _open(request: Any) -> tuple[Span, Any, Any]:
-    """Start the ``http.client`` span (current while the transport runs) and inject it."""
-    url = request.url
-    method = request.method
-    attrs: dict[str, Any] = {"http.request.method": method}
-    if method not in KNOWN_METHODS:
-        attrs["http.request.method"] = "_OTHER"
-        attrs["http.request.method_original"] = method
-        method = "HTTP"
-    scheme = url.scheme
-    host = url.host
-    port = url.port or _DEFAULT_PORTS.get(scheme)
-    attrs["server.address"] = host
-    if port is not None:
-        attrs["server.port"] = port
-    # HTTP semconv asks for url.full with sensitive query values redacted; the query
-    # often carries keys and tokens, so it is left out whole.
-    netloc = f"[{host}]" if ":" in host else host
-    authority = f"{netloc}:{port}" if port is not None else netloc
-    attrs["url.full"] = f"{scheme}://{authority}{url.path}"
-    span, token, otel = start_span(method, "http.client", attrs)
-    inject(request.headers, span)
+def _attributes(request: Any) -> tuple[str, dict[str, Any]] | None:
+    """The span name and attributes for a request; None if the request is unreadable."""
+    try:
+        url = request.url
+        method = request.method
+        attrs: dict[str, Any] = {"http.request.method": method}
+        if method not in KNOWN_METHODS:
+            attrs["http.request.method"] = "_OTHER"
+            attrs["http.request.method_original"] = method
+            method = "HTTP"
+        scheme = url.scheme
+        host = url.host
+        port = url.port or _DEFAULT_PORTS.get(scheme)
+        attrs["server.address"] = host
+        if port is not None:
+            attrs["server.port"] = port
+        # HTTP semconv asks for url.full with sensitive query values redacted; the
+        # query often carries keys and tokens, so it is left out whole.
+        netloc = f"[{host}]" if ":" in host else host
+        authority = f"{netloc}:{port}" if port is not None else netloc
+        attrs["url.full"] = f"{scheme}://{authority}{url.path}"
+    except Exception:
+        return None
+    return method, attrs
+
+
+def _open(request: Any) -> tuple[Span, Any, Any] | None:
+    """Start the ``http.client`` span (current while the transport runs) and inject it.
+
+    None, and the request goes out untraced, when the request cannot be read or its
+    headers cannot be written: telemetry never breaks the host.
+    """
+    described = _attributes(request)
+    if described is None:
+        return None
+    span, token, otel = start_span(described[0], "http.client", described[1])
+    try:
+        inject(request.headers, span)
+    except Exception:
+        detach_span(token, otel)
+        return None
     return span, token, otel
+
+
+def _inject_current(request: Any) -> None:
+    try:
+        inject(request.headers)
+    except Exception:
+        pass  # read-only headers: the request goes out without them
 
 
 def _close(span: Span, token: Any, otel: Any, status: int) -> None:
@@ -94,9 +120,12 @@ class RastirTransport:
         if not PIPELINE.enabled:
             return self.transport.handle_request(request)
         if not self.span:
-            inject(request.headers)
+            _inject_current(request)
             return self.transport.handle_request(request)
-        span, token, otel = _open(request)
+        opened = _open(request)
+        if opened is None:
+            return self.transport.handle_request(request)
+        span, token, otel = opened
         status = 0
         try:
             response = self.transport.handle_request(request)
@@ -134,9 +163,12 @@ class RastirAsyncTransport:
         if not PIPELINE.enabled:
             return await self.transport.handle_async_request(request)
         if not self.span:
-            inject(request.headers)
+            _inject_current(request)
             return await self.transport.handle_async_request(request)
-        span, token, otel = _open(request)
+        opened = _open(request)
+        if opened is None:
+            return await self.transport.handle_async_request(request)
+        span, token, otel = opened
         status = 0
         try:
             response = await self.transport.handle_async_request(request)

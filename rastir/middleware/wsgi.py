@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextvars import Token
 from typing import Any
 
 from rastir._instrument import record_exception
@@ -25,11 +26,11 @@ from rastir.middleware._http import (
     HeaderCapture,
     call_hook,
     header_names,
-    host_attrs,
     remote_parent,
     server_error,
+    split_host,
 )
-from rastir.spans import Span
+from rastir.spans import Span, SpanContext
 
 __all__ = ["RastirWSGIMiddleware"]
 
@@ -40,6 +41,8 @@ RequestHook = Callable[[Span, Environ], None]
 ResponseHook = Callable[[Span, str, list[tuple[str, str]]], None]
 _Baggage = tuple[tuple[str, str], ...]
 
+# Attributes left out when the environ has no value for them.
+_OPTIONAL = ("server.address", "server.port", "client.address", "user_agent.original")
 _perf_ns = time.perf_counter_ns
 _on_end = PIPELINE.on_end
 
@@ -62,30 +65,36 @@ def _route(environ: Environ) -> str | None:
     ``request.resolver_match.route``). Flask's request object, which werkzeug keeps in
     ``environ["werkzeug.request"]``, knows its ``url_rule``.
     """
-    rule = environ.get("rastir.route")
-    if isinstance(rule, str):
-        return rule
-    request = environ.get("werkzeug.request")
-    if request is None:
+    try:
+        rule = environ.get("rastir.route")
+        if isinstance(rule, str):
+            return rule
+        request = environ.get("werkzeug.request")
+        if request is None:
+            return None
+        rule = getattr(getattr(request, "url_rule", None), "rule", None)
+    except Exception:
         return None
-    rule = getattr(getattr(request, "url_rule", None), "rule", None)
     return rule if isinstance(rule, str) else None
 
 
 class _Request:
     """One traced request: its span and how it ends. Shared by the body wrappers."""
 
-    __slots__ = ("baggage", "environ", "span", "status")
+    __slots__ = ("baggage", "environ", "route", "span", "status")
 
     def __init__(self, span: Span, environ: Environ, baggage: _Baggage) -> None:
         self.span = span
         self.environ = environ
         self.baggage = baggage
         self.status = 0
+        self.route: str | None = None
 
     def end(self) -> None:
         span = self.span
-        route = _route(self.environ)
+        route = self.route
+        if route is None:
+            route = _route(self.environ)
         if route is not None:
             span.attributes["http.route"] = route
             # HTTP semconv span name: "{method} {http.route}".
@@ -130,44 +139,55 @@ class _TracedBody:
     """A lazy response iterable: the span is current while each chunk is produced,
     and ends when the server closes the iterable."""
 
-    __slots__ = ("_body", "_iter", "_request", "_sent")
+    __slots__ = ("_body", "_request")
 
     def __init__(self, body: Iterable[bytes], request: _Request) -> None:
         self._body = body
-        self._iter: Iterator[bytes] | None = None
         self._request: _Request | None = request
-        self._sent = False
 
     def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __next__(self) -> bytes:
         request = self._request
         if request is None:
-            # Closed: whatever is left is not ours to trace.
-            if self._iter is None:
-                self._iter = iter(self._body)
-            return next(self._iter)
-        token = _current_span.set(request.span)
-        btoken = _current_baggage.set(request.baggage) if request.baggage else None
+            return iter(self._body)  # closed: what is left is not ours to trace
+        return self._chunks(request)
+
+    def _chunks(self, request: _Request) -> Iterator[bytes]:
+        # A generator rather than __next__: resuming it costs less than a method call
+        # per chunk, and the end of the body is a plain return, not a StopIteration.
+        span = request.span
+        baggage = request.baggage
+        token: Token[Span | SpanContext | None] | None = _current_span.set(span)
+        btoken = _current_baggage.set(baggage) if baggage else None
+        sent = False
         try:
-            if self._iter is None:
-                self._iter = iter(self._body)
-            chunk = next(self._iter)
-        except StopIteration:
+            for chunk in self._body:
+                # Current while the app produces a chunk, never across the yield
+                # (DESIGN §4): the server's code between chunks is not the app's.
+                if token is not None:
+                    _current_span.reset(token)
+                    token = None
+                if btoken is not None:
+                    _current_baggage.reset(btoken)
+                    btoken = None
+                yield chunk
+                sent = True
+                token = _current_span.set(span)
+                if baggage:
+                    btoken = _current_baggage.set(baggage)
+        except GeneratorExit:
             raise
         except BaseException as exc:
-            if not self._sent and isinstance(exc, Exception):
-                # Nothing was written yet, so the server answers 500 (PEP 3333).
-                request.status = 500
-            record_exception(request.span, exc)
+            if token is not None:  # raised by the app's body, not thrown in at a yield
+                if not sent and isinstance(exc, Exception):
+                    # Nothing was written yet, so the server answers 500 (PEP 3333).
+                    request.status = 500
+                record_exception(span, exc)
             raise
         finally:
-            _current_span.reset(token)
+            if token is not None:
+                _current_span.reset(token)
             if btoken is not None:
                 _current_baggage.reset(btoken)
-        self._sent = True
-        return chunk
 
     def close(self) -> None:
         request = self._request
@@ -182,6 +202,9 @@ class _TracedBody:
         token = _current_span.set(request.span)
         try:
             close()
+        except BaseException as exc:
+            record_exception(request.span, exc)
+            raise
         finally:
             _current_span.reset(token)
             request.end()
@@ -250,6 +273,19 @@ class RastirWSGIMiddleware:
                 return None
             method = environ["REQUEST_METHOD"]
             protocol = environ.get("SERVER_PROTOCOL", "HTTP/1.1")
+            address: str | None
+            port: int | None
+            host = environ.get("HTTP_HOST")
+            if host:
+                address, port = split_host(host)
+            else:
+                address = environ.get("SERVER_NAME")
+                raw_port = environ.get("SERVER_PORT", "")
+                ok = raw_port.isascii() and raw_port.isdigit() and len(raw_port) <= 5
+                port = int(raw_port) if ok else None
+            client = environ.get("REMOTE_ADDR")
+            user_agent = environ.get("HTTP_USER_AGENT")
+            # One dict display: cheaper than growing the dict key by key.
             attrs: dict[str, Any] = {
                 "http.request.method": method,
                 "url.path": environ.get("SCRIPT_NAME", "") + path,
@@ -257,25 +293,19 @@ class RastirWSGIMiddleware:
                 "network.protocol.version": protocol[5:]
                 if protocol.startswith("HTTP/")
                 else protocol,
+                "server.address": address,
+                "server.port": port,
+                "client.address": client,
+                "user_agent.original": user_agent,
             }
             if method not in KNOWN_METHODS:
                 attrs["http.request.method"] = "_OTHER"
                 attrs["http.request.method_original"] = method
                 method = "HTTP"
-            host = environ.get("HTTP_HOST")
-            if host:
-                host_attrs(host, attrs)
-            elif "SERVER_NAME" in environ:
-                attrs["server.address"] = environ["SERVER_NAME"]
-                port = environ.get("SERVER_PORT")
-                if port and port.isascii() and port.isdigit() and len(port) <= 5:
-                    attrs["server.port"] = int(port)
-            client = environ.get("REMOTE_ADDR")
-            if client:
-                attrs["client.address"] = client
-            user_agent = environ.get("HTTP_USER_AGENT")
-            if user_agent:
-                attrs["user_agent.original"] = user_agent
+            if not (address and port and client and user_agent):
+                for key in _OPTIONAL:
+                    if not attrs[key]:
+                        del attrs[key]
             if self._request_headers is not None:
                 self._request_headers.capture(_environ_headers(environ), attrs)
             # WSGI servers join repeated headers with "," (PEP 3333 leaves it to CGI,
@@ -316,8 +346,14 @@ class RastirWSGIMiddleware:
         def traced_start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
-            code = status[:3]
-            request.status = int(code) if code.isascii() and code.isdigit() else 0
+            try:
+                code = status[:3]
+                request.status = int(code) if code.isascii() and code.isdigit() else 0
+                # Read the route now: Flask forgets its request (and url_rule) when
+                # its request context ends, which is before the server closes the body.
+                request.route = _route(environ)
+            except Exception:
+                pass  # a status line this code cannot read is the server's to refuse
             if response_headers is not None:
                 response_headers.capture(headers, span.attributes)
             if response_hook is not None:

@@ -48,6 +48,13 @@ class BrokenStore(MemoryStore):
         raise RuntimeError("disk on fire")
 
 
+class StatsBrokenStore(MemoryStore):
+    """A store whose counters fail: the saturation check must not turn that into a 500."""
+
+    def stats(self) -> StoreStats:
+        raise RuntimeError("counter overflow")
+
+
 class RefusingStore(MemoryStore):
     """A store whose queue fills between the saturation check and the submit."""
 
@@ -389,6 +396,25 @@ async def test_an_unexpected_failure_is_a_counted_503_never_a_500(
         m = await c.scrape()
     assert m.value("rastir_collector_rejected_requests_total", reason="internal_error") == 1
     assert "disk on fire" in caplog.text
+
+
+async def test_a_failing_saturation_check_is_a_503_too(run_collector: RunCollector) -> None:
+    async with run_collector(trace_store=StatsBrokenStore()) as c:
+        r = await c.post(encode(batch([span()])))
+        assert (r.status_code, r.json()["error"]) == (503, "internal_error")
+
+
+async def test_an_unsupported_encoding_is_refused_before_the_body_is_read(
+    run_collector: RunCollector,
+) -> None:
+    async with run_collector() as c:
+        status, _, reply = await raw_request(
+            c.url,
+            b"POST /v1/telemetry HTTP/1.1\r\nhost: x\r\ncontent-encoding: br\r\n"
+            b"content-length: 5000\r\n\r\n",
+        )
+        assert status == 415
+        assert b"unsupported_encoding" in reply
 
 
 @pytest.mark.parametrize(

@@ -216,3 +216,20 @@ async def test_the_schema_health_and_unknown_routes(run_collector: RunCollector)
         assert (r.status_code, r.json()["error"]) == (404, "not_found")
         r = await c.client.get("/v1/telemetry")
         assert (r.status_code, r.json()["error"]) == (405, "method_not_allowed")
+
+
+@pytest.mark.anyio
+async def test_a_chain_too_deep_for_json_comes_back_flattened(run_collector: RunCollector) -> None:
+    tid = trace_id()
+    chain = [span(trace=tid, kind="trace")]
+    for i in range(3000):
+        chain.append(span(trace=tid, parent=chain[-1]["span_id"], kind="trace", start=T0 + i + 1))
+    async with run_collector() as c:
+        assert (await c.post(encode(batch(chain)))).status_code == 202
+        r = await c.client.get(f"/v1/traces/{tid}")
+    assert r.status_code == 200
+    tree = r.json()
+    assert tree["flattened"] is True
+    assert len(tree["spans"]) == 3001
+    assert tree["spans"][0]["span_id"] == chain[0]["span_id"]
+    assert tree["summary"]["span_count"] == 3001

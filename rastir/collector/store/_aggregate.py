@@ -25,6 +25,7 @@ __all__ = [
     "AGENT",
     "COST_USD",
     "INPUT_TOKENS",
+    "MAX_TOKENS",
     "OUTPUT_TOKENS",
     "REQUEST_MODEL",
     "RESPONSE_MODEL",
@@ -59,12 +60,17 @@ Tag = tuple[int, str]
 _NO_START: Final = 1 << 63
 
 
+# A token count beyond this is a sender's bug. Bounding each span's count keeps a
+# trace's sum far inside the 64-bit integers SQLite stores.
+MAX_TOKENS: Final = 1 << 40
+
+
 def _count(value: object) -> int:
     # bool is an int subclass: ``True`` tokens is a sender's bug, not one token.
-    if type(value) is int:
-        return value
     if type(value) is float and math.isfinite(value):
-        return int(value)
+        value = int(value)
+    if type(value) is int and 0 <= value <= MAX_TOKENS:
+        return value
     return 0
 
 
@@ -166,10 +172,10 @@ class TraceAggregate:
                 self.models.add(value)
             value = get(INPUT_TOKENS)
             if value is not None:
-                self.input_tokens += value if type(value) is int else _count(value)
+                self.input_tokens += _count(value)
             value = get(OUTPUT_TOKENS)
             if value is not None:
-                self.output_tokens += value if type(value) is int else _count(value)
+                self.output_tokens += _count(value)
             value = get(COST_USD)
             if value is not None:
                 self.cost_usd += _usd(value)
@@ -205,16 +211,21 @@ class TraceAggregate:
 
 
 def query_tags(query: TraceQuery) -> list[Tag]:
-    """The tags a trace must all have to match ``query``, the most selective first."""
+    """The tags a trace must all have to match ``query``, likely most selective first.
+
+    The SQLite store walks the first tag's index range and checks the others per
+    trace. Errors are the rarest (and an error type rarer than any error); a service
+    is the commonest, most traces passing through the main one.
+    """
     tags: list[Tag] = []
     if query.error_type is not None:
         tags.append((TAG_ERROR_TYPE, query.error_type))
+    if query.status == "error":
+        tags.append((TAG_HAS_ERROR, "error"))
     if query.agent is not None:
         tags.append((TAG_AGENT, query.agent))
     if query.model is not None:
         tags.append((TAG_MODEL, query.model))
-    if query.status == "error":
-        tags.append((TAG_HAS_ERROR, "error"))
     if query.service is not None:
         tags.append((TAG_SERVICE, query.service))
     return tags

@@ -10,11 +10,13 @@ Writing
 
 Durability
     Transactions commit with ``synchronous`` as configured (``NORMAL`` by default: in
-    WAL mode a commit survives the process being killed, but not a power cut).
-    :meth:`SQLiteStore.write` is the committed mode: its spans go through the same
-    queue, and the transaction that holds them runs with ``synchronous=FULL``, so the
-    WAL is fsynced before ``write`` returns; that fsync also covers every earlier
-    transaction. Pass ``synchronous="FULL"`` to make every transaction durable.
+    WAL mode a committed transaction survives the process being killed, but not a
+    power cut). :meth:`SQLiteStore.write` is the committed mode: its spans go through
+    the same queue, ``write`` returns only once the transaction holding them has
+    committed, and that transaction runs with ``synchronous=FULL``, so the WAL is
+    fsynced first (which covers every earlier transaction too). Pass
+    ``synchronous="FULL"`` to fsync every transaction. :meth:`SQLiteStore.flush`
+    waits for everything submitted so far to commit, without the fsync.
 
 Schema
     ``traces`` holds one row per trace with its aggregates, kept up to date in the
@@ -30,8 +32,8 @@ Schema
     earlier copy (last write wins). The view ``spans`` shows each span with the
     columns worth querying by hand (``trace_id``, ``name``, ``kind``, ``start_ns``,
     ``status``, ``error_type``, ``agent``, ``model``...), read out of the JSON.
-    Storing those columns cost a third of the write time (binding them on each
-    insert, or computing them as generated columns, which SQLite does on insert
+    Storing those columns cost about a quarter of the write time (binding them on
+    each insert, or computing them as generated columns, which SQLite does on insert
     even when they are VIRTUAL), and nothing the collector runs reads them.
 
     ``trace_tags`` indexes traces by service, agent, model, error type and "has an
@@ -52,6 +54,7 @@ Retention
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import os
@@ -192,6 +195,39 @@ _tags_decoder = msgspec.msgpack.Decoder(_TagLists)
 _json_encoder = msgspec.json.Encoder()
 
 
+class _SpanDecoder:
+    """Reads a stored span back.
+
+    JSON has no inf or NaN, so msgspec writes such a float as null, which WireSpan
+    refuses. The wire cannot carry them (msgspec refuses them when decoding), but
+    spans handed over in-process can: those are read back with NaN in their place.
+    """
+
+    __slots__ = ("_decode",)
+
+    def __init__(self) -> None:
+        self._decode = msgspec.json.Decoder(WireSpan).decode
+
+    def __call__(self, data: bytes) -> WireSpan:
+        try:
+            return self._decode(data)
+        except msgspec.ValidationError:
+            raw = msgspec.json.decode(data)
+            for holder in (raw, *raw.get("events", ()), *raw.get("links", ())):
+                attributes = holder.get("attributes")
+                if attributes:
+                    holder["attributes"] = {k: _null_to_nan(v) for k, v in attributes.items()}
+            return msgspec.convert(raw, WireSpan)
+
+
+def _null_to_nan(value: Any) -> Any:
+    if value is None:
+        return math.nan
+    if isinstance(value, list):
+        return [math.nan if item is None else item for item in value]
+    return value
+
+
 class _Waiter:
     """Wakes a task awaiting a commit, from the writer thread, without blocking it.
 
@@ -272,7 +308,7 @@ class _Reader:
         self.connection.execute("PRAGMA query_only = ON")
         self.connection.execute("PRAGMA busy_timeout = 5000")
         self.connection.execute("PRAGMA cache_size = -8192")
-        self.decode = msgspec.json.Decoder(WireSpan).decode
+        self.decode = _SpanDecoder()
 
 
 class _ReaderPool:
@@ -400,7 +436,7 @@ class SQLiteStore:
         self._connection: sqlite3.Connection | None = None
         self._thread: threading.Thread | None = None
         self._encode = msgspec.json.Encoder().encode
-        self._decode = msgspec.json.Decoder(WireSpan).decode
+        self._decode = _SpanDecoder()
         # Aggregates of recently written traces, so most writes need no read.
         # Insertion order is recency; entries are taken out while a transaction
         # uses them and put back only once it has committed.
@@ -481,6 +517,9 @@ class SQLiteStore:
 
     async def write(self, rows: list[SpanRow]) -> None:
         """Write spans and return once they are committed and fsynced.
+
+        Spans whose times do not fit SQLite's 64-bit integers are left out and
+        counted in ``stats().extra["invalid_spans"]``.
 
         Raises:
             StoreFullError: the queue has no room; nothing was written.
@@ -693,6 +732,8 @@ class SQLiteStore:
         count = 0
         for item in items:
             count += len(item.rows)
+        for index in errors:
+            self._counts["failed_spans"] += len(items[index].rows)
         with self._lock:
             self._pending -= count
             self._inflight_since = None
@@ -723,7 +764,6 @@ class SQLiteStore:
                 except sqlite3.Error:
                     _log.exception("trace store rollback failed")
             self._cache.clear()  # it may hold aggregates the rollback undid
-            self._counts["failed_spans"] += len(rows)
             _log.error("trace store could not write %d spans: %r", len(rows), e)
             return e
         finally:
@@ -739,8 +779,11 @@ class SQLiteStore:
             self._counts["invalid_spans"] += invalid
         cache = self._cache
         cache.update(aggregates)
-        while len(cache) > self._cache_max:
-            del cache[next(iter(cache))]
+        if len(cache) > self._cache_max:
+            # Keep the newer half. (Deleting one by one from the front of a dict
+            # rescans its deleted slots on every call.)
+            keep = self._cache_max // 2
+            self._cache = dict(itertools.islice(cache.items(), len(cache) - keep, None))
         self._sample_size(connection)
         return None
 
@@ -971,8 +1014,8 @@ def _trace_row(trace_id: str, trace: _StoredTrace) -> tuple[Any, ...]:
         trace.start_ns,
         trace.end_ns,
         trace.span_count,
-        trace.input_tokens,
-        trace.output_tokens,
+        min(trace.input_tokens, _MAX_INT64),  # only ~2**23 spans of MAX_TOKENS get there
+        min(trace.output_tokens, _MAX_INT64),
         trace.cost_usd,
         trace.error_count,
         trace.root_rank,

@@ -1,0 +1,459 @@
+"""What only the SQLite store does: durability, reopening, retention, backpressure."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import msgspec
+import pytest
+from anyio.streams.text import TextReceiveStream
+
+from rastir._wire import WireError, WireSpan
+from rastir.collector.store import (
+    SpanRow,
+    SQLiteStore,
+    StoreClosedError,
+    StoreError,
+    StoreFullError,
+    TraceQuery,
+)
+from rastir.collector.store.sqlite import _listing_sql
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_750_000_000_000_000_000
+MS = 1_000_000
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def tid(n: int) -> str:
+    return f"{n:032x}"
+
+
+def trace(
+    n: int,
+    spans: int,
+    *,
+    start: int = T0,
+    service: str = "api",
+    attributes: dict[str, Any] | None = None,
+) -> list[SpanRow]:
+    """A root and ``spans - 1`` children, 1 ms apart."""
+    return [
+        SpanRow(
+            service,
+            WireSpan(
+                trace_id=tid(n),
+                span_id=f"{i + 1:016x}",
+                name=f"op{i}",
+                kind="custom",
+                start_time_unix_nano=start + i * MS,
+                end_time_unix_nano=start + (i + 1) * MS,
+                parent_span_id=None if i == 0 else f"{1:016x}",
+                attributes=attributes or {},
+            ),
+        )
+        for i in range(spans)
+    ]
+
+
+def count_rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as connection:
+        (count,) = connection.execute(f"SELECT count(*) FROM {table}").fetchone()
+    connection.close()
+    return int(count)
+
+
+async def test_reopening_resumes_with_spans_and_counters(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    await store.start()
+    await store.write(trace(1, 5) + trace(2, 4))
+    await store.write(trace(3, 3))
+    await store.close()
+
+    again = SQLiteStore(path)
+    await again.start()
+    try:
+        stats = again.stats()
+        assert (stats.spans_stored, stats.traces_stored) == (12, 3)
+        assert stats.size_bytes > 0
+        # A late span joins its trace; a new trace gets a row of its own.
+        late = trace(1, 6)[5:]
+        await again.write(late + trace(4, 2))
+        detail = await again.get_trace(tid(1))
+        assert detail is not None
+        assert (detail.summary.span_count, detail.summary.duration_ns) == (6, 6 * MS)
+        stats = again.stats()
+        assert (stats.spans_stored, stats.traces_stored) == (15, 4)
+        listed = await again.list_traces(TraceQuery())
+        assert sorted(s.trace_id for s in listed.traces) == [tid(n) for n in (1, 2, 3, 4)]
+    finally:
+        await again.close()
+    assert count_rows(path, "span_data") == 15
+
+
+async def test_close_writes_everything_queued(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path, batch_max_spans=60)
+    await store.start()
+    for n in range(1, 41):
+        assert store.submit(trace(n, 25))
+    await store.close()
+    assert store.stats().extra["lost_spans"] == 0
+    assert count_rows(path, "span_data") == 1000
+    assert not (tmp_path / "t.db-wal").exists() or (tmp_path / "t.db-wal").stat().st_size == 0
+
+
+async def test_a_store_that_is_not_running_takes_nothing(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    assert not store.submit(trace(1, 2))
+    with pytest.raises(StoreClosedError):
+        await store.write(trace(1, 2))
+    with pytest.raises(StoreClosedError):
+        await store.get_trace(tid(1))
+    await store.start()
+    await store.close()
+    assert not store.submit(trace(1, 2))
+    with pytest.raises(StoreClosedError):
+        await store.write(trace(1, 2))
+    with pytest.raises(StoreClosedError):
+        await store.list_traces(TraceQuery())
+    with pytest.raises(StoreClosedError):
+        await store.start()
+    assert store.stats().dropped_spans == 4
+
+
+async def test_a_full_queue_refuses_spans_and_counts_them(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path, queue_max_spans=10)
+    await store.start()
+    # Another connection holds the write lock: the writer cannot drain meanwhile.
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        assert store.submit(trace(1, 6))
+        assert store.submit(trace(2, 4))
+        assert not store.submit(trace(3, 1))
+        with pytest.raises(StoreFullError) as refused:
+            await store.write(trace(4, 2))
+        assert (refused.value.spans, refused.value.capacity) == (2, 10)
+        stats = store.stats()
+        assert (stats.queue_depth, stats.queue_capacity, stats.dropped_spans) == (10, 10, 3)
+        assert stats.lag_seconds >= 0
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    with anyio.fail_after(5):
+        await store.flush()
+    stats = store.stats()
+    assert (stats.queue_depth, stats.spans_stored, stats.lag_seconds) == (0, 10, 0.0)
+    assert store.submit(trace(3, 1))  # room again
+    await store.close()
+
+
+async def test_retention_deletes_traces_that_ended_long_ago(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db", retention_seconds=3600, maintenance_interval=0)
+    await store.start()
+    now = time.time_ns()
+    hour = 3600 * 10**9
+    old = trace(1, 3, start=now - 3 * hour, service="old")
+    # Started as long ago, but its last span ended just now: kept.
+    running = trace(2, 2, start=now - 3 * hour) + trace(2, 3, start=now - 60 * MS)[2:]
+    fresh = trace(3, 4, start=now)
+    await store.write(old + running + fresh)
+    await store.flush()  # the pass that follows a transaction has run
+
+    assert await store.get_trace(tid(1)) is None
+    assert await store.get_trace(tid(2)) is not None
+    assert await store.get_trace(tid(3)) is not None
+    assert (await store.list_traces(TraceQuery(service="old"))).traces == []
+    stats = store.stats()
+    assert (stats.spans_stored, stats.traces_stored) == (7, 2)
+    assert (stats.extra["retention_deleted_spans"], stats.extra["retention_deleted_traces"]) == (
+        3,
+        1,
+    )
+    await store.close()
+    assert count_rows(tmp_path / "t.db", "span_data") == 7
+    assert count_rows(tmp_path / "t.db", "trace_tags") == 2  # service "api" of each
+
+
+async def test_retention_by_size_deletes_the_oldest_traces(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    limit = 1_500_000
+    store = SQLiteStore(path, max_bytes=limit, maintenance_interval=0)
+    await store.start()
+    padding = {"payload": "x" * 400}
+    for first in range(1, 401, 20):
+        batch = [
+            row
+            for n in range(first, first + 20)
+            for row in trace(n, 10, start=T0 + n * MS, attributes=padding)
+        ]
+        await store.write(batch)
+    await store.flush()
+
+    stats = store.stats()
+    assert stats.extra["size_deleted_traces"] > 0
+    assert stats.extra["used_bytes"] <= limit
+    assert await store.get_trace(tid(1)) is None  # the oldest went first
+    assert await store.get_trace(tid(400)) is not None
+    kept = 400 - stats.extra["size_deleted_traces"]
+    assert (stats.traces_stored, stats.spans_stored) == (kept, 10 * kept)
+    newest = await store.list_traces(TraceQuery(limit=1))
+    assert [s.trace_id for s in newest.traces] == [tid(400)]
+    await store.close()
+    assert count_rows(path, "span_data") == 10 * kept
+    assert count_rows(path, "traces") == kept
+
+
+async def test_one_bad_batch_does_not_sink_those_written_with_it(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    await store.start()
+    bad = [SpanRow(["not", "a", "name"], trace(2, 1)[0].span)]  # type: ignore[arg-type]
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:  # queue all three so that the writer takes them in one transaction
+        assert store.submit(trace(1, 3))
+        assert store.submit(bad)
+        assert store.submit(trace(3, 3))
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    await store.flush()
+    assert await store.get_trace(tid(1)) is not None
+    assert await store.get_trace(tid(2)) is None
+    assert await store.get_trace(tid(3)) is not None
+    with pytest.raises(StoreError, match="could not write"):
+        await store.write(bad)
+    stats = store.stats()
+    assert (stats.spans_stored, stats.extra["failed_spans"]) == (6, 2)
+    await store.close()
+
+
+async def test_spans_with_times_beyond_64_bits_are_counted_not_stored(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.start()
+    far = SpanRow("api", msgspec.structs.replace(trace(2, 1)[0].span, end_time_unix_nano=2**64))
+    await store.write([*trace(1, 2), far])
+    stats = store.stats()
+    assert (stats.spans_stored, stats.extra["invalid_spans"]) == (2, 1)
+    assert await store.get_trace(tid(2)) is None
+    await store.close()
+
+
+async def test_the_spans_view_shows_the_columns_of_each_span(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    await store.start()
+    root, child = trace(1, 2)
+    child = SpanRow(
+        "worker",
+        msgspec.structs.replace(
+            child.span,
+            status="error",
+            error=WireError("timeout", "TimeoutError", "slow"),
+            attributes={
+                "gen_ai.agent.name": "planner",
+                "gen_ai.request.model": "gpt-4o",
+                "gen_ai.response.model": "gpt-4o-2024-08-06",
+            },
+        ),
+    )
+    await store.write([root, child])
+    await store.close()
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT trace_id, span_id, parent_span_id, service, name, kind, start_ns, end_ns,"
+            " status, error_type, agent, model FROM spans ORDER BY span_id"
+        ).fetchall()
+    connection.close()
+    assert rows == [
+        (tid(1), f"{1:016x}", None, "api", "op0", "custom", T0, T0 + MS, "ok", None, None, None),
+        (
+            tid(1),
+            f"{2:016x}",
+            f"{1:016x}",
+            "worker",
+            "op1",
+            "custom",
+            T0 + MS,
+            T0 + 2 * MS,
+            "error",
+            "timeout",
+            "planner",
+            "gpt-4o-2024-08-06",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        TraceQuery(),
+        TraceQuery(status="ok", min_duration_ns=5, start_ns=1, end_ns=2),
+        TraceQuery(service="api"),
+        TraceQuery(status="error"),
+        TraceQuery(agent="a", model="m", error_type="timeout", service="api", status="error"),
+        TraceQuery(model="m", start_ns=1, end_ns=2, min_duration_ns=3),
+    ],
+)
+@pytest.mark.parametrize("cursor", [None, (T0, 7)])
+async def test_listings_walk_an_index_in_order_without_sorting(
+    tmp_path: Path, query: TraceQuery, cursor: tuple[int, int] | None
+) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.start()
+    await store.write(trace(1, 3))
+    await store.close()
+    sql, params = _listing_sql(query, cursor)
+    with sqlite3.connect(tmp_path / "t.db") as connection:
+        plan = " | ".join(row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    connection.close()
+    assert "TEMP B-TREE" not in plan
+    assert "INDEX" in plan or "PRIMARY KEY" in plan, plan
+    if query.service or query.agent or query.model or query.status == "error":
+        assert "SCAN" not in plan, plan  # a range of the tag index, not every trace
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_writes_and_reads_work_on_either_event_loop(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.start()
+    try:
+        with anyio.fail_after(5):
+            assert store.submit(trace(1, 2))
+            await store.flush()
+            await store.write(trace(2, 3))
+        assert await store.get_trace(tid(1)) is not None
+        detail = await store.get_trace(tid(2))
+        assert detail is not None
+        assert detail.summary.span_count == 3
+    finally:
+        await store.close()
+
+
+async def test_reads_run_concurrently_with_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "t.db", readers=2)
+    await store.start()
+    await store.write([row for n in range(1, 51) for row in trace(n, 4)])
+    found: list[int] = []
+
+    async def read(n: int) -> None:
+        detail = await store.get_trace(tid(n))
+        assert detail is not None
+        found.append(detail.summary.span_count)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            for n in range(1, 51):
+                tg.start_soon(read, n)
+                assert store.submit(trace(100 + n, 2))
+    assert found == [4] * 50
+    await store.close()
+
+
+async def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA user_version = 99")
+    connection.close()
+    with pytest.raises(StoreError, match="newer"):
+        await SQLiteStore(path).start()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"queue_max_spans": 0},
+        {"batch_max_spans": 0},
+        {"retention_seconds": 0},
+        {"max_bytes": 0},
+        {"synchronous": "SOMETIMES"},
+        {"maintenance_interval": -1},
+        {"readers": 0},
+    ],
+)
+def test_options_out_of_range_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        SQLiteStore(tmp_path / "t.db", **options)
+
+
+# A child process that acknowledges each committed batch on stdout, as the collector
+# acknowledges a committed POST, until it is killed.
+CHILD = """
+import sys, anyio
+from rastir._wire import WireSpan
+from rastir.collector.store import SQLiteStore, SpanRow
+
+async def main():
+    store = SQLiteStore(sys.argv[1])
+    await store.start()
+    n = 0
+    while True:
+        n += 1
+        rows = [
+            SpanRow("svc", WireSpan(f"{n:032x}", f"{i + 1:016x}", "op", "custom", n, n + 1))
+            for i in range(10)
+        ]
+        await store.write(rows)
+        print(n, flush=True)
+
+anyio.run(main)
+"""
+
+
+async def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    acknowledged: list[int] = []
+    # Bounded generously: the child has to import and open the store first.
+    with anyio.fail_after(60):
+        async with await anyio.open_process(
+            [sys.executable, "-c", CHILD, str(path)], env=env, cwd=ROOT
+        ) as process:
+            assert process.stdout is not None
+            buffer = ""
+            async for chunk in TextReceiveStream(process.stdout):
+                buffer += chunk
+                *lines, buffer = buffer.split("\n")
+                acknowledged += [int(line) for line in lines]
+                if len(acknowledged) >= 30:
+                    process.kill()  # SIGKILL: no cleanup, no checkpoint
+                    break
+            await process.wait()
+            assert process.returncode == -9, await _stderr(process)
+
+    store = SQLiteStore(path)
+    await store.start()
+    try:
+        for n in acknowledged:
+            detail = await store.get_trace(tid(n))
+            assert detail is not None, n
+            assert detail.summary.span_count == 10
+        stats = store.stats()
+        assert stats.spans_stored >= 10 * len(acknowledged)
+        # Transactions are whole: no trace was left half written.
+        assert stats.spans_stored == 10 * stats.traces_stored
+    finally:
+        await store.close()
+
+
+async def _stderr(process: anyio.abc.Process) -> str:
+    if process.stderr is None:
+        return ""
+    return (await process.stderr.receive()).decode(errors="replace")

@@ -1,0 +1,572 @@
+"""``rastir.wrap``: the generic proxy, on our own classes, sqlite3 and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import importlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import threading
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import pytest
+
+import rastir
+from rastir.errors import classify
+from rastir.testing import CapturedSpans
+from tests._servers import require_binary
+
+pytestmark = pytest.mark.anyio
+
+wrap_module = importlib.import_module("rastir.wrap")
+
+
+class Service:
+    """A stand-in client with every kind of member."""
+
+    limit = 10
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def double(self, x: int) -> int:
+        self.calls += 1
+        return x * 2
+
+    async def fetch(self, x: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return x + 1
+
+    async def hang(self, started: anyio.Event) -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    def count(self, n: int) -> Iterator[int]:
+        yield from range(n)
+
+    async def stream(self, n: int) -> AsyncIterator[int]:
+        for i in range(n):
+            await anyio.lowlevel.checkpoint()
+            yield i
+
+    def lazy(self, x: int) -> Any:
+        # A sync method handing back a coroutine, as redis.asyncio's commands do.
+        return self.fetch(x)
+
+    def fail(self) -> None:
+        raise KeyError("missing")
+
+    def me(self) -> Service:
+        return self
+
+    @property
+    def answer(self) -> int:
+        return 42
+
+    def _internal(self) -> int:
+        return 1
+
+    def __len__(self) -> int:
+        return 3
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((1, 2, 3))
+
+    def __getitem__(self, key: str) -> str:
+        return key.upper()
+
+    def __contains__(self, item: object) -> bool:
+        return item == "here"
+
+    def __call__(self, x: int, *, y: int = 0) -> int:
+        return x + y
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    async def __aenter__(self) -> Service:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return "<Service>"
+
+
+# -- spans ------------------------------------------------------------------------------
+def test_each_public_method_call_is_a_span_named_after_the_class(
+    rastir_spans: CapturedSpans,
+) -> None:
+    svc = rastir.wrap(Service())
+    assert svc.double(2) == 4
+    span = rastir_spans.one("Service.double")
+    assert span.kind == "custom"
+    assert span.status == "ok"
+    assert span.attributes["code.function.name"] == f"{__name__}.Service.double"
+
+
+def test_kind_and_name_prefix_are_options(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service(), kind="retrieval", name="store")
+    svc.double(1)
+    assert rastir_spans.one("store.double").kind == "retrieval"
+
+
+def test_spans_are_children_of_the_current_span(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service())
+
+    @rastir.trace
+    def outer() -> None:
+        svc.double(1)
+        svc.double(2)
+
+    outer()
+    parent = rastir_spans.one("outer")
+    kids = rastir_spans.children(parent)
+    assert [k.name for k in kids] == ["Service.double", "Service.double"]
+
+
+async def test_async_methods_are_spans_until_they_complete(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service())
+    assert await svc.fetch(1) == 2
+    assert rastir_spans.one("Service.fetch").duration_ns > 0
+
+
+async def test_a_sync_method_returning_a_coroutine_keeps_its_span_until_awaited(
+    rastir_spans: CapturedSpans,
+) -> None:
+    svc = rastir.wrap(Service())
+    pending = svc.lazy(1)
+    assert rastir_spans.find("Service.lazy") == []
+    assert await pending == 2
+    span = rastir_spans.one("Service.lazy")
+    assert span.status == "ok"
+
+
+async def test_the_awaited_coroutine_records_its_failure(rastir_spans: CapturedSpans) -> None:
+    class Failing:
+        async def _go(self) -> None:
+            raise TimeoutError("slow")
+
+        def go(self) -> Any:
+            return self._go()
+
+    obj = rastir.wrap(Failing())
+    with pytest.raises(TimeoutError):
+        await obj.go()
+    assert rastir_spans.one("Failing.go").error == {
+        "type": "timeout",
+        "exception_type": "TimeoutError",
+        "message": "slow",
+    }
+
+
+def test_generator_methods_are_spans_until_exhausted(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service())
+    items = svc.count(3)
+    assert rastir_spans.find("Service.count") == []
+    assert list(items) == [0, 1, 2]
+    assert rastir_spans.one("Service.count").attributes["rastir.generator.items"] == 3
+
+
+async def test_async_generator_methods_are_spans_until_exhausted(
+    rastir_spans: CapturedSpans,
+) -> None:
+    svc = rastir.wrap(Service())
+    assert [i async for i in svc.stream(2)] == [0, 1]
+    assert rastir_spans.one("Service.stream").attributes["rastir.generator.items"] == 2
+
+
+def test_exceptions_are_recorded_and_reraised_unchanged(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service())
+    with pytest.raises(KeyError) as info:
+        svc.fail()
+    span = rastir_spans.one("Service.fail")
+    assert span.status == "error"
+    assert span.error == {
+        "type": classify(info.value),
+        "exception_type": "KeyError",
+        "message": "'missing'",
+    }
+    assert info.value.__traceback__ is not None
+
+
+async def test_cancellation_is_recorded_as_cancelled(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service())
+    started = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(svc.hang, started)
+        with anyio.fail_after(5):
+            await started.wait()
+        tg.cancel_scope.cancel()
+    span = rastir_spans.one("Service.hang")
+    assert span.status == "cancelled"
+    assert span.error is None
+
+
+def test_include_and_exclude_choose_the_traced_methods(rastir_spans: CapturedSpans) -> None:
+    only = rastir.wrap(Service(), include={"double"})
+    only.double(1)
+    list(only.count(1))
+    without = rastir.wrap(Service(), exclude=["double"])
+    without.double(1)
+    list(without.count(1))
+    assert [s.name for s in rastir_spans] == ["Service.double", "Service.count"]
+
+
+def test_private_members_properties_and_data_are_not_traced(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service())
+    assert svc._internal() == 1
+    assert svc.answer == 42
+    assert svc.limit == 10
+    assert svc.calls == 0
+    assert list(rastir_spans) == []
+
+
+def test_nothing_is_recorded_when_rastir_is_disabled(rastir_spans: CapturedSpans) -> None:
+    rastir.configure(enabled=False)
+    svc = rastir.wrap(Service())
+    assert svc.double(3) == 6
+    assert list(svc.count(2)) == [0, 1]
+    assert list(rastir_spans) == []
+
+
+# -- transparency -----------------------------------------------------------------------
+def test_attributes_read_and_write_through_to_the_object() -> None:
+    obj = Service()
+    svc = rastir.wrap(obj)
+    svc.double(1)
+    assert svc.calls == 1
+    svc.limit = 99
+    assert obj.limit == 99
+    setattr(svc, "extra", "x")  # noqa: B010 - Service declares no such attribute
+    assert getattr(obj, "extra") == "x"  # noqa: B009
+    delattr(svc, "extra")
+    assert not hasattr(obj, "extra")
+    assert "double" in dir(svc)
+
+
+def test_isinstance_repr_str_equality_and_hash_follow_the_object() -> None:
+    obj = Service()
+    svc = rastir.wrap(obj)
+    assert isinstance(svc, Service)
+    assert svc.__class__ is Service
+    assert repr(svc) == str(svc) == "<Service>"
+    assert svc == obj
+    assert hash(svc) == hash(obj)
+    assert {svc: 1}[obj] == 1
+    assert type(svc) is not Service
+
+
+def test_special_methods_are_forwarded() -> None:
+    svc = rastir.wrap(Service())
+    assert len(svc) == 3
+    assert list(svc) == [1, 2, 3]
+    assert svc["k"] == "K"
+    assert "here" in svc
+    assert svc(1, y=2) == 3
+
+
+def test_special_methods_the_object_lacks_stay_missing() -> None:
+    conn = rastir.wrap(sqlite3.connect(":memory:"))
+    try:
+        assert not hasattr(conn, "__len__")
+        with pytest.raises(TypeError):
+            len(conn)  # type: ignore[arg-type]
+    finally:
+        conn.close()
+
+
+def test_with_gives_back_the_proxy_when_the_object_gives_itself(
+    rastir_spans: CapturedSpans,
+) -> None:
+    svc = rastir.wrap(Service())
+    with svc as inside:
+        assert inside is svc
+        inside.double(1)
+    assert svc.me() is not svc  # ordinary methods return what the object returns
+    assert len(rastir_spans.find("Service.double")) == 1
+
+
+async def test_async_with_gives_back_the_proxy(rastir_spans: CapturedSpans) -> None:
+    svc = rastir.wrap(Service())
+    async with svc as inside:
+        assert inside is svc
+        await inside.fetch(1)
+    rastir_spans.one("Service.fetch")
+
+
+def test_method_wrappers_are_made_once_and_kept() -> None:
+    svc = rastir.wrap(Service())
+    assert svc.double is svc.double
+
+
+def test_a_method_rebound_on_the_instance_is_traced_without_being_kept(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = Service()
+    svc = rastir.wrap(obj)
+    obj.double = lambda x: x  # type: ignore[method-assign]
+    assert svc.double(5) == 5
+    assert svc.double is not svc.double
+    # Assigning through the proxy drops any kept wrapper.
+    svc.double = lambda x: -x  # type: ignore[method-assign]
+    assert svc.double(5) == -5
+    assert len(rastir_spans.find("Service.double")) == 2
+
+
+def test_an_object_is_never_wrapped_twice() -> None:
+    obj = Service()
+    first = rastir.wrap(obj)
+    assert rastir.wrap(obj) is first
+    assert rastir.wrap(first) is first
+    assert rastir.wrap(obj, kind="tool") is first  # the first options stay
+
+
+def test_concurrent_wraps_of_one_object_give_one_proxy() -> None:
+    obj = Service()
+    barrier = threading.Barrier(8)
+    seen: list[object] = []
+
+    def run() -> None:
+        barrier.wait()
+        seen.append(rastir.wrap(obj))
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(p) for p in seen}) == 1
+
+
+def test_a_dropped_proxy_leaves_nothing_behind() -> None:
+    obj = Service()
+    proxy = rastir.wrap(obj)
+    key = id(obj)
+    assert key in wrap_module._registry
+    del proxy
+    gc.collect()
+    assert key not in wrap_module._registry
+    assert wrap_module.is_proxy(rastir.wrap(obj))
+
+
+def test_unwrap_gives_the_object_back() -> None:
+    obj = Service()
+    assert wrap_module.unwrap(rastir.wrap(obj)) is obj
+    assert wrap_module.unwrap(obj) is obj
+
+
+def test_a_module_can_be_wrapped(rastir_spans: CapturedSpans) -> None:
+    traced = rastir.wrap(json)
+    assert traced.dumps([1]) == "[1]"
+    assert rastir_spans.one("json.dumps").attributes["code.function.name"].endswith(".dumps")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"kind": "nope"}, ValueError),
+        ({"name": ""}, ValueError),
+        ({"include": "double"}, TypeError),
+        ({"exclude": [1]}, TypeError),
+    ],
+)
+def test_bad_options_are_refused(kwargs: dict[str, Any], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        rastir.wrap(Service(), **kwargs)
+
+
+def test_none_is_refused() -> None:
+    with pytest.raises(TypeError):
+        rastir.wrap(None)
+
+
+# -- sqlite3: C-level methods ---------------------------------------------------------------
+def test_a_sqlite3_connection_is_traced_through_its_c_methods(
+    rastir_spans: CapturedSpans,
+) -> None:
+    conn = rastir.wrap(sqlite3.connect(":memory:"), kind="retrieval")
+    try:
+        assert isinstance(conn, sqlite3.Connection)
+        conn.row_factory = sqlite3.Row  # written through to the connection
+        with conn as inside:  # commits, and hands back the proxy
+            assert inside is conn
+            conn.execute("create table t (id integer primary key, name text)")
+            conn.executemany("insert into t values (?, ?)", [(1, "a"), (2, "b")])
+        row = conn.execute("select name from t where id = ?", (2,)).fetchone()
+        assert row["name"] == "b"
+        assert conn.total_changes == 2
+        assert conn.in_transaction is False
+    finally:
+        conn.close()
+    names = [s.name for s in rastir_spans]
+    assert names == [
+        "Connection.execute",
+        "Connection.executemany",
+        "Connection.execute",
+        "Connection.close",
+    ]
+    assert {s.kind for s in rastir_spans} == {"retrieval"}
+    assert rastir_spans[0].attributes["code.function.name"] == "sqlite3.Connection.execute"
+
+
+def test_sqlite3_errors_are_recorded_with_their_category(rastir_spans: CapturedSpans) -> None:
+    conn = rastir.wrap(sqlite3.connect(":memory:"))
+    try:
+        conn.execute("create table t (id integer primary key)")
+        conn.execute("insert into t values (1)")
+        with pytest.raises(sqlite3.IntegrityError) as dup:
+            conn.execute("insert into t values (1)")
+        with pytest.raises(sqlite3.OperationalError) as missing:
+            conn.execute("select * from nowhere")
+    finally:
+        conn.close()
+    failed = [s for s in rastir_spans if s.status == "error"]
+    assert [s.error for s in failed] == [
+        {
+            "type": classify(dup.value),
+            "exception_type": "sqlite3.IntegrityError",
+            "message": "UNIQUE constraint failed: t.id",
+        },
+        {
+            "type": classify(missing.value),
+            "exception_type": "sqlite3.OperationalError",
+            "message": "no such table: nowhere",
+        },
+    ]
+
+
+def test_sqlite3_exception_classes_on_the_connection_are_not_wrapped() -> None:
+    conn = rastir.wrap(sqlite3.connect(":memory:"))
+    try:
+        assert conn.Error is sqlite3.Error
+    finally:
+        conn.close()
+
+
+# -- Redis: a real server ---------------------------------------------------------------------
+redis = pytest.importorskip("redis")
+redis_asyncio = pytest.importorskip("redis.asyncio")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def redis_port() -> Iterator[int]:
+    """A throwaway redis-server on loopback, no persistence, stopped by its pid."""
+    binary = require_binary("redis-server", "redis-server")
+    for _ in range(5):
+        port = _free_port()
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+
+        def watch(p: subprocess.Popen[str] = proc, ev: threading.Event = ready) -> None:
+            assert p.stdout is not None
+            for line in p.stdout:
+                if "Ready to accept connections" in line:
+                    ev.set()
+
+        reader = threading.Thread(target=watch, daemon=True)
+        reader.start()
+        if ready.wait(10):
+            break
+        _stop(proc, reader)
+    else:
+        pytest.fail("redis-server did not start")
+    try:
+        yield port
+    finally:
+        _stop(proc, reader)
+
+
+def _stop(proc: subprocess.Popen[str], reader: threading.Thread) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(10)
+    reader.join(5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def test_a_redis_client_is_traced_call_by_call(
+    redis_port: int, rastir_spans: CapturedSpans
+) -> None:
+    with rastir.wrap(redis.Redis(port=redis_port), kind="retrieval") as r:
+        assert isinstance(r, redis.Redis)
+        r.set("greeting", "hello")
+        assert r.get("greeting") == b"hello"
+        with pytest.raises(redis.ResponseError) as info:
+            r.incr("greeting")
+        r.delete("greeting")
+    assert [s.name for s in rastir_spans] == [
+        "Redis.set",
+        "Redis.get",
+        "Redis.incr",
+        "Redis.delete",
+    ]
+    assert {s.kind for s in rastir_spans} == {"retrieval"}
+    error = rastir_spans.one("Redis.incr").error
+    assert error is not None
+    assert error["type"] == classify(info.value)
+    assert error["exception_type"] == "redis.exceptions.ResponseError"
+    assert "not an integer" in error["message"]
+
+
+def test_a_refused_redis_connection_is_recorded(rastir_spans: CapturedSpans) -> None:
+    no_retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+    r = rastir.wrap(redis.Redis(port=_free_port(), socket_connect_timeout=2, retry=no_retry))
+    with pytest.raises(redis.ConnectionError) as info:
+        r.ping()
+    r.close()
+    span = rastir_spans.one("Redis.ping")
+    assert span.status == "error"
+    assert span.error is not None
+    assert span.error["type"] == classify(info.value)
+
+
+async def test_an_asyncio_redis_client_keeps_each_span_until_the_reply(
+    redis_port: int, rastir_spans: CapturedSpans
+) -> None:
+    @rastir.trace
+    async def job() -> None:
+        async with rastir.wrap(redis_asyncio.Redis(port=redis_port)) as r:
+            await r.set("n", 1)
+            values = await asyncio.gather(r.incr("n"), r.incr("n"))
+            assert sorted(values) == [2, 3]
+
+    await job()
+    parent = rastir_spans.one("job")
+    calls = [s for s in rastir_spans if s.name.startswith("Redis.")]
+    assert sorted(s.name for s in calls) == ["Redis.incr", "Redis.incr", "Redis.set"]
+    assert all(s.psid == parent.sid and s.status == "ok" for s in calls)
