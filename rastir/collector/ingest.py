@@ -211,7 +211,25 @@ class IngestEndpoint:
             batch = self._decoder.decode(body)
         except msgspec.DecodeError as e:  # ValidationError is a subclass
             raise Rejection(400, "invalid", f"invalid body: {e}")
-        spans = batch.spans
+        raw_service = batch.resource.get("service.name")
+        service = raw_service if raw_service.__class__ is str else label_value(raw_service)
+        return await self.accept(
+            service or "unknown_service", batch.resource, batch.spans, batch.dropped
+        )
+
+    async def accept(
+        self,
+        service: str,
+        resource: dict[str, Any],
+        spans: list[WireSpan],
+        dropped: int = 0,
+    ) -> int:
+        """Steps 7 to 9 for decoded spans, whatever format they arrived in.
+
+        Raises :class:`Rejection` like the HTTP path does. Every source of spans
+        (this endpoint, OTLP receive, spans the collector makes itself) goes through
+        here, so the checks, the metrics, the store and the sinks see them all alike.
+        """
         # 7. semantic checks
         if len(spans) > self._max_spans:
             raise Rejection(
@@ -219,13 +237,10 @@ class IngestEndpoint:
                 "too_many_spans",
                 f"batch has {len(spans)} spans; the limit is {self._max_spans}",
             )
-        raw_service = batch.resource.get("service.name")
-        service = raw_service if raw_service.__class__ is str else label_value(raw_service)
-        service = service or "unknown_service"
         if spans:
             self._check(spans)  # and 8. limits
         # 9. metrics, then the store
-        self.metrics.record_batch(service, spans, batch.dropped)
+        self.metrics.record_batch(service, spans, dropped)
         if not spans:
             return 0
         rows: list[SpanRow] = []
@@ -266,6 +281,11 @@ class IngestEndpoint:
                 "the store's write queue is full; retry later",
                 self._retry_after,
             )
+        for sink in self.state.sinks:
+            try:
+                sink(service, resource, spans)
+            except Exception:  # a sink's bug must not fail the ingest that already landed
+                logger.exception("span sink %r failed", sink)
         return len(spans)
 
     async def _read_body(self, receive: Receive) -> bytes:

@@ -5,15 +5,23 @@ One instance per app, touched only on the event loop thread, so plain attributes
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from random import random
 from time import monotonic
+from typing import Any
 
 import anyio
 
+from rastir._wire import WireSpan
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.store.base import TraceStore
 
-__all__ = ["CollectorState", "watch_loop_lag"]
+__all__ = ["CollectorState", "SpanSink", "watch_loop_lag"]
+
+#: Called with ``(service, resource, spans)`` once the store has taken a batch, on the
+#: event loop thread. A sink must not block: it hands the spans to its own bounded
+#: queue (an exporter, an evaluator) and counts what it has to drop.
+SpanSink = Callable[[str, Mapping[str, Any], list[WireSpan]], None]
 
 
 class CollectorState:
@@ -26,6 +34,7 @@ class CollectorState:
         "closing",
         "inflight",
         "loop_lag",
+        "sinks",
         "started",
         "store",
     )
@@ -36,6 +45,7 @@ class CollectorState:
         self.closing = False
         self.inflight = 0
         self.loop_lag = 0.0
+        self.sinks: list[SpanSink] = []
         self._max_inflight = settings.max_inflight
         self._high_water = settings.queue_high_water
         self._max_lag = settings.max_loop_lag
