@@ -1,0 +1,326 @@
+"""Write what the adapters found onto a span: request phase, response phase, cost.
+
+Precedence (seed 001): explicit decorator arguments beat everything; concrete values
+read from the response beat guesses made from the request; what the request phase
+wrote stays on the span when the call raises.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+from rastir import _config
+from rastir.adapters import _content
+from rastir.adapters.base import AdapterResult
+from rastir.adapters.registry import get_registry
+
+__all__ = [
+    "parse_bedrock_model_id",
+    "price",
+    "request_phase",
+    "response_phase",
+    "write_result",
+]
+
+_log = logging.getLogger("rastir")
+
+_MODEL_KWARGS: Final = ("model", "model_id", "modelId", "model_name")
+# Request parameters worth recording (OTel gen_ai.request.*); numbers only.
+_PARAM_KWARGS: Final = (
+    ("temperature", "gen_ai.request.temperature"),
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("max_completion_tokens", "gen_ai.request.max_tokens"),
+    ("max_output_tokens", "gen_ai.request.max_tokens"),
+    ("top_p", "gen_ai.request.top_p"),
+)
+
+# Bedrock model ids: ``vendor.model``, optionally behind a cross-region inference
+# profile prefix (``us.anthropic...``) or inside an ARN.
+_BEDROCK_VENDORS: Final = frozenset(
+    (
+        "anthropic",
+        "amazon",
+        "meta",
+        "mistral",
+        "cohere",
+        "ai21",
+        "stability",
+        "deepseek",
+        "writer",
+        "qwen",
+        "openai",
+        "twelvelabs",
+        "luma",
+        "moonshot",
+        "minimax",
+        "google",
+        "nvidia",
+    )
+)
+_BEDROCK_REGIONS: Final = frozenset(("us", "eu", "apac", "us-gov", "global", "ca", "jp", "au"))
+
+
+def parse_bedrock_model_id(model_id: str) -> tuple[str, str] | None:
+    """``(model, vendor)`` from a Bedrock model id, or None when it is not one.
+
+    ``anthropic.claude-3-sonnet`` gives ``("claude-3-sonnet", "anthropic")``; the
+    regional form ``us.anthropic.claude-3-5-sonnet-20240620-v1:0`` and ARNs
+    (``arn:aws:bedrock:us-east-1::foundation-model/anthropic.claude-v2``,
+    ``...:inference-profile/eu.meta.llama3-2-1b-instruct-v1:0``) too.
+    """
+    ident = model_id
+    if ident.startswith("arn:"):
+        ident = ident.rpartition("/")[2]
+        if not ident:
+            return None
+    head, dot, rest = ident.partition(".")
+    if not dot:
+        return None
+    if head in _BEDROCK_REGIONS:
+        head, dot, rest = rest.partition(".")
+        if not dot:
+            return None
+    if head not in _BEDROCK_VENDORS or not rest:
+        return None
+    return rest, head
+
+
+def _scan_kwargs(attrs: dict[str, Any], kwargs: dict[str, Any]) -> tuple[str | None, str | None]:
+    model: str | None = None
+    provider: str | None = None
+    for key in _MODEL_KWARGS:
+        value = kwargs.get(key)
+        if value.__class__ is str and value:
+            model = value
+            break
+    if model is not None and "." in model:
+        parsed = parse_bedrock_model_id(model)
+        if parsed is not None:
+            attrs["aws.bedrock.model_id"] = model
+            model, vendor = parsed
+            attrs["rastir.model.vendor"] = vendor
+            provider = "aws.bedrock"
+    for key, name in _PARAM_KWARGS:
+        value = kwargs.get(key)
+        if value is not None and value.__class__ in (int, float):
+            attrs[name] = value
+    config = kwargs.get("inferenceConfig")
+    if isinstance(config, dict):
+        for key, name in (
+            ("maxTokens", "gen_ai.request.max_tokens"),
+            ("temperature", "gen_ai.request.temperature"),
+            ("topP", "gen_ai.request.top_p"),
+        ):
+            value = config.get(key)
+            if value is not None and value.__class__ in (int, float):
+                attrs[name] = value
+    guard = kwargs.get("guardrailConfig")
+    if isinstance(guard, dict):
+        gid = guard.get("guardrailIdentifier")
+        if isinstance(gid, str) and gid:
+            attrs["rastir.guardrail.id"] = gid
+        version = guard.get("guardrailVersion")
+        if isinstance(version, str) and version:
+            attrs["rastir.guardrail.version"] = version
+        provider = provider or "aws.bedrock"
+    return model, provider
+
+
+def request_phase(
+    attrs: dict[str, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    explicit_model: bool = False,
+    explicit_provider: bool = False,
+) -> tuple[str | None, str | None]:
+    """Read the call's arguments into ``attrs``; returns the (model, provider) seen.
+
+    Only model names, provider names, a few numeric request parameters and guardrail
+    identifiers are read: never keys, headers or tokens. The prompt is recorded only
+    with ``capture_content`` on.
+    """
+    model, provider = _scan_kwargs(attrs, kwargs) if kwargs else (None, None)
+    for r in get_registry().request(args, kwargs):
+        # What the call names explicitly (a ``model=`` keyword) beats what a client
+        # or model object was configured with; the objects fill what is missing.
+        if model is None and r.model:
+            model = r.model
+        if r.provider and (provider is None or provider == "openai"):
+            provider = r.provider
+        if r.extra_attributes:
+            for key, value in r.extra_attributes.items():
+                attrs.setdefault(key, value)
+    if model is not None and not explicit_model:
+        attrs["gen_ai.request.model"] = model
+    if provider is not None and not explicit_provider:
+        attrs["gen_ai.provider.name"] = provider
+    if _config._settings.capture_content:
+        try:
+            messages = _content.input_messages(args, kwargs)
+            if messages:
+                attrs["gen_ai.input.messages"] = _content.dumps(messages)
+        except Exception:
+            _log.debug("rastir: could not record the prompt", exc_info=True)
+    return model, provider
+
+
+def _merge(results: list[AdapterResult]) -> AdapterResult:
+    """One result from a chain, later (more concrete) values winning."""
+    if len(results) == 1:
+        return results[0]
+    merged = AdapterResult()
+    extra: dict[str, Any] = {}
+    for r in results:
+        if r.extra_attributes:
+            extra.update(r.extra_attributes)
+        if r.model:
+            merged.model = r.model
+        if r.provider:
+            merged.provider = r.provider
+        if r.tokens_input is not None:
+            merged.tokens_input = r.tokens_input
+        if r.tokens_output is not None:
+            merged.tokens_output = r.tokens_output
+        if r.cache_read_tokens is not None:
+            merged.cache_read_tokens = r.cache_read_tokens
+        if r.cache_write_tokens is not None:
+            merged.cache_write_tokens = r.cache_write_tokens
+        if r.finish_reason:
+            merged.finish_reason = r.finish_reason
+        if r.finish_reasons:
+            merged.finish_reasons = r.finish_reasons
+        if r.response_id:
+            merged.response_id = r.response_id
+        if r.output_messages:
+            merged.output_messages = r.output_messages
+    merged.extra_attributes = extra
+    return merged
+
+
+def write_result(
+    attrs: dict[str, Any],
+    r: AdapterResult,
+    *,
+    explicit_model: str | None = None,
+    explicit_provider: str | None = None,
+) -> None:
+    """Put one (merged) result on a span's attributes, then price it."""
+    if r.extra_attributes:
+        attrs.update(r.extra_attributes)
+    model = r.model
+    if model:
+        if explicit_model is None:
+            attrs["gen_ai.response.model"] = model
+            if "gen_ai.request.model" not in attrs:
+                attrs["gen_ai.request.model"] = model
+        elif model != explicit_model:
+            # The decorator's word wins the label; what the provider said is kept.
+            attrs["rastir.response.model_reported"] = model
+    provider = r.provider
+    if provider and explicit_provider is None:
+        previous = attrs.get("gen_ai.provider.name")
+        # An OpenAI-shaped response says nothing about who served it (Azure, Groq,
+        # a gateway): a more specific provider found in the request stays.
+        if previous is None or provider != "openai":
+            attrs["gen_ai.provider.name"] = provider
+    tin = r.tokens_input
+    tout = r.tokens_output
+    if tin is not None:
+        attrs["gen_ai.usage.input_tokens"] = tin
+    if tout is not None:
+        attrs["gen_ai.usage.output_tokens"] = tout
+    cr = r.cache_read_tokens
+    cw = r.cache_write_tokens
+    if cr:
+        attrs["gen_ai.usage.cache_read.input_tokens"] = cr
+    if cw:
+        attrs["gen_ai.usage.cache_creation.input_tokens"] = cw
+    if r.finish_reasons:
+        attrs["gen_ai.response.finish_reasons"] = r.finish_reasons
+    elif r.finish_reason:
+        attrs["gen_ai.response.finish_reasons"] = [r.finish_reason]
+    if r.response_id:
+        attrs["gen_ai.response.id"] = r.response_id
+    if tin is not None or tout is not None:
+        price(attrs, model, tin, tout, cr, cw, explicit_model)
+
+
+def response_phase(
+    attrs: dict[str, Any],
+    result: Any,
+    *,
+    explicit_model: str | None = None,
+    explicit_provider: str | None = None,
+) -> None:
+    """Run the adapter chain on ``result`` and write what it found."""
+    reg = get_registry()
+    results = reg.response(result)
+    if not results:
+        return
+    merged = _merge(results)
+    write_result(attrs, merged, explicit_model=explicit_model, explicit_provider=explicit_provider)
+    if _config._settings.capture_content:
+        try:
+            messages = merged.output_messages or reg.output_messages(result)
+            if messages:
+                attrs["gen_ai.output.messages"] = _content.dumps(messages)
+        except Exception:
+            _log.debug("rastir: could not record the response", exc_info=True)
+
+
+# -- cost ------------------------------------------------------------------------------------
+_pricing: Any = None  # (TokenUsage, get_pricing) once imported; False when unavailable
+
+
+def _load_pricing() -> Any:
+    global _pricing
+    try:
+        from rastir.pricing import TokenUsage, get_pricing
+    except ImportError:
+        _pricing = False
+    else:
+        _pricing = (TokenUsage, get_pricing)
+    return _pricing
+
+
+def price(
+    attrs: dict[str, Any],
+    model: str | None,
+    tokens_in: int | None,
+    tokens_out: int | None,
+    cache_read: int | None,
+    cache_write: int | None,
+    explicit_model: str | None = None,
+) -> None:
+    """Set ``rastir.cost.usd``, or ``rastir.cost.unknown=True`` for an unpriced model.
+
+    The model the provider reported is priced first (a deployment alias given to the
+    decorator may not be a model name); then the request's model.
+    """
+    pricing = _pricing
+    if pricing is None:
+        pricing = _load_pricing()
+    if pricing is False:
+        return
+    name = model or attrs.get("gen_ai.request.model") or explicit_model
+    if not name:
+        attrs["rastir.cost.unknown"] = True
+        return
+    token_usage, get_pricing = pricing
+    try:
+        usage = token_usage(
+            input_tokens=tokens_in or 0,
+            output_tokens=tokens_out or 0,
+            cache_read_tokens=cache_read or 0,
+            cache_write_tokens=cache_write or 0,
+        )
+        cost = get_pricing().price(attrs.get("gen_ai.provider.name"), name, usage)
+    except Exception:
+        _log.debug("rastir: pricing failed", exc_info=True)
+        cost = None
+    if cost is None:
+        attrs["rastir.cost.unknown"] = True
+    else:
+        attrs["rastir.cost.usd"] = float(cost)
