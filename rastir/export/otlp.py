@@ -122,38 +122,36 @@ _INT64_MAX: Final = (1 << 63) - 1
 
 def otel_view(
     span: WireSpan,
-) -> tuple[str, int, list[tuple[str, AttrValue]], int, str, tuple[str, str, int] | None]:
+) -> tuple[
+    str, int, Mapping[str, Any], list[tuple[str, AttrValue]], int, str, tuple[str, str, int] | None
+]:
     """How a wire span reads in OpenTelemetry terms.
 
     Returns:
-        ``(name, otel_kind, attributes, status_code, status_message, exception)``:
-        the attributes as (name, value) pairs with current semconv names and the
-        ``rastir.*`` fidelity attributes; ``exception`` is ``(type, message,
+        ``(name, otel_kind, attributes, extra, status_code, status_message, exception)``:
+        ``attributes`` are the span's own under their current semconv names (the
+        span's dict itself when no name is deprecated), ``extra`` the attributes the
+        mapping adds (implied ``gen_ai.operation.name``, ``error.type``, the
+        ``rastir.*`` fidelity attributes); ``exception`` is ``(type, message,
         time_unix_nano)`` for the ``exception`` event of a failed span, or None.
     """
     kind = span.kind
     a: Mapping[str, Any] = span.attributes
-    items: list[tuple[str, AttrValue]] = []
-    renames = RENAMED
-    for key, value in a.items():
-        new = renames.get(key)
-        if new is not None:
-            if new in a:
-                continue  # the current name wins over the deprecated one
-            key = new
-        items.append((key, value))
+    if not _RENAMED_KEYS.isdisjoint(a):
+        a = _renamed(a)
+    extra: list[tuple[str, AttrValue]] = []
     op = a.get("gen_ai.operation.name")
     if op is None:
         op = _IMPLIED_OPERATION.get(kind)
         if op is not None:
-            items.append(("gen_ai.operation.name", op))
+            extra.append(("gen_ai.operation.name", op))
     okind = OTEL_KIND.get(kind, INTERNAL)
     name = span.name
-    if kind == "agent":
-        name = f"invoke_agent {a.get('gen_ai.agent.name') or span.name}"
-    elif kind == "llm":
+    if kind == "llm":
         model = a.get("gen_ai.request.model") or a.get("gen_ai.response.model")
         name = f"{op} {model}" if model else str(op)
+    elif kind == "agent":
+        name = f"invoke_agent {a.get('gen_ai.agent.name') or span.name}"
     elif kind == "tool":
         name = f"execute_tool {a.get('gen_ai.tool.name') or span.name}"
     elif kind == "mcp.client" or kind == "mcp.server":
@@ -166,34 +164,49 @@ def otel_view(
                     break
             name = f"{method} {target}" if target else str(method)
     elif kind == "http.server" or kind == "http.client":
-        method = a.get("http.request.method") or a.get("http.method")
+        method = a.get("http.request.method")
         if method:
             # HTTP semconv: "{method} {target}"; "_OTHER" (unknown method) reads "HTTP".
             method = "HTTP" if method == "_OTHER" else str(method)
             route = a.get("http.route") if kind == "http.server" else None
             name = f"{method} {route}" if route else method
-    items.append(("rastir.span.kind", kind))
+    extra.append(("rastir.span.kind", kind))
     if name != span.name:
-        items.append(("rastir.span.name", span.name))
+        extra.append(("rastir.span.name", span.name))
     status = span.status
-    exception: tuple[str, str, int] | None = None
     if status == "ok":
-        return name, okind, items, STATUS_UNSET, "", None
+        return name, okind, a, extra, STATUS_UNSET, "", None
     if status == "cancelled":
-        items.append(("rastir.status", "cancelled"))
-        return name, okind, items, STATUS_UNSET, "", None
+        extra.append(("rastir.status", "cancelled"))
+        return name, okind, a, extra, STATUS_UNSET, "", None
     err = span.error
     message = ""
+    exception: tuple[str, str, int] | None = None
     if err is not None:
         message = err.message
         current = a.get("error.type")
         if current is None:
-            items.append(("error.type", err.type))
+            extra.append(("error.type", err.type))
         elif current != err.type:
-            items.append(("rastir.error.category", err.type))
+            extra.append(("rastir.error.category", err.type))
         if err.exception_type or err.message:
             exception = (err.exception_type, err.message, span.end_time_unix_nano)
-    return name, okind, items, STATUS_ERROR, message, exception
+    return name, okind, a, extra, STATUS_ERROR, message, exception
+
+
+_RENAMED_KEYS: Final = frozenset(RENAMED)
+
+
+def _renamed(a: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in a.items():
+        new = RENAMED.get(key)
+        if new is not None:
+            if new in a:
+                continue  # the current name wins over the deprecated one
+            key = new
+        out[key] = value
+    return out
 
 
 # -- protobuf --------------------------------------------------------------------------
@@ -202,6 +215,7 @@ _ONE_BYTE: Final = [bytes((i,)) for i in range(128)]
 _pack_times = struct.Struct("<BQBQ").pack  # Span fields 7 and 8, fixed64
 _pack_fixed64 = struct.Struct("<Q").pack
 _pack_double = struct.Struct("<d").pack
+_fromhex = bytes.fromhex
 
 
 def _varint(n: int) -> bytes:
@@ -247,62 +261,96 @@ def _frame(tag: bytes, payload: bytes) -> bytes:
     return tag + _varint(len(payload)) + payload
 
 
-_KV_CACHE_MAX: Final = 8192
-_kv_cache: dict[tuple[str, str], bytes] = {}
+class _AttrCache:
+    """Framed ``KeyValue`` fields for one field tag, cached.
 
+    Keys repeat on every span and so do most string values (models, operations,
+    routes, agent names): their encoded bytes are kept, up to a bound, past which the
+    cache starts over, so ids and free text cannot make it grow.
+    """
 
-def _key_value(key: str, value: Any) -> bytes:
-    """A KeyValue message. String pairs repeat a lot (models, operations, routes): cached."""
-    if type(value) is str:
-        ck = (key, value)
-        kv = _kv_cache.get(ck)
-        if kv is not None:
-            return kv
+    __slots__ = ("keys", "pairs", "tag")
+
+    MAX_PAIRS: Final = 8192
+    MAX_VALUE: Final = 256
+
+    def __init__(self, tag: bytes) -> None:
+        self.tag = tag
+        self.keys: dict[str, bytes] = {}
+        self.pairs: dict[tuple[str, str], bytes] = {}
+
+    def key(self, key: str) -> bytes:
         kb = key.encode("utf-8", "surrogatepass")
-        vb = value.encode("utf-8", "surrogatepass")
-        av = b"\x0a" + _varint(len(vb)) + vb
-        kv = b"\x0a" + _varint(len(kb)) + kb + b"\x12" + _varint(len(av)) + av
-        if len(vb) <= 256:
-            if len(_kv_cache) >= _KV_CACHE_MAX:
-                _kv_cache.clear()  # bounded: ids or free text would otherwise pile up
-            _kv_cache[ck] = kv
-        return kv
-    kb = key.encode("utf-8", "surrogatepass")
-    av = _any_value(value)
-    return b"\x0a" + _varint(len(kb)) + kb + b"\x12" + _varint(len(av)) + av
+        prefix = self.keys[key] = b"\x0a" + _varint(len(kb)) + kb + b"\x12"
+        if len(self.keys) > self.MAX_PAIRS:
+            self.keys.clear()
+        return prefix
+
+    def field(self, key: str, value: Any) -> bytes:
+        """The whole field: tag, length, ``KeyValue``."""
+        prefix = self.keys.get(key) or self.key(key)
+        if value.__class__ is str:
+            pairs = self.pairs
+            ck = (key, value)
+            framed = pairs.get(ck)
+            if framed is not None:
+                return framed
+            vb = value.encode("utf-8", "surrogatepass")
+            av = b"\x0a" + _varint(len(vb)) + vb
+            kv = prefix + _varint(len(av)) + av
+            framed = self.tag + _varint(len(kv)) + kv
+            if len(vb) <= self.MAX_VALUE:
+                if len(pairs) >= self.MAX_PAIRS:
+                    pairs.clear()
+                pairs[ck] = framed
+            return framed
+        if value.__class__ is int and 0 <= value < 128:
+            kv = prefix + b"\x02\x18" + _ONE_BYTE[value]
+        else:
+            av = _any_value(value)
+            kv = prefix + _varint(len(av)) + av
+        return self.tag + _varint(len(kv)) + kv
+
+    def extend(self, attrs: Iterable[tuple[str, Any]], out: list[bytes]) -> None:
+        field = self.field
+        for key, value in attrs:
+            out.append(field(key, value))
 
 
-def _attributes(tag: bytes, attrs: Iterable[tuple[str, Any]], out: list[bytes]) -> None:
-    for key, value in attrs:
-        kv = _key_value(key, value)
-        out.append(tag)
-        out.append(_varint(len(kv)))
-        out.append(kv)
+_SPAN_ATTRS: Final = _AttrCache(b"\x4a")  # Span.attributes = 9
+_EVENT_ATTRS: Final = _AttrCache(b"\x1a")  # Span.Event.attributes = 3
+_LINK_ATTRS: Final = _AttrCache(b"\x22")  # Span.Link.attributes = 4
+_RESOURCE_ATTRS: Final = _AttrCache(b"\x0a")  # Resource.attributes = 1
 
-
-_fromhex = bytes.fromhex
-_FLAGS_SAMPLED: Final = b"\x85\x01\x01\x00\x00\x00"  # Span field 16 (fixed32): sampled
-_LINK_FLAGS_SAMPLED: Final = b"\x35\x01\x00\x00\x00"  # Link field 6 (fixed32)
+_FLAGS_SAMPLED: Final = b"\x85\x01\x01\x00\x00\x00"  # Span.flags = 16, fixed32: sampled
+_LINK_FLAGS_SAMPLED: Final = b"\x35\x01\x00\x00\x00"  # Link.flags = 6, fixed32
+_KIND_FIELD: Final = [b"\x30" + _ONE_BYTE[k] for k in range(6)]  # Span.kind = 6
 
 
 def _span(span: WireSpan) -> bytes:
-    name, okind, items, code, message, exception = otel_view(span)
-    parts: list[bytes] = [b"\x0a\x10", _fromhex(span.trace_id), b"\x12\x08", _fromhex(span.span_id)]
-    if span.parent_span_id is not None:
-        parts.append(b"\x22\x08")
-        parts.append(_fromhex(span.parent_span_id))
+    name, okind, attrs, extra, code, message, exception = otel_view(span)
     nb = name.encode("utf-8", "surrogatepass")
-    parts.append(b"\x2a")
-    parts.append(_varint(len(nb)))
-    parts.append(nb)
-    parts.append(b"\x30" + _ONE_BYTE[okind])
-    parts.append(_pack_times(0x39, span.start_time_unix_nano, 0x41, span.end_time_unix_nano))
-    _attributes(b"\x4a", items, parts)
-    for ev in span.events:
-        eb = _event(ev.name, ev.time_unix_nano, ev.attributes.items())
-        parts.append(b"\x5a")
-        parts.append(_varint(len(eb)))
-        parts.append(eb)
+    parent = span.parent_span_id
+    parts: list[bytes] = [
+        b"\x0a\x10" + _fromhex(span.trace_id) + b"\x12\x08" + _fromhex(span.span_id)
+        if parent is None
+        else b"\x0a\x10"
+        + _fromhex(span.trace_id)
+        + b"\x12\x08"
+        + _fromhex(span.span_id)
+        + b"\x22\x08"
+        + _fromhex(parent),
+        b"\x2a" + _varint(len(nb)) + nb + _KIND_FIELD[okind],
+        _pack_times(0x39, span.start_time_unix_nano, 0x41, span.end_time_unix_nano),
+    ]
+    field = _SPAN_ATTRS.field
+    for key, value in attrs.items():
+        parts.append(field(key, value))
+    for key, value in extra:
+        parts.append(field(key, value))
+    if span.events:
+        for ev in span.events:
+            parts.append(_frame(b"\x5a", _event(ev.name, ev.time_unix_nano, ev.attributes.items())))
     if exception is not None:
         exc_type, exc_message, at = exception
         ev_attrs: list[tuple[str, str]] = []
@@ -310,51 +358,48 @@ def _span(span: WireSpan) -> bytes:
             ev_attrs.append(("exception.type", exc_type))
         if exc_message:
             ev_attrs.append(("exception.message", exc_message))
-        eb = _event("exception", at, ev_attrs)
-        parts.append(b"\x5a")
-        parts.append(_varint(len(eb)))
-        parts.append(eb)
-    for ln in span.links:
-        lp: list[bytes] = [
-            b"\x0a\x10",
-            _fromhex(ln.trace_id),
-            b"\x12\x08",
-            _fromhex(ln.span_id),
-        ]
-        _attributes(b"\x22", ln.attributes.items(), lp)
-        lp.append(_LINK_FLAGS_SAMPLED)
-        lb = b"".join(lp)
-        parts.append(b"\x6a")
-        parts.append(_varint(len(lb)))
-        parts.append(lb)
+        parts.append(_frame(b"\x5a", _event("exception", at, ev_attrs)))
+    if span.links:
+        for ln in span.links:
+            lp: list[bytes] = [
+                b"\x0a\x10" + _fromhex(ln.trace_id) + b"\x12\x08" + _fromhex(ln.span_id)
+            ]
+            _LINK_ATTRS.extend(ln.attributes.items(), lp)
+            lp.append(_LINK_FLAGS_SAMPLED)
+            parts.append(_frame(b"\x6a", b"".join(lp)))
     if code:
         st = b"\x18" + _ONE_BYTE[code]
         if message:
             mb = message.encode("utf-8", "surrogatepass")
             st = b"\x12" + _varint(len(mb)) + mb + st
-        parts.append(b"\x7a")
-        parts.append(_varint(len(st)))
-        parts.append(st)
+        parts.append(b"\x7a" + _varint(len(st)) + st)
     parts.append(_FLAGS_SAMPLED)
-    return b"".join(parts)
+    body = b"".join(parts)
+    # ScopeSpans.spans = 2
+    return b"\x12" + _varint(len(body)) + body
 
 
 def _event(name: str, at: int, attrs: Iterable[tuple[str, Any]]) -> bytes:
     nb = name.encode("utf-8", "surrogatepass")
-    ep: list[bytes] = [b"\x09", _pack_fixed64(at), b"\x12", _varint(len(nb)), nb]
-    _attributes(b"\x1a", attrs, ep)
+    ep: list[bytes] = [b"\x09" + _pack_fixed64(at) + b"\x12" + _varint(len(nb)) + nb]
+    _EVENT_ATTRS.extend(attrs, ep)
     return b"".join(ep)
 
 
+_scope_field: bytes | None = None
+
+
 def _scope() -> bytes:
-    from rastir import __version__
+    """ScopeSpans.scope = 1: InstrumentationScope(name="rastir", version=...)."""
+    global _scope_field
+    if _scope_field is None:
+        from rastir import __version__
 
-    name = b"rastir"
-    version = __version__.encode()
-    return b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(version)) + version
-
-
-_scope_bytes: bytes | None = None
+        name = b"rastir"
+        version = __version__.encode()
+        scope = b"\x0a" + _varint(len(name)) + name + b"\x12" + _varint(len(version)) + version
+        _scope_field = _frame(b"\x0a", scope)
+    return _scope_field
 
 
 def encode_request(batches: Iterable[tuple[Mapping[str, Any], Sequence[WireSpan]]]) -> bytes:
@@ -367,26 +412,17 @@ def encode_request(batches: Iterable[tuple[Mapping[str, Any], Sequence[WireSpan]
         The protobuf bytes, ready for ``POST /v1/traces`` with
         ``Content-Type: application/x-protobuf``.
     """
-    global _scope_bytes
-    scope = _scope_bytes
-    if scope is None:
-        scope = _scope_bytes = _frame(b"\x0a", _scope())
+    scope = _scope()
     out: list[bytes] = []
     for resource, spans in batches:
         rp: list[bytes] = []
-        _attributes(b"\x0a", resource.items(), rp)
+        _RESOURCE_ATTRS.extend(resource.items(), rp)
         res = b"".join(rp)
-        sp: list[bytes] = [scope]
-        for s in spans:
-            body = _span(s)
-            sp.append(b"\x12")
-            sp.append(_varint(len(body)))
-            sp.append(body)
-        scope_spans = b"".join(sp)
+        scope_spans = b"".join([scope, *map(_span, spans)])
+        # ResourceSpans: resource = 1, scope_spans = 2
         rs = b"\x0a" + _varint(len(res)) + res + b"\x12" + _varint(len(scope_spans)) + scope_spans
-        out.append(b"\x0a")
-        out.append(_varint(len(rs)))
-        out.append(rs)
+        # ExportTraceServiceRequest.resource_spans = 1
+        out.append(b"\x0a" + _varint(len(rs)) + rs)
     return b"".join(out)
 
 
@@ -427,7 +463,7 @@ def _json_attrs(attrs: Iterable[tuple[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _json_span(span: WireSpan) -> dict[str, Any]:
-    name, okind, items, code, message, exception = otel_view(span)
+    name, okind, attrs, extra, code, message, exception = otel_view(span)
     out: dict[str, Any] = {
         "traceId": span.trace_id,
         "spanId": span.span_id,
@@ -436,7 +472,7 @@ def _json_span(span: WireSpan) -> dict[str, Any]:
         "kind": okind,
         "startTimeUnixNano": str(span.start_time_unix_nano),
         "endTimeUnixNano": str(span.end_time_unix_nano),
-        "attributes": _json_attrs(items),
+        "attributes": _json_attrs(attrs.items()) + _json_attrs(extra),
     }
     if span.parent_span_id is not None:
         out["parentSpanId"] = span.parent_span_id
