@@ -173,11 +173,11 @@ class IngestEndpoint:
                 )
             state.inflight += 1
             admitted = True
-            accepted = await self._handle(receive, gzipped)
+            accepted = await self._handle(scope, receive, gzipped)
         except Rejection as r:
             self.metrics.reject(r.reason)
             scope["rastir.reason"] = r.reason
-            await _reply(send, r.status, _encode_error(r.reason, r.message), r.headers)
+            await self._reply_rejected(scope, send, r)
             return
         except _Disconnected:
             self.metrics.reject("client_disconnected")
@@ -187,21 +187,33 @@ class IngestEndpoint:
             logger.exception("ingest failed unexpectedly")
             self.metrics.reject("internal_error")
             scope["rastir.reason"] = "internal_error"
-            await _reply(
+            await self._reply_rejected(
+                scope,
                 send,
-                503,
-                _encode_error("internal_error", "internal error; the request may be retried"),
-                self._retry_after,
+                Rejection(
+                    503,
+                    "internal_error",
+                    "internal error; the request may be retried",
+                    self._retry_after,
+                ),
             )
             return
         finally:
             if admitted:
                 state.inflight -= 1
         scope["rastir.accepted"] = accepted
-        await _reply(send, 202, b'{"accepted":%d}' % accepted)
+        await self._reply_accepted(scope, send, accepted)
         self._duration.observe(perf_counter() - t0)
 
-    async def _handle(self, receive: Receive, gzipped: bool) -> int:
+    # Subclasses for other formats (OTLP receive, rastir.collector.otlp.receive)
+    # override these three: the body's decoding and the two kinds of reply.
+    async def _reply_accepted(self, scope: Scope, send: Send, accepted: int) -> None:
+        await _reply(send, 202, b'{"accepted":%d}' % accepted)
+
+    async def _reply_rejected(self, scope: Scope, send: Send, r: Rejection) -> None:
+        await _reply(send, r.status, _encode_error(r.reason, r.message), r.headers)
+
+    async def _handle(self, scope: Scope, receive: Receive, gzipped: bool) -> int:
         body = await self._read_body(receive)
         # 5. gunzip
         if gzipped:
