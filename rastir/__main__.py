@@ -1,6 +1,9 @@
 """The ``rastir`` command. Subcommands are imported only when chosen.
 
 rastir collector [options]     run the collector (needs the collector extra)
+rastir demo [options]          a traced agent, MCP server and collector on loopback
+rastir traces [filters]        list recent traces from a collector
+rastir trace ID                print one trace as a tree
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rastir", description="rastir command-line tools.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.add_parser("collector", help="run the collector (rastir collector --help)", add_help=False)
+    sub.add_parser("demo", help="run a traced agent on loopback, print its trace", add_help=False)
+    sub.add_parser("traces", help="list recent traces from a collector", add_help=False)
+    sub.add_parser("trace", help="print one trace as a tree (rastir trace ID)", add_help=False)
     if args and args[0] in ("-h", "--help"):
         parser.print_help(sys.stdout)
         return 0
-    if not args or args[0] != "collector":
+    if not args or args[0] not in ("collector", "demo", "traces", "trace"):
         parser.print_help(sys.stderr)
         if args:
             print(f"\nrastir: unknown command {args[0]!r}", file=sys.stderr)
@@ -37,6 +43,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 1
         return collector_main(rest, prog="rastir collector")
+    if command == "demo":
+        from rastir.demo.cli import main as demo_main
+
+        return demo_main(rest, prog="rastir demo")
+    if command == "traces":
+        from rastir.viewer.cli import traces_main
+
+        return traces_main(rest)
+    if command == "trace":
+        from rastir.viewer.cli import trace_main
+
+        return trace_main(rest)
     return 2  # pragma: no cover
 
 
