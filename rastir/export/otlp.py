@@ -24,8 +24,11 @@ anything else   INTERNAL  the span's own name
 What OTLP has no field for travels in ``rastir.*`` attributes, so that a rastir
 collector receiving these spans (``POST /v1/traces``) rebuilds them exactly:
 ``rastir.span.kind`` always, ``rastir.span.name`` when the OTel name differs,
-``rastir.status=cancelled`` for a cancelled span (OTLP status UNSET) and
-``rastir.error.category`` when ``error.type`` already holds something else.
+``rastir.status=cancelled`` for a cancelled span (OTLP status UNSET), and for a
+failed span ``rastir.error.category`` unless the span's own ``error.type`` is the
+category (``error.type`` is set to the category when the span has none). A failed
+span's exception class and message go in an ``exception`` event at its end, as the
+exception semantic conventions put them.
 Deprecated attribute names (``gen_ai.system``, ``http.method``, ...) are written under
 their current names.
 
@@ -184,9 +187,13 @@ def otel_view(
     exception: tuple[str, str, int] | None = None
     if err is not None:
         message = err.message
+        # error.type is the category unless the span already says something else.
+        # rastir.error.category tells a receiver which it was, so it can rebuild the
+        # span exactly: absent when the span's own error.type is the category.
         current = a.get("error.type")
         if current is None:
             extra.append(("error.type", err.type))
+            extra.append(("rastir.error.category", err.type))
         elif current != err.type:
             extra.append(("rastir.error.category", err.type))
         if err.exception_type or err.message:

@@ -1,0 +1,720 @@
+"""``POST /v1/traces``: OTLP/HTTP in, rastir spans out (OTLP spec, "OTLP/HTTP").
+
+Any OpenTelemetry SDK can send here, as protobuf (``application/x-protobuf``) or
+OTLP/JSON (``application/json``), gzipped or not. The endpoint is the ingest endpoint
+with another decoder: the same bearer token, body limit, 429-before-decode rule,
+checks, metrics, store and sinks (:class:`rastir.collector.ingest.IngestEndpoint`).
+
+Decoding maps OpenTelemetry spans back to rastir spans, so the same metrics move:
+
+* a span exported by rastir (:mod:`rastir.export.otlp`) carries ``rastir.span.kind``
+  and, where needed, ``rastir.span.name``, ``rastir.status`` and
+  ``rastir.error.category``: it is rebuilt exactly;
+* any other span gets its kind from the semantic conventions: ``mcp.method.name``
+  (mcp.server for a SERVER span, else mcp.client), then ``gen_ai.operation.name``
+  (chat, text_completion, generate_content, embeddings: llm; invoke_agent: agent;
+  execute_tool: tool; retrieval), then ``http.request.method`` with a SERVER or
+  CLIENT span (http.server, http.client), else ``trace``.
+
+Deprecated attribute names (``gen_ai.system``, ``http.method``, ...) are read under
+their current names. A span that cannot be a rastir span (ids of the wrong length,
+an all-zero id, end before start) is rejected alone and reported in the reply's
+``partial_success``; the others are accepted.
+
+Replies follow OTLP/HTTP: 200 with an ``ExportTraceServiceResponse`` in the request's
+encoding; on failure a ``google.rpc.Status`` (in the request's encoding), with
+``Retry-After`` on 429 and 503.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final
+
+import msgspec
+
+from rastir._wire import ERROR_CATEGORIES, AttrValue, WireError, WireEvent, WireLink, WireSpan
+from rastir.collector.ingest import IngestEndpoint, Receive, Rejection, Scope, Send
+from rastir.collector.metrics import Metrics, counter
+from rastir.collector.settings import CollectorSettings
+from rastir.collector.state import CollectorState
+from rastir.errors import classify_status
+from rastir.export.otlp import CLIENT, RENAMED, SERVER, STATUS_ERROR
+
+try:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+    from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+except ImportError as e:  # pragma: no cover - the collector extra installs it
+    raise ImportError(
+        "OTLP receive needs opentelemetry-proto: pip install 'rastir[collector]'"
+    ) from e
+
+__all__ = [
+    "Decoded",
+    "OtlpDecodeError",
+    "OtlpReceiveEndpoint",
+    "decode_json",
+    "decode_protobuf",
+    "infer_kind",
+    "to_wire",
+]
+
+PROTOBUF: Final = "protobuf"
+JSON: Final = "json"
+
+# What ``gen_ai.operation.name`` says about the kind (GenAI semconv operation names).
+_OPERATION_KIND: Final[Mapping[str, str]] = {
+    "chat": "llm",
+    "text_completion": "llm",
+    "generate_content": "llm",
+    "embeddings": "llm",
+    "invoke_agent": "agent",
+    "execute_tool": "tool",
+    "retrieval": "retrieval",
+}
+_KINDS: Final = frozenset(
+    (
+        "agent",
+        "llm",
+        "tool",
+        "retrieval",
+        "trace",
+        "http.server",
+        "http.client",
+        "mcp.client",
+        "mcp.server",
+        "custom",
+        "evaluation",
+    )
+)
+_CATEGORIES: Final = frozenset(ERROR_CATEGORIES)
+_EXCEPTION_KEYS: Final = frozenset(("exception.type", "exception.message"))
+_ZERO_TRACE: Final = "0" * 32
+_ZERO_SPAN: Final = "0" * 16
+
+# google.rpc.Code, for the Status of a failed request (OTLP/HTTP "Failures").
+_GRPC_CODE: Final[Mapping[int, int]] = {
+    400: 3,  # INVALID_ARGUMENT
+    401: 16,  # UNAUTHENTICATED
+    403: 7,  # PERMISSION_DENIED
+    413: 8,  # RESOURCE_EXHAUSTED
+    415: 3,
+    429: 8,
+    503: 14,  # UNAVAILABLE
+}
+
+
+class OtlpDecodeError(ValueError):
+    """The body is not a valid ``ExportTraceServiceRequest`` in the declared encoding."""
+
+
+class Decoded:
+    """One request decoded: ``(resource, spans)`` groups and the spans refused."""
+
+    __slots__ = ("groups", "reason", "rejected")
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[dict[str, Any], list[WireSpan]]] = []
+        self.rejected = 0
+        self.reason = ""
+
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        if not self.reason:
+            self.reason = reason
+
+    @property
+    def span_count(self) -> int:
+        return sum(len(spans) for _, spans in self.groups)
+
+
+# -- from OpenTelemetry terms back to rastir's ------------------------------------------
+
+
+def _scalar(value: Any) -> AttrValue:
+    if value.__class__ is float and not math.isfinite(value):
+        return str(value)  # the wire format (JSON) has no literal for it
+    return value  # type: ignore[no-any-return]
+
+
+def infer_kind(otel_kind: int, attrs: Mapping[str, Any]) -> str:
+    """The rastir kind of a span that does not say it: from its semconv attributes."""
+    if attrs.get("mcp.method.name"):
+        return "mcp.server" if otel_kind == SERVER else "mcp.client"
+    op = attrs.get("gen_ai.operation.name")
+    if op.__class__ is str:
+        kind = _OPERATION_KIND.get(op)
+        if kind is not None:
+            return kind
+    if attrs.get("http.request.method"):
+        if otel_kind == SERVER:
+            return "http.server"
+        if otel_kind == CLIENT:
+            return "http.client"
+    return "trace"
+
+
+def _error_category(attrs: dict[str, Any]) -> str:
+    category = attrs.pop("rastir.error.category", None)
+    if category.__class__ is str and category in _CATEGORIES:
+        if attrs.get("error.type") == category:
+            del attrs["error.type"]  # rastir's exporter wrote it from the category
+        return category
+    current = attrs.get("error.type")
+    if current.__class__ is str and current in _CATEGORIES:
+        return current
+    status = attrs.get("http.response.status_code")
+    if status.__class__ is int and status >= 400:
+        return classify_status(status)
+    return "unknown"
+
+
+def to_wire(
+    trace_id: str,
+    span_id: str,
+    parent_span_id: str | None,
+    name: str,
+    otel_kind: int,
+    start: int,
+    end: int,
+    attrs: dict[str, Any],
+    events: list[WireEvent],
+    links: list[WireLink],
+    status_code: int,
+    status_message: str,
+) -> WireSpan:
+    """A rastir span from the parts of an OpenTelemetry span (ids already checked)."""
+    if not _RENAMED_KEYS.isdisjoint(attrs):
+        for old in _RENAMED_KEYS.intersection(attrs):
+            value = attrs.pop(old)
+            attrs.setdefault(RENAMED[old], value)
+    kind = attrs.pop("rastir.span.kind", None)
+    if kind.__class__ is not str or kind not in _KINDS:
+        kind = infer_kind(otel_kind, attrs)
+    original = attrs.pop("rastir.span.name", None)
+    if original.__class__ is str:
+        name = original
+    marker = attrs.pop("rastir.status", None)
+    status = "ok"
+    error = None
+    if status_code == STATUS_ERROR:
+        status = "error"
+        exc_type = ""
+        message = status_message
+        for i in range(len(events) - 1, -1, -1):
+            ev = events[i]
+            if ev.name == "exception":
+                exc_type = str(ev.attributes.get("exception.type", ""))
+                if not message:
+                    message = str(ev.attributes.get("exception.message", ""))
+                if (
+                    i == len(events) - 1
+                    and ev.time_unix_nano == end
+                    and _EXCEPTION_KEYS.issuperset(ev.attributes)
+                ):
+                    # The event rastir's exporter makes from the error: it is the error.
+                    del events[i]
+                break
+        error = WireError(
+            type=_error_category(attrs),  # type: ignore[arg-type]
+            exception_type=exc_type,
+            message=message,
+        )
+    elif marker == "cancelled":
+        status = "cancelled"
+    return WireSpan(
+        trace_id=trace_id,
+        span_id=span_id,
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        start_time_unix_nano=start,
+        end_time_unix_nano=end,
+        parent_span_id=parent_span_id,
+        status=status,  # type: ignore[arg-type]
+        error=error,
+        attributes=attrs,
+        events=events,
+        links=links,
+    )
+
+
+_RENAMED_KEYS: Final = frozenset(RENAMED)
+
+
+def _check_ids(
+    trace_id: str, span_id: str, parent: str, out: Decoded
+) -> tuple[str, str, str | None] | None:
+    """The ids as rastir holds them, or None (and the span counted as rejected)."""
+    if len(trace_id) != 32 or trace_id == _ZERO_TRACE:
+        out.reject(f"span {span_id or '?'}: trace_id must be 16 bytes, not all zero")
+        return None
+    if len(span_id) != 16 or span_id == _ZERO_SPAN:
+        out.reject(f"span in trace {trace_id}: span_id must be 8 bytes, not all zero")
+        return None
+    if not parent or parent == _ZERO_SPAN:
+        return trace_id, span_id, None  # empty (or zero, as some senders write): a root
+    if len(parent) != 16:
+        out.reject(f"span {span_id}: parent_span_id must be empty or 8 bytes")
+        return None
+    return trace_id, span_id, parent
+
+
+# -- protobuf ----------------------------------------------------------------------------
+
+_STRING = "string_value"
+
+
+def _pb_value(v: AnyValue) -> Any:
+    which = v.WhichOneof("value")
+    if which == _STRING:
+        return v.string_value
+    if which == "int_value":
+        return v.int_value
+    if which == "bool_value":
+        return v.bool_value
+    if which == "double_value":
+        return _scalar(v.double_value)
+    if which == "array_value":
+        items = [_pb_value(x) for x in v.array_value.values]
+        if all(x.__class__ in (str, int, float, bool) for x in items):
+            return items
+        return msgspec.json.encode(items).decode()
+    if which == "kvlist_value":
+        return msgspec.json.encode(
+            {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
+        ).decode()
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    return None
+
+
+def _pb_attrs(kvs: Iterable[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        v = kv.value
+        # The common case first: a string, without building the oneof's name twice.
+        value = v.string_value if v.WhichOneof("value") == _STRING else _pb_value(v)
+        if value is not None:
+            out[kv.key] = value
+    return out
+
+
+def decode_protobuf(body: bytes) -> Decoded:
+    """An ``ExportTraceServiceRequest`` in protobuf, as rastir spans per resource.
+
+    Raises:
+        OtlpDecodeError: the body is not a valid message.
+    """
+    try:
+        request = ExportTraceServiceRequest.FromString(body)
+    except Exception as e:  # google.protobuf.message.DecodeError, and upb's RuntimeError
+        raise OtlpDecodeError(f"not an ExportTraceServiceRequest in protobuf: {e}") from None
+    out = Decoded()
+    for rs in request.resource_spans:
+        resource = _pb_attrs(rs.resource.attributes)
+        spans: list[WireSpan] = []
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                span = _pb_span(s, out)
+                if span is not None:
+                    spans.append(span)
+        out.groups.append((resource, spans))
+    return out
+
+
+def _pb_span(s: PbSpan, out: Decoded) -> WireSpan | None:
+    ids = _check_ids(s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(), out)
+    if ids is None:
+        return None
+    start = s.start_time_unix_nano
+    end = s.end_time_unix_nano
+    if end < start:
+        out.reject(f"span {ids[1]}: end_time_unix_nano is before start_time_unix_nano")
+        return None
+    links: list[WireLink] = []
+    for ln in s.links:
+        tid = ln.trace_id.hex()
+        sid = ln.span_id.hex()
+        if len(tid) == 32 and len(sid) == 16 and tid != _ZERO_TRACE and sid != _ZERO_SPAN:
+            links.append(WireLink(trace_id=tid, span_id=sid, attributes=_pb_attrs(ln.attributes)))
+    return to_wire(
+        ids[0],
+        ids[1],
+        ids[2],
+        s.name,
+        s.kind,
+        start,
+        end,
+        _pb_attrs(s.attributes),
+        [
+            WireEvent(
+                name=ev.name, time_unix_nano=ev.time_unix_nano, attributes=_pb_attrs(ev.attributes)
+            )
+            for ev in s.events
+        ],
+        links,
+        s.status.code,
+        s.status.message,
+    )
+
+
+# -- OTLP/JSON ---------------------------------------------------------------------------
+# Field names in lowerCamelCase, ids in hex, enums as integers, 64-bit integers as
+# decimal strings or numbers (OTLP spec, "JSON Protobuf Encoding").
+
+Int64 = int | str
+
+
+class _JArray(msgspec.Struct):
+    values: list[_JValue] = []
+
+
+class _JKeyValueList(msgspec.Struct):
+    values: list[_JKeyValue] = []
+
+
+class _JValue(msgspec.Struct, rename="camel"):
+    string_value: str | None = None
+    bool_value: bool | None = None
+    int_value: Int64 | None = None
+    double_value: float | str | None = None
+    array_value: _JArray | None = None
+    kvlist_value: _JKeyValueList | None = None
+    bytes_value: str | None = None
+
+
+class _JKeyValue(msgspec.Struct):
+    key: str
+    value: _JValue | None = None
+
+
+class _JEvent(msgspec.Struct, rename="camel"):
+    time_unix_nano: Int64 = 0
+    name: str = ""
+    attributes: list[_JKeyValue] = []
+
+
+class _JLink(msgspec.Struct, rename="camel"):
+    trace_id: str = ""
+    span_id: str = ""
+    attributes: list[_JKeyValue] = []
+
+
+class _JStatus(msgspec.Struct):
+    message: str = ""
+    code: int | str = 0
+
+
+class _JSpan(msgspec.Struct, rename="camel"):
+    trace_id: str = ""
+    span_id: str = ""
+    parent_span_id: str = ""
+    name: str = ""
+    kind: int | str = 0
+    start_time_unix_nano: Int64 = 0
+    end_time_unix_nano: Int64 = 0
+    attributes: list[_JKeyValue] = []
+    events: list[_JEvent] = []
+    links: list[_JLink] = []
+    status: _JStatus | None = None
+
+
+class _JScopeSpans(msgspec.Struct):
+    spans: list[_JSpan] = []
+
+
+class _JResource(msgspec.Struct):
+    attributes: list[_JKeyValue] = []
+
+
+class _JResourceSpans(msgspec.Struct, rename="camel"):
+    resource: _JResource | None = None
+    scope_spans: list[_JScopeSpans] = []
+
+
+class _JRequest(msgspec.Struct, rename="camel"):
+    resource_spans: list[_JResourceSpans] = []
+
+
+_json_decoder = msgspec.json.Decoder(_JRequest)
+
+_SPAN_KINDS: Final[Mapping[str, int]] = {
+    "SPAN_KIND_UNSPECIFIED": 0,
+    "SPAN_KIND_INTERNAL": 1,
+    "SPAN_KIND_SERVER": 2,
+    "SPAN_KIND_CLIENT": 3,
+    "SPAN_KIND_PRODUCER": 4,
+    "SPAN_KIND_CONSUMER": 5,
+}
+_STATUS_CODES: Final[Mapping[str, int]] = {
+    "STATUS_CODE_UNSET": 0,
+    "STATUS_CODE_OK": 1,
+    "STATUS_CODE_ERROR": 2,
+}
+_HEX_DIGITS: Final = frozenset("0123456789abcdef")
+
+
+def _int64(value: Int64, where: str) -> int:
+    if value.__class__ is int:
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise OtlpDecodeError(f"{where}: {value!r} is not an integer") from None
+
+
+def _enum(value: int | str, names: Mapping[str, int], where: str) -> int:
+    if value.__class__ is int:
+        return value
+    try:
+        return names[value]  # type: ignore[index]
+    except KeyError:
+        raise OtlpDecodeError(f"{where}: unknown value {value!r}") from None
+
+
+def _j_value(v: _JValue | None) -> Any:
+    if v is None:
+        return None
+    if v.string_value is not None:
+        return v.string_value
+    if v.int_value is not None:
+        return _int64(v.int_value, "intValue")
+    if v.bool_value is not None:
+        return v.bool_value
+    if v.double_value is not None:
+        d = v.double_value
+        if d.__class__ is str:
+            try:
+                d = float(d)  # "NaN", "Infinity", "-Infinity" in proto3 JSON
+            except ValueError:
+                raise OtlpDecodeError(f"doubleValue: {d!r} is not a number") from None
+        return _scalar(d)
+    if v.array_value is not None:
+        items = [_j_value(x) for x in v.array_value.values]
+        if all(x.__class__ in (str, int, float, bool) for x in items):
+            return items
+        return msgspec.json.encode(items).decode()
+    if v.kvlist_value is not None:
+        return msgspec.json.encode(
+            {kv.key: _j_value(kv.value) for kv in v.kvlist_value.values}
+        ).decode()
+    if v.bytes_value is not None:
+        return v.bytes_value  # already base64 in OTLP/JSON
+    return None
+
+
+def _j_attrs(kvs: list[_JKeyValue]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in kvs:
+        value = _j_value(kv.value)
+        if value is not None:
+            out[kv.key] = value
+    return out
+
+
+def _hex_id(value: str) -> str:
+    # OTLP/JSON ids are hex, case-insensitive; anything else cannot be an id.
+    low = value.lower()
+    return low if _HEX_DIGITS.issuperset(low) else "!"
+
+
+def decode_json(body: bytes) -> Decoded:
+    """An ``ExportTraceServiceRequest`` in OTLP/JSON, as rastir spans per resource.
+
+    Raises:
+        OtlpDecodeError: the body is not a valid OTLP/JSON request.
+    """
+    try:
+        request = _json_decoder.decode(body)
+    except msgspec.DecodeError as e:
+        raise OtlpDecodeError(f"not an ExportTraceServiceRequest in OTLP/JSON: {e}") from None
+    out = Decoded()
+    for rs in request.resource_spans:
+        resource = _j_attrs(rs.resource.attributes) if rs.resource is not None else {}
+        spans: list[WireSpan] = []
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                span = _j_span(s, out)
+                if span is not None:
+                    spans.append(span)
+        out.groups.append((resource, spans))
+    return out
+
+
+def _j_span(s: _JSpan, out: Decoded) -> WireSpan | None:
+    ids = _check_ids(_hex_id(s.trace_id), _hex_id(s.span_id), _hex_id(s.parent_span_id), out)
+    if ids is None:
+        return None
+    start = _int64(s.start_time_unix_nano, "startTimeUnixNano")
+    end = _int64(s.end_time_unix_nano, "endTimeUnixNano")
+    if start < 0 or end < start:
+        out.reject(f"span {ids[1]}: end_time_unix_nano is before start_time_unix_nano")
+        return None
+    links: list[WireLink] = []
+    for ln in s.links:
+        tid = _hex_id(ln.trace_id)
+        sid = _hex_id(ln.span_id)
+        if len(tid) == 32 and len(sid) == 16 and tid != _ZERO_TRACE and sid != _ZERO_SPAN:
+            links.append(WireLink(trace_id=tid, span_id=sid, attributes=_j_attrs(ln.attributes)))
+    status = s.status
+    return to_wire(
+        ids[0],
+        ids[1],
+        ids[2],
+        s.name,
+        _enum(s.kind, _SPAN_KINDS, "kind"),
+        start,
+        end,
+        _j_attrs(s.attributes),
+        [
+            WireEvent(
+                name=ev.name,
+                time_unix_nano=_int64(ev.time_unix_nano, "timeUnixNano"),
+                attributes=_j_attrs(ev.attributes),
+            )
+            for ev in s.events
+        ],
+        links,
+        0 if status is None else _enum(status.code, _STATUS_CODES, "status.code"),
+        "" if status is None else status.message,
+    )
+
+
+# -- replies -------------------------------------------------------------------------------
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _pb_string(field: int, text: str) -> bytes:
+    b = text.encode()
+    return _varint(field << 3 | 2) + _varint(len(b)) + b
+
+
+def response_body(fmt: str, rejected: int, message: str) -> bytes:
+    """``ExportTraceServiceResponse``, with ``partial_success`` when spans were refused."""
+    if fmt == PROTOBUF:
+        if not rejected:
+            return b""
+        # ExportTracePartialSuccess: rejected_spans = 1 (int64), error_message = 2
+        partial = b"\x08" + _varint(rejected) + (_pb_string(2, message) if message else b"")
+        return b"\x0a" + _varint(len(partial)) + partial
+    if not rejected:
+        return b"{}"
+    return msgspec.json.encode(
+        {"partialSuccess": {"rejectedSpans": str(rejected), "errorMessage": message}}
+    )
+
+
+def status_body(fmt: str, http_status: int, message: str) -> bytes:
+    """A ``google.rpc.Status`` (code = 1, message = 2) for a failed request."""
+    code = _GRPC_CODE.get(http_status, 2 if http_status < 500 else 14)
+    if fmt == PROTOBUF:
+        return b"\x08" + _varint(code) + _pb_string(2, message)
+    return msgspec.json.encode({"code": code, "message": message})
+
+
+def _format_of(scope: Scope) -> str | None:
+    """The request's OTLP encoding from its ``Content-Type``; None when neither."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media = value.split(b";", 1)[0].strip().lower()
+            if media == b"application/x-protobuf":
+                return PROTOBUF
+            if media == b"application/json":
+                return JSON
+            return None
+    return None
+
+
+_CONTENT_TYPE: Final[Mapping[str, bytes]] = {
+    PROTOBUF: b"application/x-protobuf",
+    JSON: b"application/json",
+}
+
+
+class OtlpReceiveEndpoint(IngestEndpoint):
+    """The ASGI app behind ``POST /v1/traces``: :class:`IngestEndpoint`, OTLP decoding."""
+
+    def __init__(
+        self, settings: CollectorSettings, metrics: Metrics, state: CollectorState
+    ) -> None:
+        super().__init__(settings, metrics, state)
+        self.rejected_spans = 0
+        metrics.add_source(self._own_metrics)
+
+    def _own_metrics(self) -> Iterator[Any]:
+        yield counter(
+            "rastir_collector_otlp_rejected_spans_total",
+            "Spans refused one by one from OTLP requests (reported in partial_success).",
+            self.rejected_spans,
+        )
+
+    async def _handle(self, scope: Scope, receive: Receive, gzipped: bool) -> int:
+        fmt = _format_of(scope)
+        if fmt is None:
+            raise Rejection(
+                415,
+                "unsupported_media_type",
+                "Content-Type must be application/x-protobuf or application/json",
+            )
+        body = await self._read_body(receive)
+        if gzipped:
+            body = self._gunzip(body)
+        try:
+            decoded = decode_protobuf(body) if fmt == PROTOBUF else decode_json(body)
+        except OtlpDecodeError as e:
+            raise Rejection(400, "invalid", f"invalid body: {e}")
+        total = decoded.span_count
+        if total > self._max_spans:
+            raise Rejection(
+                400,
+                "too_many_spans",
+                f"request has {total} spans; the limit is {self._max_spans}",
+            )
+        accepted = 0
+        for resource, spans in decoded.groups:
+            if not spans:
+                continue
+            service = resource.get("service.name")
+            if service.__class__ is not str or not service:
+                service = "unknown_service"
+            accepted += await self.accept(service, resource, spans)
+        if decoded.rejected:
+            self.rejected_spans += decoded.rejected
+            scope["rastir.otlp.rejected"] = (decoded.rejected, decoded.reason)
+        return accepted
+
+    async def _reply_accepted(self, scope: Scope, send: Send, accepted: int) -> None:
+        fmt = _format_of(scope) or JSON
+        rejected, reason = scope.get("rastir.otlp.rejected", (0, ""))
+        await _send(send, 200, fmt, response_body(fmt, rejected, reason))
+
+    async def _reply_rejected(self, scope: Scope, send: Send, r: Rejection) -> None:
+        fmt = _format_of(scope) or JSON
+        await _send(send, r.status, fmt, status_body(fmt, r.status, r.message), r.headers)
+
+
+async def _send(
+    send: Send,
+    status: int,
+    fmt: str,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    h = [(b"content-type", _CONTENT_TYPE[fmt]), (b"content-length", b"%d" % len(body))]
+    if headers:
+        h.extend(headers)
+    await send({"type": "http.response.start", "status": status, "headers": h})
+    await send({"type": "http.response.body", "body": body})
