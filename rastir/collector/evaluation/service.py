@@ -1,0 +1,457 @@
+"""The evaluation service: picks LLM spans at ingest, evaluates them off the request path.
+
+Flow::
+
+    accept() ── sink ──► bounded queue ──► N worker tasks ──► evaluator ──► judge
+    (ingest)     │ select, sample,          (anyio, same        (deterministic
+                 │ check the text           event loop)          or LLM judge)
+                 └─ full: drop + count                 │
+                                                       ▼
+                          accept() ◄── ``evaluation`` span, child of the LLM span
+
+The sink runs on the event loop inside ``accept()``. It never awaits and never
+parses: per LLM span it tests the selectors and the presence of the text, then
+``send_nowait`` into a memory stream of ``eval_queue_size`` items. A full queue drops
+the evaluation and counts it (``rastir_evaluation_dropped_total{reason="queue_full"}``);
+ingest never waits for evaluation.
+
+Workers are tasks on the collector's event loop; judge calls are async HTTP (httpx),
+so a slow judge holds a worker, not the loop. At most ``eval_workers`` evaluations
+run at once. Results are fed back through ``accept()`` (store, metrics, other sinks
+such as the OTLP exporter). They cannot re-enter evaluation: their kind is
+``evaluation``, and only ``llm`` spans are selected.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from random import getrandbits
+from time import perf_counter, time_ns
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from prometheus_client.metrics_core import Metric
+
+from rastir._wire import WireError, WireSpan
+from rastir.collector.evaluation.base import (
+    EvalContext,
+    EvaluationFailed,
+    Evaluator,
+    Sample,
+    Verdict,
+)
+from rastir.collector.evaluation.config import EvaluationConfig, EvaluatorConfig, load_config
+from rastir.collector.evaluation.content import (
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    has_text,
+    input_text,
+    output_text,
+)
+from rastir.collector.evaluation.judge import JudgeClient, JudgeEvaluator
+from rastir.collector.evaluation.redaction import Redactor
+from rastir.collector.evaluation.registry import EvaluatorRegistry
+from rastir.collector.metrics import Metrics, gauge
+from rastir.collector.settings import CollectorSettings
+
+__all__ = ["COPIED_LABELS", "MAX_REASON", "EvaluationService", "evaluation_span"]
+
+logger = logging.getLogger("rastir.collector.evaluation")
+
+#: Seed 002 §6.2: an evaluation span carries the model, provider and agent of the LLM
+#: span it evaluates, copied from it (the collector has no ContextVars to read).
+COPIED_LABELS: Final = (
+    "gen_ai.request.model",
+    "gen_ai.response.model",
+    "gen_ai.provider.name",
+    "gen_ai.agent.name",
+)
+#: Longest reason kept on a span, in characters.
+MAX_REASON: Final = 500
+_MAX_ERROR_MESSAGE: Final = 300
+_SAMPLE_SPACE: Final = 1 << 64
+
+Accept = Callable[[str, dict[str, Any], list[WireSpan]], Awaitable[int]]
+
+
+class _Matcher:
+    """Shell-style patterns against one label; no patterns matches everything."""
+
+    __slots__ = ("exact", "regex")
+
+    def __init__(self, patterns: list[str]) -> None:
+        globs = [p for p in patterns if any(c in p for c in "*?[")]
+        self.exact = frozenset(p for p in patterns if p not in globs)
+        self.regex = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs else None
+
+    def __call__(self, value: str) -> bool:
+        if value in self.exact:
+            return True
+        return self.regex is not None and self.regex.match(value) is not None
+
+
+class _Route:
+    """One configured evaluator with its selectors and cached metric children."""
+
+    __slots__ = (
+        "agents",
+        "bound",
+        "config",
+        "duration",
+        "evaluator",
+        "models",
+        "name",
+        "needs_input",
+        "needs_output",
+        "services",
+        "skipped",
+    )
+
+    def __init__(self, evaluator: Evaluator, config: EvaluatorConfig, metrics: Metrics) -> None:
+        self.evaluator = evaluator
+        self.config = config
+        self.name = config.name
+        self.services = _Matcher(config.services) if config.services else None
+        self.agents = _Matcher(config.agents) if config.agents else None
+        self.models = _Matcher(config.models) if config.models else None
+        # Sampling compares the trace id's low 64 bits with ratio * 2**64, as OTel's
+        # TraceIdRatioBased does: deterministic per trace, and the same traces for every
+        # evaluator at the same ratio. W3C trace-context level 2 makes those bits random.
+        self.bound = int(config.sample * _SAMPLE_SPACE)
+        self.needs_input = evaluator.needs_input
+        self.needs_output = evaluator.needs_output
+        self.skipped = metrics.eval_skipped.child((config.name, "no_content"))
+        self.duration = metrics.eval_duration.child((config.name,))
+
+    def selects(self, service: str, span: WireSpan) -> bool:
+        if self.bound < _SAMPLE_SPACE and int(span.trace_id[16:], 16) >= self.bound:
+            return False
+        if self.services is not None and not self.services(service):
+            return False
+        a = span.attributes
+        if self.agents is not None:
+            agent = a.get("gen_ai.agent.name")
+            if not (isinstance(agent, str) and self.agents(agent)):
+                return False
+        if self.models is not None:
+            request, response = a.get("gen_ai.request.model"), a.get("gen_ai.response.model")
+            if not (
+                (isinstance(response, str) and self.models(response))
+                or (isinstance(request, str) and self.models(request))
+            ):
+                return False
+        return True
+
+
+@dataclass(slots=True)
+class _Job:
+    service: str
+    resource: Mapping[str, Any]
+    span: WireSpan
+    route: _Route
+
+
+def _span_id() -> str:
+    return "%016x" % (getrandbits(64) or 1)
+
+
+def evaluation_span(
+    parent: WireSpan,
+    name: str,
+    verdict: Verdict | None,
+    *,
+    start_ns: int,
+    end_ns: int,
+    source: str,
+    evaluator_type: str | None = None,
+    threshold: float | None = None,
+    higher_is_better: bool | None = None,
+    failure: EvaluationFailed | None = None,
+) -> WireSpan:
+    """The ``evaluation`` span for one result (or failure), child of ``parent``.
+
+    A failure gives ``status="error"`` with ``error.type`` the failure kind and no
+    ``rastir.evaluation.passed`` or score: a failed evaluation is never a pass.
+    """
+    attrs: dict[str, Any] = {}
+    pa = parent.attributes
+    for key in COPIED_LABELS:
+        v = pa.get(key)
+        if v is not None:
+            attrs[key] = v
+    attrs["rastir.evaluation.name"] = name
+    attrs["rastir.evaluation.source"] = source
+    if evaluator_type is not None:
+        attrs["rastir.evaluation.evaluator"] = evaluator_type
+    if threshold is not None:
+        attrs["rastir.evaluation.threshold"] = threshold
+    if higher_is_better is not None:
+        attrs["rastir.evaluation.higher_is_better"] = higher_is_better
+    error: WireError | None = None
+    if verdict is not None:
+        if verdict.score is not None:
+            attrs["rastir.evaluation.score"] = float(verdict.score)
+        if verdict.passed is not None:
+            attrs["rastir.evaluation.passed"] = verdict.passed
+        if verdict.judge_model:
+            attrs["rastir.evaluation.judge_model"] = verdict.judge_model
+        if verdict.reason:
+            attrs["rastir.evaluation.reason"] = _cut(verdict.reason, MAX_REASON)
+    if failure is not None:
+        error = WireError(
+            type=failure.kind,
+            exception_type=type(failure).__name__,
+            message=_cut(failure.message, _MAX_ERROR_MESSAGE),
+        )
+    return WireSpan(
+        trace_id=parent.trace_id,
+        span_id=_span_id(),
+        parent_span_id=parent.span_id,
+        name=f"evaluation {name}",
+        kind="evaluation",
+        start_time_unix_nano=start_ns,
+        end_time_unix_nano=max(start_ns, end_ns),
+        status="error" if failure is not None else "ok",
+        error=error,
+        attributes=attrs,
+    )
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class EvaluationService:
+    """Evaluators, their queue and workers, for one collector app.
+
+    Made by ``create_app``; :meth:`sink` is registered as a span sink when at least
+    one evaluator is configured, and :meth:`run` is the lifespan task that owns the
+    queue and the workers. The service always exists, so ``POST /v1/scores`` and the
+    evaluation metrics work without any evaluator.
+
+    Raises:
+        ValueError: the config file or an evaluator is invalid (at construction, so a
+            bad config stops the collector at startup, never later).
+    """
+
+    def __init__(
+        self,
+        settings: CollectorSettings,
+        metrics: Metrics,
+        accept: Accept,
+        *,
+        config: EvaluationConfig | None = None,
+        registry: EvaluatorRegistry | None = None,
+    ) -> None:
+        if config is None:
+            config = (
+                load_config(settings.eval_config)
+                if settings.eval_config is not None
+                else EvaluationConfig()
+            )
+        registry = registry or EvaluatorRegistry()
+        self.metrics = metrics
+        self.redact = Redactor(config.redaction)
+        #: the ingest path's ``accept()``: where evaluation spans go
+        self.accept = accept
+        self.queue_size = settings.eval_queue_size
+        self.workers = settings.eval_workers
+        self.routes: list[_Route] = []
+        for ev_config in config.evaluators:
+            evaluator = registry.create(ev_config)
+            self.routes.append(_Route(evaluator, ev_config, metrics))
+        self.judge: JudgeClient | None = None
+        judges = [r.name for r in self.routes if isinstance(r.evaluator, JudgeEvaluator)]
+        if settings.eval_judge_url is not None:
+            if settings.eval_judge_model is None:
+                raise ValueError("eval_judge_url is set but eval_judge_model is not: name a model")
+            self.judge = JudgeClient(
+                settings.eval_judge_url,
+                settings.eval_judge_model,
+                key=settings.eval_judge_key,
+                timeout=settings.eval_judge_timeout,
+                retries=settings.eval_judge_retries,
+                redact=self.redact,
+                max_connections=settings.eval_workers,
+            )
+        elif judges:
+            raise ValueError(
+                f"evaluators {', '.join(judges)} need an LLM judge: set eval_judge_url "
+                "and eval_judge_model (--eval-judge-url, --eval-judge-model)"
+            )
+        # One evaluation never runs longer than the judge's own worst case, or 60 s for
+        # evaluators without a judge: a hung custom evaluator cannot hold a worker.
+        self.deadline = self.judge.deadline if self.judge is not None else 60.0
+        self._ctx = EvalContext(self.judge, self.redact)
+        self._send: MemoryObjectSendStream[_Job] | None = None
+        self._busy = 0
+        self._dropped_full = metrics.eval_dropped.child(("queue_full",))
+        self._dropped_shutdown = metrics.eval_dropped.child(("shutdown",))
+        self._dropped_store = metrics.eval_dropped.child(("store_refused",))
+        self._dropped_stopped = metrics.eval_dropped.child(("not_running",))
+        metrics.add_source(self.health_metrics)
+
+    @property
+    def enabled(self) -> bool:
+        """At least one evaluator is configured."""
+        return bool(self.routes)
+
+    # --- the ingest side: on the event loop, never blocking
+
+    def sink(self, service: str, resource: Mapping[str, Any], spans: list[WireSpan]) -> None:
+        """Queue the evaluations the batch's LLM spans are selected for."""
+        send = self._send
+        for span in spans:
+            if span.kind != "llm":
+                continue
+            a = span.attributes
+            for route in self.routes:
+                if not route.selects(service, span):
+                    continue
+                if (route.needs_output and not has_text(a, OUTPUT_KEYS)) or (
+                    route.needs_input and not has_text(a, INPUT_KEYS)
+                ):
+                    route.skipped.value += 1
+                    continue
+                if send is None:
+                    self._dropped_stopped.value += 1
+                    continue
+                try:
+                    send.send_nowait(_Job(service, resource, span, route))
+                except anyio.WouldBlock:
+                    self._dropped_full.value += 1
+
+    # --- the workers
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Own the queue and the workers until cancelled (the app's lifespan does that).
+
+        At cancellation, queued and running evaluations are dropped and counted
+        (``reason="shutdown"``): evaluation is best-effort, and shutdown must stay
+        bounded by the store's flush, not by a judge.
+        """
+        if not self.routes:
+            task_status.started()
+            return
+        send, receive = anyio.create_memory_object_stream[_Job](self.queue_size)
+        try:
+            if self.judge is not None:
+                await self.judge.open()
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.workers):
+                    tg.start_soon(self._worker, receive.clone())
+                receive.close()
+                self._send = send
+                task_status.started()
+                await anyio.sleep_forever()
+        finally:
+            self._send = None
+            left = send.statistics().current_buffer_used
+            if left:
+                self._dropped_shutdown.value += left
+            send.close()
+            receive.close()
+            with anyio.CancelScope(shield=True):
+                if self.judge is not None:
+                    await self.judge.aclose()
+                for route in self.routes:
+                    try:
+                        await route.evaluator.aclose()
+                    except Exception:
+                        logger.exception("evaluator %s failed to close", route.name)
+
+    async def _worker(self, receive: MemoryObjectReceiveStream[_Job]) -> None:
+        with receive:
+            async for job in receive:
+                self._busy += 1
+                try:
+                    await self._run(job)
+                except anyio.get_cancelled_exc_class():
+                    self._dropped_shutdown.value += 1
+                    raise
+                except Exception:  # never lose a worker to a bug
+                    logger.exception("evaluation %s failed unexpectedly", job.route.name)
+                finally:
+                    self._busy -= 1
+
+    async def _run(self, job: _Job) -> None:
+        route = job.route
+        span = job.span
+        sample = Sample(
+            service=job.service,
+            trace_id=span.trace_id,
+            span_id=span.span_id,
+            input=input_text(span.attributes) if route.needs_input else None,
+            output=output_text(span.attributes) if route.needs_output else None,
+            attributes=span.attributes,
+        )
+        if (route.needs_input and not sample.input) or (route.needs_output and not sample.output):
+            route.skipped.value += 1  # the attribute was there, but held no text
+            return
+        start_ns = time_ns()
+        t0 = perf_counter()
+        verdict: Verdict | None = None
+        failure: EvaluationFailed | None = None
+        with anyio.move_on_after(self.deadline) as scope:
+            try:
+                verdict = await route.evaluator.evaluate(sample, self._ctx)
+            except EvaluationFailed as e:
+                failure = e
+            except Exception as e:
+                logger.exception("evaluator %s raised", route.name)
+                failure = EvaluationFailed("internal_error", f"evaluator raised {type(e).__name__}")
+        if scope.cancelled_caught:
+            failure = EvaluationFailed(
+                "timeout", f"evaluation did not finish within {self.deadline:.0f}s"
+            )
+        elapsed = perf_counter() - t0
+        route.duration.observe(elapsed)
+        if failure is not None:
+            verdict = None
+            self.metrics.eval_failures.child((route.name, failure.kind)).inc()
+        evaluator = route.evaluator
+        judge = evaluator if isinstance(evaluator, JudgeEvaluator) else None
+        result = evaluation_span(
+            span,
+            route.name,
+            verdict,
+            start_ns=start_ns,
+            end_ns=start_ns + int(elapsed * 1e9),
+            source="collector",
+            evaluator_type=route.config.type,
+            threshold=judge.threshold if judge is not None else None,
+            higher_is_better=judge.higher_is_better if judge is not None else None,
+            failure=failure,
+        )
+        await self.record(job.service, dict(job.resource), result)
+
+    async def record(self, service: str, resource: dict[str, Any], span: WireSpan) -> bool:
+        """Feed one evaluation span through ``accept()``; False (and counted) if refused."""
+        try:
+            await self.accept(service, resource, [span])
+        except Exception as e:  # Rejection (store full, shutting down) or a bug
+            self._dropped_store.value += 1
+            logger.warning("evaluation result not stored: %s", e)
+            return False
+        return True
+
+    # --- the collector's own metrics
+
+    def health_metrics(self) -> Iterable[Metric]:
+        send = self._send
+        depth = send.statistics().current_buffer_used if send is not None else 0
+        yield gauge(
+            "rastir_evaluation_queue_depth", "Evaluations waiting for a worker.", float(depth)
+        )
+        yield gauge(
+            "rastir_evaluation_queue_capacity",
+            "Evaluations the queue holds before more are dropped.",
+            float(self.queue_size),
+        )
+        yield gauge("rastir_evaluation_in_progress", "Evaluations running now.", float(self._busy))
