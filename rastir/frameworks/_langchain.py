@@ -1,0 +1,277 @@
+"""LangChain and LangGraph: a callback handler added to each run's callbacks.
+
+LangChain's own extension point for this is ``register_configure_hook`` (the mechanism
+behind ``get_usage_metadata_callback``): a ContextVar registered once whose value, when
+set, ``CallbackManager.configure`` merges into the callbacks of every run started in
+that context, next to the callbacks the user put in the run's ``config``. The decorated
+call sets the ContextVar to a handler of its own, so concurrent calls of one compiled
+graph each see only their runs, and no graph, model or tool object is touched.
+
+LangGraph hands the callbacks down to each node, model and tool with ``run_id`` and
+``parent_run_id``, including into its thread pool and asyncio tasks; spans are parented
+from those ids, never from whatever context the callback runs in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from contextvars import ContextVar
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.tracers.context import register_configure_hook
+
+from rastir.adapters import apply_request, apply_response
+from rastir.frameworks._base import FrameworkCall, Labels, capture_enabled, truncate
+
+__all__ = ["RastirCallbackHandler", "activate"]
+
+_handler_var: ContextVar[RastirCallbackHandler | None] = ContextVar(
+    "rastir_langchain_handler", default=None
+)
+_registered = False
+_register_lock = threading.Lock()
+
+# LangGraph raises these to steer the graph (interrupt(), Command(graph=PARENT)); they
+# end a node's run without being a failure.
+_CONTROL_FLOW = frozenset({"GraphInterrupt", "NodeInterrupt", "GraphBubbleUp", "ParentCommand"})
+
+
+def _register() -> None:
+    global _registered
+    with _register_lock:
+        if not _registered:
+            register_configure_hook(_handler_var, inheritable=True)
+            _registered = True
+
+
+def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+    """Give the call its own handler, in the ContextVar LangChain reads per run."""
+    if not _registered:
+        _register()
+    return [(_handler_var, RastirCallbackHandler(call))]
+
+
+def _model_of(metadata: dict[str, Any] | None, kwargs: dict[str, Any]) -> str | None:
+    if metadata:
+        model = metadata.get("ls_model_name")
+        if isinstance(model, str) and model:
+            return model
+    params = kwargs.get("invocation_params")
+    if isinstance(params, dict):
+        for key in ("model", "model_name", "model_id"):
+            value = params.get(key)
+            if isinstance(value, str) and value:
+                return value
+    return None
+
+
+class RastirCallbackHandler(BaseCallbackHandler):
+    """Turns one call's LangChain runs into node, LLM, tool and retrieval spans."""
+
+    # Called in the run's own context: a tool's span can then be current while it runs.
+    run_inline = True
+    raise_error = False
+
+    def __init__(self, call: FrameworkCall) -> None:
+        self.call = call
+        self._namespaces: dict[int, Any] = {}  # node span id -> LangGraph task namespace
+
+    # -- chains and LangGraph nodes ---------------------------------------------------
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        call = self.call
+        name = kwargs.get("name") or (serialized or {}).get("name")
+        node = metadata.get("langgraph_node") if metadata else None
+        # A node's own run carries its name; routing functions and the runnables inside
+        # a node carry the node's metadata under another name, and get no span.
+        if node is None or name != node:
+            call.alias(run_id, parent_run_id)
+            return
+        parent = call.parent_for(parent_run_id)
+        # The runnable a node wraps (a RunnableLambda named like the node) runs inside
+        # the node's own run, in the same task (same checkpoint namespace): one span.
+        # A subgraph's node of the same name has a longer namespace and gets its own.
+        namespace = metadata.get("langgraph_checkpoint_ns") if metadata else None
+        if namespace is not None and self._namespaces.get(parent.sid) == namespace:
+            call.alias(run_id, parent_run_id)
+            return
+        attrs: dict[str, Any] = {"langgraph.node": node}
+        step = metadata.get("langgraph_step") if metadata else None
+        if isinstance(step, int):
+            attrs["langgraph.step"] = step
+        span = call.open(run_id, f"node:{node}", "trace", parent, attrs, current=True)
+        if namespace is not None:
+            self._namespaces[span.sid] = namespace
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self.call.close(run_id)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if type(error).__name__ in _CONTROL_FLOW:
+            span = self.call.span_of(run_id)
+            if span is not None:
+                span.attributes["langgraph.control_flow"] = type(error).__name__
+            self.call.close(run_id)
+            return
+        self.call.close(run_id, error)
+
+    # -- models -------------------------------------------------------------------------
+    def _start_llm(
+        self,
+        serialized: dict[str, Any] | None,
+        operation: str,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        metadata: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        call = self.call
+        model = _model_of(metadata, kwargs)
+        provider = metadata.get("ls_provider") if metadata else None
+        node = metadata.get("langgraph_node") if metadata else None
+        name = f"{operation} {model}" if model else operation
+        span = call.open(run_id, name, "llm", call.parent_for(parent_run_id))
+        attrs = span.attributes
+        params = kwargs.get("invocation_params")
+        if isinstance(params, dict):
+            # Request parameters (temperature, max tokens, ...) through the adapters.
+            apply_request(span, (), params)
+        attrs["gen_ai.operation.name"] = operation
+        if model:
+            attrs["gen_ai.request.model"] = model
+        # LangChain's integrations name their provider ("openai", "anthropic", ...).
+        if isinstance(provider, str) and provider:
+            attrs["gen_ai.provider.name"] = provider
+        if isinstance(node, str):
+            attrs["langgraph.node"] = node
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._start_llm(serialized, "chat", run_id, parent_run_id, metadata, kwargs)
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._start_llm(serialized, "text_completion", run_id, parent_run_id, metadata, kwargs)
+
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        span = self.call.span_of(run_id)
+        if span is not None and "rastir.ttft_ms" not in span.attributes:
+            span.attributes["rastir.ttft_ms"] = (time.perf_counter_ns() - span._t0) / 1e6
+            span.add_event("gen_ai.first_token")
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        span = self.call.span_of(run_id)
+        if span is not None:
+            apply_response(span, _first_generation(response))
+        self.call.close(run_id)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.call.close(run_id, error)
+
+    # -- tools --------------------------------------------------------------------------
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        inputs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        call = self.call
+        name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
+        attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+        tool_call_id = kwargs.get("tool_call_id")
+        if isinstance(tool_call_id, str) and tool_call_id:
+            attrs["gen_ai.tool.call.id"] = tool_call_id
+        node = metadata.get("langgraph_node") if metadata else None
+        if isinstance(node, str):
+            attrs["langgraph.node"] = node
+        if capture_enabled():
+            attrs["gen_ai.tool.call.arguments"] = truncate(
+                inputs if inputs is not None else input_str
+            )
+        call.open(run_id, str(name), "tool", call.parent_for(parent_run_id), attrs, current=True)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        # A ToolMessage the tool returned with status="error" is a failed call that
+        # raised nothing (DESIGN §5's tool_error).
+        failed = getattr(output, "status", None) == "error"
+        self.call.close(run_id, category="tool_error" if failed else None, exc_type="ToolMessage")
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.call.close(run_id, error)
+
+    # -- retrievers ---------------------------------------------------------------------
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        call = self.call
+        name = kwargs.get("name") or (serialized or {}).get("name") or "retriever"
+        attrs: dict[str, Any] = {"rastir.retrieval.name": name}
+        if capture_enabled():
+            attrs["rastir.retrieval.query"] = truncate(query)
+        call.open(run_id, str(name), "retrieval", call.parent_for(parent_run_id), attrs)
+
+    def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        span = self.call.span_of(run_id)
+        if span is not None:
+            span.attributes["rastir.retrieval.documents"] = len(documents)
+        self.call.close(run_id)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self.call.close(run_id, error)
+
+
+def _first_generation(response: Any) -> Any:
+    """The message of an LLMResult's first generation (what carries usage and model),
+    with the LLMResult's ``llm_output`` model as a fallback."""
+    generations = getattr(response, "generations", None)
+    if generations and generations[0]:
+        generation = generations[0][0]
+        message = getattr(generation, "message", None)
+        if message is not None:
+            return message
+    return response
