@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextvars import ContextVar, Token
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rastir.context import _current_span
 from rastir.errors import error_info, is_cancellation
@@ -31,6 +31,8 @@ from rastir.spans import Span, SpanContext
 
 __all__ = [
     "Hooks",
+    "Recorder",
+    "StreamHooks",
     "detach_span",
     "end_span",
     "finish_span",
@@ -50,14 +52,36 @@ Prepare = Callable[[Span, tuple[Any, ...], dict[str, Any]], Labels]
 Complete = Callable[[Span, Any], None]
 
 
+class Recorder(Protocol):
+    """Per-call stream state: sees each item, then writes onto the span at the end."""
+
+    def item(self, obj: Any) -> None: ...
+    def end(self, partial: bool, final: Any = None) -> None: ...
+
+
+class StreamHooks(Protocol):
+    """Streaming behaviour (``@llm``): a recorder for generator functions, and
+    ``adopt`` for functions returning a stream object. ``adopt`` returns a stand-in
+    that ends the span itself, or None when the result is not a stream."""
+
+    def begin(self, span: Span) -> Recorder: ...
+    def adopt(self, span: Span, result: Any) -> Any: ...
+
+
 class Hooks:
     """Per-decorator behaviour: what to read before the call and after it."""
 
-    __slots__ = ("complete", "prepare")
+    __slots__ = ("complete", "prepare", "stream")
 
-    def __init__(self, prepare: Prepare | None = None, complete: Complete | None = None) -> None:
+    def __init__(
+        self,
+        prepare: Prepare | None = None,
+        complete: Complete | None = None,
+        stream: StreamHooks | None = None,
+    ) -> None:
         self.prepare = prepare
         self.complete = complete
+        self.stream = stream
 
 
 def start_span(
@@ -151,12 +175,18 @@ def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
         return type(fn)(inner)
     prepare = hooks.prepare if hooks else None
     complete = hooks.complete if hooks else None
+    stream = hooks.stream if hooks else None
     if inspect.isasyncgenfunction(fn):
-        wrapper: Callable[..., Any] = _wrap_async_gen(fn, name, kind, prepare, complete)
+        wrapper: Callable[..., Any] = _wrap_async_gen(fn, name, kind, prepare, complete, stream)
     elif inspect.isgeneratorfunction(fn):
-        wrapper = _wrap_gen(fn, name, kind, prepare, complete)
+        wrapper = _wrap_gen(fn, name, kind, prepare, complete, stream)
     elif inspect.iscoroutinefunction(fn):
-        wrapper = _wrap_async(fn, name, kind, prepare, complete)
+        if stream is not None:
+            wrapper = _wrap_async_adopt(fn, name, kind, prepare, complete, stream)
+        else:
+            wrapper = _wrap_async(fn, name, kind, prepare, complete)
+    elif stream is not None:
+        wrapper = _wrap_sync_adopt(fn, name, kind, prepare, complete, stream)
     else:
         wrapper = _wrap_sync(fn, name, kind, prepare, complete)
     functools.update_wrapper(wrapper, fn)
@@ -250,12 +280,131 @@ def _wrap_async(
     return wrapper
 
 
+def _safe_begin(stream: StreamHooks, span: Span) -> Recorder | None:
+    try:
+        return stream.begin(span)
+    except Exception:
+        _log.debug("rastir: stream hook failed", exc_info=True)
+        return None
+
+
+def _safe_adopt(stream: StreamHooks, span: Span, result: Any) -> Any:
+    try:
+        return stream.adopt(span, result)
+    except Exception:
+        _log.debug("rastir: stream hook failed", exc_info=True)
+        return None
+
+
+def _wrap_sync_adopt(
+    fn: Callable[..., Any],
+    name: str,
+    kind: str,
+    prepare: Prepare | None,
+    complete: Complete | None,
+    stream: StreamHooks,
+) -> Callable[..., Any]:
+    """:func:`_wrap_sync`, plus: a returned stream object takes over the span's end."""
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    perf = time.perf_counter_ns
+    cur = _current_span
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not pipeline.enabled:
+            return fn(*args, **kwargs)
+        bridge = pipeline.bridge
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent)
+        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        tokens = _set_labels(labels)
+        token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
+        owned = False
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        else:
+            proxy = _safe_adopt(stream, span, result)
+            if proxy is not None:
+                owned = True  # the stream ends the span when it ends
+                return proxy
+            if complete is not None:
+                _safe_complete(complete, span, result)
+            return result
+        finally:
+            if bridge is not None:
+                bridge.detach(otel)
+            cur.reset(token)
+            if tokens is not None:
+                _reset_labels(tokens)
+            if not owned:
+                span._t1 = perf()
+                on_end(span)
+
+    return wrapper
+
+
+def _wrap_async_adopt(
+    fn: Callable[..., Any],
+    name: str,
+    kind: str,
+    prepare: Prepare | None,
+    complete: Complete | None,
+    stream: StreamHooks,
+) -> Callable[..., Any]:
+    """:func:`_wrap_async`, plus: a returned stream object takes over the span's end."""
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    perf = time.perf_counter_ns
+    cur = _current_span
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not pipeline.enabled:
+            return await fn(*args, **kwargs)
+        bridge = pipeline.bridge
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent)
+        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        tokens = _set_labels(labels)
+        token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
+        owned = False
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        else:
+            proxy = _safe_adopt(stream, span, result)
+            if proxy is not None:
+                owned = True
+                return proxy
+            if complete is not None:
+                _safe_complete(complete, span, result)
+            return result
+        finally:
+            if bridge is not None:
+                bridge.detach(otel)
+            cur.reset(token)
+            if tokens is not None:
+                _reset_labels(tokens)
+            if not owned:
+                span._t1 = perf()
+                on_end(span)
+
+    return wrapper
+
+
 def _wrap_gen(
     fn: Callable[..., Generator[Any, Any, Any]],
     name: str,
     kind: str,
     prepare: Prepare | None,
     complete: Complete | None,
+    stream: StreamHooks | None = None,
 ) -> Callable[..., Generator[Any, Any, Any]]:
     pipeline = PIPELINE
     on_end = pipeline.on_end
@@ -269,10 +418,12 @@ def _wrap_gen(
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
         span = Span(name, kind, parent)
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        rec = _safe_begin(stream, span) if stream is not None else None
         gen = fn(*args, **kwargs)
         send: Callable[[Any], Any] = gen.send
         value: Any = None
         items = 0
+        exhausted = False
         try:
             while True:
                 # Span and labels are current during this step only, never across
@@ -283,6 +434,7 @@ def _wrap_gen(
                 try:
                     item = send(value)
                 except StopIteration as stop:
+                    exhausted = True
                     if complete is not None:
                         _safe_complete(complete, span, stop.value)
                     return stop.value
@@ -292,6 +444,8 @@ def _wrap_gen(
                     cur.reset(token)
                     _reset_labels(tokens)
                 items += 1
+                if rec is not None:
+                    rec.item(item)
                 try:
                     value = yield item
                     send = gen.send
@@ -313,6 +467,8 @@ def _wrap_gen(
             raise
         finally:
             span.attributes["rastir.generator.items"] = items
+            if rec is not None:
+                rec.end(not exhausted)
             span._t1 = perf()
             on_end(span)
 
@@ -325,6 +481,7 @@ def _wrap_async_gen(
     kind: str,
     prepare: Prepare | None,
     complete: Complete | None,
+    stream: StreamHooks | None = None,
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
     pipeline = PIPELINE
     on_end = pipeline.on_end
@@ -354,9 +511,11 @@ def _wrap_async_gen(
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
         span = Span(name, kind, parent)
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        rec = _safe_begin(stream, span) if stream is not None else None
         step: Callable[[Any], Any] = agen.asend
         value = None
         items = 0
+        exhausted = False
         try:
             while True:
                 # Span and labels are current during this step only, never across
@@ -367,6 +526,7 @@ def _wrap_async_gen(
                 try:
                     item = await step(value)
                 except StopAsyncIteration:
+                    exhausted = True
                     if complete is not None:
                         _safe_complete(complete, span, None)
                     return
@@ -376,6 +536,8 @@ def _wrap_async_gen(
                     cur.reset(token)
                     _reset_labels(tokens)
                 items += 1
+                if rec is not None:
+                    rec.item(item)
                 try:
                     value = yield item
                     step = agen.asend
@@ -397,6 +559,8 @@ def _wrap_async_gen(
             raise
         finally:
             span.attributes["rastir.generator.items"] = items
+            if rec is not None:
+                rec.end(not exhausted)
             span._t1 = perf()
             on_end(span)
 

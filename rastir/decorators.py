@@ -14,7 +14,6 @@ from typing import Any, TypeVar, overload
 
 from rastir import _config
 from rastir._instrument import Hooks, Labels, end_span, instrument, record_exception, start_span
-from rastir._llm import llm_complete, request_model
 from rastir.context import _current_agent, _current_model, _current_provider
 from rastir.export._pipeline import PIPELINE
 from rastir.spans import KINDS, AttributeValue, Span
@@ -163,12 +162,18 @@ def _llm_hooks(
     operation: str,
     attributes: Mapping[str, AttributeValue] | None,
 ) -> Hooks:
+    # The adapters are imported on first decoration, not with ``rastir``.
+    from rastir.adapters._apply import request_phase, response_phase
+    from rastir.adapters._stream import StreamHook
+
     static: dict[str, AttributeValue] = dict(attributes or {})
     static["gen_ai.operation.name"] = operation
     if model:
         static["gen_ai.request.model"] = model
     if provider:
         static["gen_ai.provider.name"] = provider
+    has_model = model is not None
+    has_provider = provider is not None
 
     def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
         attrs = span.attributes
@@ -176,20 +181,29 @@ def _llm_hooks(
         agent_name = _current_agent.get()
         if agent_name is not None:
             attrs["gen_ai.agent.name"] = agent_name
-        m = model
-        if m is None:
-            m = request_model(args, kwargs)
-            if m is not None:
-                attrs["gen_ai.request.model"] = m
-        if m is None:
+        # Request phase: survives an exception raised by the call.
+        m, p = request_phase(
+            attrs, args, kwargs, explicit_model=has_model, explicit_provider=has_provider
+        )
+        if has_model:
+            m = model
+        elif m is None:
             m = _current_model.get()
-        p = provider if provider is not None else _current_provider.get()
+        if has_provider:
+            p = provider
+        elif p is None:
+            p = _current_provider.get()
         return ((_current_model, m), (_current_provider, p))
 
     def complete(span: Span, result: Any) -> None:
-        llm_complete(span, result, model_override=model, provider_override=provider)
+        if result is None or result.__class__ in _SCALARS:
+            return
+        response_phase(span.attributes, result, explicit_model=model, explicit_provider=provider)
 
-    return Hooks(prepare, complete)
+    return Hooks(prepare, complete, StreamHook(model, provider))
+
+
+_SCALARS = frozenset((str, bytes, int, float, bool))
 
 
 @overload
@@ -217,9 +231,13 @@ def llm(
 ) -> Any:
     """Trace a call to a language model.
 
-    The model comes, in rising precedence, from the call's keyword arguments
-    (``model``, ``model_id``, ``modelId``, ``model_name``), from the response, and from
-    this decorator's ``model=``. Tokens and finish reasons come from the response.
+    Two phases fill the span (see ``docs/adapters.md``). Before the call, the
+    arguments: ``model``/``model_id``/``modelId``/``model_name`` keywords (Bedrock ids
+    parsed), and SDK client or model objects. After it, the adapter chain reads the
+    result: model, provider, tokens, finish reasons, cost. Response values beat
+    request guesses; this decorator's ``model=``/``provider=`` beat both. A function
+    that is a generator, or returns an SDK stream, is recorded as a stream: time to
+    first token, accumulated tokens, and the span ends with the stream.
 
     Args:
         fn: the function, when used bare; or the span name.

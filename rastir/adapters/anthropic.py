@@ -1,0 +1,111 @@
+"""Anthropic adapter (priority 150): ``Message`` and the streaming events.
+
+Anthropic's ``input_tokens`` excludes cached tokens: cache reads and cache writes are
+separate counts (``cache_read_input_tokens``, ``cache_creation_input_tokens``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from rastir.adapters._content import to_parts
+from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+
+__all__ = ["AnthropicAdapter"]
+
+_RESPONSES: Final = frozenset(("Message", "ParsedMessage", "BetaMessage", "ParsedBetaMessage"))
+_CLIENTS: Final = {
+    "Anthropic": "anthropic",
+    "AsyncAnthropic": "anthropic",
+    "AnthropicBedrock": "aws.bedrock",
+    "AsyncAnthropicBedrock": "aws.bedrock",
+    "AnthropicVertex": "gcp.vertex_ai",
+    "AsyncAnthropicVertex": "gcp.vertex_ai",
+}
+
+
+def _usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
+    tin = int_or_none(getattr(usage, "input_tokens", None))
+    if tin is not None:
+        r.tokens_input = tin
+    tout = int_or_none(getattr(usage, "output_tokens", None))
+    if tout is not None:
+        r.tokens_output = tout
+    cr = int_or_none(getattr(usage, "cache_read_input_tokens", None))
+    if cr is not None:
+        r.cache_read_tokens = cr
+    cw = int_or_none(getattr(usage, "cache_creation_input_tokens", None))
+    if cw is not None:
+        r.cache_write_tokens = cw
+
+
+def _ours(cls: type) -> bool:
+    return cls.__module__.startswith("anthropic.")
+
+
+class AnthropicAdapter(BaseAdapter):
+    name = "anthropic"
+    priority = 150
+    supports_request = True
+    supports_streaming = True
+
+    def match_type(self, cls: type) -> bool | None:
+        return cls.__name__ in _RESPONSES and _ours(cls)
+
+    def transform(self, result: Any) -> AdapterResult:
+        r = AdapterResult(provider="anthropic")
+        r.model = str_or_none(getattr(result, "model", None))
+        r.response_id = str_or_none(getattr(result, "id", None))
+        r.finish_reason = str_or_none(getattr(result, "stop_reason", None))
+        usage = getattr(result, "usage", None)
+        if usage is not None:
+            _usage(r, usage)
+        return r
+
+    def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
+        item: dict[str, Any] = {
+            "role": "assistant",
+            "parts": to_parts(getattr(result, "content", None)),
+        }
+        reason = getattr(result, "stop_reason", None)
+        if reason:
+            item["finish_reason"] = str(reason)
+        return [item]
+
+    def match_request_type(self, cls: type) -> bool:
+        return cls.__name__ in _CLIENTS and _ours(cls)
+
+    def extract_request_object(self, obj: Any) -> AdapterResult | None:
+        return AdapterResult(provider=_CLIENTS.get(type(obj).__name__, "anthropic"))
+
+    def match_stream_type(self, cls: type) -> bool | None:
+        return cls.__name__.endswith("Event") and _ours(cls)
+
+    def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
+        kind = getattr(chunk, "type", None)
+        d = TokenDelta(provider="anthropic")
+        if kind == "message_start":
+            message = chunk.message
+            d.model = str_or_none(getattr(message, "model", None))
+            d.response_id = str_or_none(getattr(message, "id", None))
+            usage = getattr(message, "usage", None)
+            if usage is not None:
+                _usage(d, usage)
+        elif kind == "content_block_delta":
+            delta = chunk.delta
+            text = getattr(delta, "text", None)
+            d.content = True
+            if isinstance(text, str):
+                d.text = text
+        elif kind == "content_block_start":
+            block = getattr(chunk, "content_block", None)
+            d.content = getattr(block, "type", None) == "tool_use"
+        elif kind == "message_delta":
+            d.finish_reason = str_or_none(getattr(chunk.delta, "stop_reason", None))
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                _usage(d, usage)
+        elif kind == "text":  # the MessageStream helper's TextEvent
+            d.content = True
+            d.text = getattr(chunk, "text", None)
+        return d

@@ -1,0 +1,90 @@
+"""Gemini adapter (priority 150): ``google-genai`` ``GenerateContentResponse``.
+
+Streams yield the same class, one per chunk, each carrying running usage totals.
+``prompt_token_count`` includes cached tokens (``cached_content_token_count``), as
+OpenAI's prompt count does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rastir.adapters._content import to_parts
+from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+
+__all__ = ["GeminiAdapter"]
+
+
+def _ours(cls: type) -> bool:
+    return cls.__name__ == "GenerateContentResponse" and cls.__module__.startswith("google.")
+
+
+def _read(r: AdapterResult | TokenDelta, result: Any) -> None:
+    r.model = str_or_none(getattr(result, "model_version", None))
+    r.response_id = str_or_none(getattr(result, "response_id", None))
+    usage = getattr(result, "usage_metadata", None)
+    if usage is not None:
+        r.tokens_input = int_or_none(getattr(usage, "prompt_token_count", None))
+        out = int_or_none(getattr(usage, "candidates_token_count", None))
+        r.tokens_output = out
+        r.cache_read_tokens = int_or_none(getattr(usage, "cached_content_token_count", None))
+    candidates = getattr(result, "candidates", None)
+    if candidates:
+        reason = getattr(candidates[0], "finish_reason", None)
+        if reason is not None:
+            r.finish_reason = str_or_none(getattr(reason, "name", reason))
+
+
+class GeminiAdapter(BaseAdapter):
+    name = "gemini"
+    priority = 150
+    supports_request = True
+    supports_streaming = True
+
+    def match_type(self, cls: type) -> bool | None:
+        return _ours(cls)
+
+    def transform(self, result: Any) -> AdapterResult:
+        r = AdapterResult(provider="gcp.gemini")
+        _read(r, result)
+        usage = getattr(result, "usage_metadata", None)
+        thoughts = int_or_none(getattr(usage, "thoughts_token_count", None)) if usage else None
+        if thoughts:
+            r.extra_attributes["gen_ai.usage.reasoning.output_tokens"] = thoughts
+        return r
+
+    def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
+        out = []
+        for cand in getattr(result, "candidates", None) or ():
+            content = getattr(cand, "content", None)
+            parts = getattr(content, "parts", None) if content is not None else None
+            out.append({"role": "assistant", "parts": to_parts(parts or [])})
+        return out or None
+
+    def match_request_type(self, cls: type) -> bool:
+        return cls.__name__ in ("Client", "AsyncClient") and cls.__module__.startswith(
+            "google.genai"
+        )
+
+    def extract_request_object(self, obj: Any) -> AdapterResult | None:
+        try:
+            vertex = bool(getattr(obj, "vertexai", False))
+        except Exception:
+            vertex = False
+        return AdapterResult(provider="gcp.vertex_ai" if vertex else "gcp.gemini")
+
+    def match_stream_type(self, cls: type) -> bool | None:
+        return _ours(cls)
+
+    def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
+        d = TokenDelta(provider="gcp.gemini")
+        _read(d, chunk)
+        for cand in getattr(chunk, "candidates", None) or ():
+            content = getattr(cand, "content", None)
+            for part in getattr(content, "parts", None) or ():
+                text = getattr(part, "text", None)
+                if text or getattr(part, "function_call", None) is not None:
+                    d.content = True
+                    if text:
+                        d.text = (d.text or "") + text
+        return d

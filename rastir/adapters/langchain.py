@@ -1,0 +1,234 @@
+"""LangChain adapter (framework, priority 250).
+
+Response: ``AIMessage``/``AIMessageChunk`` (``usage_metadata`` and
+``response_metadata``), ``ChatResult``/``LLMResult`` and ``ChatGeneration`` (unwrapped
+to their message). Request: LangChain chat model objects among the arguments
+(``ChatOpenAI(model=...)``, ``ChatAnthropic``, ``ChatBedrockConverse``, a
+``RunnableBinding`` around one). Streaming: ``AIMessageChunk``, whose usage counts are
+increments that add up.
+
+LangChain's ``usage_metadata.input_tokens`` includes cache reads and writes for every
+provider; for Anthropic the counts are turned back into Anthropic's own meaning
+(cache excluded) so that cost is computed right.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+from rastir.adapters._apply import parse_bedrock_model_id
+from rastir.adapters._content import to_parts
+from rastir.adapters.base import (
+    FRAMEWORK,
+    AdapterResult,
+    BaseAdapter,
+    TokenDelta,
+    detect_provider_from_module,
+    int_or_none,
+    str_or_none,
+)
+
+__all__ = [
+    "LangChainAdapter",
+    "chat_model_info",
+    "is_langchain_model",
+    "message_chunk_delta",
+    "read_message",
+]
+
+_MESSAGES: Final = frozenset(("AIMessage", "AIMessageChunk"))
+_WRAPPERS: Final = frozenset(("ChatResult", "LLMResult", "ChatGeneration", "ChatGenerationChunk"))
+# ``response_metadata["model_provider"]`` (langchain-core >= 1) -> OTel provider name.
+_PROVIDERS: Final = {
+    "openai": "openai",
+    "azure": "azure.ai.openai",
+    "azure_openai": "azure.ai.openai",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock",
+    "google_genai": "gcp.gemini",
+    "google_vertexai": "gcp.vertex_ai",
+    "groq": "groq",
+    "mistralai": "mistral_ai",
+    "cohere": "cohere",
+    "deepseek": "deepseek",
+    "xai": "x_ai",
+    "perplexity": "perplexity",
+    "ibm": "ibm.watsonx.ai",
+}
+_MODEL_ATTRS: Final = ("model_name", "model", "model_id", "deployment_name", "azure_deployment")
+
+
+def _is_langchain(cls: type) -> bool:
+    return cls.__module__.startswith("langchain")
+
+
+def _usage(r: AdapterResult | TokenDelta, usage: Any, provider: str | None) -> None:
+    if not isinstance(usage, Mapping):
+        return
+    tin = int_or_none(usage.get("input_tokens"))
+    r.tokens_output = int_or_none(usage.get("output_tokens"))
+    details = usage.get("input_token_details")
+    cr = cw = None
+    if isinstance(details, Mapping):
+        cr = int_or_none(details.get("cache_read"))
+        cw = int_or_none(details.get("cache_creation"))
+    r.cache_read_tokens = cr
+    r.cache_write_tokens = cw
+    if tin is not None and provider in ("anthropic", "aws.bedrock"):
+        tin = max(0, tin - (cr or 0) - (cw or 0))
+    r.tokens_input = tin
+
+
+def _provider_of(meta: Mapping[str, Any]) -> str | None:
+    name = meta.get("model_provider") or meta.get("ls_provider")
+    if isinstance(name, str):
+        return _PROVIDERS.get(name, name)
+    return None
+
+
+def read_message(message: Any, r: AdapterResult | TokenDelta) -> None:
+    """Model, provider, tokens and finish reason of an ``AIMessage`` into ``r``."""
+    meta = getattr(message, "response_metadata", None) or {}
+    if isinstance(meta, Mapping):
+        provider = _provider_of(meta)
+        model = meta.get("model_name") or meta.get("model") or meta.get("model_id")
+        if isinstance(model, str) and model:
+            parsed = parse_bedrock_model_id(model) if "." in model else None
+            if parsed is not None:
+                model, _vendor = parsed
+                provider = provider or "aws.bedrock"
+            r.model = model
+        r.provider = provider
+        reason = meta.get("finish_reason") or meta.get("stop_reason") or meta.get("stopReason")
+        r.finish_reason = str_or_none(reason)
+        rid = meta.get("id")
+        if isinstance(rid, str) and rid:
+            r.response_id = rid
+    else:
+        provider = None
+    usage = getattr(message, "usage_metadata", None)
+    if usage:
+        _usage(r, usage, r.provider)
+    elif isinstance(meta, Mapping):
+        token_usage = meta.get("token_usage") or meta.get("usage")
+        if isinstance(token_usage, Mapping):
+            r.tokens_input = int_or_none(
+                token_usage.get("prompt_tokens", token_usage.get("input_tokens"))
+            )
+            r.tokens_output = int_or_none(
+                token_usage.get("completion_tokens", token_usage.get("output_tokens"))
+            )
+
+
+def is_langchain_model(cls: type) -> bool:
+    """A LangChain chat model, LLM or a binding around one (by class and module)."""
+    if not _is_langchain(cls):
+        return False
+    name = cls.__name__
+    if name in ("RunnableBinding", "RunnableWithFallbacks"):
+        return True
+    for base in cls.__mro__:
+        if base.__name__ in ("BaseChatModel", "BaseLLM", "BaseLanguageModel"):
+            return True
+    return False
+
+
+def chat_model_info(obj: Any, depth: int = 0) -> AdapterResult | None:
+    """Model and provider of a LangChain model object."""
+    if depth > 4:
+        return None
+    cls = type(obj)
+    if cls.__name__ in ("RunnableBinding", "RunnableWithFallbacks"):
+        inner = getattr(obj, "bound", None) or getattr(obj, "runnable", None)
+        return None if inner is None else chat_model_info(inner, depth + 1)
+    model = BaseAdapter._extract_model_attr(obj, _MODEL_ATTRS)
+    provider = detect_provider_from_module(cls.__module__)
+    if "Azure" in cls.__name__:
+        provider = "azure.ai.openai"
+    if model is not None and "." in model:
+        parsed = parse_bedrock_model_id(model)
+        if parsed is not None:
+            model = parsed[0]
+            provider = "aws.bedrock"
+    if model is None and provider is None:
+        return None
+    return AdapterResult(model=model, provider=provider)
+
+
+class LangChainAdapter(BaseAdapter):
+    name = "langchain"
+    kind = FRAMEWORK
+    priority = 250
+    supports_request = True
+    supports_streaming = True
+
+    def match_type(self, cls: type) -> bool | None:
+        return (cls.__name__ in _MESSAGES or cls.__name__ in _WRAPPERS) and _is_langchain(cls)
+
+    def transform(self, result: Any) -> AdapterResult:
+        name = type(result).__name__
+        r = AdapterResult()
+        if name in _MESSAGES:
+            read_message(result, r)
+            return r
+        if name in ("ChatGeneration", "ChatGenerationChunk"):
+            r.unwrapped_result = getattr(result, "message", None)
+            return r
+        # ChatResult / LLMResult: llm_output carries the totals; the first
+        # generation's message carries the rest.
+        output = getattr(result, "llm_output", None)
+        if isinstance(output, Mapping):
+            model = output.get("model_name") or output.get("model")
+            r.model = str_or_none(model)
+            usage = output.get("token_usage") or output.get("usage")
+            if isinstance(usage, Mapping):
+                r.tokens_input = int_or_none(usage.get("prompt_tokens"))
+                r.tokens_output = int_or_none(usage.get("completion_tokens"))
+        generations = getattr(result, "generations", None) or []
+        first = generations[0] if generations else None
+        if isinstance(first, list):
+            first = first[0] if first else None
+        message = getattr(first, "message", None)
+        if message is not None:
+            r.unwrapped_result = message
+        elif first is not None:
+            info = getattr(first, "generation_info", None) or {}
+            r.finish_reason = str_or_none(info.get("finish_reason"))
+        return r
+
+    def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
+        if type(result).__name__ not in _MESSAGES:
+            return None
+        return [{"role": "assistant", "parts": to_parts(getattr(result, "content", None))}]
+
+    def match_request_type(self, cls: type) -> bool:
+        return is_langchain_model(cls)
+
+    def extract_request_object(self, obj: Any) -> AdapterResult | None:
+        return chat_model_info(obj)
+
+    def match_stream_type(self, cls: type) -> bool | None:
+        return cls.__name__ in ("AIMessageChunk", "ChatGenerationChunk") and _is_langchain(cls)
+
+    def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
+        if type(chunk).__name__ == "ChatGenerationChunk":
+            chunk = getattr(chunk, "message", None)
+            if chunk is None:
+                return None
+        return message_chunk_delta(chunk)
+
+
+def message_chunk_delta(chunk: Any) -> TokenDelta:
+    """What one ``AIMessageChunk`` says; its token counts are increments."""
+    d = TokenDelta(cumulative=False)
+    read_message(chunk, d)
+    content = getattr(chunk, "content", None)
+    if content:
+        d.content = True
+        if isinstance(content, str):
+            d.text = content
+    elif getattr(chunk, "tool_call_chunks", None):
+        d.content = True
+    return d

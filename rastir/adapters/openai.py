@@ -1,0 +1,123 @@
+"""OpenAI adapter (priority 150): Chat Completions, Completions, Responses, and chunks.
+
+Also the base of the Azure OpenAI and Groq adapters, which read the same shapes.
+OpenAI counts cached prompt tokens inside ``prompt_tokens``; the cached part is
+reported separately as the cache-read count.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final
+
+from rastir.adapters._content import to_parts
+from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+
+__all__ = ["OpenAIAdapter", "read_chat_usage"]
+
+_RESPONSES: Final = frozenset(
+    ("ChatCompletion", "ParsedChatCompletion", "Completion", "Response", "ParsedResponse")
+)
+_CHUNKS: Final = frozenset(("ChatCompletionChunk", "Completion"))
+
+
+def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
+    """``prompt_tokens``/``completion_tokens`` (or the Responses API names) into ``r``."""
+    tin = getattr(usage, "prompt_tokens", None)
+    if tin is None:
+        tin = getattr(usage, "input_tokens", None)
+        tout = getattr(usage, "output_tokens", None)
+        details = getattr(usage, "input_tokens_details", None)
+    else:
+        tout = getattr(usage, "completion_tokens", None)
+        details = getattr(usage, "prompt_tokens_details", None)
+    r.tokens_input = int_or_none(tin)
+    r.tokens_output = int_or_none(tout)
+    if details is not None:
+        r.cache_read_tokens = int_or_none(getattr(details, "cached_tokens", None))
+
+
+class OpenAIAdapter(BaseAdapter):
+    name = "openai"
+    priority = 150
+    supports_request = True
+    supports_streaming = True
+    provider: ClassVar[str] = "openai"
+    module_prefix: ClassVar[str] = "openai."
+    clients: ClassVar[frozenset[str]] = frozenset(("OpenAI", "AsyncOpenAI"))
+
+    def _ours(self, cls: type) -> bool:
+        return cls.__module__.startswith(self.module_prefix)
+
+    def match_type(self, cls: type) -> bool | None:
+        return cls.__name__ in _RESPONSES and self._ours(cls)
+
+    def transform(self, result: Any) -> AdapterResult:
+        r = AdapterResult(provider=self.provider)
+        r.model = str_or_none(getattr(result, "model", None))
+        r.response_id = str_or_none(getattr(result, "id", None))
+        usage = getattr(result, "usage", None)
+        if usage is not None:
+            read_chat_usage(r, usage)
+        choices = getattr(result, "choices", None)
+        if choices:
+            if len(choices) == 1:
+                r.finish_reason = str_or_none(choices[0].finish_reason)
+            else:
+                r.finish_reasons = [str(c.finish_reason) for c in choices if c.finish_reason]
+        elif choices is None:  # Responses API
+            status = str_or_none(getattr(result, "status", None))
+            incomplete = getattr(result, "incomplete_details", None)
+            reason = str_or_none(getattr(incomplete, "reason", None)) if incomplete else None
+            r.finish_reason = reason or status
+        return r
+
+    def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
+        choices = getattr(result, "choices", None)
+        if choices:
+            out = []
+            for c in choices:
+                message = getattr(c, "message", None)
+                text = getattr(message, "content", None) if message else getattr(c, "text", None)
+                item: dict[str, Any] = {"role": "assistant", "parts": to_parts(text)}
+                if c.finish_reason:
+                    item["finish_reason"] = str(c.finish_reason)
+                out.append(item)
+            return out
+        text = getattr(result, "output_text", None)
+        if isinstance(text, str):
+            return [{"role": "assistant", "parts": to_parts(text)}]
+        return None
+
+    # -- request: the SDK's client objects name the provider -------------------------
+    def match_request_type(self, cls: type) -> bool:
+        return cls.__name__ in self.clients and self._ours(cls)
+
+    def extract_request_object(self, obj: Any) -> AdapterResult | None:
+        return AdapterResult(provider=self.provider)
+
+    # -- streaming ---------------------------------------------------------------------
+    def match_stream_type(self, cls: type) -> bool | None:
+        return cls.__name__ in _CHUNKS and self._ours(cls)
+
+    def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
+        d = TokenDelta(provider=self.provider)
+        d.model = str_or_none(getattr(chunk, "model", None))
+        d.response_id = str_or_none(getattr(chunk, "id", None))
+        usage = getattr(chunk, "usage", None)
+        if usage is not None:
+            read_chat_usage(d, usage)
+        for choice in getattr(chunk, "choices", None) or ():
+            delta = getattr(choice, "delta", None)
+            if delta is not None:
+                text = getattr(delta, "content", None)
+                if text:
+                    d.content = True
+                    d.text = text
+                elif getattr(delta, "tool_calls", None) or getattr(delta, "refusal", None):
+                    d.content = True
+            elif getattr(choice, "text", None):
+                d.content = True
+                d.text = choice.text
+            if choice.finish_reason:
+                d.finish_reason = str(choice.finish_reason)
+        return d
