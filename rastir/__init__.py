@@ -33,12 +33,23 @@ from rastir.wrap import wrap
 
 if _TYPE_CHECKING:
     from rastir.mcp_bridge.server import mcp_endpoint
+    from rastir.pricing import (
+        PricingProfile,
+        PricingRegistry,
+        TokenUsage,
+        get_pricing,
+        set_model_price,
+        use_pricing_profile,
+    )
 
 __all__ = [
+    "PricingProfile",
+    "PricingRegistry",
     "RastirError",
     "Settings",
     "Span",
     "SpanContext",
+    "TokenUsage",
     "__version__",
     "agent",
     "configure",
@@ -51,16 +62,19 @@ __all__ = [
     "current_trace_id",
     "extract",
     "flush",
+    "get_pricing",
     "get_settings",
     "inject",
     "llm",
     "mcp_endpoint",
     "metric",
     "retrieval",
+    "set_model_price",
     "shutdown",
     "span",
     "tool",
     "trace",
+    "use_pricing_profile",
     "use_span",
     "wrap",
 ]
@@ -74,8 +88,28 @@ def __getattr__(name: str) -> _Any:
 
         globals()["mcp_endpoint"] = endpoint
         return endpoint
+    if name in _PRICING_NAMES:
+        # Pricing is loaded on first use: it is not needed to import rastir.
+        from rastir import pricing
+
+        value = getattr(pricing, name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'rastir' has no attribute {name!r}")
 
 
+_PRICING_NAMES = frozenset(
+    {
+        "PricingProfile",
+        "PricingRegistry",
+        "TokenUsage",
+        "get_pricing",
+        "set_model_price",
+        "use_pricing_profile",
+    }
+)
+
+
 def __dir__() -> list[str]:
-    return sorted({*globals(), "mcp_endpoint"})
+    lazy = {"mcp_endpoint", *_PRICING_NAMES}
+    return sorted({*globals(), *lazy} - {"_PRICING_NAMES"})

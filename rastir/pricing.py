@@ -1,0 +1,876 @@
+"""The cost of an LLM call in US dollars.
+
+``get_pricing().price(provider, model, usage)`` answers with a float, or ``None`` when
+the model has no known price: the caller then flags the span with
+``rastir.cost.unknown=true`` instead of recording a misleading $0.
+
+Where prices come from, first match wins:
+
+1. prices set with :meth:`PricingRegistry.set_model_price` (your own contract, a
+   fine-tuned or self-hosted model);
+2. the ``genai-prices`` package (``pip install 'rastir[pricing]'``), a maintained,
+   offline price database. It is imported on the first lookup, never by ``import
+   rastir``, and this module never asks it to fetch anything: no network, ever.
+
+A :class:`PricingProfile` then scales the result (a negotiated discount) and can
+select a price variant that genai-prices knows (batch processing, a service tier).
+
+Cache tokens follow each provider's own counting. OpenAI, Azure, Groq, Gemini,
+Mistral, DeepSeek and most others report cached prompt tokens *inside* the prompt
+token count; Anthropic and Bedrock's Converse API report ``input_tokens`` *without*
+the cache reads and writes. :class:`TokenUsage` takes ``input_tokens`` exactly as the
+provider reported it, and the registry prices each part once.
+
+Hot path: the resolved price of a ``(provider, model)`` pair is cached as a tuple of
+per-token floats, so a repeated :meth:`PricingRegistry.price` is a dict lookup, a few
+type checks and four multiplications.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Final
+
+__all__ = [
+    "BATCH",
+    "STANDARD",
+    "ModelPrice",
+    "PricingProfile",
+    "PricingRegistry",
+    "TokenUsage",
+    "get_pricing",
+    "set_model_price",
+    "use_pricing_profile",
+]
+
+_time = time.time
+_PER_MILLION: Final = 1_000_000.0
+_MAX_RECORDS: Final = 4096
+
+
+def _non_negative(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+@dataclass(slots=True)
+class TokenUsage:
+    """Token counts of one LLM call, as the provider reported them.
+
+    ``input_tokens`` is the provider's own prompt count: for OpenAI-style APIs it
+    already contains the cached tokens, for Anthropic and Bedrock it does not. The
+    registry knows which is which (see :meth:`PricingRegistry.price`).
+    """
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+class PricingProfile:
+    """How list prices turn into what you pay.
+
+    Args:
+        name: A label for logs and docs, e.g. ``"acme-contract"``.
+        multiplier: Every price is multiplied by this, e.g. ``0.8`` for a negotiated
+            20 % discount. It applies to prices you set yourself too.
+        price_context: Selects a price variant from genai-prices' data, e.g.
+            ``{"processing": "batch"}`` or ``{"service_tier": "flex"}``. A model
+            without that variant keeps its standard price. Prices you set yourself
+            are not affected.
+
+    Raises:
+        ValueError: ``multiplier`` is negative, NaN or infinite, or ``name`` is empty.
+        TypeError: An argument has the wrong type.
+    """
+
+    __slots__ = ("multiplier", "name", "price_context")
+
+    name: str
+    multiplier: float
+    price_context: tuple[tuple[str, str], ...]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        multiplier: float = 1.0,
+        price_context: Mapping[str, str] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"PricingProfile name must be a non-empty str, got {name!r}")
+        if price_context is None:
+            context: tuple[tuple[str, str], ...] = ()
+        elif isinstance(price_context, Mapping):
+            for key, value in price_context.items():
+                if not isinstance(key, str) or not isinstance(value, str):
+                    raise TypeError(f"price_context must map str to str, got {key!r}: {value!r}")
+            context = tuple(sorted(price_context.items()))
+        else:
+            raise TypeError(
+                f"price_context must be a mapping or None, got {type(price_context).__name__}"
+            )
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "multiplier", _non_negative("multiplier", multiplier))
+        object.__setattr__(self, "price_context", context)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("PricingProfile is immutable")
+
+    def __repr__(self) -> str:
+        parts = [repr(self.name)]
+        if self.multiplier != 1.0:
+            parts.append(f"multiplier={self.multiplier!r}")
+        if self.price_context:
+            parts.append(f"price_context={dict(self.price_context)!r}")
+        return f"PricingProfile({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PricingProfile):
+            return NotImplemented
+        return (self.name, self.multiplier, self.price_context) == (
+            other.name,
+            other.multiplier,
+            other.price_context,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.multiplier, self.price_context))
+
+
+STANDARD: Final = PricingProfile("standard")
+"""List prices, no variant: the default profile."""
+
+BATCH: Final = PricingProfile("batch", price_context={"processing": "batch"})
+"""Batch-API prices where genai-prices lists them (OpenAI, Anthropic, Gemini, ...)."""
+
+
+class ModelPrice:
+    """The effective price of one model, as :meth:`PricingRegistry.model_price` reports it.
+
+    Prices are USD per million tokens after the profile is applied; a cache price the
+    data does not list is the input price (that is what such tokens are billed at).
+    """
+
+    __slots__ = (
+        "cache_read",
+        "cache_write",
+        "cached_in_input",
+        "input",
+        "output",
+        "per_request",
+        "source",
+        "tiered",
+    )
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+    per_request: float
+    cached_in_input: bool
+    tiered: bool
+    source: str
+
+    def __init__(
+        self,
+        *,
+        input: float,
+        output: float,
+        cache_read: float,
+        cache_write: float,
+        per_request: float,
+        cached_in_input: bool,
+        tiered: bool,
+        source: str,
+    ) -> None:
+        self.input = input
+        self.output = output
+        self.cache_read = cache_read
+        self.cache_write = cache_write
+        self.per_request = per_request
+        self.cached_in_input = cached_in_input
+        self.tiered = tiered
+        self.source = source
+
+    def __repr__(self) -> str:
+        return (
+            f"ModelPrice(input={self.input!r}, output={self.output!r}, "
+            f"cache_read={self.cache_read!r}, cache_write={self.cache_write!r}, "
+            f"per_request={self.per_request!r}, cached_in_input={self.cached_in_input!r}, "
+            f"tiered={self.tiered!r}, source={self.source!r})"
+        )
+
+
+# -- provider names -------------------------------------------------------------------
+
+# Names callers use (OTel ``gen_ai.provider.name`` values, SDK and framework spellings)
+# -> genai-prices provider id. Anything else is passed to genai-prices as written.
+_PROVIDER_ALIASES: Final[dict[str, str]] = {
+    "openai": "openai",
+    "azure": "azure",
+    "azure_openai": "azure",
+    "azure-openai": "azure",
+    "azureopenai": "azure",
+    "azure.ai.openai": "azure",
+    "azure.ai.inference": "azure",
+    "anthropic": "anthropic",
+    "aws": "aws",
+    "bedrock": "aws",
+    "aws.bedrock": "aws",
+    "aws_bedrock": "aws",
+    "amazon": "aws",
+    "amazon_bedrock": "aws",
+    "gemini": "google",
+    "google": "google",
+    "google_genai": "google",
+    "google-genai": "google",
+    "google.genai": "google",
+    "vertex": "google",
+    "vertexai": "google",
+    "vertex_ai": "google",
+    "gcp.gemini": "google",
+    "gcp.vertex_ai": "google",
+    "gcp.gen_ai": "google",
+    "groq": "groq",
+    "cohere": "cohere",
+    "mistral": "mistral",
+    "mistralai": "mistral",
+    "mistral_ai": "mistral",
+    "deepseek": "deepseek",
+    "xai": "x-ai",
+    "x_ai": "x-ai",
+    "x-ai": "x-ai",
+    "together": "together",
+    "together_ai": "together",
+    "together-ai": "together",
+}
+_NO_PROVIDER: Final = frozenset({"", "unknown", "none", "null"})
+
+# Providers whose reported input count excludes cache reads and writes. Anthropic's
+# Messages API: ``usage.input_tokens`` counts only tokens after the last cache
+# breakpoint. Bedrock Converse: ``inputTokens`` excludes ``cacheReadInputTokens`` and
+# ``cacheWriteInputTokens``. Everyone else (OpenAI's ``prompt_tokens_details.
+# cached_tokens``, Gemini's ``cachedContentTokenCount``, ...) counts them inside.
+_CACHE_EXCLUDED: Final = frozenset({"anthropic", "aws"})
+_CLAUDE_HOSTS: Final = frozenset({None, "google", "azure"})
+
+
+def _canonical_provider(provider: str | None) -> str | None:
+    if provider is None:
+        return None
+    key = provider.strip().lower()
+    if key in _NO_PROVIDER:
+        return None
+    return _PROVIDER_ALIASES.get(key, key)
+
+
+# -- model ids ------------------------------------------------------------------------
+
+# Bedrock model ids: ``[arn:...:inference-profile/][region.]vendor.model[-vN[:M]]``.
+_BEDROCK_REGIONS: Final = frozenset({"us", "us-gov", "eu", "apac", "global", "jp", "au", "ca"})
+_BEDROCK_VENDORS: Final[dict[str, str | None]] = {
+    "anthropic": "anthropic",
+    "meta": None,
+    "amazon": "aws",
+    "mistral": "mistral",
+    "cohere": "cohere",
+    "deepseek": "deepseek",
+    "openai": "openai",
+    "ai21": None,
+    "qwen": None,
+    "writer": None,
+    "twelvelabs": None,
+    "stability": None,
+    "luma": None,
+    "moonshot": None,
+    "minimax": None,
+}
+_BEDROCK_VERSION = re.compile(r"(?:-v\d+(?::\d+)?|:\d+)$")
+
+
+def _bedrock_parts(model: str) -> tuple[str, str, str] | None:
+    """``(id without ARN, vendor, bare model)`` for a Bedrock model id, else None.
+
+    ``us.anthropic.claude-3-5-sonnet-20240620-v1:0`` gives
+    ``("us.anthropic.claude-3-5-sonnet-20240620-v1:0", "anthropic",
+    "claude-3-5-sonnet-20240620")``.
+    """
+    model_id = model.rsplit("/", 1)[-1] if model.startswith("arn:") else model
+    parts = model_id.split(".")
+    if len(parts) >= 3 and parts[0] in _BEDROCK_REGIONS:
+        parts = parts[1:]
+    if len(parts) < 2 or parts[0] not in _BEDROCK_VENDORS:
+        return None
+    bare = _BEDROCK_VERSION.sub("", ".".join(parts[1:]))
+    return model_id, parts[0], bare
+
+
+def _candidates(provider: str | None, model: str) -> Iterator[tuple[str | None, str]]:
+    """(provider, model) pairs to look up, most specific first, without repeats."""
+    seen: set[tuple[str | None, str]] = set()
+    found: list[tuple[str | None, str]] = []
+
+    def add(p: str | None, m: str) -> None:
+        key = (p, m.lower())
+        if m and key not in seen:
+            seen.add(key)
+            found.append(key)
+
+    bedrock = _bedrock_parts(model)
+    if bedrock is not None:
+        model_id, vendor, bare = bedrock
+        # The id's shape says Bedrock whatever the caller called the provider.
+        add("aws", model_id)
+        add(provider, model_id)
+        add(_BEDROCK_VENDORS[vendor] or provider, bare)
+        add(None, model_id)
+        add(None, bare)
+    else:
+        add(provider, model)
+        # Vertex AI writes ``claude-3-5-sonnet@20240620``.
+        if "@" in model:
+            add(provider, model.partition("@")[0])
+        # LiteLLM and friends write ``openai/gpt-4o``.
+        if "/" in model and not model.startswith("models/"):
+            head, _, tail = model.partition("/")
+            add(_canonical_provider(head), tail)
+        add(None, model)
+    yield from found
+
+
+# -- records --------------------------------------------------------------------------
+
+# A resolved price, as the hot path reads it:
+# (input, output, cache_read, cache_write, per_request  -- USD per token / per call,
+#  cache_excluded, tiers, expires, info)
+# ``tiers`` is None or ((start, (input, output, cache_read, cache_write)), ...), highest
+# start first: the prices once the whole prompt exceeds ``start`` tokens. ``expires``
+# is a Unix time after which the record is rebuilt (0.0: never).
+_Tiers = tuple[tuple[int, tuple[float, float, float, float]], ...]
+_Record = tuple[float, float, float, float, float, bool, _Tiers | None, float, ModelPrice | None]
+_UNKNOWN: Final[_Record] = (0.0, 0.0, 0.0, 0.0, 0.0, False, None, 0.0, None)
+
+
+def _check_usage(usage: object) -> None:
+    """Raise the clear error for a usage that cannot be priced (int subclasses pass)."""
+    if not isinstance(usage, TokenUsage):
+        raise TypeError(f"usage must be a rastir.pricing.TokenUsage, got {type(usage).__name__}")
+    for field in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+        value = getattr(usage, field)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"TokenUsage.{field} must be an int, got {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"TokenUsage.{field} must be >= 0, got {value}")
+
+
+def _key_error(provider: object, model: object) -> TypeError:
+    if not isinstance(model, str):
+        return TypeError(f"model must be a str, got {type(model).__name__}")
+    return TypeError(f"provider must be a str or None, got {type(provider).__name__}")
+
+
+class PricingRegistry:
+    """Prices LLM calls from your overrides and genai-prices' data.
+
+    Thread-safe. Lookups read a cache without locking; changes (overrides, profiles)
+    take a lock and start a fresh cache, so the next lookup sees them.
+
+    Args:
+        profile: The default profile (``STANDARD`` when omitted).
+        use_genai_prices: Look models up in genai-prices when it is installed. With
+            False (or without the package) only your overrides are priced.
+    """
+
+    def __init__(
+        self, *, profile: PricingProfile | None = None, use_genai_prices: bool = True
+    ) -> None:
+        self._lock = threading.RLock()
+        self._records: dict[tuple[str | None, str], _Record] = {}
+        self._overrides: dict[tuple[str | None, str], tuple[float, float, float, float]] = {}
+        self._profile = STANDARD if profile is None else _check_profile(profile)
+        self._provider_profiles: dict[str, PricingProfile] = {}
+        self._use_data = bool(use_genai_prices)
+        self._data: Any = None  # genai_prices.data_snapshot once loaded
+        self._data_loaded = False
+
+    # -- the hot path -------------------------------------------------------------
+
+    def price(
+        self,
+        provider: str | None,
+        model: str,
+        usage: TokenUsage,
+        *,
+        cached_in_input: bool | None = None,
+    ) -> float | None:
+        """The cost of one call in USD, or None when the model's price is unknown.
+
+        Args:
+            provider: The provider as the caller names it (``"openai"``,
+                ``"aws.bedrock"``, ``"gcp.gemini"``, ...), or None.
+            model: The model id as sent or returned (Bedrock ids and ARNs included).
+            usage: Token counts as the provider reported them.
+            cached_in_input: Whether ``usage.input_tokens`` already contains the cache
+                reads and writes. None (the default) follows the provider: False for
+                Anthropic and Bedrock, True for the others. Pass True for counts that a
+                framework has normalised, such as LangChain's ``usage_metadata``.
+
+        Raises:
+            TypeError: ``usage`` is not a TokenUsage, a count is not an int, or
+                ``provider``/``model`` have the wrong type.
+            ValueError: A count is negative, or the cache counts exceed an input count
+                that should contain them.
+        """
+        try:
+            rec = self._records.get((provider, model))
+        except TypeError:
+            raise _key_error(provider, model) from None
+        if rec is None or (rec[7] and rec[7] <= _time()):
+            rec = self._resolve(provider, model)
+        if type(usage) is not TokenUsage:
+            _check_usage(usage)
+        i = usage.input_tokens
+        o = usage.output_tokens
+        r = usage.cache_read_tokens
+        w = usage.cache_write_tokens
+        if (
+            type(i) is not int
+            or type(o) is not int
+            or type(r) is not int
+            or type(w) is not int
+            or (i | o | r | w) < 0
+        ):
+            _check_usage(usage)
+        if rec is _UNKNOWN:
+            return None
+        pin, pout, pcr, pcw, fixed, excluded, tiers, _, _ = rec
+        if cached_in_input is not None:
+            excluded = not cached_in_input
+        if not excluded:
+            i -= r + w
+            if i < 0:
+                raise ValueError(
+                    f"cache tokens ({r} read + {w} write) exceed input_tokens "
+                    f"({usage.input_tokens}), which for provider {provider!r} include them"
+                )
+        if tiers is not None:
+            # genai-prices' rule: the whole prompt (cached parts included) picks the
+            # tier, whose prices then apply to every token ("cliff" pricing).
+            total = i + r + w
+            for start, tier in tiers:
+                if total > start:
+                    pin, pout, pcr, pcw = tier
+                    break
+        return i * pin + o * pout + r * pcr + w * pcw + fixed
+
+    # -- configuration ------------------------------------------------------------
+
+    def set_model_price(
+        self,
+        model: str,
+        *,
+        input: float,
+        output: float,
+        cache_read: float | None = None,
+        cache_write: float | None = None,
+        provider: str | None = None,
+    ) -> None:
+        """Set your own price for a model, in USD per million tokens.
+
+        It wins over genai-prices' data. With ``provider`` it applies to that provider
+        only (``"azure"`` and ``"azure.ai.openai"`` are the same provider); without, to
+        the model from any provider. The model id is matched case-insensitively, and a
+        Bedrock id also matches its bare model (``anthropic.claude-x-v1:0`` matches an
+        override for ``claude-x``).
+
+        Args:
+            model: The model id.
+            input: Price of uncached input tokens.
+            output: Price of output tokens.
+            cache_read: Price of cache-read tokens; the input price when omitted.
+            cache_write: Price of cache-write tokens; the input price when omitted.
+            provider: Restrict the override to one provider.
+
+        Raises:
+            TypeError: A price is not a number, or ``model``/``provider`` is not a str.
+            ValueError: A price is negative, NaN or infinite, or ``model`` is empty.
+        """
+        key = self._override_key(provider, model)
+        pin = _non_negative("input", input)
+        pout = _non_negative("output", output)
+        pcr = pin if cache_read is None else _non_negative("cache_read", cache_read)
+        pcw = pin if cache_write is None else _non_negative("cache_write", cache_write)
+        with self._lock:
+            self._overrides[key] = (pin, pout, pcr, pcw)
+            self._records = {}
+
+    def remove_model_price(self, model: str, *, provider: str | None = None) -> bool:
+        """Remove an override set by :meth:`set_model_price`; True if there was one."""
+        key = self._override_key(provider, model)
+        with self._lock:
+            found = self._overrides.pop(key, None) is not None
+            self._records = {}
+        return found
+
+    def use_profile(self, profile: PricingProfile | None, *, provider: str | None = None) -> None:
+        """Price with ``profile`` from now on.
+
+        Without ``provider`` it becomes the default profile (None restores
+        ``STANDARD``). With ``provider`` it applies to that provider only (None removes
+        that provider's profile), e.g. a discount negotiated with one cloud.
+
+        Raises:
+            TypeError: ``profile`` is not a PricingProfile or None.
+        """
+        if profile is not None:
+            _check_profile(profile)
+        canonical = self._provider_arg(provider)
+        with self._lock:
+            if canonical is None:
+                self._profile = STANDARD if profile is None else profile
+            elif profile is None:
+                self._provider_profiles.pop(canonical, None)
+            else:
+                self._provider_profiles[canonical] = profile
+            self._records = {}
+
+    def profile(self, provider: str | None = None) -> PricingProfile:
+        """The profile that prices ``provider``'s calls (the default one without it)."""
+        canonical = self._provider_arg(provider)
+        if canonical is not None:
+            found = self._provider_profiles.get(canonical)
+            if found is not None:
+                return found
+        return self._profile
+
+    def model_price(self, provider: str | None, model: str) -> ModelPrice | None:
+        """The effective price of a model (after the profile), or None if unknown.
+
+        For tiered models (a higher price above some prompt size) this shows the base
+        tier. Useful to check which price a name resolves to, and from where.
+
+        Raises:
+            TypeError: ``provider``/``model`` have the wrong type.
+        """
+        return self._resolve(provider, model)[8]
+
+    def clear_cache(self) -> None:
+        """Forget resolved prices (e.g. after updating genai-prices' data in-process)."""
+        with self._lock:
+            self._records = {}
+
+    @property
+    def has_price_data(self) -> bool:
+        """Whether genai-prices is in use (installed, and not switched off)."""
+        with self._lock:
+            return self._load_data() is not None
+
+    def preload(self, *, background: bool = False) -> threading.Thread | None:
+        """Import genai-prices now instead of on the first priced call.
+
+        Importing its price tables takes a few hundred milliseconds once per process.
+        Call this at start-up (``background=True`` does it on a daemon thread and
+        returns the thread) so that no LLM call waits for it.
+        """
+        if not background:
+            self._warm()
+            return None
+        thread = threading.Thread(target=self._warm, name="rastir-pricing-preload", daemon=True)
+        thread.start()
+        return thread
+
+    # -- resolution (cold path, under the lock) ---------------------------------------
+
+    def _warm(self) -> None:
+        with self._lock:
+            data = self._load_data()
+            if data is not None:
+                data.get_snapshot()
+
+    def _load_data(self) -> Any:
+        if not self._data_loaded:
+            self._data_loaded = True
+            if self._use_data:
+                try:
+                    from genai_prices import data_snapshot
+                except ImportError:
+                    pass  # the pricing extra is not installed: overrides only
+                else:
+                    self._data = data_snapshot
+        return self._data
+
+    @staticmethod
+    def _provider_arg(provider: str | None) -> str | None:
+        if provider is not None and not isinstance(provider, str):
+            raise TypeError(f"provider must be a str or None, got {type(provider).__name__}")
+        return _canonical_provider(provider)
+
+    def _override_key(self, provider: str | None, model: str) -> tuple[str | None, str]:
+        if not isinstance(model, str):
+            raise TypeError(f"model must be a str, got {type(model).__name__}")
+        if not model.strip():
+            raise ValueError("model must be a non-empty str")
+        return self._provider_arg(provider), model.strip().lower()
+
+    def _resolve(self, provider: str | None, model: str) -> _Record:
+        if not isinstance(model, str) or (provider is not None and not isinstance(provider, str)):
+            raise _key_error(provider, model)
+        with self._lock:
+            records = self._records
+            rec = records.get((provider, model))
+            if rec is not None and not (rec[7] and rec[7] <= _time()):
+                return rec
+            rec = self._build(provider, model.strip())
+            if len(records) >= _MAX_RECORDS:
+                # Model names are not a bounded set (some apps build them); start over
+                # rather than grow without limit.
+                records.clear()
+            records[(provider, model)] = rec
+            return rec
+
+    def _build(self, provider: str | None, model: str) -> _Record:
+        canonical = _canonical_provider(provider)
+        profile = self._profile
+        if canonical is not None:
+            profile = self._provider_profiles.get(canonical, profile)
+        mult = profile.multiplier
+        if not model:
+            return _UNKNOWN
+        candidates = list(_candidates(canonical, model))
+
+        for p, m in _override_lookups(canonical, candidates):
+            found = self._overrides.get((p, m))
+            if found is not None:
+                return _from_override(canonical, found, mult, f"override:{p or '*'}/{m}")
+
+        data = self._load_data()
+        if data is None:
+            return _UNKNOWN
+        snapshot = data.get_snapshot()
+        for p, m in candidates:
+            try:
+                gp_provider, info = snapshot.find_provider_model(m, None, p, None)
+            except LookupError:
+                continue
+            return _from_genai_prices(canonical, gp_provider, info, profile, f"{p or '*'}/{m}")
+        return _UNKNOWN
+
+
+def _override_lookups(
+    provider: str | None, candidates: list[tuple[str | None, str]]
+) -> Iterator[tuple[str | None, str]]:
+    models = list(dict.fromkeys(m for _, m in candidates))
+    if provider is not None:
+        for m in models:
+            yield provider, m
+        # A Bedrock id names its own provider.
+        for p, m in candidates:
+            if p is not None and p != provider:
+                yield p, m
+    for m in models:
+        yield None, m
+
+
+def _from_override(
+    canonical: str | None, found: tuple[float, float, float, float], mult: float, source: str
+) -> _Record:
+    pin, pout, pcr, pcw = (x * mult for x in found)
+    excluded = canonical in _CACHE_EXCLUDED
+    info = ModelPrice(
+        input=pin,
+        output=pout,
+        cache_read=pcr,
+        cache_write=pcw,
+        per_request=0.0,
+        cached_in_input=not excluded,
+        tiered=False,
+        source=source,
+    )
+    m = _PER_MILLION
+    return (pin / m, pout / m, pcr / m, pcw / m, 0.0, excluded, None, 0.0, info)
+
+
+def _check_profile(profile: object) -> PricingProfile:
+    if not isinstance(profile, PricingProfile):
+        raise TypeError(f"profile must be a PricingProfile, got {type(profile).__name__}")
+    return profile
+
+
+def _from_genai_prices(
+    canonical: str | None, gp_provider: Any, info: Any, profile: PricingProfile, found: str
+) -> _Record:
+    now = datetime.now(tz=timezone.utc)
+    context = dict(profile.price_context) or None
+    # genai-prices applies price variants only to models listed by the provider
+    # itself, not to those reached through a fallback provider; do the same.
+    if context and not any(info is m for m in gp_provider.models):
+        context = None
+    prices = info.get_prices(now, context)
+    mult = profile.multiplier
+
+    def per_million(value: Any) -> float:
+        return 0.0 if value is None else float(getattr(value, "base", value)) * mult
+
+    def steps(value: Any) -> list[tuple[int, float]]:
+        if not hasattr(value, "tiers"):
+            return []
+        return sorted(((int(t.start), float(t.price) * mult) for t in value.tiers), reverse=True)
+
+    raw_in = prices.input_mtok
+    raw_out = prices.output_mtok
+    if raw_in is None and raw_out is None:
+        return _UNKNOWN  # priced per second, per page...: not by token
+    raw_cr = prices.cache_read_mtok
+    raw_cw = prices.cache_write_mtok
+    if raw_cw is None:
+        raw_cw = prices.cache_write_5m_mtok
+    # A cache price the data does not list: genai-prices bills those tokens as
+    # input, and so do we (with the input tiers).
+    if raw_cr is None:
+        raw_cr = raw_in
+    if raw_cw is None:
+        raw_cw = raw_in
+    raw = (raw_in, raw_out, raw_cr, raw_cw)
+    bases = [per_million(v) for v in raw]
+    kind_steps = [steps(v) for v in raw]
+    # Each kind has its own tiers. Merge them into one list of breakpoints, each with
+    # every kind's per-token price once the prompt passes it.
+    starts = sorted({start for st in kind_steps for start, _ in st}, reverse=True)
+    tiers: _Tiers | None = None
+    if starts:
+        tiers = tuple((s, _prices_at(kind_steps, s, bases)) for s in starts)
+    m = _PER_MILLION
+    pin, pout, pcr, pcw = (x / m for x in bases)
+    requests = prices.requests_kcount
+    per_request = float(requests) * mult / 1000.0 if requests is not None else 0.0
+
+    if canonical in _CACHE_EXCLUDED:
+        excluded = True
+    elif canonical in _CLAUDE_HOSTS and "claude" in str(info.id):
+        # Claude on Vertex AI or Azure AI Foundry answers with Anthropic's own usage
+        # shape, where input_tokens leaves out the cache.
+        excluded = True
+    else:
+        # No provider from the caller: assume the model's home provider's API shape.
+        excluded = canonical is None and gp_provider.id in _CACHE_EXCLUDED
+    model_price = ModelPrice(
+        input=bases[0],
+        output=bases[1],
+        cache_read=bases[2],
+        cache_write=bases[3],
+        per_request=per_request,
+        cached_in_input=not excluded,
+        tiered=tiers is not None,
+        source=f"genai-prices:{gp_provider.id}/{info.id} (looked up as {found})",
+    )
+    return (pin, pout, pcr, pcw, per_request, excluded, tiers, _expiry(info, now), model_price)
+
+
+def _prices_at(
+    kind_steps: list[list[tuple[int, float]]], start: int, bases: list[float]
+) -> tuple[float, float, float, float]:
+    """Per-token prices once the prompt exceeds ``start``: per kind, its highest tier
+    starting at or below ``start``, else its base price."""
+    found = list(bases)
+    for k, st in enumerate(kind_steps):
+        for tier_start, price in st:
+            if tier_start <= start:
+                found[k] = price
+                break
+    m = _PER_MILLION
+    return (found[0] / m, found[1] / m, found[2] / m, found[3] / m)
+
+
+def _expiry(info: Any, now: datetime) -> float:
+    """When the prices resolved at ``now`` may change: a dated price change or the
+    edge of a time-of-day window (off-peak pricing). 0.0 when they never do."""
+    constraints: list[Any] = []
+    if isinstance(info.prices, list):
+        constraints.extend(c.constraint for c in info.prices)
+    constraints.extend(v.constraint for v in info.price_variants or ())
+    edges: list[datetime] = []
+    today = now.date()
+    for constraint in constraints:
+        start_date = getattr(constraint, "start_date", None)
+        if isinstance(start_date, date) and start_date > today:
+            edges.append(
+                datetime(start_date.year, start_date.month, start_date.day, tzinfo=now.tzinfo)
+            )
+        for edge in (
+            getattr(constraint, "start_time", None),
+            getattr(constraint, "end_time", None),
+        ):
+            if edge is None:
+                continue
+            if edge.tzinfo is None:
+                edge = edge.replace(tzinfo=timezone.utc)
+            when = datetime.combine(today, edge).astimezone(timezone.utc)
+            while when <= now:
+                when += timedelta(days=1)
+            edges.append(when)
+    return min(edges).timestamp() if edges else 0.0
+
+
+# -- the process default ----------------------------------------------------------------
+
+_default: PricingRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def get_pricing() -> PricingRegistry:
+    """The process-wide registry that ``@llm`` uses, created on first call."""
+    registry = _default
+    if registry is None:
+        registry = _create_default()
+    return registry
+
+
+def _create_default() -> PricingRegistry:
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = PricingRegistry()
+        return _default
+
+
+def set_model_price(
+    model: str,
+    *,
+    input: float,
+    output: float,
+    cache_read: float | None = None,
+    cache_write: float | None = None,
+    provider: str | None = None,
+) -> None:
+    """Set a model's price (USD per million tokens) on the process-wide registry.
+
+    See :meth:`PricingRegistry.set_model_price`.
+    """
+    get_pricing().set_model_price(
+        model,
+        input=input,
+        output=output,
+        cache_read=cache_read,
+        cache_write=cache_write,
+        provider=provider,
+    )
+
+
+def use_pricing_profile(profile: PricingProfile | None, *, provider: str | None = None) -> None:
+    """Price with ``profile`` on the process-wide registry.
+
+    See :meth:`PricingRegistry.use_profile`.
+    """
+    get_pricing().use_profile(profile, provider=provider)

@@ -1,0 +1,603 @@
+"""Cost of LLM calls: genai-prices data, overrides, profiles and cache-token rules.
+
+Expected prices are computed here from genai-prices itself (its ``calc_price`` and its
+raw per-model data), never copied as numbers, so the tests follow the installed data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+import textwrap
+import threading
+from decimal import Decimal
+from typing import Any
+
+import genai_prices
+import pytest
+from genai_prices.data_snapshot import get_snapshot
+
+import rastir
+from rastir import pricing
+from rastir.pricing import (
+    BATCH,
+    STANDARD,
+    PricingProfile,
+    PricingRegistry,
+    TokenUsage,
+    get_pricing,
+    set_model_price,
+    use_pricing_profile,
+)
+
+
+def _genai_total(
+    gp_provider: str,
+    model: str,
+    *,
+    input_total: int,
+    output: int = 0,
+    cache_read: int = 0,
+    cache_write: int = 0,
+    context: dict[str, str] | None = None,
+) -> float:
+    """genai-prices' own price; its ``input_tokens`` always includes the cache."""
+    usage = genai_prices.Usage(
+        input_tokens=input_total,
+        output_tokens=output,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+    )
+    calc = genai_prices.calc_price(usage, model, provider_id=gp_provider, price_context=context)
+    return float(calc.total_price)
+
+
+def _mtok(gp_provider: str, model: str, key: str) -> Decimal:
+    """A raw per-million price from genai-prices' data."""
+    _, info = get_snapshot().find_provider_model(model, None, gp_provider, None)
+    from datetime import datetime, timezone
+
+    value = getattr(info.get_prices(datetime.now(tz=timezone.utc)), key)
+    assert isinstance(value, Decimal), f"{model} {key} is {value!r}"
+    return value
+
+
+def _close(a: float | None, b: float) -> bool:
+    return a is not None and math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-15)
+
+
+# -- TokenUsage -----------------------------------------------------------------------
+
+
+def test_token_usage_is_a_slotted_dataclass_with_zero_defaults() -> None:
+    usage = TokenUsage(input_tokens=5)
+    assert dataclasses.is_dataclass(usage)
+    assert not hasattr(usage, "__dict__")
+    assert (usage.output_tokens, usage.cache_read_tokens, usage.cache_write_tokens) == (0, 0, 0)
+    assert TokenUsage(1, 2, 3, 4) == TokenUsage(
+        input_tokens=1, output_tokens=2, cache_read_tokens=3, cache_write_tokens=4
+    )
+
+
+# -- known models ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "gp_provider", "model"),
+    [
+        ("openai", "openai", "gpt-4o"),
+        ("openai", "openai", "gpt-4o-mini-2024-07-18"),
+        ("azure.ai.openai", "azure", "gpt-4o"),
+        ("groq", "groq", "llama-3.3-70b-versatile"),
+        ("gcp.gemini", "google", "gemini-2.5-flash"),
+        ("mistral_ai", "mistral", "mistral-large-latest"),
+        ("cohere", "cohere", "command-r-plus"),
+        ("anthropic", "anthropic", "claude-3-5-sonnet-20241022"),
+        ("aws.bedrock", "aws", "meta.llama3-70b-instruct-v1:0"),
+    ],
+)
+def test_known_models_are_priced_as_genai_prices_prices_them(
+    provider: str, gp_provider: str, model: str
+) -> None:
+    registry = PricingRegistry()
+    cost = registry.price(provider, model, TokenUsage(input_tokens=1234, output_tokens=567))
+    expected = _genai_total(gp_provider, model, input_total=1234, output=567)
+    assert expected > 0
+    assert _close(cost, expected), (cost, expected)
+
+
+def test_price_is_the_per_million_data_times_the_tokens() -> None:
+    registry = PricingRegistry()
+    cost = registry.price("openai", "gpt-4o", TokenUsage(input_tokens=2_000, output_tokens=300))
+    pin = _mtok("openai", "gpt-4o", "input_mtok")
+    pout = _mtok("openai", "gpt-4o", "output_mtok")
+    assert _close(cost, float((2_000 * pin + 300 * pout) / 1_000_000))
+
+
+def test_provider_aliases_reach_the_same_price() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=1000, output_tokens=1000)
+    for group in (
+        ("azure", "azure_openai", "azure.ai.openai", "AZURE"),
+        ("aws.bedrock", "bedrock", "aws"),
+        ("gcp.gemini", "gemini", "google", "gcp.vertex_ai"),
+    ):
+        model = {"azure": "gpt-4o", "aws.bedrock": "amazon.nova-pro-v1:0"}.get(
+            group[0], "gemini-2.0-flash"
+        )
+        prices = {registry.price(name, model, usage) for name in group}
+        assert len(prices) == 1, (group, prices)
+        assert None not in prices, group
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "anthropic.claude-3-sonnet-20240229-v1:0",
+        "us.anthropic.claude-3-sonnet-20240229-v1:0",
+        "arn:aws:bedrock:us-east-1:123456789012:inference-profile/"
+        "us.anthropic.claude-3-sonnet-20240229-v1:0",
+    ],
+)
+@pytest.mark.parametrize("provider", ["aws.bedrock", "anthropic", None])
+def test_bedrock_ids_with_region_vendor_and_arn_prefixes_are_priced(
+    model: str, provider: str | None
+) -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=1000, output_tokens=200)
+    expected = _genai_total(
+        "aws", "anthropic.claude-3-sonnet-20240229-v1:0", input_total=1000, output=200
+    )
+    assert _close(registry.price(provider, model, usage), expected)
+    found = registry.model_price(provider, model)
+    assert found is not None
+    assert found.source.startswith("genai-prices:aws/")
+
+
+def test_a_tiered_model_switches_tier_by_the_whole_prompt_like_genai_prices() -> None:
+    registry = PricingRegistry()
+    found = registry.model_price("gcp.gemini", "gemini-2.5-pro")
+    assert found is not None
+    assert found.tiered
+    for total, cached in ((1_000, 100), (150_000, 60_000), (250_000, 1_000)):
+        usage = TokenUsage(input_tokens=total, output_tokens=500, cache_read_tokens=cached)
+        expected = _genai_total(
+            "google", "gemini-2.5-pro", input_total=total, output=500, cache_read=cached
+        )
+        assert _close(registry.price("gcp.gemini", "gemini-2.5-pro", usage), expected)
+
+
+# -- cache tokens ---------------------------------------------------------------------
+
+
+def test_openai_cached_tokens_are_inside_prompt_tokens() -> None:
+    # OpenAI: prompt_tokens=1000 of which prompt_tokens_details.cached_tokens=400.
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=1000, output_tokens=100, cache_read_tokens=400)
+    pin = _mtok("openai", "gpt-4o", "input_mtok")
+    pcr = _mtok("openai", "gpt-4o", "cache_read_mtok")
+    pout = _mtok("openai", "gpt-4o", "output_mtok")
+    assert pcr < pin
+    expected = float((600 * pin + 400 * pcr + 100 * pout) / 1_000_000)
+    assert _close(registry.price("openai", "gpt-4o", usage), expected)
+    assert _close(
+        registry.price("openai", "gpt-4o", usage),
+        _genai_total("openai", "gpt-4o", input_total=1000, output=100, cache_read=400),
+    )
+    # Cached tokens are cheaper: the same prompt uncached costs more.
+    uncached = registry.price("openai", "gpt-4o", TokenUsage(1000, 100))
+    assert uncached is not None
+    assert uncached > expected
+
+
+def test_anthropic_cache_reads_and_writes_are_outside_input_tokens() -> None:
+    # Anthropic: input_tokens=600 after the breakpoint, plus 400 read and 200 written.
+    registry = PricingRegistry()
+    model = "claude-3-5-sonnet-20241022"
+    usage = TokenUsage(
+        input_tokens=600, output_tokens=100, cache_read_tokens=400, cache_write_tokens=200
+    )
+    pin = _mtok("anthropic", model, "input_mtok")
+    pout = _mtok("anthropic", model, "output_mtok")
+    pcr = _mtok("anthropic", model, "cache_read_mtok")
+    pcw = _mtok("anthropic", model, "cache_write_mtok")
+    expected = float((600 * pin + 100 * pout + 400 * pcr + 200 * pcw) / 1_000_000)
+    assert _close(registry.price("anthropic", model, usage), expected)
+    assert _close(
+        registry.price("anthropic", model, usage),
+        _genai_total(
+            "anthropic", model, input_total=1200, output=100, cache_read=400, cache_write=200
+        ),
+    )
+
+
+def test_bedrock_converse_counts_like_anthropic() -> None:
+    # Converse: inputTokens excludes cacheReadInputTokens and cacheWriteInputTokens.
+    registry = PricingRegistry()
+    model = "us.anthropic.claude-3-5-sonnet-20240620-v1:0"
+    usage = TokenUsage(input_tokens=50, output_tokens=10, cache_read_tokens=900)
+    expected = _genai_total("aws", model, input_total=950, output=10, cache_read=900)
+    assert _close(registry.price("aws.bedrock", model, usage), expected)
+
+
+def test_claude_on_vertex_counts_like_anthropic() -> None:
+    registry = PricingRegistry()
+    found = registry.model_price("gcp.vertex_ai", "claude-3-5-sonnet@20240620")
+    assert found is not None
+    assert not found.cached_in_input
+    usage = TokenUsage(input_tokens=10, output_tokens=10, cache_read_tokens=500)
+    # Would raise "cache tokens exceed input_tokens" with OpenAI-style counting.
+    assert registry.price("gcp.vertex_ai", "claude-3-5-sonnet@20240620", usage) is not None
+
+
+def test_cached_in_input_overrides_the_providers_rule() -> None:
+    # LangChain's usage_metadata folds Anthropic's cache counts into input_tokens.
+    registry = PricingRegistry()
+    model = "claude-3-5-sonnet-20241022"
+    normalised = TokenUsage(input_tokens=1000, output_tokens=5, cache_read_tokens=400)
+    native = TokenUsage(input_tokens=600, output_tokens=5, cache_read_tokens=400)
+    as_normalised = registry.price("anthropic", model, normalised, cached_in_input=True)
+    assert as_normalised == registry.price("anthropic", model, native)
+    assert registry.price("anthropic", model, normalised) != as_normalised
+
+
+def test_cache_counts_larger_than_an_inclusive_prompt_are_refused() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=100, cache_read_tokens=400)
+    with pytest.raises(ValueError, match="exceed input_tokens"):
+        registry.price("openai", "gpt-4o", usage)
+
+
+def test_a_missing_cache_price_bills_cached_tokens_as_input() -> None:
+    registry = PricingRegistry()
+    found = registry.model_price("groq", "llama-3.3-70b-versatile")
+    assert found is not None
+    assert found.cache_read == found.input
+    with_cache = registry.price(
+        "groq", "llama-3.3-70b-versatile", TokenUsage(1000, 10, cache_read_tokens=300)
+    )
+    assert with_cache == registry.price("groq", "llama-3.3-70b-versatile", TokenUsage(1000, 10))
+
+
+# -- unknown models -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("openai", "gpt-nonexistent-9000"),
+        (None, "my-private-model"),
+        ("some-new-cloud", "my-private-model"),
+        ("unknown", "x"),
+        ("openai", ""),
+    ],
+)
+def test_an_unknown_model_is_none_never_zero(provider: str | None, model: str) -> None:
+    registry = PricingRegistry()
+    assert registry.price(provider, model, TokenUsage(1000, 1000)) is None
+    assert registry.price(provider, model, TokenUsage(1000, 1000)) is None  # cached miss
+    assert registry.model_price(provider, model) is None
+
+
+def test_without_genai_prices_overrides_still_price_and_the_rest_is_unknown() -> None:
+    registry = PricingRegistry(use_genai_prices=False)
+    assert not registry.has_price_data
+    assert registry.price("openai", "gpt-4o", TokenUsage(10, 10)) is None
+    registry.set_model_price("gpt-4o", input=1.0, output=2.0)
+    assert registry.price("openai", "gpt-4o", TokenUsage(1_000_000, 1_000_000)) == 3.0
+
+
+def _run(code: str) -> str:
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return out.stdout.strip()
+
+
+def test_without_the_pricing_extra_installed_pricing_degrades_to_overrides() -> None:
+    out = _run(
+        """
+        import sys
+        sys.modules["genai_prices"] = None  # what import sees when it is not installed
+        import rastir
+        from rastir.pricing import TokenUsage
+        registry = rastir.get_pricing()
+        unknown = registry.price("openai", "gpt-4o", TokenUsage(10, 10))
+        rastir.set_model_price("gpt-4o", input=2.0, output=4.0)
+        known = registry.price("openai", "gpt-4o", TokenUsage(500_000, 250_000))
+        print(registry.has_price_data, unknown, known)
+        """
+    )
+    assert out == "False None 2.0"
+
+
+def test_pricing_never_touches_the_network_nor_starts_a_thread() -> None:
+    out = _run(
+        """
+        import sys, threading
+        seen = []
+        def hook(event, args):
+            if event.startswith(("socket.", "urllib.", "http.client.")):
+                seen.append(event)
+        sys.addaudithook(hook)
+        from rastir.pricing import BATCH, PricingRegistry, TokenUsage
+        registry = PricingRegistry()
+        for provider, model in [
+            ("openai", "gpt-4o"),
+            ("anthropic", "claude-3-5-sonnet"),
+            ("aws.bedrock", "us.anthropic.claude-3-5-sonnet-20240620-v1:0"),
+            ("gcp.gemini", "gemini-2.5-pro"),
+            (None, "not-a-model"),
+        ]:
+            registry.price(provider, model, TokenUsage(10, 10))
+        registry.use_profile(BATCH)
+        registry.price("openai", "gpt-4o", TokenUsage(10, 10))
+        print(seen, threading.active_count())
+        """
+    )
+    assert out == "[] 1"
+
+
+def test_import_rastir_does_not_import_genai_prices() -> None:
+    out = _run(
+        """
+        import sys
+        import rastir
+        before = "genai_prices" in sys.modules
+        rastir.get_pricing()
+        after_registry = "genai_prices" in sys.modules
+        rastir.get_pricing().price("openai", "gpt-4o", rastir.TokenUsage(1, 1))
+        print(before, after_registry, "genai_prices" in sys.modules)
+        """
+    )
+    assert out == "False False True"
+
+
+# -- overrides ------------------------------------------------------------------------
+
+
+def test_an_override_prices_a_model_genai_prices_does_not_know() -> None:
+    registry = PricingRegistry()
+    registry.set_model_price("acme-ft-7b", input=0.5, output=1.5, cache_read=0.1)
+    usage = TokenUsage(input_tokens=2_000_000, output_tokens=1_000_000, cache_read_tokens=1_000_000)
+    # OpenAI-style counting for an unnamed provider: 1M uncached + 1M cached.
+    assert registry.price(None, "acme-ft-7b", usage) == pytest.approx(0.5 + 1.5 + 0.1)
+
+
+def test_an_override_wins_over_genai_prices_and_removing_it_restores_the_data() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=1_000_000, output_tokens=1_000_000)
+    listed = registry.price("openai", "gpt-4o", usage)
+    registry.set_model_price("GPT-4o", input=1.0, output=1.0)
+    assert registry.price("openai", "gpt-4o", usage) == 2.0
+    found = registry.model_price("openai", "gpt-4o")
+    assert found is not None
+    assert found.source.startswith("override:")
+    assert registry.remove_model_price("gpt-4o")
+    assert not registry.remove_model_price("gpt-4o")
+    assert registry.price("openai", "gpt-4o", usage) == listed
+
+
+def test_an_override_for_one_provider_leaves_the_others_alone() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=1_000_000)
+    registry.set_model_price("gpt-4o", input=9.0, output=9.0, provider="azure")
+    assert registry.price("azure.ai.openai", "gpt-4o", usage) == 9.0
+    assert registry.price("openai", "gpt-4o", usage) == _genai_total(
+        "openai", "gpt-4o", input_total=1_000_000
+    )
+
+
+def test_an_override_of_a_bare_model_applies_to_its_bedrock_id() -> None:
+    registry = PricingRegistry()
+    registry.set_model_price("claude-3-haiku-20240307", input=1.0, output=1.0)
+    cost = registry.price(
+        "aws.bedrock",
+        "eu.anthropic.claude-3-haiku-20240307-v1:0",
+        TokenUsage(input_tokens=1_000_000, cache_write_tokens=1_000_000),
+    )
+    # cache_write defaults to the input price, and Bedrock counts it outside the input.
+    assert cost == 2.0
+
+
+def test_the_module_level_helpers_change_the_process_registry() -> None:
+    assert get_pricing() is get_pricing()
+    assert rastir.get_pricing is get_pricing
+    try:
+        set_model_price("house-model", input=3.0, output=0.0)
+        assert get_pricing().price(None, "house-model", TokenUsage(1_000_000)) == 3.0
+        use_pricing_profile(PricingProfile("half", multiplier=0.5))
+        assert get_pricing().price(None, "house-model", TokenUsage(1_000_000)) == 1.5
+    finally:
+        use_pricing_profile(None)
+        get_pricing().remove_model_price("house-model")
+    assert get_pricing().price(None, "house-model", TokenUsage(1_000_000)) is None
+
+
+# -- profiles -------------------------------------------------------------------------
+
+
+def test_a_discount_profile_scales_every_price() -> None:
+    listed = PricingRegistry()
+    contract = PricingRegistry(profile=PricingProfile("acme", multiplier=0.8))
+    usage = TokenUsage(1000, 2000, cache_read_tokens=100)
+    listed_cost = listed.price("openai", "gpt-4o", usage)
+    assert listed_cost is not None
+    assert contract.price("openai", "gpt-4o", usage) == pytest.approx(listed_cost * 0.8)
+    contract.set_model_price("mine", input=10.0, output=10.0)
+    assert contract.price(None, "mine", TokenUsage(1_000_000)) == pytest.approx(8.0)
+
+
+def test_a_profile_for_one_provider_applies_to_that_provider_only() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(1000, 1000)
+    openai_listed = registry.price("openai", "gpt-4o", usage)
+    azure_listed = registry.price("azure", "gpt-4o", usage)
+    assert openai_listed is not None
+    assert azure_listed is not None
+    registry.use_profile(PricingProfile("azure-deal", multiplier=0.5), provider="azure.ai.openai")
+    assert registry.profile("azure").name == "azure-deal"
+    assert registry.profile("openai") is STANDARD
+    assert registry.price("azure", "gpt-4o", usage) == pytest.approx(azure_listed * 0.5)
+    assert registry.price("openai", "gpt-4o", usage) == openai_listed
+    registry.use_profile(None, provider="azure")
+    assert registry.price("azure", "gpt-4o", usage) == azure_listed
+
+
+def test_the_batch_profile_uses_genai_prices_batch_variant() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=10_000, output_tokens=5_000)
+    standard = registry.price("openai", "gpt-4o", usage)
+    registry.use_profile(BATCH)
+    batch = registry.price("openai", "gpt-4o", usage)
+    expected = _genai_total(
+        "openai",
+        "gpt-4o",
+        input_total=10_000,
+        output=5_000,
+        context={"processing": "batch"},
+    )
+    assert standard is not None
+    assert batch is not None
+    assert _close(batch, expected)
+    assert batch < standard
+    registry.use_profile(None)
+    assert registry.price("openai", "gpt-4o", usage) == standard
+
+
+# -- bad input ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["input_tokens", "output_tokens", "cache_read_tokens"])
+def test_negative_token_counts_are_refused(field: str) -> None:
+    usage = TokenUsage(**{field: -1})
+    with pytest.raises(ValueError, match=rf"TokenUsage\.{field} must be >= 0"):
+        PricingRegistry().price("openai", "gpt-4o", usage)
+
+
+@pytest.mark.parametrize("value", [1.5, "10", None, True, Decimal(3)])
+def test_token_counts_of_the_wrong_type_are_refused(value: Any) -> None:
+    usage = TokenUsage(output_tokens=value)
+    with pytest.raises(TypeError, match=r"TokenUsage\.output_tokens must be an int"):
+        PricingRegistry().price("openai", "gpt-4o", usage)
+
+
+def test_a_negative_count_is_refused_for_an_unknown_model_too() -> None:
+    with pytest.raises(ValueError, match="must be >= 0"):
+        PricingRegistry().price(None, "nope", TokenUsage(cache_write_tokens=-5))
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "usage", "message"),
+    [
+        ("openai", "gpt-4o", {"input_tokens": 1}, "usage must be a rastir.pricing.TokenUsage"),
+        ("openai", ["gpt-4o"], TokenUsage(), "model must be a str"),
+        ("openai", None, TokenUsage(), "model must be a str"),
+        (42, "gpt-4o", TokenUsage(), "provider must be a str or None"),
+    ],
+)
+def test_arguments_of_the_wrong_type_are_refused(
+    provider: Any, model: Any, usage: Any, message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        PricingRegistry().price(provider, model, usage)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"input": -1.0, "output": 1.0}, ValueError, "input must be a finite number >= 0"),
+        ({"input": 1.0, "output": math.nan}, ValueError, "output must be a finite number"),
+        ({"input": 1.0, "output": 1.0, "cache_read": math.inf}, ValueError, "cache_read"),
+        ({"input": "1", "output": 1.0}, TypeError, "input must be a number"),
+        ({"input": True, "output": 1.0}, TypeError, "input must be a number"),
+        ({"input": 1.0, "output": 1.0, "provider": 3}, TypeError, "provider must be a str"),
+    ],
+)
+def test_bad_override_prices_are_refused(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    registry = PricingRegistry()
+    with pytest.raises(error, match=message):
+        registry.set_model_price("m", **kwargs)
+    with pytest.raises(ValueError, match="non-empty"):
+        registry.set_model_price("  ", input=1.0, output=1.0)
+    assert registry.price(None, "m", TokenUsage(1)) is None
+
+
+def test_bad_profiles_are_refused() -> None:
+    with pytest.raises(ValueError, match="multiplier must be a finite number >= 0"):
+        PricingProfile("x", multiplier=-0.1)
+    with pytest.raises(ValueError, match="non-empty"):
+        PricingProfile("")
+    with pytest.raises(TypeError, match="price_context must map str to str"):
+        PricingProfile("x", price_context={"processing": 1})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="profile must be a PricingProfile"):
+        PricingRegistry().use_profile("batch")  # type: ignore[arg-type]
+    with pytest.raises(AttributeError, match="immutable"):
+        BATCH.multiplier = 0.0
+    assert PricingProfile("batch", price_context={"processing": "batch"}) == BATCH
+
+
+# -- concurrency and bounds -----------------------------------------------------------
+
+
+def test_concurrent_pricing_while_overrides_change_sees_only_valid_prices() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(input_tokens=1_000_000)
+    listed = registry.price("openai", "gpt-4o", usage)
+    allowed = {listed, 7.0}
+    seen: set[float | None] = set()
+    errors: list[BaseException] = []
+    start = threading.Barrier(5)
+
+    def reader() -> None:
+        start.wait()
+        try:
+            for _ in range(5_000):
+                seen.add(registry.price("openai", "gpt-4o", usage))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def writer() -> None:
+        start.wait()
+        for _ in range(300):
+            registry.set_model_price("gpt-4o", input=7.0, output=7.0)
+            registry.remove_model_price("gpt-4o")
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    threads.append(threading.Thread(target=writer))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert seen <= allowed
+    assert listed in seen
+    assert registry.price("openai", "gpt-4o", usage) == listed
+
+
+def test_the_resolved_price_cache_is_bounded() -> None:
+    registry = PricingRegistry(use_genai_prices=False)
+    for n in range(pricing._MAX_RECORDS + 50):
+        registry.price(None, f"generated-{n}", TokenUsage())
+    assert len(registry._records) <= pricing._MAX_RECORDS
+
+
+def test_prices_that_change_with_the_time_of_day_expire_at_the_next_edge() -> None:
+    # DeepSeek lists off-peak prices by UTC time of day: the resolved record must
+    # be rebuilt at the window's edge, not kept forever.
+    import time as _time
+
+    registry = PricingRegistry()
+    assert registry.model_price("deepseek", "deepseek-chat") is not None
+    expires = registry._records[("deepseek", "deepseek-chat")][7]
+    assert _time.time() < expires <= _time.time() + 86_400
+    assert registry.model_price("openai", "gpt-4o") is not None
+    assert registry._records[("openai", "gpt-4o")][7] == 0.0
