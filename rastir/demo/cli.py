@@ -230,8 +230,10 @@ def main(
         data_dir = Path(tempfile.mkdtemp(prefix="rastir-demo-"))
     children: list[Child] = []
     # SIGTERM (a CI timeout, a supervisor) ends the demo the way Ctrl-C does: the
-    # children are stopped by the finally below, never left behind.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # children are stopped by the finally below, never left behind. SIGINT gets the
+    # same handler even when it was inherited as ignored (a background job).
+    interrupt = _Interrupt()
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return _run(args, data_dir, temporary, progress, style, children)
     except ChildFailed as e:
@@ -246,13 +248,23 @@ def main(
     finally:
         for child in reversed(children):
             child.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _Interrupt:
+    """Turns the first SIGINT or SIGTERM into ``KeyboardInterrupt``; ignores the rest,
+    so that a second signal cannot cut short the stopping of the children."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
 
 
 def _run(

@@ -1,0 +1,129 @@
+"""The text views on their own: styles, units, and the odd shapes a tree can take."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from rastir.viewer.render import (
+    Style,
+    format_cost,
+    format_duration,
+    render_trace,
+    render_trace_list,
+)
+
+
+class _Terminal(io.StringIO):
+    encoding = "utf-8"
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _node(name: str, start_ms: float, dur_ms: float, **kw: Any) -> dict[str, Any]:
+    return {
+        "span_id": name,
+        "name": name,
+        "kind": kw.pop("kind", "custom"),
+        "service": kw.pop("service", "svc"),
+        "start_time_unix_nano": int(start_ms * 1e6),
+        "duration_ns": int(dur_ms * 1e6),
+        "status": kw.pop("status", "ok"),
+        "error": kw.pop("error", None),
+        "attributes": kw.pop("attributes", {}),
+        "orphan": kw.pop("orphan", False),
+        "children": kw.pop("children", []),
+    }
+
+
+def _trace(*spans: dict[str, Any], **summary: Any) -> dict[str, Any]:
+    return {"trace_id": "ab" * 16, "summary": {"trace_id": "ab" * 16, **summary}, "spans": spans}
+
+
+def _rows(text: str) -> list[str]:
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("SPAN"))
+    return lines[header + 1 :]
+
+
+@pytest.mark.parametrize(
+    ("ns", "text"),
+    [
+        (420_000, "0.42 ms"),
+        (12_345_000, "12.3 ms"),
+        (1_250_000_000, "1.25 s"),
+        (123_000_000_000, "2m 03s"),
+    ],
+)
+def test_durations_read_in_the_unit_that_fits(ns: int, text: str) -> None:
+    assert format_duration(ns) == text
+
+
+@pytest.mark.parametrize(
+    ("usd", "text"), [(0.000135, "$0.000135"), (0.0421, "$0.0421"), (1234.5, "$1,234.50")]
+)
+def test_costs_keep_the_digits_small_calls_need(usd: float, text: str) -> None:
+    assert format_cost(usd) == text
+
+
+def test_colour_only_on_a_terminal_and_never_under_no_color(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TERM", raising=False)
+    assert Style.for_stream(_Terminal()).color
+    assert not Style.for_stream(io.StringIO()).color
+    assert Style.for_stream(io.StringIO(), "always").color
+    assert not Style.for_stream(_Terminal(), "never").color
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not Style.for_stream(_Terminal()).color
+
+
+def test_a_stream_that_cannot_write_box_drawing_gets_ascii() -> None:
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    style = Style.for_stream(stream)
+    assert not style.unicode
+    child = _node("child", 1, 2, status="error", error={"type": "timeout", "message": "slow"})
+    text = render_trace(_trace(_node("root", 0, 10, children=[child])), style)
+    text.encode("ascii")  # every character is ASCII
+    assert "`-- child" in _rows(text)[1]
+    assert "x timeout: slow" in _rows(text)[1]
+
+
+def test_orphans_cancelled_spans_and_flattened_trees_are_marked() -> None:
+    trace = _trace(
+        _node("root", 0, 10),
+        _node("late", 2, 1, orphan=True),
+        _node("stopped", 3, 1, status="cancelled"),
+    )
+    trace["flattened"] = True
+    text = render_trace(trace, Style())
+    rows = _rows(text)
+    assert "(parent span not received)" in rows[1]
+    assert "cancelled" in rows[2]
+    assert text.endswith("(tree too deep to nest: shown flat)")
+
+
+def test_long_names_are_cut_and_columns_stay_aligned() -> None:
+    deep = _node("x" * 80, 1, 1)
+    text = render_trace(_trace(_node("root", 0, 10, children=[deep])), Style())
+    rows = _rows(text)
+    assert rows[1].startswith("└── " + "x" * 51 + "…")
+    assert rows[0].index("custom") == rows[1].index("custom")
+
+
+def test_the_timeline_places_each_span_within_the_trace() -> None:
+    early, late = _node("early", 0, 5), _node("late", 5, 5)
+    rows = _rows(render_trace(_trace(_node("root", 0, 10, children=[early, late])), Style()))
+    assert rows[0].count("█") == 20
+    assert rows[1].count("█") == 10
+    assert rows[2].count("█") == 10
+    assert rows[1].index("█") < rows[2].index("█")
+
+
+def test_an_empty_trace_and_an_empty_list_say_so() -> None:
+    assert render_trace(_trace(), Style()).endswith("(no spans)")
+    assert render_trace_list([], Style()) == "no traces match"
