@@ -33,7 +33,7 @@ DEFAULT_PATTERNS: Final[dict[str, str]] = {
     "jwt": r"\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
     "secret_assignment": (
         r"(?i:\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|token)"
-        r"\s*[:=]\s*[\"']?[^\s\"',;]{4,})"
+        r"\s*[:=]\s*[\"']?[^\s\"',;]{4,}[\"']?)"
     ),
     # 32+ characters of letters and digits mixed: digests, tokens, generated keys
     "long_secret": r"\b(?=[A-Za-z0-9_]*[0-9])(?=[A-Za-z0-9_]*[A-Za-z])[A-Za-z0-9_]{32,}\b",

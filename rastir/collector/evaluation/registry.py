@@ -77,7 +77,15 @@ class EvaluatorRegistry:
                     f"{', '.join(self)} or an import path 'package.module:Class'"
                 )
             factory = _import(config)
-        evaluator = factory(config)
+        try:
+            evaluator = factory(config)
+        except ValueError:
+            raise
+        except Exception as e:  # a factory with another signature, or a bug in it
+            raise ValueError(
+                f"evaluator {config.name!r}: {config.type} failed to build it: "
+                f"{type(e).__name__}: {e}"
+            )
         if not isinstance(evaluator, Evaluator):
             raise ValueError(
                 f"evaluator {config.name!r}: {config.type} made a "
