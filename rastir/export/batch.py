@@ -45,11 +45,21 @@ _RETRY_AFTER_CAP = 60.0
 class ExporterStats:
     """Counters kept by the exporter thread, for tests and health checks."""
 
-    __slots__ = ("batches_failed", "batches_sent", "last_error", "retries", "spans_sent")
+    __slots__ = (
+        "batches_failed",
+        "batches_sent",
+        "last_error",
+        "retries",
+        "spans_dropped",
+        "spans_sent",
+    )
 
     def __init__(self) -> None:
         self.batches_sent = 0
         self.spans_sent = 0
+        # Spans lost before sending, in direct OTLP mode (otherwise the count travels
+        # to the collector in each batch's dropped field).
+        self.spans_dropped = 0
         self.batches_failed = 0
         self.retries = 0
         self.last_error = ""
@@ -85,16 +95,27 @@ class BatchExporter:
     def __init__(
         self, pipeline: Pipeline, settings: Settings, transport: HttpTransport | None = None
     ) -> None:
-        if settings.push_url is None:
-            raise ValueError("BatchExporter needs settings with a push_url")
+        # exporter="otlp" (direct mode): OTLP protobuf straight to an OpenTelemetry
+        # collector's endpoint, same thread, batching and retries.
+        self._otlp = settings.exporter == "otlp"
+        url = settings.otlp_endpoint if self._otlp else settings.push_url
+        if url is None:
+            raise ValueError("BatchExporter needs settings with a push_url or an otlp_endpoint")
         self.pipeline = pipeline
         self.settings = settings
+        self._encode = encode_batch
+        if self._otlp:
+            from rastir.export.otlp import CONTENT_TYPE_PROTOBUF, encode_batch_otlp
+
+            self._encode = encode_batch_otlp
         self.transport = transport or HttpTransport(
-            settings.push_url,
+            url,
             token=settings.token,
             headers=settings.headers,
             timeout=settings.timeout,
             gzip=settings.gzip,
+            path="" if self._otlp else "/v1/telemetry",
+            content_type=CONTENT_TYPE_PROTOBUF if self._otlp else "application/json",
         )
         self.stats = ExporterStats()
         self._resource = settings.resource()
@@ -233,8 +254,17 @@ class BatchExporter:
 
     def _deliver(self, batch: list[Span]) -> None:
         dropped = self.pipeline.take_dropped()
+        if self._otlp:
+            # OTLP has no field for spans lost before sending: they are counted here
+            # (ExporterStats.spans_dropped) and logged instead.
+            if dropped:
+                self.stats.spans_dropped += dropped
+                _log.warning("rastir exporter: %d spans dropped before export", dropped)
+                dropped = 0
+            if not batch:
+                return
         try:
-            body = encode_batch(batch, self._resource, dropped)
+            body = self._encode(batch, self._resource, dropped)
         except Exception as e:  # a span that cannot be encoded must not stall the rest
             _log.warning("rastir exporter: could not encode a batch: %s", e)
             self.pipeline.add_dropped(dropped + len(batch))

@@ -56,8 +56,10 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class HttpTransport:
-    """POSTs bodies to ``{push_url}/v1/telemetry`` over one kept-alive connection.
+    """POSTs bodies to ``{push_url}{path}`` over one kept-alive connection.
 
+    ``path`` is ``/v1/telemetry`` for a rastir collector; direct OTLP export passes
+    the full endpoint as ``push_url``, an empty ``path`` and its own content type.
     Used by the exporter's single thread only; not thread-safe.
     """
 
@@ -69,6 +71,8 @@ class HttpTransport:
         headers: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         gzip: bool = True,
+        path: str = "/v1/telemetry",
+        content_type: str = "application/json",
     ) -> None:
         parts = urlsplit(push_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -76,10 +80,10 @@ class HttpTransport:
         self._https = parts.scheme == "https"
         self._host = parts.hostname
         self._port = parts.port
-        self._path = (parts.path.rstrip("/") or "") + "/v1/telemetry"
+        self._path = (parts.path.rstrip("/") + path) or "/"
         self._timeout = timeout
         self._gzip = gzip
-        self._headers = {"Content-Type": "application/json", "User-Agent": "rastir-python"}
+        self._headers = {"Content-Type": content_type, "User-Agent": "rastir-python"}
         if headers:
             self._headers.update(headers)
         if token:
