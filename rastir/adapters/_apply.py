@@ -25,15 +25,26 @@ __all__ = [
 
 _log = logging.getLogger("rastir")
 
-_MODEL_KWARGS: Final = ("model", "model_id", "modelId", "model_name")
-# Request parameters worth recording (OTel gen_ai.request.*); numbers only.
-_PARAM_KWARGS: Final = (
-    ("temperature", "gen_ai.request.temperature"),
-    ("max_tokens", "gen_ai.request.max_tokens"),
-    ("max_completion_tokens", "gen_ai.request.max_tokens"),
-    ("max_output_tokens", "gen_ai.request.max_tokens"),
-    ("top_p", "gen_ai.request.top_p"),
-)
+# Keyword arguments the request phase reads, and what each one is. Only these are
+# ever looked at: keys, headers and tokens are never read.
+_MODEL: Final = 0
+_INFERENCE_CONFIG: Final = 1
+_GUARDRAIL_CONFIG: Final = 2
+_KWARGS: Final[dict[str, int | str]] = {
+    "model": _MODEL,
+    "model_id": _MODEL,
+    "modelId": _MODEL,
+    "model_name": _MODEL,
+    "inferenceConfig": _INFERENCE_CONFIG,
+    "guardrailConfig": _GUARDRAIL_CONFIG,
+    # request parameters (OTel gen_ai.request.*), numbers only
+    "temperature": "gen_ai.request.temperature",
+    "max_tokens": "gen_ai.request.max_tokens",
+    "max_completion_tokens": "gen_ai.request.max_tokens",
+    "max_output_tokens": "gen_ai.request.max_tokens",
+    "top_p": "gen_ai.request.top_p",
+}
+_MODEL_ORDER: Final = ("model", "model_id", "modelId", "model_name")
 
 # Bedrock model ids: ``vendor.model``, optionally behind a cross-region inference
 # profile prefix (``us.anthropic...``) or inside an ARN.
@@ -89,11 +100,43 @@ def parse_bedrock_model_id(model_id: str) -> tuple[str, str] | None:
 def _scan_kwargs(attrs: dict[str, Any], kwargs: dict[str, Any]) -> tuple[str | None, str | None]:
     model: str | None = None
     provider: str | None = None
-    for key in _MODEL_KWARGS:
-        value = kwargs.get(key)
-        if value.__class__ is str and value:
-            model = value
-            break
+    models = 0
+    get = _KWARGS.get
+    for key, value in kwargs.items():
+        role = get(key)
+        if role is None:
+            continue
+        if role == _MODEL:
+            if value.__class__ is str and value:
+                models += 1
+                model = value
+        elif role.__class__ is str:
+            if value is not None and value.__class__ in (int, float):
+                attrs[role] = value
+        elif role == _INFERENCE_CONFIG:
+            if isinstance(value, dict):
+                for ckey, name in (
+                    ("maxTokens", "gen_ai.request.max_tokens"),
+                    ("temperature", "gen_ai.request.temperature"),
+                    ("topP", "gen_ai.request.top_p"),
+                ):
+                    number = value.get(ckey)
+                    if number is not None and number.__class__ in (int, float):
+                        attrs[name] = number
+        elif isinstance(value, dict):  # guardrailConfig (Bedrock)
+            gid = value.get("guardrailIdentifier")
+            if isinstance(gid, str) and gid:
+                attrs["rastir.guardrail.id"] = gid
+            version = value.get("guardrailVersion")
+            if isinstance(version, str) and version:
+                attrs["rastir.guardrail.version"] = version
+            provider = "aws.bedrock"
+    if models > 1:  # several spellings: the documented order decides
+        for key in _MODEL_ORDER:
+            value = kwargs.get(key)
+            if value.__class__ is str and value:
+                model = value
+                break
     if model is not None and "." in model:
         parsed = parse_bedrock_model_id(model)
         if parsed is not None:
@@ -101,29 +144,6 @@ def _scan_kwargs(attrs: dict[str, Any], kwargs: dict[str, Any]) -> tuple[str | N
             model, vendor = parsed
             attrs["rastir.model.vendor"] = vendor
             provider = "aws.bedrock"
-    for key, name in _PARAM_KWARGS:
-        value = kwargs.get(key)
-        if value is not None and value.__class__ in (int, float):
-            attrs[name] = value
-    config = kwargs.get("inferenceConfig")
-    if isinstance(config, dict):
-        for key, name in (
-            ("maxTokens", "gen_ai.request.max_tokens"),
-            ("temperature", "gen_ai.request.temperature"),
-            ("topP", "gen_ai.request.top_p"),
-        ):
-            value = config.get(key)
-            if value is not None and value.__class__ in (int, float):
-                attrs[name] = value
-    guard = kwargs.get("guardrailConfig")
-    if isinstance(guard, dict):
-        gid = guard.get("guardrailIdentifier")
-        if isinstance(gid, str) and gid:
-            attrs["rastir.guardrail.id"] = gid
-        version = guard.get("guardrailVersion")
-        if isinstance(version, str) and version:
-            attrs["rastir.guardrail.version"] = version
-        provider = provider or "aws.bedrock"
     return model, provider
 
 
@@ -310,12 +330,7 @@ def price(
         return
     token_usage, get_pricing = pricing
     try:
-        usage = token_usage(
-            input_tokens=tokens_in or 0,
-            output_tokens=tokens_out or 0,
-            cache_read_tokens=cache_read or 0,
-            cache_write_tokens=cache_write or 0,
-        )
+        usage = token_usage(tokens_in or 0, tokens_out or 0, cache_read or 0, cache_write or 0)
         cost = get_pricing().price(attrs.get("gen_ai.provider.name"), name, usage)
     except Exception:
         _log.debug("rastir: pricing failed", exc_info=True)

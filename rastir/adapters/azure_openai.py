@@ -18,11 +18,14 @@ __all__ = ["AzureOpenAIAdapter"]
 
 
 def _azure_marked(obj: Any) -> bool:
-    extra = getattr(obj, "model_extra", None)
+    # pydantic keeps undeclared fields in ``__pydantic_extra__``; Azure adds
+    # ``prompt_filter_results`` to every response and to the first stream chunk.
+    extra = getattr(obj, "__pydantic_extra__", None)
     if extra and "prompt_filter_results" in extra:
         return True
-    for choice in getattr(obj, "choices", None) or ():
-        cextra = getattr(choice, "model_extra", None)
+    choices = getattr(obj, "choices", None)
+    if choices:
+        cextra = getattr(choices[0], "__pydantic_extra__", None)
         if cextra and "content_filter_results" in cextra:
             return True
     return False
@@ -32,7 +35,7 @@ def _filter_hits(obj: Any) -> list[str]:
     """Categories whose Azure content filter result says ``filtered``."""
     hits: list[str] = []
     for choice in getattr(obj, "choices", None) or ():
-        results = (getattr(choice, "model_extra", None) or {}).get("content_filter_results")
+        results = (getattr(choice, "__pydantic_extra__", None) or {}).get("content_filter_results")
         if isinstance(results, dict):
             for category, verdict in results.items():
                 if isinstance(verdict, dict) and verdict.get("filtered") is True:

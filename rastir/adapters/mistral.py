@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from rastir.adapters._content import to_parts
 from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, str_or_none
 from rastir.adapters.openai import read_chat_usage
 
@@ -41,6 +42,16 @@ class MistralAdapter(BaseAdapter):
         elif found:
             r.finish_reasons = found
         return r
+
+    def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
+        return [
+            {
+                "role": "assistant",
+                "parts": to_parts(getattr(getattr(c, "message", None), "content", None)),
+                "finish_reason": str(c.finish_reason),
+            }
+            for c in getattr(result, "choices", None) or ()
+        ] or None
 
     def match_request_type(self, cls: type) -> bool:
         return cls.__name__ == "Mistral" and _ours(cls)

@@ -52,24 +52,47 @@ class OpenAIAdapter(BaseAdapter):
         return cls.__name__ in _RESPONSES and self._ours(cls)
 
     def transform(self, result: Any) -> AdapterResult:
-        r = AdapterResult(provider=self.provider)
-        r.model = str_or_none(getattr(result, "model", None))
-        r.response_id = str_or_none(getattr(result, "id", None))
-        usage = getattr(result, "usage", None)
+        # The hot path of the most common response: the class is known (cached match),
+        # so its declared fields are read directly.
+        model = result.model
+        rid = result.id
+        usage = result.usage
+        tin = tout = cached = written = None
         if usage is not None:
-            read_chat_usage(r, usage)
+            tin = getattr(usage, "prompt_tokens", None)
+            if tin is not None:
+                tout = usage.completion_tokens
+                details = getattr(usage, "prompt_tokens_details", None)
+            else:  # Responses API names
+                tin = getattr(usage, "input_tokens", None)
+                tout = getattr(usage, "output_tokens", None)
+                details = getattr(usage, "input_tokens_details", None)
+            if details is not None:
+                cached = details.cached_tokens
+                written = getattr(details, "cache_write_tokens", None)
+        finish = reasons = None
         choices = getattr(result, "choices", None)
         if choices:
             if len(choices) == 1:
-                r.finish_reason = str_or_none(choices[0].finish_reason)
+                finish = choices[0].finish_reason
             else:
-                r.finish_reasons = [str(c.finish_reason) for c in choices if c.finish_reason]
-        elif choices is None:  # Responses API
-            status = str_or_none(getattr(result, "status", None))
+                reasons = [str(c.finish_reason) for c in choices if c.finish_reason]
+        elif choices is None:  # Responses API: a status, and why it is incomplete
             incomplete = getattr(result, "incomplete_details", None)
-            reason = str_or_none(getattr(incomplete, "reason", None)) if incomplete else None
-            r.finish_reason = reason or status
-        return r
+            reason = getattr(incomplete, "reason", None) if incomplete is not None else None
+            finish = str_or_none(reason) or str_or_none(getattr(result, "status", None))
+        return AdapterResult(
+            None,
+            model if model.__class__ is str and model else str_or_none(model),
+            self.provider,
+            int_or_none(tin) if tin.__class__ is not int else tin,
+            int_or_none(tout) if tout.__class__ is not int else tout,
+            finish if finish.__class__ is str or finish is None else str_or_none(finish),
+            cache_read_tokens=cached if cached.__class__ is int else None,
+            cache_write_tokens=written if written.__class__ is int else None,
+            response_id=rid if rid.__class__ is str and rid else None,
+            finish_reasons=reasons,
+        )
 
     def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
         choices = getattr(result, "choices", None)
