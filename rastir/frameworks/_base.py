@@ -72,7 +72,7 @@ class FrameworkCall:
     and never raises into the framework.
     """
 
-    __slots__ = ("_aliases", "_lock", "_runs", "agent", "agent_name", "framework")
+    __slots__ = ("_aliases", "_lock", "_runs", "agent", "agent_name", "data", "framework")
 
     def __init__(self, agent: Span, agent_name: str, framework: str | None) -> None:
         self.agent = agent
@@ -83,6 +83,8 @@ class FrameworkCall:
         # children belong to the span of the nearest ancestor that has one.
         self._aliases: dict[Hashable, Span] = {}
         self._lock = threading.Lock()
+        # What an integration remembers about framework runs between its hooks.
+        self.data: dict[Hashable, Any] = {}
 
     # -- lookup -------------------------------------------------------------------
     def span_of(self, key: Hashable | None) -> Span | None:
@@ -170,6 +172,7 @@ class FrameworkCall:
             runs = list(self._runs.values())
             self._runs.clear()
             self._aliases.clear()
+            self.data.clear()
         for run in runs:
             span = run.span
             if not span.ended:

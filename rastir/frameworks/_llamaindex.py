@@ -1,0 +1,209 @@
+"""LlamaIndex: a span handler and an event handler on the instrumentation dispatcher.
+
+LlamaIndex's extension point is its root dispatcher (``llama_index.core.instrumentation``),
+which has no per-call registration: handlers are process-wide. One handler pair is added
+once, on the first decorated call, and does nothing unless the context it is called in
+belongs to a decorated call (``active_call()``). LlamaIndex runs workflow steps as
+asyncio tasks created inside the call, so they inherit that context.
+
+Dispatcher spans carry their own id and their parent's; LLM calls are read from the
+LLM start/end events (a streamed chat ends after its dispatcher span has exited).
+
+* workflow (agent) runs → no span of their own: their steps hang under the agent span;
+* workflow steps → ``node:<step>`` (kind ``trace``);
+* LLM chat and completion events → ``llm`` spans (model, provider, tokens, TTFT);
+* ``BaseTool.call``/``acall`` → ``tool`` spans.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+import time
+from typing import Any
+
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.llm import (
+    LLMChatEndEvent,
+    LLMChatInProgressEvent,
+    LLMChatStartEvent,
+    LLMCompletionEndEvent,
+    LLMCompletionInProgressEvent,
+    LLMCompletionStartEvent,
+)
+from llama_index.core.instrumentation.span import BaseSpan
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.tools import BaseTool
+from llama_index.core.workflow import Workflow
+from llama_index_instrumentation import get_dispatcher
+
+from rastir.adapters import apply_request, apply_response
+from rastir.frameworks._base import FrameworkCall, Labels, active_call, capture_enabled, truncate
+
+__all__ = ["activate"]
+
+_registered = False
+_register_lock = threading.Lock()
+_WORKFLOW = "workflow"
+_TOOL_METHODS = frozenset({"call", "acall"})
+
+
+def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+    """Register the dispatcher handlers (once); the call's ContextVar turns them on."""
+    global _registered
+    if not _registered:
+        with _register_lock:
+            if not _registered:
+                dispatcher = get_dispatcher()
+                dispatcher.add_span_handler(_SpanHandler())
+                dispatcher.add_event_handler(_EventHandler())
+                _registered = True
+    return []
+
+
+def _method(id_: str) -> str:
+    """``"FunctionTool.acall-<uuid>"`` → ``"acall"``."""
+    return id_.partition("-")[0].rpartition(".")[2]
+
+
+class _SpanHandler(BaseSpanHandler[BaseSpan]):
+    """Dispatcher spans → node and tool spans; everything else only relays parents."""
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RastirSpanHandler"
+
+    def span_enter(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        call = active_call()
+        if call is None:
+            return
+        if isinstance(instance, Workflow):
+            call.alias(id_, parent_id)
+            call.data[id_] = _WORKFLOW
+            return
+        if instance is None and parent_id is not None and call.data.get(parent_id) == _WORKFLOW:
+            step = _method(id_)
+            call.open(
+                id_,
+                f"node:{step}",
+                "trace",
+                call.parent_for(parent_id),
+                {"llamaindex.step": step},
+                current=True,
+            )
+            return
+        if isinstance(instance, BaseTool) and _method(id_) in _TOOL_METHODS:
+            name = instance.metadata.name or type(instance).__name__
+            attrs: dict[str, Any] = {
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": name,
+            }
+            if capture_enabled():
+                attrs["gen_ai.tool.call.arguments"] = truncate(dict(bound_args.arguments))
+            call.open(id_, name, "tool", call.parent_for(parent_id), attrs, current=True)
+            return
+        call.alias(id_, parent_id)
+        if instance is not None:
+            # LLM objects: their start event (same span id) reads model and provider.
+            call.data[id_] = instance
+
+    def span_exit(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        result: Any | None = None,
+        **kwargs: Any,
+    ) -> None:
+        call = active_call()
+        if call is None:
+            return
+        # A tool that returns a ToolOutput with is_error failed without raising.
+        span = call.span_of(id_)
+        failed = span is not None and span.kind == "tool" and getattr(result, "is_error", False)
+        call.close(id_, category="tool_error" if failed is True else None, exc_type="ToolOutput")
+        call.data.pop(id_, None)
+
+    def span_drop(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        err: BaseException | None = None,
+        **kwargs: Any,
+    ) -> None:
+        call = active_call()
+        if call is None:
+            return
+        call.close(id_, err)
+        call.data.pop(id_, None)
+
+    # The dispatcher calls span_enter/exit/drop; these abstract hooks are unused.
+    def new_span(self, *args: Any, **kwargs: Any) -> BaseSpan | None:
+        return None
+
+    def prepare_to_exit_span(self, *args: Any, **kwargs: Any) -> BaseSpan | None:
+        return None
+
+    def prepare_to_drop_span(self, *args: Any, **kwargs: Any) -> BaseSpan | None:
+        return None
+
+
+class _EventHandler(BaseEventHandler):
+    """LLM events → llm spans, keyed by the dispatcher span that emitted them."""
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "RastirEventHandler"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> Any:
+        call = active_call()
+        if call is None or event.span_id is None:
+            return
+        key = ("llm", event.span_id)
+        if isinstance(event, (LLMChatStartEvent, LLMCompletionStartEvent)):
+            operation = "chat" if isinstance(event, LLMChatStartEvent) else "text_completion"
+            parent = call.parent_for(event.span_id)
+            if parent.kind == "llm":  # a completion served by a chat call: one span
+                return
+            span = call.open(key, operation, "llm", parent, {"gen_ai.operation.name": operation})
+            llm = call.data.get(event.span_id)
+            if llm is not None:
+                apply_request(span, (llm,), {})
+            attrs = span.attributes
+            fields = event.model_dict or {}
+            # What the adapters read from the LLM object, then its payload, then its
+            # fields; LlamaIndex and the adapters both say "unknown" for "not known".
+            for model in (
+                attrs.get("gen_ai.request.model"),
+                fields.get("model"),
+                fields.get("model_name"),
+                getattr(llm, "model", None),
+                getattr(llm, "model_name", None),
+            ):
+                if isinstance(model, str) and model and model != "unknown":
+                    attrs["gen_ai.request.model"] = model
+                    break
+            else:
+                model = None
+            if model and model != "unknown":
+                span.name = f"{operation} {model}"
+        elif isinstance(event, (LLMChatInProgressEvent, LLMCompletionInProgressEvent)):
+            running = call.span_of(key)
+            if running is not None and "rastir.ttft_ms" not in running.attributes:
+                running.attributes["rastir.ttft_ms"] = (time.perf_counter_ns() - running._t0) / 1e6
+                running.add_event("gen_ai.first_token")
+        elif isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
+            ending = call.span_of(key)
+            if ending is not None and event.response is not None:
+                apply_response(ending, event.response)
+            call.close(key)
