@@ -18,7 +18,7 @@ docs/operations.md documents each series and alert.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -41,6 +41,10 @@ _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w|y)$")
 _UNITS: Final = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: How prometheus_client writes a bucket bound in ``le`` ("60.0", "0.5"): a latency
+#: SLO must match that text exactly.
+le_text: Callable[[float], str] = floatToGoString
 
 
 class TargetsError(ValueError):
@@ -235,7 +239,7 @@ def _slo(raw: Any, where: str, families: Mapping[str, _Family], seen: set[str]) 
             raise TargetsError(f"{where}: latency needs a histogram, {metric} is not")
         threshold = float(_get(raw, "threshold_seconds", where, (int, float)))
         if threshold not in family.buckets:
-            bounds = ", ".join(floatToGoString(b) for b in family.buckets)
+            bounds = ", ".join(le_text(b) for b in family.buckets)
             raise TargetsError(
                 f"{where}: threshold_seconds={threshold:g} is not a bucket bound of {metric} "
                 f"({bounds})"
@@ -276,9 +280,7 @@ def _cost(raw: Any, where: str, families: Mapping[str, _Family], seen: set[str])
     )
 
 
-def _guardrail(
-    raw: Any, where: str, families: Mapping[str, _Family], seen: set[str]
-) -> Guardrail:
+def _guardrail(raw: Any, where: str, families: Mapping[str, _Family], seen: set[str]) -> Guardrail:
     if not isinstance(raw, dict):
         raise TargetsError(f"{where}: a guardrail objective is a mapping")
     name = _name(raw, where, seen)
@@ -352,9 +354,7 @@ def load_targets(path: Path) -> Targets:
     exhaustion = str(raw.get("exhaustion_window", "1d"))
     parse_duration(exhaustion, "exhaustion_window")
     seen: set[str] = set()
-    slos = tuple(
-        _slo(s, f"slos[{i}]", families, seen) for i, s in enumerate(raw.get("slos") or [])
-    )
+    slos = tuple(_slo(s, f"slos[{i}]", families, seen) for i, s in enumerate(raw.get("slos") or []))
     seen = set()
     costs = tuple(
         _cost(c, f"cost_budgets[{i}]", families, seen)
@@ -405,7 +405,7 @@ def _slo_error_ratio(slo: SLO, w: str) -> str:
         # must still get a ratio of 0, not vanish from the SLO.
         return f"({bad} or 0 * {total}) / {total}"
     assert slo.threshold is not None
-    le = f"le={_quote(floatToGoString(slo.threshold))}"
+    le = f"le={_quote(le_text(slo.threshold))}"
     good = f"sum by ({by}) (rate({_sel(slo.metric + '_bucket', *slo.match, le)}[{w}]))"
     total = f"sum by ({by}) (rate({_sel(slo.metric + '_count', *slo.match)}[{w}]))"
     return f"1 - {good} / {total}"
@@ -466,7 +466,7 @@ def _slo_group(t: Targets, slo: SLO) -> dict[str, Any]:
                 "annotations": {
                     "summary": f"SLO {slo.name} is burning its error budget {f}x too fast",
                     "description": (
-                        f"{where}: burn rate {{{{ $value | printf \"%.1f\" }}}} over {a.long} "
+                        f'{where}: burn rate {{{{ $value | printf "%.1f" }}}} over {a.long} '
                         f"(and over {a.short}); above {f}, {_num(a.budget_percent)}% of the "
                         f"{sw} error budget goes every {a.long}."
                     ),
@@ -492,7 +492,9 @@ def _cost_group(t: Targets, c: CostBudget) -> dict[str, Any]:
             f"sum by ({by}) (increase({metric}[{c.window}]))",
             label,
         ),
-        _record("rastir_cost:budget_used:ratio", f"rastir_cost:spend_usd:window{{{me}}} / {b}", label),
+        _record(
+            "rastir_cost:budget_used:ratio", f"rastir_cost:spend_usd:window{{{me}}} / {b}", label
+        ),
         _record(
             "rastir_cost:budget_remaining:usd", f"{b} - rastir_cost:spend_usd:window{{{me}}}", label
         ),
@@ -547,7 +549,7 @@ def _cost_group(t: Targets, c: CostBudget) -> dict[str, Any]:
                 "summary": f"Spending fast against cost budget {c.name}",
                 "description": (
                     f"{where}: at the last hour's pace the {c.window} spend would be "
-                    f"{{{{ $value | printf \"%.1f\" }}}}x the ${b} budget."
+                    f'{{{{ $value | printf "%.1f" }}}}x the ${b} budget.'
                 ),
                 "runbook_url": runbook,
             },
@@ -560,7 +562,9 @@ def _guardrail_group(t: Targets, g: Guardrail) -> dict[str, Any]:
     label = {"guardrail": g.name}
     me = f'guardrail="{g.name}"'
     by = ", ".join(g.by)
-    blocked = _sel("rastir_guardrail_violations_total", *g.match, f"action=~{_quote(g.block_actions)}")
+    blocked = _sel(
+        "rastir_guardrail_violations_total", *g.match, f"action=~{_quote(g.block_actions)}"
+    )
     calls = f"sum by ({by}) (rate({_sel('rastir_llm_calls_total', *g.match)}[{{w}}]))"
     rules: list[dict[str, Any]] = [
         _record("rastir_guardrail:max_block_ratio", f"vector({_num(g.max_block_ratio)})", label)
@@ -574,7 +578,9 @@ def _guardrail_group(t: Targets, g: Guardrail) -> dict[str, Any]:
     rules.append(
         {
             "alert": "RastirGuardrailBlockRateHigh",
-            "expr": f"rastir_guardrail:block_ratio:rate{g.window}{{{me}}} > {_num(g.max_block_ratio)}",
+            "expr": (
+                f"rastir_guardrail:block_ratio:rate{g.window}{{{me}}} > {_num(g.max_block_ratio)}"
+            ),
             "for": g.for_,
             "labels": {"guardrail": g.name, "severity": g.severity},
             "annotations": {
@@ -612,6 +618,4 @@ def dump_yaml(value: Any) -> str:
 
 def render_rule_files(t: Targets) -> dict[str, str]:
     """The text of every rules file, by file name."""
-    return {
-        name: HEADER + dump_yaml({"groups": groups}) for name, groups in rule_groups(t).items()
-    }
+    return {name: HEADER + dump_yaml({"groups": groups}) for name, groups in rule_groups(t).items()}
