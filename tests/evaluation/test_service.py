@@ -248,15 +248,15 @@ async def test_a_stuck_judge_leaves_ingest_answering_and_the_queue_bounded(
             ),
         ) as c,
     ):
-        # One batch: the idle worker is handed the first, the queue takes 3, and the
-        # other 16 are dropped, all before the worker gets to run.
+        # One batch: the queue takes 3 and drops 17 before the worker gets to run.
         first = [llm_with_text("q", f"answer {i}") for i in range(20)]
         assert (await c.post(encode(batch(first)))).status_code == 202
         m = await wait_for(
             c, lambda m: judge.received() == 1 and m.total("rastir_evaluation_in_progress") == 1
         )
-        assert m.value("rastir_evaluation_dropped_total", reason="queue_full") == 16
-        # While the judge holds the only worker, ingest keeps taking everything.
+        assert m.value("rastir_evaluation_dropped_total", reason="queue_full") == 17
+        # While the judge holds the only worker, ingest keeps taking everything; the
+        # slot the worker freed takes one more evaluation, the other 29 are dropped.
         statuses = []
         for _ in range(30):
             more = [llm_with_text("q", "a"), llm_span()]
@@ -265,7 +265,7 @@ async def test_a_stuck_judge_leaves_ingest_answering_and_the_queue_bounded(
         m = await c.scrape()
         assert m.value("rastir_evaluation_queue_depth") <= 3
         assert m.value("rastir_evaluation_queue_depth") == 3
-        assert m.value("rastir_evaluation_dropped_total", reason="queue_full") == 16 + 30
+        assert m.value("rastir_evaluation_dropped_total", reason="queue_full") == 17 + 29
         assert m.value("rastir_collector_ingested_spans_total", service="svc") == 20 + 60
         assert m.total("rastir_collector_rejected_requests_total") == 0
         # Released, the judge answers the one it holds and the three queued.

@@ -11,7 +11,7 @@ Flow::
 
 The sink runs on the event loop inside ``accept()``. It never awaits and never
 parses: per LLM span it tests the selectors and the presence of the text, then
-``send_nowait`` into a memory stream of ``eval_queue_size`` items. A full queue drops
+appends to a bounded queue of ``eval_queue_size`` items. A full queue drops
 the evaluation and counts it (``rastir_evaluation_dropped_total{reason="queue_full"}``);
 ingest never waits for evaluation.
 
@@ -35,10 +35,10 @@ from typing import Any, Final
 
 import anyio
 from anyio.abc import TaskStatus
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from prometheus_client.metrics_core import Metric
 
 from rastir._wire import WireError, WireSpan
+from rastir.collector.evaluation._queue import BoundedQueue
 from rastir.collector.evaluation.base import (
     EvalContext,
     EvaluationFailed,
@@ -289,7 +289,7 @@ class EvaluationService:
         # evaluators without a judge: a hung custom evaluator cannot hold a worker.
         self.deadline = self.judge.deadline if self.judge is not None else 60.0
         self._ctx = EvalContext(self.judge, self.redact)
-        self._send: MemoryObjectSendStream[_Job] | None = None
+        self._queue: BoundedQueue[_Job] | None = None
         self._busy = 0
         self._dropped_full = metrics.eval_dropped.child(("queue_full",))
         self._dropped_shutdown = metrics.eval_dropped.child(("shutdown",))
@@ -306,7 +306,7 @@ class EvaluationService:
 
     def sink(self, service: str, resource: Mapping[str, Any], spans: list[WireSpan]) -> None:
         """Queue the evaluations the batch's LLM spans are selected for."""
-        send = self._send
+        queue = self._queue
         for span in spans:
             if span.kind != "llm":
                 continue
@@ -319,12 +319,9 @@ class EvaluationService:
                 ):
                     route.skipped.value += 1
                     continue
-                if send is None:
+                if queue is None:
                     self._dropped_stopped.value += 1
-                    continue
-                try:
-                    send.send_nowait(_Job(service, resource, span, route))
-                except anyio.WouldBlock:
+                elif not queue.put_nowait(_Job(service, resource, span, route)):
                     self._dropped_full.value += 1
 
     # --- the workers
@@ -339,24 +336,19 @@ class EvaluationService:
         if not self.routes:
             task_status.started()
             return
-        send, receive = anyio.create_memory_object_stream[_Job](self.queue_size)
+        queue: BoundedQueue[_Job] = BoundedQueue(self.queue_size)
         try:
             if self.judge is not None:
                 await self.judge.open()
             async with anyio.create_task_group() as tg:
                 for _ in range(self.workers):
-                    tg.start_soon(self._worker, receive.clone())
-                receive.close()
-                self._send = send
+                    tg.start_soon(self._worker, queue)
+                self._queue = queue
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
-            self._send = None
-            left = send.statistics().current_buffer_used
-            if left:
-                self._dropped_shutdown.value += left
-            send.close()
-            receive.close()
+            self._queue = None
+            self._dropped_shutdown.value += queue.clear()
             with anyio.CancelScope(shield=True):
                 if self.judge is not None:
                     await self.judge.aclose()
@@ -366,19 +358,19 @@ class EvaluationService:
                     except Exception:
                         logger.exception("evaluator %s failed to close", route.name)
 
-    async def _worker(self, receive: MemoryObjectReceiveStream[_Job]) -> None:
-        with receive:
-            async for job in receive:
-                self._busy += 1
-                try:
-                    await self._run(job)
-                except anyio.get_cancelled_exc_class():
-                    self._dropped_shutdown.value += 1
-                    raise
-                except Exception:  # never lose a worker to a bug
-                    logger.exception("evaluation %s failed unexpectedly", job.route.name)
-                finally:
-                    self._busy -= 1
+    async def _worker(self, queue: BoundedQueue[_Job]) -> None:
+        while True:
+            job = await queue.get()
+            self._busy += 1
+            try:
+                await self._run(job)
+            except anyio.get_cancelled_exc_class():
+                self._dropped_shutdown.value += 1
+                raise
+            except Exception:  # never lose a worker to a bug
+                logger.exception("evaluation %s failed unexpectedly", job.route.name)
+            finally:
+                self._busy -= 1
 
     async def _run(self, job: _Job) -> None:
         route = job.route
@@ -444,8 +436,8 @@ class EvaluationService:
     # --- the collector's own metrics
 
     def health_metrics(self) -> Iterable[Metric]:
-        send = self._send
-        depth = send.statistics().current_buffer_used if send is not None else 0
+        queue = self._queue
+        depth = len(queue) if queue is not None else 0
         yield gauge(
             "rastir_evaluation_queue_depth", "Evaluations waiting for a worker.", float(depth)
         )
