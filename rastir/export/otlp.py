@@ -41,17 +41,21 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
 from rastir._wire import AttrValue, WireSpan
+
+if TYPE_CHECKING:
+    from rastir.spans import Span
 
 __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
     "OTEL_KIND",
     "RENAMED",
+    "encode_batch_otlp",
     "encode_request",
     "encode_request_json",
     "otel_view",
@@ -240,7 +244,7 @@ def _any_value(value: Any) -> bytes:
     """An AnyValue message."""
     t = type(value)
     if t is str:
-        b: bytes = value.encode("utf-8", "surrogatepass")
+        b: bytes = value.encode("utf-8", "replace")
         return b"\x0a" + _varint(len(b)) + b
     if t is bool:
         return b"\x10\x01" if value else b"\x10\x00"
@@ -287,7 +291,7 @@ class _AttrCache:
         self.pairs: dict[tuple[str, str], bytes] = {}
 
     def key(self, key: str) -> bytes:
-        kb = key.encode("utf-8", "surrogatepass")
+        kb = key.encode("utf-8", "replace")
         prefix = self.keys[key] = b"\x0a" + _varint(len(kb)) + kb + b"\x12"
         if len(self.keys) > self.MAX_PAIRS:
             self.keys.clear()
@@ -295,14 +299,14 @@ class _AttrCache:
 
     def field(self, key: str, value: Any) -> bytes:
         """The whole field: tag, length, ``KeyValue``."""
-        prefix = self.keys.get(key) or self.key(key)
         if value.__class__ is str:
             pairs = self.pairs
             ck = (key, value)
             framed = pairs.get(ck)
             if framed is not None:
                 return framed
-            vb = value.encode("utf-8", "surrogatepass")
+            prefix = self.keys.get(key) or self.key(key)
+            vb = value.encode("utf-8", "replace")
             av = b"\x0a" + _varint(len(vb)) + vb
             kv = prefix + _varint(len(av)) + av
             framed = self.tag + _varint(len(kv)) + kv
@@ -311,12 +315,15 @@ class _AttrCache:
                     pairs.clear()
                 pairs[ck] = framed
             return framed
-        if value.__class__ is int and 0 <= value < 128:
-            kv = prefix + b"\x02\x18" + _ONE_BYTE[value]
+        prefix = self.keys.get(key) or self.key(key)
+        if value.__class__ is int and 0 <= value <= _INT64_MAX:
+            vb = _ONE_BYTE[value] if value < 128 else _varint(value)
+            kv = prefix + _ONE_BYTE[len(vb) + 1] + b"\x18" + vb
         else:
             av = _any_value(value)
             kv = prefix + _varint(len(av)) + av
-        return self.tag + _varint(len(kv)) + kv
+        n = len(kv)
+        return self.tag + (_ONE_BYTE[n] if n < 128 else _varint(n)) + kv
 
     def extend(self, attrs: Iterable[tuple[str, Any]], out: list[bytes]) -> None:
         field = self.field
@@ -336,7 +343,7 @@ _KIND_FIELD: Final = [b"\x30" + _ONE_BYTE[k] for k in range(6)]  # Span.kind = 6
 
 def _span(span: WireSpan) -> bytes:
     name, okind, attrs, extra, code, message, exception = otel_view(span)
-    nb = name.encode("utf-8", "surrogatepass")
+    nb = name.encode("utf-8", "replace")
     parent = span.parent_span_id
     parts: list[bytes] = [
         b"\x0a\x10" + _fromhex(span.trace_id) + b"\x12\x08" + _fromhex(span.span_id)
@@ -377,7 +384,7 @@ def _span(span: WireSpan) -> bytes:
     if code:
         st = b"\x18" + _ONE_BYTE[code]
         if message:
-            mb = message.encode("utf-8", "surrogatepass")
+            mb = message.encode("utf-8", "replace")
             st = b"\x12" + _varint(len(mb)) + mb + st
         parts.append(b"\x7a" + _varint(len(st)) + st)
     parts.append(_FLAGS_SAMPLED)
@@ -387,7 +394,7 @@ def _span(span: WireSpan) -> bytes:
 
 
 def _event(name: str, at: int, attrs: Iterable[tuple[str, Any]]) -> bytes:
-    nb = name.encode("utf-8", "surrogatepass")
+    nb = name.encode("utf-8", "replace")
     ep: list[bytes] = [b"\x09" + _pack_fixed64(at) + b"\x12" + _varint(len(nb)) + nb]
     _EVENT_ATTRS.extend(attrs, ep)
     return b"".join(ep)
@@ -431,6 +438,22 @@ def encode_request(batches: Iterable[tuple[Mapping[str, Any], Sequence[WireSpan]
         # ExportTraceServiceRequest.resource_spans = 1
         out.append(b"\x0a" + _varint(len(rs)) + rs)
     return b"".join(out)
+
+
+def encode_batch_otlp(
+    spans: Iterable[Span], resource: Mapping[str, Any], dropped: int = 0
+) -> bytes:
+    """Direct mode (``configure(exporter="otlp")``): finished spans as one request.
+
+    Spans of traces that head sampling dropped are left out: an OpenTelemetry
+    collector has no use for them (a rastir collector still counts them in its
+    metrics). ``dropped`` is accepted for the exporter's sake; OTLP has no field for
+    it, so the exporter counts drops itself.
+    """
+    from rastir.export._encode import to_wire
+
+    wire = [w for w in map(to_wire, spans) if getattr(w, "sampled", True)]
+    return encode_request([(resource, wire)])
 
 
 # -- OTLP/JSON -------------------------------------------------------------------------
