@@ -28,7 +28,6 @@ import fnmatch
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from random import getrandbits
 from time import perf_counter, time_ns
 from typing import Any, Final
@@ -105,6 +104,7 @@ class _Route:
         "config",
         "duration",
         "evaluator",
+        "filters",
         "models",
         "name",
         "needs_input",
@@ -126,14 +126,12 @@ class _Route:
         self.bound = int(config.sample * _SAMPLE_SPACE)
         self.needs_input = evaluator.needs_input
         self.needs_output = evaluator.needs_output
+        self.filters = self.agents is not None or self.models is not None
         self.skipped = metrics.eval_skipped.child((config.name, "no_content"))
         self.duration = metrics.eval_duration.child((config.name,))
 
-    def selects(self, service: str, span: WireSpan) -> bool:
-        if self.bound < _SAMPLE_SPACE and int(span.trace_id[16:], 16) >= self.bound:
-            return False
-        if self.services is not None and not self.services(service):
-            return False
+    def selects(self, span: WireSpan) -> bool:
+        """Agent and model selectors (sampling and service are decided by the caller)."""
         a = span.attributes
         if self.agents is not None:
             agent = a.get("gen_ai.agent.name")
@@ -149,12 +147,8 @@ class _Route:
         return True
 
 
-@dataclass(slots=True)
-class _Job:
-    service: str
-    resource: Mapping[str, Any]
-    span: WireSpan
-    route: _Route
+#: ``(service, resource, span, route)``: a tuple, the cheapest thing to make per job
+_Job = tuple[str, Mapping[str, Any], WireSpan, _Route]
 
 
 def _span_id() -> str:
@@ -290,6 +284,7 @@ class EvaluationService:
         self.deadline = self.judge.deadline if self.judge is not None else 60.0
         self._ctx = EvalContext(self.judge, self.redact)
         self._queue: BoundedQueue[_Job] | None = None
+        self._by_service: dict[str, list[_Route]] = {}
         self._busy = 0
         self._dropped_full = metrics.eval_dropped.child(("queue_full",))
         self._dropped_shutdown = metrics.eval_dropped.child(("shutdown",))
@@ -305,24 +300,56 @@ class EvaluationService:
     # --- the ingest side: on the event loop, never blocking
 
     def sink(self, service: str, resource: Mapping[str, Any], spans: list[WireSpan]) -> None:
-        """Queue the evaluations the batch's LLM spans are selected for."""
+        """Queue the evaluations the batch's LLM spans are selected for.
+
+        Per batch: the routes whose service selector accepts ``service`` (cached).
+        Per LLM span: the trace's sample value once, the text checks once, then per
+        route a comparison and the agent/model selectors.
+        """
+        routes = self._by_service.get(service)
+        if routes is None:
+            routes = self._routes_for(service)
+        if not routes:
+            return
         queue = self._queue
+        last_trace = ""
+        sample = 0
         for span in spans:
             if span.kind != "llm":
                 continue
             a = span.attributes
-            for route in self.routes:
-                if not route.selects(service, span):
+            has_out = has_in = -1
+            for route in routes:
+                if route.bound < _SAMPLE_SPACE:
+                    if span.trace_id != last_trace:  # a batch is mostly one trace
+                        last_trace = span.trace_id
+                        sample = int(last_trace[16:], 16)
+                    if sample >= route.bound:
+                        continue
+                if route.filters and not route.selects(span):
                     continue
-                if (route.needs_output and not has_text(a, OUTPUT_KEYS)) or (
-                    route.needs_input and not has_text(a, INPUT_KEYS)
-                ):
-                    route.skipped.value += 1
-                    continue
+                if route.needs_output:
+                    if has_out < 0:
+                        has_out = has_text(a, OUTPUT_KEYS)
+                    if not has_out:
+                        route.skipped.value += 1
+                        continue
+                if route.needs_input:
+                    if has_in < 0:
+                        has_in = has_text(a, INPUT_KEYS)
+                    if not has_in:
+                        route.skipped.value += 1
+                        continue
                 if queue is None:
                     self._dropped_stopped.value += 1
-                elif not queue.put_nowait(_Job(service, resource, span, route)):
+                elif not queue.put_nowait((service, resource, span, route)):
                     self._dropped_full.value += 1
+
+    def _routes_for(self, service: str) -> list[_Route]:
+        routes = [r for r in self.routes if r.services is None or r.services(service)]
+        if len(self._by_service) < 4096:  # service names are few; a flood is not cached
+            self._by_service[service] = routes
+        return routes
 
     # --- the workers
 
@@ -368,15 +395,14 @@ class EvaluationService:
                 self._dropped_shutdown.value += 1
                 raise
             except Exception:  # never lose a worker to a bug
-                logger.exception("evaluation %s failed unexpectedly", job.route.name)
+                logger.exception("evaluation %s failed unexpectedly", job[3].name)
             finally:
                 self._busy -= 1
 
     async def _run(self, job: _Job) -> None:
-        route = job.route
-        span = job.span
+        service, resource, span, route = job
         sample = Sample(
-            service=job.service,
+            service=service,
             trace_id=span.trace_id,
             span_id=span.span_id,
             input=input_text(span.attributes) if route.needs_input else None,
@@ -421,7 +447,7 @@ class EvaluationService:
             higher_is_better=judge.higher_is_better if judge is not None else None,
             failure=failure,
         )
-        await self.record(job.service, dict(job.resource), result)
+        await self.record(service, dict(resource), result)
 
     async def record(self, service: str, resource: dict[str, Any], span: WireSpan) -> bool:
         """Feed one evaluation span through ``accept()``; False (and counted) if refused."""
