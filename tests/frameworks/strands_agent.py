@@ -1,0 +1,107 @@
+"""A Strands agent with a scripted model and two tools, on Strands' public API.
+
+With ``strands-agents`` installed this is the real SDK; otherwise the faithful fake in
+``tests/frameworks/fakes/strands`` stands in under the same module names (see
+``docs/decisions.md``, FW-3). The model is a ``strands.models.Model`` that streams the
+SDK's event shapes and reports usage in its ``metadata`` event, as Bedrock does.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tests.frameworks.fakes import install
+
+install("strands")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_strands = importlib.import_module("strands")
+Agent: Any = _strands.Agent
+tool: Callable[[F], F] = _strands.tool
+if TYPE_CHECKING:
+    _Model = object
+else:
+    _Model = importlib.import_module("strands.models").Model
+
+MODEL = "scripted-1"
+USAGE = ((15, 5), (40, 8))
+
+
+class ToolFailure(RuntimeError):
+    pass
+
+
+@tool
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    if a == 13:
+        raise ToolFailure("13 is unlucky")
+    return a * b
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+class ScriptedModel(_Model):
+    """Asks for ``multiply`` on the question's two numbers, then states the result."""
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] = {"model_id": MODEL}
+
+    def update_config(self, **model_config: Any) -> None:
+        self.config.update(model_config)
+
+    def get_config(self) -> dict[str, Any]:
+        return self.config
+
+    def structured_output(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    async def stream(
+        self, messages: Any, tool_specs: Any = None, system_prompt: Any = None, **kwargs: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        # This turn: from the latest question (the agent keeps earlier turns).
+        start = max(
+            i
+            for i, m in enumerate(messages)
+            if m["role"] == "user" and any("text" in b for b in m["content"])
+        )
+        question = next(b["text"] for b in messages[start]["content"] if "text" in b)
+        results = [
+            block["toolResult"]
+            for message in messages[start:]
+            for block in message["content"]
+            if "toolResult" in block
+        ]
+        tokens_in, tokens_out = USAGE[min(len(results), 1)]
+        yield {"messageStart": {"role": "assistant"}}
+        if results:
+            text = results[-1]["content"][0].get("text", "")
+            for word in f"The answer is {text}".split(" "):
+                yield {"contentBlockDelta": {"delta": {"text": word + " "}}}
+            yield {"contentBlockStop": {}}
+            stop = "end_turn"
+        else:
+            a, b = (int(n) for n in re.findall(r"-?\d+", question)[:2])
+            use = {"toolUseId": "tooluse_1", "name": "multiply"}
+            yield {"contentBlockStart": {"start": {"toolUse": use}}}
+            args = json.dumps({"a": a, "b": b})
+            yield {"contentBlockDelta": {"delta": {"toolUse": {"input": args}}}}
+            yield {"contentBlockStop": {}}
+            stop = "tool_use"
+        yield {"messageStop": {"stopReason": stop}}
+        usage = {"inputTokens": tokens_in, "outputTokens": tokens_out}
+        usage["totalTokens"] = tokens_in + tokens_out
+        yield {"metadata": {"usage": usage, "metrics": {"latencyMs": 1}}}
+
+
+def build_agent() -> Any:
+    return Agent(model=ScriptedModel(), tools=[multiply, add], callback_handler=None)
