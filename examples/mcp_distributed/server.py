@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def serve_http(host: str, port: int) -> None:
+    import signal
     import socket
 
     import uvicorn
@@ -80,8 +81,17 @@ def serve_http(host: str, port: int) -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(128)  # connections wait in the backlog until uvicorn serves them
     print(f"serving MCP on http://{host}:{sock.getsockname()[1]}/mcp", file=sys.stderr, flush=True)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    http_server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+
+    # uvicorn stops gracefully on SIGTERM, then sends the signal again to the handler
+    # it found: with the default one the process would die before main() flushes.
+    def on_sigterm(signum: int, frame: object) -> None:
+        http_server.should_exit = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    http_server.run(sockets=[sock])
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ uvicorn has started the app (lifespan done), one line goes to stdout:
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -49,8 +51,18 @@ def serve(app: Any, args: argparse.Namespace, *, path: str = "") -> None:
     host, port = sock.getsockname()[:2]
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
     server.ready_line = f"ready http://{host}:{port}{path}"
+
+    # uvicorn stops gracefully on SIGTERM, then sends the signal again to the handler
+    # it found: with the default one the process would die before its caller flushes
+    # the spans. This one only asks the server to stop; the caller then exits 0.
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        server.should_exit = True
+
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
     finally:
         sock.close()
         sys.stdout.flush()
