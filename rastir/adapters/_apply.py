@@ -137,14 +137,17 @@ def _scan_kwargs(attrs: dict[str, Any], kwargs: dict[str, Any]) -> tuple[str | N
             if value.__class__ is str and value:
                 model = value
                 break
-    if model is not None and "." in model:
-        parsed = parse_bedrock_model_id(model)
-        if parsed is not None:
-            attrs["aws.bedrock.model_id"] = model
-            model, vendor = parsed
-            attrs["rastir.model.vendor"] = vendor
-            provider = "aws.bedrock"
     return model, provider
+
+
+def _bedrock(attrs: dict[str, Any], model: str) -> str | None:
+    """The model part of a Bedrock id (recording the id and vendor), or None."""
+    parsed = parse_bedrock_model_id(model)
+    if parsed is None:
+        return None
+    attrs["aws.bedrock.model_id"] = model
+    attrs["rastir.model.vendor"] = parsed[1]
+    return parsed[0]
 
 
 def request_phase(
@@ -172,6 +175,11 @@ def request_phase(
         if r.extra_attributes:
             for key, value in r.extra_attributes.items():
                 attrs.setdefault(key, value)
+    if model is not None and "." in model:
+        short = _bedrock(attrs, model)
+        if short is not None:
+            model = short
+            provider = "aws.bedrock"
     if model is not None and not explicit_model:
         attrs["gen_ai.request.model"] = model
     if provider is not None and not explicit_provider:

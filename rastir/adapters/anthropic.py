@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from rastir.adapters._content import to_parts
-from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+from rastir.adapters.base import (
+    AdapterResult,
+    BaseAdapter,
+    TokenDelta,
+    in_package,
+    int_or_none,
+    str_or_none,
+)
 
 __all__ = ["AnthropicAdapter"]
 
@@ -40,7 +47,7 @@ def _usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
 
 
 def _ours(cls: type) -> bool:
-    return cls.__module__.startswith("anthropic.")
+    return in_package(cls, "anthropic")
 
 
 class AnthropicAdapter(BaseAdapter):

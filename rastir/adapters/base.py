@@ -22,6 +22,7 @@ __all__ = [
     "TokenDelta",
     "detect_provider_from_module",
     "get",
+    "in_package",
     "int_or_none",
     "str_or_none",
 ]
@@ -237,6 +238,14 @@ def detect_provider_from_module(module: str) -> str | None:
         if hint in lowered:
             return provider
     return found
+
+
+def in_package(cls: type, package: str) -> bool:
+    """Whether ``cls`` is defined in ``package`` or one of its submodules."""
+    module = cls.__module__
+    return module.startswith(package) and (
+        len(module) == len(package) or module[len(package)] == "."
+    )
 
 
 def get(obj: Any, key: str) -> Any:

@@ -7,7 +7,14 @@ from __future__ import annotations
 from typing import Any, Final
 
 from rastir.adapters._content import to_parts
-from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+from rastir.adapters.base import (
+    AdapterResult,
+    BaseAdapter,
+    TokenDelta,
+    in_package,
+    int_or_none,
+    str_or_none,
+)
 
 __all__ = ["CohereAdapter"]
 
@@ -16,7 +23,7 @@ _CLIENTS: Final = frozenset(("Client", "ClientV2", "AsyncClient", "AsyncClientV2
 
 
 def _ours(cls: type) -> bool:
-    return cls.__module__.startswith("cohere.")
+    return in_package(cls, "cohere")
 
 
 def _usage(r: AdapterResult | TokenDelta, usage: Any) -> None:

@@ -17,7 +17,7 @@ class GroqAdapter(OpenAIAdapter):
     name = "groq"
     priority = 152
     provider = "groq"
-    module_prefix = "groq."
+    package = "groq"
     clients = frozenset(("Groq", "AsyncGroq"))
 
     def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:

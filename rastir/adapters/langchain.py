@@ -123,14 +123,12 @@ def read_message(message: Any, r: AdapterResult | TokenDelta) -> None:
 
 
 def is_langchain_model(cls: type) -> bool:
-    """A LangChain chat model, LLM or a binding around one (by class and module)."""
-    if not _is_langchain(cls):
-        return False
-    name = cls.__name__
-    if name in ("RunnableBinding", "RunnableWithFallbacks"):
-        return True
-    for base in cls.__mro__:
-        if base.__name__ in ("BaseChatModel", "BaseLLM", "BaseLanguageModel"):
+    """A LangChain chat model, LLM or a binding around one, user subclasses included
+    (by the names and modules of the class and its bases)."""
+    if cls.__name__ in ("RunnableBinding", "RunnableWithFallbacks"):
+        return _is_langchain(cls)
+    for base in cls.__mro__[1:]:
+        if base.__name__ in ("BaseChatModel", "BaseLLM") and _is_langchain(base):
             return True
     return False
 

@@ -35,9 +35,10 @@ def _ours(cls: type) -> bool:
 
 
 def _is_llm(cls: type) -> bool:
-    if not _ours(cls):
-        return False
-    return any(b.__name__ in ("LLM", "BaseLLM", "FunctionCallingLLM") for b in cls.__mro__)
+    """A LlamaIndex LLM, user subclasses included (by its bases' names and modules)."""
+    return any(
+        b.__name__ in ("LLM", "BaseLLM", "FunctionCallingLLM") and _ours(b) for b in cls.__mro__[1:]
+    )
 
 
 class LlamaIndexAdapter(BaseAdapter):

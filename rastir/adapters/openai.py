@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any, ClassVar, Final
 
 from rastir.adapters._content import to_parts
-from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+from rastir.adapters.base import (
+    AdapterResult,
+    BaseAdapter,
+    TokenDelta,
+    in_package,
+    int_or_none,
+    str_or_none,
+)
 
 __all__ = ["OpenAIAdapter", "read_chat_usage"]
 
@@ -42,11 +49,11 @@ class OpenAIAdapter(BaseAdapter):
     supports_request = True
     supports_streaming = True
     provider: ClassVar[str] = "openai"
-    module_prefix: ClassVar[str] = "openai."
+    package: ClassVar[str] = "openai"
     clients: ClassVar[frozenset[str]] = frozenset(("OpenAI", "AsyncOpenAI"))
 
     def _ours(self, cls: type) -> bool:
-        return cls.__module__.startswith(self.module_prefix)
+        return in_package(cls, self.package)
 
     def match_type(self, cls: type) -> bool | None:
         return cls.__name__ in _RESPONSES and self._ours(cls)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2 as httpx
 
 OPENAI_CHAT: dict[str, Any] = {
     "id": "chatcmpl-1",
@@ -379,4 +379,8 @@ def anthropic_stream() -> Any:
 
     client = Anthropic(api_key="sk-ant-test-not-a-key", base_url="http://127.0.0.1:9")
     response = sse_response(anthropic_events(), named=True)
-    return Stream(cast_to=RawMessageStreamEvent, response=response, client=client)  # type: ignore[type-abstract]
+    return Stream(
+        cast_to=RawMessageStreamEvent,  # type: ignore[arg-type]  # a union, as the SDK passes it
+        response=response,
+        client=client,
+    )
