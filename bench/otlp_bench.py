@@ -33,12 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import _harness as h
+import msgspec
 
 from rastir._wire import WireError, WireEvent, WireLink, WireSpan
 from rastir.export.otlp import encode_request, encode_request_json
 
 BATCH = 512
-RESOURCE = {
+RESOURCE: dict[str, str | int | float | bool] = {
     "service.name": "support-bot",
     "service.version": "1.4.2",
     "deployment.environment.name": "prod",
@@ -129,7 +130,7 @@ def otel_spans(requests: int, seed: int) -> list[tuple[Any, str]]:
                     kinds[m.get_span_context().span_id] = "mcp.client"
     spans = list(memory.get_finished_spans())
     provider.shutdown()
-    return [(s, kinds[s.get_span_context().span_id]) for s in spans]
+    return [(s, kinds[s.context.span_id]) for s in spans if s.context is not None]
 
 
 def to_wire(span: Any, kind: str) -> WireSpan:
@@ -182,6 +183,49 @@ def cycling(items: Sequence[Any], work: Callable[[Any], object]) -> h.Runner:
     return run
 
 
+def report(
+    variants: list[h.Variant], peer_name: str, what: str, attrs_per_span: float, rounds: int
+) -> list[dict[str, Any]]:
+    per_span = {v.name: h.median(v.samples["cpu"]) / BATCH for v in variants}
+    peer = per_span[peer_name]
+    rows = []
+    records = []
+    for v in variants:
+        ns = per_span[v.name]
+        lo, hi = h.spread(v.samples["cpu"])
+        rows.append(
+            (
+                v.name,
+                f"{ns / 1000:.2f}",
+                f"{lo / BATCH / 1000:.2f}-{hi / BATCH / 1000:.2f}",
+                f"{1e9 / ns:,.0f}",
+                h.fmt_ratio(ns, peer),
+            )
+        )
+        records.append(
+            {
+                "name": v.name,
+                "us_per_span_cpu": ns / 1000,
+                "us_per_span_cpu_iqr": [lo / BATCH / 1000, hi / BATCH / 1000],
+                "spans_per_s_cpu": 1e9 / ns,
+                "peer": peer_name,
+                "ratio_vs_peer": ns / peer,
+            }
+        )
+    print(
+        h.table(
+            (what, "µs/span (CPU)", "IQR", "spans/s per core", "vs first row"),
+            rows,
+            title=(
+                f"OTLP {what}s, {BATCH}-span batches, {attrs_per_span:.1f} attributes/span, "
+                f"{rounds} rounds; {h.load_note()}"
+            ),
+        )
+    )
+    print()
+    return records
+
+
 def main() -> None:
     parser = h.base_parser(__doc__)
     args = parser.parse_args()
@@ -211,7 +255,7 @@ def main() -> None:
     attrs_per_span = sum(len(s.attributes) for s in n_theirs) / BATCH
 
     otel_name = "OTel encode_spans + SerializePartialToString"
-    variants = [
+    encoding = [
         h.Variant(
             otel_name, cycling(sdk_batches, lambda b: encode_spans(b).SerializePartialToString())
         ),
@@ -224,42 +268,28 @@ def main() -> None:
             cycling(wire_batches, lambda b: encode_request_json([(RESOURCE, b)])),
         ),
     ]
-    h.interleave(variants, rounds=rounds, target_ns=target_ns)
-    per_span = {v.name: h.median(v.samples["cpu"]) / BATCH for v in variants}
-    peer = per_span[otel_name]
-    rows = []
-    records = []
-    for v in variants:
-        ns = per_span[v.name]
-        lo, hi = h.spread(v.samples["cpu"])
-        rows.append(
-            (
-                v.name,
-                f"{ns / 1000:.2f}",
-                f"{lo / BATCH / 1000:.2f}-{hi / BATCH / 1000:.2f}",
-                f"{1e9 / ns:,.0f}",
-                h.fmt_ratio(ns, peer),
-            )
-        )
-        records.append(
-            {
-                "name": v.name,
-                "us_per_span_cpu": ns / 1000,
-                "us_per_span_cpu_iqr": [lo / BATCH / 1000, hi / BATCH / 1000],
-                "spans_per_s_cpu": 1e9 / ns,
-                "ratio_vs_otel": ns / peer,
-            }
-        )
-    print(
-        h.table(
-            ("encoder", "µs/span (CPU)", "IQR", "spans/s per core", "vs OTel"),
-            rows,
-            title=(
-                f"OTLP encoding, {BATCH}-span batches, {attrs_per_span:.1f} attributes/span, "
-                f"{rounds} rounds; {h.load_note()}"
-            ),
-        )
-    )
+    # Receive: the SDK's own protobuf bodies, and ours in OTLP/JSON, decoded into
+    # WireSpans; against the collector's native decode of the same spans.
+    from rastir._wire import WireBatch, batch_decoder
+    from rastir.collector.otlp.receive import decode_json, decode_protobuf
+
+    native = [msgspec.json.encode(WireBatch(spans=b, resource=RESOURCE)) for b in wire_batches]
+    sdk_bodies = [encode_spans(b).SerializePartialToString() for b in sdk_batches]
+    json_bodies = [encode_request_json([(RESOURCE, b)]) for b in wire_batches]
+    decoder = batch_decoder()
+    native_name = "rastir /v1/telemetry: msgspec WireBatch decode"
+    decoding = [
+        h.Variant(native_name, cycling(native, decoder.decode)),
+        h.Variant(
+            "OTLP receive: decode_protobuf (SDK bodies)", cycling(sdk_bodies, decode_protobuf)
+        ),
+        h.Variant("OTLP receive: decode_json (OTLP/JSON)", cycling(json_bodies, decode_json)),
+    ]
+    h.interleave([*encoding, *decoding], rounds=rounds, target_ns=target_ns)
+    records = [
+        *report(encoding, otel_name, "encoder", attrs_per_span, rounds),
+        *report(decoding, native_name, "decoder", attrs_per_span, rounds),
+    ]
     if not args.no_json:
         path = h.write_json(
             "otlp_bench",
