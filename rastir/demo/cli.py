@@ -371,11 +371,16 @@ def _run(
     assert shown.trace_id is not None
 
     client = QueryClient(collector_url, timeout=10)
+    stopped_cleanly = True
     if not args.keep:
         # Stopping the services makes them flush what they still hold.
-        for child in (agent, tools):
-            child.stop()
-        progress.ok("services stopped; their last spans are flushed to the collector")
+        codes = {child.name: child.stop() for child in (agent, tools)}
+        if any(codes.values()):
+            # Not a clean exit: spans still queued in that process may be lost.
+            progress.fail(f"services stopped with exit statuses {codes}")
+            stopped_cleanly = False
+        else:
+            progress.ok("services stopped; their last spans are flushed to the collector")
     trace = _settled_trace(
         client, shown.trace_id, {AGENT_SERVICE, TOOLS_SERVICE}, stable=args.keep, timeout=15.0
     )
@@ -427,11 +432,9 @@ def _run(
                 f"`rastir collector --data-dir {data_dir}` serves it again."
             )
         print(after, file=progress.out)
-    if unexpected:
-        for r in unexpected:
-            progress.fail(f"run {r.number} did not go as scripted (HTTP {r.status}): {r.text}")
-        return 1
-    return 0
+    for r in unexpected:
+        progress.fail(f"run {r.number} did not go as scripted (HTTP {r.status}): {r.text}")
+    return 0 if stopped_cleanly and not unexpected else 1
 
 
 def _wait_while_alive(children: list[Child], progress: _Progress) -> None:

@@ -63,6 +63,7 @@ def test_the_demo_prints_the_failed_runs_trace_across_both_services() -> None:
     # Progress: the three processes, then four runs, the third failing.
     assert "✓ MCP tools " in out
     assert "✓ agent service " in out
+    assert "✓ services stopped; their last spans are flushed to the collector" in out
     runs = re.findall(r"([✓✗]) run (\d)/4  HTTP (\d+)", out)
     assert runs == [("✓", "1", "200"), ("✓", "2", "200"), ("✗", "3", "502"), ("✓", "4", "200")], out
 
