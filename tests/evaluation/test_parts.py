@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -481,3 +482,24 @@ def test_configs_build_directly_and_check_themselves() -> None:
             evaluators=[EvaluatorConfig(name="a", type="t"), EvaluatorConfig(name="a", type="t")]
         )
     assert Verdict(0.5, True).reason == ""
+
+
+def test_the_cli_refuses_an_unusable_evaluation_config_with_status_2(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from rastir.collector.cli import main
+
+    bad = tmp_path / "e.toml"
+    bad.write_text('[[evaluators]]\nname = "t"\ntype = "nope"\n')
+    argv = ["--store", "memory", "--port", "0", "--eval-config", str(bad), "--log-level", "error"]
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        assert main(argv) == 2
+    finally:  # main() configures the process's logging: give pytest its handlers back
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
+    assert "invalid configuration: evaluator 't': unknown type 'nope'" in capfd.readouterr().err

@@ -30,6 +30,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from random import getrandbits
 from time import perf_counter, time_ns
+from types import MappingProxyType
 from typing import Any, Final
 
 import anyio
@@ -407,7 +408,7 @@ class EvaluationService:
             span_id=span.span_id,
             input=input_text(span.attributes) if route.needs_input else None,
             output=output_text(span.attributes) if route.needs_output else None,
-            attributes=span.attributes,
+            attributes=MappingProxyType(span.attributes),  # read only for evaluators
         )
         if (route.needs_input and not sample.input) or (route.needs_output and not sample.output):
             route.skipped.value += 1  # the attribute was there, but held no text
