@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any, Final
 
 from rastir import _config
@@ -341,7 +341,20 @@ class StreamProxy:
 
     # -- the rest ---------------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
+        if name == "text_stream" and type(self._obj).__name__.endswith("MessageStream"):
+            # anthropic's helper: text read through the proxy, so the chunks are seen.
+            return self._atext() if hasattr(self._obj, "__aiter__") else self._text()
         return getattr(self._obj, name)
+
+    def _text(self) -> Iterator[str]:
+        for event in self:
+            if getattr(event, "type", None) == "text":
+                yield event.text
+
+    async def _atext(self) -> AsyncIterator[str]:
+        async for event in self:
+            if getattr(event, "type", None) == "text":
+                yield event.text
 
     def __del__(self) -> None:
         # Dropped before the end: the span is still recorded, as partial.

@@ -112,7 +112,8 @@ class AnthropicAdapter(BaseAdapter):
             usage = getattr(chunk, "usage", None)
             if usage is not None:
                 _usage(d, usage)
-        elif kind == "text":  # the MessageStream helper's TextEvent
+        elif kind == "text":
+            # The MessageStream helper's TextEvent repeats the text of the raw
+            # content_block_delta it also yields: content, but no new text.
             d.content = True
-            d.text = getattr(chunk, "text", None)
         return d
