@@ -102,6 +102,10 @@ class WireSpan(msgspec.Struct, omit_defaults=True):
     attributes: dict[str, AttrValue] = {}
     events: list[WireEvent] = []
     links: list[WireLink] = []
+    #: False: head sampling dropped the trace (``rastir.sampling``). The collector
+    #: still derives metrics from the span, then neither stores nor exports it.
+    #: Absent means true, so older senders and receivers are unaffected.
+    sampled: bool = True
 
 
 class WireBatch(msgspec.Struct, omit_defaults=True):

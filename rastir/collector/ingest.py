@@ -59,6 +59,7 @@ _TRUNCATION_MARK: Final = "…"
 _get_trace_id = attrgetter("trace_id")
 _get_span_id = attrgetter("span_id")
 _get_parent = attrgetter("parent_span_id")
+_get_sampled = attrgetter("sampled")
 
 # SpanRow is a frozen slotted dataclass: its generated __init__ goes through
 # object.__setattr__ twice (~300 ns). The slot descriptors set the same fields in C.
@@ -112,6 +113,7 @@ class IngestEndpoint:
         self._committed = settings.ack == "committed"
         self._retry_after = [(b"retry-after", str(settings.retry_after).encode())]
         self._duration = metrics.ingest_duration.child(())
+        self._head_dropped = metrics.sampled_out.child(("head",))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         t0 = perf_counter()
@@ -251,10 +253,24 @@ class IngestEndpoint:
             )
         if spans:
             self._check(spans)  # and 8. limits
-        # 9. metrics, then the store
+        # 9. metrics (from every span, sampled or not), then the store
         self.metrics.record_batch(service, spans, dropped)
         if not spans:
             return 0
+        accepted = len(spans)
+        # Head sampling (rastir.sampling): an unsampled span was sent for the metrics
+        # only; it is neither stored nor exported.
+        if not all(map(_get_sampled, spans)):
+            spans = [s for s in spans if s.sampled]
+            self._head_dropped.inc(accepted - len(spans))
+            if not spans:
+                return accepted
+        sampler = self.state.sampler
+        if sampler is not None:
+            # Tail sampling: the sampler buffers the trace and, once it decides to keep
+            # it, hands it to the store and the sinks itself.
+            sampler(service, resource, spans)
+            return accepted
         rows: list[SpanRow] = []
         append = rows.append
         for s in spans:
@@ -298,7 +314,7 @@ class IngestEndpoint:
                 sink(service, resource, spans)
             except Exception:  # a sink's bug must not fail the ingest that already landed
                 logger.exception("span sink %r failed", sink)
-        return len(spans)
+        return accepted
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, refusing it as soon as it outgrows the limit (chunked too)."""

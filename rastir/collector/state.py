@@ -34,6 +34,7 @@ class CollectorState:
         "closing",
         "inflight",
         "loop_lag",
+        "sampler",
         "sinks",
         "started",
         "store",
@@ -46,6 +47,9 @@ class CollectorState:
         self.inflight = 0
         self.loop_lag = 0.0
         self.sinks: list[SpanSink] = []
+        #: The tail sampler (rastir.collector.sampling), when on: accepted spans go to it
+        #: instead of the store, and it hands kept traces to the store and the sinks.
+        self.sampler: SpanSink | None = None
         self._max_inflight = settings.max_inflight
         self._high_water = settings.queue_high_water
         self._max_lag = settings.max_loop_lag

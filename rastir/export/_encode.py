@@ -15,6 +15,7 @@ from typing import Any, cast
 import msgspec
 
 from rastir._wire import AttrValue, WireBatch, WireError, WireEvent, WireLink, WireSpan
+from rastir.sampling import HEAD
 from rastir.spans import Span
 
 __all__ = ["encode_batch", "sanitize_attributes", "to_wire"]
@@ -81,6 +82,11 @@ def to_wire(span: Span) -> WireSpan:
     error = span.error
     events = span.events
     links = span.links
+    # The head-sampling decision (rastir.sampling): the remote parent's flag, else
+    # the trace id against the ratio. Read here, on the exporter thread, so the
+    # decorators pay nothing for it.
+    ctx = span._ctx
+    sampled = bool(ctx.flags & 1) if ctx is not None else HEAD.sampled(span.tid)
     return WireSpan(
         trace_id=f"{span.tid:032x}",
         span_id=f"{span.sid:016x}",
@@ -118,6 +124,7 @@ def to_wire(span: Span) -> WireSpan:
             )
             for ln in links
         ],
+        sampled=sampled,
     )
 
 
