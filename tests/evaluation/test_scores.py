@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import httpx
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rastir.collector import CollectorSettings, create_app
+from tests.collector.server import serving
 from tests.collector.spans import batch, encode, trace_id
 from tests.evaluation.conftest import RunCollector
 from tests.evaluation.spans import agent_with_llms
@@ -166,3 +173,39 @@ async def test_scores_take_the_ingest_token_not_the_query_token(
     assert wrong.status_code == 403
     assert bad.status_code == 401
     assert ok.status_code == 202, ok.text
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    st.sampled_from([VALID["trace_id"], "00f067aa0ba902b7", "0" * 32, "x"]),
+    st.lists(st.integers(), max_size=3),
+)
+_bodies = st.dictionaries(
+    st.sampled_from(
+        ["trace_id", "span_id", "name", "score", "passed", "threshold", "reason", "source", "x"]
+    ),
+    _values,
+    max_size=9,
+)
+
+
+def test_any_json_body_gets_a_2xx_or_a_4xx_never_a_server_error(tmp_path: Path) -> None:
+    app = create_app(CollectorSettings(store="memory", access_log=False, data_dir=tmp_path))
+    with serving(app) as url, httpx.Client(base_url=url, timeout=10) as client:
+        tid, spans = agent_with_llms(("q", "a"))
+        assert client.post("/v1/telemetry", content=encode(batch(spans))).status_code == 202
+
+        @settings(max_examples=150, deadline=None, derandomize=True)
+        @given(body=_bodies, known=st.booleans())
+        def check(body: dict[str, Any], known: bool) -> None:
+            if known and "trace_id" in body:
+                body["trace_id"] = tid
+            r = client.post("/v1/scores", content=msgspec.json.encode(body))
+            assert r.status_code in (202, 400, 404), r.text
+            assert r.json()["error" if r.status_code != 202 else "span_id"]
+
+        check()
