@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
-from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph import START, MessagesState, StateGraph
 
 import rastir
 from rastir.testing import capture_spans
@@ -64,7 +65,7 @@ def population(city: str) -> int:
 
 
 @rastir.llm(provider="openai", model=MODEL)
-def call_model(messages: list[BaseMessage]) -> AIMessage:
+def call_model(messages: Sequence[BaseMessage]) -> AIMessage:
     reply = model.invoke(messages)
     assert isinstance(reply, AIMessage)
     return reply
@@ -89,7 +90,7 @@ def tool_node(state: MessagesState) -> dict[str, Any]:
 
 def next_step(state: MessagesState) -> Literal["tools", "__end__"]:
     last = state["messages"][-1]
-    return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+    return "tools" if isinstance(last, AIMessage) and last.tool_calls else "__end__"
 
 
 builder = StateGraph(MessagesState)
