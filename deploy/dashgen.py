@@ -677,6 +677,14 @@ def _evaluation() -> Dashboard:
                 ),
                 expect_data=False,
             ),
+            ts(
+                "Collector evaluation queue",
+                "short",
+                "Evaluations waiting for a worker, running now, and the queue's bound.",
+                q("sum(rastir_evaluation_queue_depth)", "waiting"),
+                q("sum(rastir_evaluation_in_progress)", "running"),
+                q("sum(rastir_evaluation_queue_capacity)", "capacity"),
+            ),
         ),
     )
 
@@ -1015,10 +1023,39 @@ def _system() -> Dashboard:
             ),
             Row("Limits and export"),
             ts(
-                "OTLP export failures",
+                "OTLP export",
                 "ops",
-                "Spans the collector failed to export, per second.",
-                q(rate(c + "export_failures_total", by="exporter"), "{{exporter}}"),
+                "Spans the export target accepted, spans dropped for good (by reason), and "
+                "failed export requests (each retry counts), per second.",
+                q(rate(c + "exported_spans_total", by="exporter"), "exported {{exporter}}"),
+                q(
+                    rate(c + "export_dropped_spans_total", by="exporter, reason"),
+                    "dropped {{exporter}} {{reason}}",
+                ),
+                q(rate(c + "export_failures_total", by="exporter"), "failed {{exporter}}"),
+            ),
+            ts(
+                "OTLP export queue",
+                "short",
+                "Spans waiting for export, and the queue's bound (0 while export is off).",
+                q(f"sum by (exporter) ({c}export_queue_depth)", "depth {{exporter}}"),
+                q(f"sum by (exporter) ({c}export_queue_capacity)", "capacity {{exporter}}"),
+            ),
+            ts(
+                "Sampled-out spans",
+                "ops",
+                "Spans counted in the metrics but neither stored nor exported, by sampling "
+                "stage (head: the SDK's decision; tail: the collector's tail sampler).",
+                q(rate(c + "sampled_out_spans_total", by="stage"), "{{stage}}"),
+            ),
+            ts(
+                "Tail-sampling decisions",
+                "ops",
+                "Traces the tail sampler kept or dropped per second, by the rule that decided.",
+                q(
+                    rate(c + "tail_sampling_traces_total", by="decision, reason"),
+                    "{{decision}} {{reason}}",
+                ),
             ),
             ts(
                 "Truncated values by field",

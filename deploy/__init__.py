@@ -1,0 +1,1 @@
+"""Operations assets of rastir and their generator (python -m deploy.generate)."""
