@@ -110,11 +110,13 @@ RENAMED: Final[Mapping[str, str]] = {
 }
 
 # The operation a rastir kind implies (GenAI semconv ``gen_ai.operation.name``).
+# rastir's decorators set it on these kinds already; spans from elsewhere may not.
+# (Not ``retrieval`` for retrievals: rastir's own do not carry it, and adding it would
+# make a rastir-to-rastir round trip add an attribute.)
 _IMPLIED_OPERATION: Final[Mapping[str, str]] = {
     "agent": "invoke_agent",
     "tool": "execute_tool",
     "llm": "chat",
-    "retrieval": "retrieval",
 }
 
 # The attribute naming what an MCP request is about, in order of preference.
