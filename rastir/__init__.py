@@ -32,6 +32,20 @@ from rastir.spans import Span, SpanContext
 from rastir.wrap import wrap
 
 if _TYPE_CHECKING:
+    from rastir.adapters import (
+        AdapterResult,
+        BaseAdapter,
+        TokenDelta,
+        register_adapter,
+    )
+    from rastir.frameworks import (
+        adk_agent,
+        crew_kickoff,
+        framework_agent,
+        langgraph_agent,
+        llamaindex_agent,
+        strands_agent,
+    )
     from rastir.mcp_bridge.server import mcp_endpoint
     from rastir.pricing import (
         PricingProfile,
@@ -43,17 +57,22 @@ if _TYPE_CHECKING:
     )
 
 __all__ = [
+    "AdapterResult",
+    "BaseAdapter",
     "PricingProfile",
     "PricingRegistry",
     "RastirError",
     "Settings",
     "Span",
     "SpanContext",
+    "TokenDelta",
     "TokenUsage",
     "__version__",
+    "adk_agent",
     "agent",
     "configure",
     "continue_trace",
+    "crew_kickoff",
     "current_agent",
     "current_model",
     "current_provider",
@@ -62,16 +81,21 @@ __all__ = [
     "current_trace_id",
     "extract",
     "flush",
+    "framework_agent",
     "get_pricing",
     "get_settings",
     "inject",
+    "langgraph_agent",
+    "llamaindex_agent",
     "llm",
     "mcp_endpoint",
     "metric",
+    "register_adapter",
     "retrieval",
     "set_model_price",
     "shutdown",
     "span",
+    "strands_agent",
     "tool",
     "trace",
     "use_pricing_profile",
@@ -88,6 +112,21 @@ def __getattr__(name: str) -> _Any:
 
         globals()["mcp_endpoint"] = endpoint
         return endpoint
+    if name in _FRAMEWORK_DECORATORS:
+        # The framework decorators are imported on first use too: ``import rastir``
+        # stays as fast as before.
+        from rastir import frameworks
+
+        value = getattr(frameworks, name)
+        globals()[name] = value
+        return value
+    if name in _ADAPTER_NAMES:
+        # Adapters load on first use (the first @llm loads them anyway).
+        from rastir import adapters
+
+        value = getattr(adapters, name)
+        globals()[name] = value
+        return value
     if name in _PRICING_NAMES:
         # Pricing is loaded on first use: it is not needed to import rastir.
         from rastir import pricing
@@ -97,6 +136,17 @@ def __getattr__(name: str) -> _Any:
         return value
     raise AttributeError(f"module 'rastir' has no attribute {name!r}")
 
+
+_FRAMEWORK_DECORATORS = frozenset(
+    {
+        "adk_agent",
+        "crew_kickoff",
+        "framework_agent",
+        "langgraph_agent",
+        "llamaindex_agent",
+        "strands_agent",
+    }
+)
 
 _PRICING_NAMES = frozenset(
     {
@@ -110,6 +160,10 @@ _PRICING_NAMES = frozenset(
 )
 
 
+_ADAPTER_NAMES = frozenset({"AdapterResult", "BaseAdapter", "TokenDelta", "register_adapter"})
+
+
 def __dir__() -> list[str]:
-    lazy = {"mcp_endpoint", *_PRICING_NAMES}
-    return sorted({*globals(), *lazy} - {"_PRICING_NAMES"})
+    lazy = {"mcp_endpoint", *_FRAMEWORK_DECORATORS, *_PRICING_NAMES, *_ADAPTER_NAMES}
+    private = {"_FRAMEWORK_DECORATORS", "_PRICING_NAMES", "_ADAPTER_NAMES"}
+    return sorted({*globals(), *lazy} - private)

@@ -11,37 +11,133 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any
 
 from rastir.export._pipeline import PIPELINE
+from rastir.sampling import HEAD, rejection_threshold
 
 __all__ = ["Settings", "configure", "flush", "get_settings", "shutdown"]
+
+if TYPE_CHECKING:
+    from urllib.parse import SplitResult
 
 _UNSET: Any = object()
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The effective configuration. Read it with :func:`get_settings`."""
+def urlsplit(url: str) -> SplitResult:
+    """``urllib.parse.urlsplit``, imported on first use: with ``ipaddress`` it costs
+    about 3 ms, and only ``configure()`` needs it."""
+    from urllib.parse import urlsplit as split
 
-    service: str = "unknown_service"
-    push_url: str | None = None
-    env: str | None = None
-    version: str | None = None
-    enabled: bool = True
-    token: str | None = None
-    batch_size: int = 512
-    flush_interval: float = 1.0
-    max_queue: int = 8192
-    capture_content: bool = False
-    headers: Mapping[str, str] = field(default_factory=dict)
-    timeout: float = 10.0
-    shutdown_timeout: float = 2.0
-    retry_budget: float = 30.0
-    gzip: bool = True
-    otel_bridge: bool | None = None
+    return split(url)
+
+
+class Settings:
+    """The effective configuration. Read it with :func:`get_settings`.
+
+    Immutable. A plain ``__slots__`` class rather than a frozen dataclass: importing
+    ``dataclasses`` and building the class cost about 4 ms of ``import rastir``
+    (PERFORMANCE.md: ``import rastir`` <= 30 ms). It behaves like the dataclass did:
+    keyword or positional arguments in this order, ``==``, ``repr``, ``__match_args__``
+    and assignments refused. A new setting goes into ``__match_args__`` (the order),
+    the annotations and ``__init__``; ``tests/core/test_settings.py`` checks they agree.
+    """
+
+    # The field order, as the dataclass had it: positional arguments, repr, ==.
+    __match_args__ = (
+        "service",
+        "push_url",
+        "env",
+        "version",
+        "enabled",
+        "token",
+        "batch_size",
+        "flush_interval",
+        "max_queue",
+        "capture_content",
+        "headers",
+        "timeout",
+        "shutdown_timeout",
+        "retry_budget",
+        "gzip",
+        "otel_bridge",
+        "sample_ratio",
+        "exporter",
+        "otlp_endpoint",
+    )
+    __slots__ = __match_args__
+
+    service: str
+    push_url: str | None
+    env: str | None
+    version: str | None
+    enabled: bool
+    token: str | None
+    batch_size: int
+    flush_interval: float
+    max_queue: int
+    capture_content: bool
+    headers: Mapping[str, str]
+    timeout: float
+    shutdown_timeout: float
+    retry_budget: float
+    gzip: bool
+    otel_bridge: bool | None
+    sample_ratio: float
+    exporter: str
+    otlp_endpoint: str | None
+
+    def __init__(
+        self,
+        service: str = "unknown_service",
+        push_url: str | None = None,
+        env: str | None = None,
+        version: str | None = None,
+        enabled: bool = True,
+        token: str | None = None,
+        batch_size: int = 512,
+        flush_interval: float = 1.0,
+        max_queue: int = 8192,
+        capture_content: bool = False,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+        shutdown_timeout: float = 2.0,
+        retry_budget: float = 30.0,
+        gzip: bool = True,
+        otel_bridge: bool | None = None,
+        sample_ratio: float = 1.0,
+        exporter: str = "rastir",
+        otlp_endpoint: str | None = None,
+    ) -> None:
+        values = locals()
+        for name in self.__match_args__:
+            object.__setattr__(self, name, values[name])
+        if headers is None:
+            object.__setattr__(self, "headers", {})
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__match_args__)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings) or other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__match_args__)
+        return f"{self.__class__.__qualname__}({fields})"
+
+    def __reduce__(self) -> tuple[type[Settings], tuple[Any, ...]]:
+        return (self.__class__, self._values())
 
     def resource(self) -> dict[str, str | int | float | bool]:
         """The resource attributes sent with every batch."""
@@ -149,11 +245,43 @@ def _validate(s: Settings) -> None:
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    rejection_threshold(s.sample_ratio)  # raises ValueError naming the ratio
+    _validate_exporter(s)
     for key, value in s.headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ValueError("headers must map strings to strings")
         if any(c in key + value for c in "\r\n"):
             raise ValueError(f"header {key!r} contains a line break")
+
+
+def _resolve_otlp_endpoint(arg: Any) -> str | None:
+    if arg is not _UNSET:
+        url = arg
+    else:
+        url = _env("RASTIR_OTLP_ENDPOINT") or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        if url is None:
+            base = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
+            # OTel SDK environment spec: the generic endpoint is a base URL.
+            url = None if base is None else base.rstrip("/") + "/v1/traces"
+    if isinstance(url, str) and urlsplit(url).path in ("", "/"):
+        url = url.rstrip("/") + "/v1/traces"
+    return url  # type: ignore[no-any-return]
+
+
+def _validate_exporter(s: Settings) -> None:
+    if s.exporter not in ("rastir", "otlp"):
+        raise ValueError(f"exporter must be 'rastir' or 'otlp', got {s.exporter!r}")
+    if s.exporter == "otlp":
+        if s.otlp_endpoint is None:
+            raise ValueError(
+                "exporter='otlp' needs otlp_endpoint (or RASTIR_OTLP_ENDPOINT), for "
+                "example http://127.0.0.1:4318/v1/traces"
+            )
+        parts = urlsplit(s.otlp_endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                f"otlp_endpoint {s.otlp_endpoint!r} must be an http:// or https:// URL"
+            )
 
 
 _lock = threading.RLock()
@@ -182,6 +310,9 @@ def configure(
     timeout: float = _UNSET,
     shutdown_timeout: float = _UNSET,
     otel_bridge: bool | None = _UNSET,
+    sample_ratio: float = _UNSET,
+    exporter: str = _UNSET,
+    otlp_endpoint: str | None = _UNSET,
 ) -> Settings:
     """Configure rastir for this process. Safe to call again to reconfigure.
 
@@ -206,6 +337,20 @@ def configure(
             None (``auto``) when an OTel SDK tracer provider is already set, True
             whenever ``opentelemetry-api`` is installed, False never. See
             :mod:`rastir._otel`.
+        sample_ratio: the share of new traces kept, from 0 to 1 (``RASTIR_SAMPLE_RATIO``,
+            default 1). Decided from the trace id, so every service of a trace agrees;
+            a trace continued from a ``traceparent`` keeps the sender's decision.
+            Unsampled spans still reach the collector's metrics, but are neither
+            stored nor exported there. See :mod:`rastir.sampling`.
+        exporter: where spans go (``RASTIR_EXPORTER``): ``"rastir"`` (default), a
+            rastir collector at ``push_url``; ``"otlp"``, OTLP/HTTP protobuf straight
+            to an OpenTelemetry collector at ``otlp_endpoint`` (direct mode, no rastir
+            collector). ``token`` and ``headers`` go with either.
+        otlp_endpoint: the OTLP/HTTP traces URL for ``exporter="otlp"``, for example
+            ``http://otel-collector:4318/v1/traces`` (``RASTIR_OTLP_ENDPOINT``, else
+            ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else
+            ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``). A URL without a path
+            gets ``/v1/traces``.
 
     Returns:
         The effective settings.
@@ -232,6 +377,9 @@ def configure(
             shutdown_timeout, "RASTIR_SHUTDOWN_TIMEOUT", float, d.shutdown_timeout
         ),
         otel_bridge=_resolve_bridge(otel_bridge),
+        sample_ratio=_resolve(sample_ratio, "RASTIR_SAMPLE_RATIO", float, d.sample_ratio),
+        exporter=_resolve(exporter, "RASTIR_EXPORTER", str, d.exporter),
+        otlp_endpoint=_resolve_otlp_endpoint(otlp_endpoint),
     )
     if isinstance(new.push_url, str):
         object.__setattr__(new, "push_url", new.push_url.rstrip("/") or None)
@@ -244,9 +392,10 @@ def configure(
             old.shutdown(new.shutdown_timeout, drain=True)
         _settings = new
         PIPELINE.bridge = _bridge_for(new)
+        HEAD.set_ratio(new.sample_ratio)
         PIPELINE.enabled = new.enabled
         PIPELINE.max_queue = new.max_queue
-        if new.enabled and new.push_url:
+        if new.enabled and (new.otlp_endpoint if new.exporter == "otlp" else new.push_url):
             from rastir.export.batch import BatchExporter
 
             PIPELINE.queueing = True

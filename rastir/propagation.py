@@ -18,11 +18,9 @@ Specifications:
 from __future__ import annotations
 
 import re
-from binascii import unhexlify
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from typing import Any, Final
-from urllib.parse import quote, unquote
 
 from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
@@ -166,7 +164,7 @@ def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
     if raw.translate(_SHAPE) != _TEMPLATE:
         return None
     # 26 bytes: version, 16 of trace id, 8 of parent id, flags.
-    fields = unhexlify(raw.replace(b"-", b""))
+    fields = (_unhexlify or _load_unhexlify())(raw.replace(b"-", b""))
     # TC §3.2.2.1: version ff is invalid.
     if fields[0] == 0xFF:
         return None
@@ -176,6 +174,19 @@ def _parse_traceparent(value: str) -> tuple[int, int, int] | None:
     if not tid or not sid:
         return None
     return tid, sid, fields[25]
+
+
+# binascii is a shared library (about 0.6 ms to load): loaded by the first parse, not
+# by ``import rastir``. bytes.fromhex would need no import but is twice as slow.
+_unhexlify: Callable[[bytes], bytes] | None = None
+
+
+def _load_unhexlify() -> Callable[[bytes], bytes]:
+    global _unhexlify
+    from binascii import unhexlify
+
+    _unhexlify = unhexlify
+    return unhexlify
 
 
 def format_traceparent(tid: int, sid: int, flags: int) -> str:
@@ -272,6 +283,9 @@ def parse_baggage(value: str) -> _Baggage:
         if _TOKEN.fullmatch(key) is None or _BAGGAGE_VALUE.fullmatch(encoded) is None:
             continue
         if "%" in encoded:
+            # Imported here: urllib.parse (with ipaddress) is ~3 ms of `import rastir`.
+            from urllib.parse import unquote
+
             decoded = unquote(encoded, encoding="utf-8", errors="replace")
             # Count the bytes format_baggage would send, not the ones received, so
             # that parse then format keeps every entry: each UTF-8 byte outside the
@@ -321,6 +335,8 @@ def format_baggage(items: Iterable[tuple[str, str]]) -> str:
         if val.isascii() and not val.encode().translate(None, _BAGGAGE_PLAIN):
             encoded = val  # nothing to encode: the common case, and 5x cheaper than quote
         else:
+            from urllib.parse import quote  # not at import: see parse_baggage
+
             try:
                 encoded = quote(val, safe=_BAGGAGE_SAFE)
             except UnicodeEncodeError:

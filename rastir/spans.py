@@ -7,10 +7,13 @@ wall-clock read and a monotonic clock, and everything else is created on demand.
 
 from __future__ import annotations
 
+import os
 import time
+from _random import Random as _Random
 from collections.abc import Mapping, Sequence
-from random import getrandbits
 from typing import Any, Final, Literal
+
+from rastir.sampling import HEAD as _HEAD
 
 __all__ = [
     "KINDS",
@@ -82,6 +85,18 @@ class _Clock:
 
 
 _clock = _Clock()
+
+
+# Ids come from a generator of our own, not from the ``random`` module: importing
+# ``random`` costs about 1.3 ms of ``import rastir`` (bisect, _sha512, ...), and a
+# private generator neither shifts the application's random sequence nor repeats ids
+# when the application calls ``random.seed()``. It is seeded from os.urandom, and
+# reseeded in a forked child as ``random`` does, so that workers forked from one
+# parent never draw the same ids.
+_rng = _Random()
+getrandbits = _rng.getrandbits
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_rng.seed)
 
 
 def new_trace_id() -> int:
@@ -270,9 +285,19 @@ class Span:
 
     @property
     def flags(self) -> int:
-        """W3C trace flags, inherited from the remote parent (sampled by default)."""
+        """W3C trace flags: the remote parent's, else the head-sampling decision.
+
+        A trace started in this process is sampled per :mod:`rastir.sampling` (a pure
+        function of the trace id); a continued trace keeps its parent's flags.
+        """
         ctx = self._ctx
-        return 1 if ctx is None else ctx.flags
+        return _HEAD.flags(self.tid) if ctx is None else ctx.flags
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the trace is kept: stored and exported, not only counted in metrics."""
+        ctx = self._ctx
+        return _HEAD.sampled(self.tid) if ctx is None else bool(ctx.flags & 1)
 
     @property
     def tracestate(self) -> str | None:
@@ -284,7 +309,7 @@ class Span:
     def context(self) -> SpanContext:
         ctx = self._ctx
         if ctx is None:
-            return SpanContext(self.tid, self.sid, 1, None, remote=False)
+            return SpanContext(self.tid, self.sid, _HEAD.flags(self.tid), None, remote=False)
         return SpanContext(self.tid, self.sid, ctx.flags, ctx.tracestate, remote=False)
 
     @property

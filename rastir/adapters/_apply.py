@@ -13,7 +13,7 @@ from typing import Any, Final
 from rastir import _config
 from rastir.adapters import _content
 from rastir.adapters.base import AdapterResult
-from rastir.adapters.registry import get_registry
+from rastir.adapters.registry import AdapterRegistry, get_registry
 
 __all__ = [
     "parse_bedrock_model_id",
@@ -70,6 +70,15 @@ _BEDROCK_VENDORS: Final = frozenset(
     )
 )
 _BEDROCK_REGIONS: Final = frozenset(("us", "eu", "apac", "us-gov", "global", "ca", "jp", "au"))
+
+
+_registry: AdapterRegistry | None = None
+
+
+def _get_registry() -> AdapterRegistry:
+    global _registry
+    _registry = get_registry()
+    return _registry
 
 
 def parse_bedrock_model_id(model_id: str) -> tuple[str, str] | None:
@@ -165,7 +174,8 @@ def request_phase(
     with ``capture_content`` on.
     """
     model, provider = _scan_kwargs(attrs, kwargs) if kwargs else (None, None)
-    for r in get_registry().request(args, kwargs):
+    reg = _registry or _get_registry()
+    for r in reg.request(args, kwargs) if args or kwargs else ():
         # What the call names explicitly (a ``model=`` keyword) beats what a client
         # or model object was configured with; the objects fill what is missing.
         if model is None and r.model:
@@ -283,7 +293,7 @@ def response_phase(
     explicit_provider: str | None = None,
 ) -> None:
     """Run the adapter chain on ``result`` and write what it found."""
-    reg = get_registry()
+    reg = _registry or _get_registry()
     results = reg.response(result)
     if not results:
         return

@@ -54,7 +54,15 @@ class AzureOpenAIAdapter(OpenAIAdapter):
         return None if cls.__name__ in _RESPONSES and self._ours(cls) else False
 
     def can_handle(self, result: Any) -> bool:
-        return _azure_marked(result)
+        # Inlined _azure_marked: this runs for every openai response.
+        extra = result.__pydantic_extra__
+        if extra and "prompt_filter_results" in extra:
+            return True
+        choices = getattr(result, "choices", None)
+        if choices:
+            cextra = getattr(choices[0], "__pydantic_extra__", None)
+            return cextra is not None and "content_filter_results" in cextra
+        return False
 
     def transform(self, result: Any) -> AdapterResult:
         r = super().transform(result)

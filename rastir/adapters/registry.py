@@ -174,6 +174,16 @@ class AdapterRegistry:
     # -- the phases ------------------------------------------------------------------------
     def response(self, result: Any) -> list[AdapterResult]:
         """Run the response phase; results outermost first (later ones are more concrete)."""
+        cls = type(result)
+        fw = self._fw_cache.get(cls)
+        if fw is None:
+            fw = self._candidates(self._frameworks, cls, False)
+            if len(self._fw_cache) >= _MAX_CACHE:
+                self._fw_cache.clear()
+            self._fw_cache[cls] = fw
+        if not fw:  # no framework wraps this class (the common case): straight to providers
+            reader = self._pick(self._pv_cache, self._providers, result)
+            return [] if reader is None else [reader.transform(result)]
         out: list[AdapterResult] = []
         obj = result
         for _ in range(_MAX_UNWRAP):

@@ -4,6 +4,8 @@ Routes:
 
 ==========================  ==========================================  ===========
 ``POST /v1/telemetry``      ingest a batch (:mod:`.ingest`)              ingest token
+``POST /v1/traces``         OTLP/HTTP receive (:mod:`.otlp.receive`)     ingest token
+``POST /v1/scores``         a score from outside (:mod:`.evaluation`)    ingest token
 ``GET /v1/traces``          trace summaries, filtered and paged          query token
 ``GET /v1/traces/{id}``     one trace as a span tree                     query token
 ``GET /metrics``            Prometheus text format                       query token*
@@ -42,10 +44,15 @@ from starlette.routing import Route
 
 from rastir._wire import json_schema
 from rastir.collector.auth import OK, UNAUTHORIZED, check_bearer
+from rastir.collector.evaluation import EvaluationService
+from rastir.collector.evaluation.scores import ScoresEndpoint
 from rastir.collector.ingest import IngestEndpoint
 from rastir.collector.logs import AccessLogMiddleware
 from rastir.collector.metrics import Metrics, collector_version, counter, gauge
+from rastir.collector.otlp.export import OtlpExporter, export_metrics
+from rastir.collector.otlp.receive import OtlpReceiveEndpoint
 from rastir.collector.query import QueryError, parse_trace_id, parse_trace_query
+from rastir.collector.sampling import TailSampler, sampling_metrics, store_and_sink
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.state import CollectorState, watch_loop_lag
 from rastir.collector.store.base import TraceDetail, TraceStore
@@ -105,6 +112,25 @@ def create_app(
     metrics.add_source(lambda: _health_metrics(state))
     metrics.register(registry)
     ingest = IngestEndpoint(settings, metrics, state)
+    otlp_receive = OtlpReceiveEndpoint(settings, metrics, state)
+    evaluation = EvaluationService(settings, metrics, ingest.accept)  # reads eval_config
+    if evaluation.enabled:
+        state.sinks.append(evaluation.sink)
+    # OTLP export is a span sink; tail sampling sits between ingest and the store and
+    # sinks (docs/sampling.md). Their families exist, at zero, when they are off.
+    exporter = (
+        OtlpExporter.from_settings(settings, metrics.export_failures.child(("otlp",)))
+        if settings.otlp_endpoint
+        else None
+    )
+    if exporter is not None:
+        state.sinks.append(exporter)
+    sampler = (
+        TailSampler(settings, metrics, store_and_sink(state)) if settings.tail_sampling else None
+    )
+    state.sampler = sampler
+    metrics.add_source(lambda: export_metrics(exporter))
+    metrics.add_source(lambda: sampling_metrics(sampler))
     query_token = settings.query_token.encode() if settings.query_token else None
     metrics_token = None if settings.public_metrics else query_token
     schema = _json_encoder.encode(json_schema())
@@ -194,6 +220,8 @@ def create_app(
         trace_store = state.store if state.store is not None else open_configured_store(settings)
         state.store = trace_store
         await trace_store.start()
+        if exporter is not None:
+            exporter.start()
         state.started = True
         logger.info(
             "collector started",
@@ -206,6 +234,9 @@ def create_app(
             async with anyio.create_task_group() as tg:
                 if settings.max_loop_lag is not None:
                     tg.start_soon(watch_loop_lag, state)
+                await tg.start(evaluation.run)  # cancelled, like the watcher, before the store
+                if sampler is not None:
+                    tg.start_soon(sampler.run)
                 try:
                     yield
                 finally:
@@ -215,14 +246,31 @@ def create_app(
             # refuse anything still arriving, then let the store write its queue.
             state.started = False
             state.closing = True
+            if sampler is not None:
+                sampler.flush()  # decide what is buffered: kept traces reach the store
             with anyio.move_on_after(settings.shutdown_timeout + 1.0, shield=True) as scope:
                 await trace_store.close(timeout=settings.shutdown_timeout)
             if scope.cancelled_caught:
                 logger.error("store did not close within %.1fs", settings.shutdown_timeout + 1.0)
+            if exporter is not None:
+                # Off the loop: the drain may wait on the target for up to its timeout.
+                with anyio.CancelScope(shield=True):
+                    if not await anyio.to_thread.run_sync(
+                        exporter.shutdown, settings.shutdown_timeout
+                    ):
+                        logger.error("OTLP exporter did not stop in time")
             logger.info("collector stopped")
 
     routes = [
         Route("/v1/telemetry", ingest, methods=["POST"], name="ingest"),
+        Route("/v1/traces", otlp_receive, methods=["POST"], name="otlp_receive"),
+        Route(
+            "/v1/scores",
+            authorized(settings.ingest_token.encode() if settings.ingest_token else None)(
+                ScoresEndpoint(evaluation, state).post
+            ),
+            methods=["POST"],
+        ),
         Route("/metrics", metrics_endpoint, methods=["GET"]),
         Route("/v1/traces", list_traces, methods=["GET"]),
         Route("/v1/traces/{trace_id}", get_trace, methods=["GET"]),
@@ -241,6 +289,9 @@ def create_app(
     app.state.metrics = metrics
     app.state.registry = registry
     app.state.collector = state
+    app.state.evaluation = evaluation
+    app.state.otlp_exporter = exporter
+    app.state.tail_sampler = sampler
     return app
 
 

@@ -60,9 +60,32 @@ _OPTIONS: dict[str, str] = {
     "shutdown_timeout": "seconds for open requests, and again for the store, at exit (default 10)",
     "log_level": "critical, error, warning, info (default) or debug",
     "log_format": "logfmt (default) or json",
+    "eval_config": "evaluation config file, JSON/TOML/YAML (docs/evaluation.md; default: none)",
+    "eval_judge_url": "OpenAI-compatible base URL of the LLM judge, e.g. https://api.openai.com/v1",
+    "eval_judge_model": "model the LLM judge is asked for",
+    "eval_judge_key": "bearer key for the judge (better by environment)",
+    "eval_judge_timeout": "seconds for one judge request (default 30)",
+    "eval_judge_retries": "retries of a timed-out or failed judge request (default 2)",
+    "eval_queue_size": "evaluations waiting before more are dropped (default 1000)",
+    "eval_workers": "evaluations run at once (default 2)",
+    "otlp_endpoint": "export kept spans to this OTLP/HTTP traces URL (default: no export)",
+    "otlp_headers": "headers for the OTLP endpoint: k=v,k2=v2 (better by environment)",
+    "otlp_compression": "gzip (default) or none",
+    "otlp_timeout": "seconds for one export request (default 10)",
+    "otlp_batch_size": "spans per export request (default 512)",
+    "otlp_queue_size": "spans waiting for export before more are dropped (default 20000)",
+    "otlp_flush_interval": "seconds a partial export batch waits (default 1)",
+    "otlp_retry_budget": "seconds one export batch is retried before it is dropped (default 30)",
+    "tail_decision_wait": "tail sampling: decide a trace this long after its last span (10)",
+    "tail_root_grace": "tail sampling: ...or this long after it once its root arrived (2)",
+    "tail_slow_threshold": "tail sampling: keep traces lasting this long: 10s, 1m, off (10s)",
+    "tail_ratio": "tail sampling: share of the other traces kept, 0 to 1 (default 0.1)",
+    "tail_max_traces": "tail sampling: traces buffered before early decisions (default 10000)",
+    "tail_max_spans": "tail sampling: spans buffered before early decisions (default 200000)",
 }
 _FLAGS: dict[str, str] = {
     "public_metrics": "serve /metrics without the query token",
+    "tail_sampling": "keep error traces, slow ones and a share of the rest (docs/sampling.md)",
 }
 
 
@@ -154,7 +177,11 @@ def serve(settings: CollectorSettings) -> int:
     from rastir.collector.app import create_app
 
     configure_logging(settings.log_level, settings.log_format)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except ValueError as e:  # a config file the settings name (evaluation) is unusable
+        logger.error("invalid configuration: %s", e)
+        return 2
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -490,11 +490,34 @@ class Metrics(Collector):
         ev = ("service", "evaluation")
         self.eval_results = C(
             "rastir_evaluations_total",
-            "Evaluations run; result is passed, failed or none (no verdict).",
+            "Evaluations run; result is passed, failed, error (no verdict) or none.",
             (*ev, "result"),
         )
         self.eval_score = H(
             "rastir_evaluation_score", "Scores of evaluations (usually 0..1).", ev, SCORE_BUCKETS
+        )
+        # the collector's own evaluation runs (rastir.collector.evaluation); the
+        # evaluation label takes configured names only, so no guard is needed
+        self.eval_duration = H(
+            "rastir_evaluation_duration_seconds",
+            "Time the collector took to run one evaluation, judge retries included.",
+            ("evaluation",),
+            LLM_BUCKETS,
+        )
+        self.eval_failures = C(
+            "rastir_evaluation_failures_total",
+            "Evaluations that gave no verdict (timeout, judge error, unreadable reply), by reason.",
+            ("evaluation", "reason"),
+        )
+        self.eval_skipped = C(
+            "rastir_evaluation_skipped_total",
+            "Selected LLM spans not evaluated because they lack the text, by reason.",
+            ("evaluation", "reason"),
+        )
+        self.eval_dropped = C(
+            "rastir_evaluation_dropped_total",
+            "Evaluations dropped: queue full, shutdown, or the result refused by the store.",
+            ("reason",),
         )
         # every span
         self.spans = C(
@@ -528,8 +551,15 @@ class Metrics(Collector):
         )
         self.export_failures = C(
             "rastir_collector_export_failures_total",
-            "Spans the collector failed to export downstream, by exporter.",
+            "Export requests that failed (no answer or an error status; each retry counts), "
+            "by exporter.",
             ("exporter",),
+        )
+        self.sampled_out = C(
+            "rastir_collector_sampled_out_spans_total",
+            "Spans counted in the metrics but neither stored nor exported, because head "
+            "sampling (the span's sampled flag) or tail sampling dropped their trace.",
+            ("stage",),
         )
         self.ingest_duration = H(
             "rastir_collector_ingest_duration_seconds",
@@ -550,6 +580,8 @@ class Metrics(Collector):
         )
         self.build_info.child((collector_version(), platform.python_version())).value = 1.0
         self.export_failures.child(("otlp",))  # announce the family at 0
+        self.sampled_out.child(("head",))
+        self.sampled_out.child(("tail",))
 
         # groups: a dict lookup on the label tuple yields cached children
         G = self._group
@@ -807,7 +839,10 @@ class Metrics(Collector):
         if b is None:
             b = self.g_eval.miss(key)
         passed = a.get("rastir.evaluation.passed")
-        b.results["passed" if passed is True else "failed" if passed is False else "none"].inc()
+        if s.status == "error":  # the evaluator failed: never a pass, nor a verdict
+            b.results["error"].inc()
+        else:
+            b.results["passed" if passed is True else "failed" if passed is False else "none"].inc()
         score = a.get("rastir.evaluation.score")
         if (score.__class__ is float or score.__class__ is int) and -_INF < score < _INF:
             b.score.observe(score)

@@ -31,6 +31,7 @@ ENV_PREFIX: Final = "RASTIR_COLLECTOR_"
 StoreKind = Literal["sqlite", "memory"]
 AckMode = Literal["queued", "committed"]
 LogFormat = Literal["logfmt", "json"]
+OtlpCompression = Literal["gzip", "none"]
 
 _STORE_KINDS: Final = ("sqlite", "memory")
 _ACK_MODES: Final = ("queued", "committed")
@@ -127,6 +128,25 @@ def _parse_lower(name: str, raw: str) -> str:
     return raw.strip().lower()
 
 
+def _parse_headers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
+    """``k=v,k2=v2`` (values percent-decoded, as in ``OTEL_EXPORTER_OTLP_HEADERS``)."""
+    from urllib.parse import unquote
+
+    out: list[tuple[str, str]] = []
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{name}: {part.strip()!r} is not key=value")
+        out.append((key.strip(), unquote(value.strip())))
+    return tuple(out)
+
+
+def _parse_optional_path(name: str, raw: str) -> Path | None:
+    return Path(raw.strip()).expanduser() if raw.strip() else None
+
+
 @dataclass(frozen=True)
 class CollectorSettings:
     """Everything the collector can be told. Build it directly, or with :meth:`from_env`.
@@ -179,6 +199,54 @@ class CollectorSettings:
     log_level: str = "info"
     log_format: LogFormat = "logfmt"
     access_log: bool = True
+    #: Evaluation config file (JSON, TOML or YAML; docs/evaluation.md); ``None``: none run.
+    eval_config: Path | None = None
+    #: OpenAI-compatible base URL of the LLM judge, e.g. ``https://api.openai.com/v1``.
+    eval_judge_url: str | None = None
+    #: Model the judge is asked for; evaluators may name another.
+    eval_judge_model: str | None = None
+    #: Bearer key sent to the judge (pass it by environment, not on the command line).
+    eval_judge_key: str | None = None
+    #: Seconds for one judge request; a timed-out request is retried.
+    eval_judge_timeout: float = 30.0
+    #: Retries of a judge request after a timeout, a connection error, 408, 429 or 5xx.
+    eval_judge_retries: int = 2
+    #: Evaluations waiting for a worker; beyond it they are dropped and counted.
+    eval_queue_size: int = 1000
+    #: Evaluations run at once (each is an async task on the event loop).
+    eval_workers: int = 2
+    #: OTLP/HTTP traces endpoint to export every kept span to (``/v1/traces`` is
+    #: appended to a URL without a path); ``None``: no export. docs/collector.md.
+    otlp_endpoint: str | None = None
+    #: Extra headers for the OTLP endpoint (authentication, tenant), as pairs.
+    otlp_headers: tuple[tuple[str, str], ...] = ()
+    otlp_compression: OtlpCompression = "gzip"
+    #: Seconds for one export request.
+    otlp_timeout: float = 10.0
+    #: Spans per export request.
+    otlp_batch_size: int = 512
+    #: Spans waiting for export; beyond it new spans are dropped and counted.
+    otlp_queue_size: int = 20_000
+    #: Seconds a partial batch waits before it is sent.
+    otlp_flush_interval: float = 1.0
+    #: Seconds one batch may be retried (backoff with jitter, Retry-After honoured)
+    #: before it is dropped and counted.
+    otlp_retry_budget: float = 30.0
+    #: Tail sampling (docs/sampling.md): buffer each trace until it is complete, then
+    #: keep it when it has an error, is slow, or falls in ``tail_ratio``.
+    tail_sampling: bool = False
+    #: A trace is decided once no span of it arrived for this many seconds...
+    tail_decision_wait: float = 10.0
+    #: ...or for this many once its root span arrived.
+    tail_root_grace: float = 2.0
+    #: Traces lasting at least this many seconds are kept; ``None``: no latency rule.
+    tail_slow_threshold: float | None = 10.0
+    #: Share of the other traces kept, decided from the trace id (as head sampling).
+    tail_ratio: float = 0.1
+    #: Traces and spans the sampler buffers; beyond either, the traces idle longest
+    #: are decided early with what has arrived.
+    tail_max_traces: int = 10_000
+    tail_max_spans: int = 200_000
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -235,6 +303,66 @@ class CollectorSettings:
             out.append(f"retention_bytes={self.retention_bytes} must be positive or None")
         if not (math.isfinite(self.shutdown_timeout) and self.shutdown_timeout >= 0):
             out.append(f"shutdown_timeout={self.shutdown_timeout} must be >= 0")
+        out.extend(self._eval_problems())
+        out.extend(self._export_problems())
+        return out
+
+    def _export_problems(self) -> list[str]:
+        """OTLP export and sampling settings (rastir.collector.otlp, .sampling)."""
+        out: list[str] = []
+        url = self.otlp_endpoint
+        if url is not None and not re.match(r"^https?://[^\s/]+", url):
+            out.append(f"otlp_endpoint={url!r} must be an http:// or https:// URL")
+        if self.otlp_compression not in ("gzip", "none"):
+            out.append(f"otlp_compression={self.otlp_compression!r} is not one of gzip, none")
+        for key, value in self.otlp_headers:
+            if not key or any(c in key + value for c in "\r\n"):
+                out.append(f"otlp_headers: {key!r} is empty or holds a line break")
+        for name in ("otlp_batch_size", "otlp_queue_size", "tail_max_traces", "tail_max_spans"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                out.append(f"{name}={value!r} must be a positive integer")
+        if self.otlp_queue_size < self.otlp_batch_size:
+            out.append(
+                f"otlp_queue_size={self.otlp_queue_size} must be at least "
+                f"otlp_batch_size={self.otlp_batch_size}"
+            )
+        for name in (
+            "otlp_timeout",
+            "otlp_flush_interval",
+            "otlp_retry_budget",
+            "tail_decision_wait",
+            "tail_root_grace",
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                out.append(f"{name}={value!r} must be a positive number of seconds")
+        slow = self.tail_slow_threshold
+        if slow is not None and not (math.isfinite(slow) and slow > 0):
+            out.append(f"tail_slow_threshold={slow!r} must be a positive number of seconds")
+        if not (math.isfinite(self.tail_ratio) and 0.0 <= self.tail_ratio <= 1.0):
+            out.append(f"tail_ratio={self.tail_ratio!r} must be from 0 to 1")
+        if self.tail_sampling and self.ack == "committed":
+            # A 202 in committed mode promises spans on disk; the sampler holds them
+            # in memory until the trace is decided.
+            out.append("tail_sampling cannot be combined with ack=committed")
+        return out
+
+    def _eval_problems(self) -> list[str]:
+        out: list[str] = []
+        url = self.eval_judge_url
+        if url is not None and not re.match(r"^https?://[^\s/]+", url):
+            out.append(f"eval_judge_url={url!r} must be an http:// or https:// URL")
+        if self.eval_judge_model is not None and not self.eval_judge_model.strip():
+            out.append("eval_judge_model is empty")
+        if not (math.isfinite(self.eval_judge_timeout) and self.eval_judge_timeout > 0):
+            out.append(f"eval_judge_timeout={self.eval_judge_timeout} must be > 0 seconds")
+        if not 0 <= self.eval_judge_retries <= 10:
+            out.append(f"eval_judge_retries={self.eval_judge_retries} must be in 0..10")
+        if not 1 <= self.eval_queue_size <= 1_000_000:
+            out.append(f"eval_queue_size={self.eval_queue_size} must be in 1..1000000")
+        if not 1 <= self.eval_workers <= 256:
+            out.append(f"eval_workers={self.eval_workers} must be in 1..256")
         return out
 
     @classmethod
@@ -315,4 +443,27 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "log_level": _parse_lower,
     "log_format": _parse_lower,
     "access_log": _parse_bool,
+    "otlp_endpoint": _parse_optional_str,
+    "otlp_headers": _parse_headers,
+    "otlp_compression": _parse_lower,
+    "otlp_timeout": _parse_float,
+    "otlp_batch_size": _parse_int,
+    "otlp_queue_size": _parse_int,
+    "otlp_flush_interval": _parse_float,
+    "otlp_retry_budget": _parse_float,
+    "tail_sampling": _parse_bool,
+    "tail_decision_wait": _parse_float,
+    "tail_root_grace": _parse_float,
+    "tail_slow_threshold": parse_duration,
+    "tail_ratio": _parse_float,
+    "tail_max_traces": _parse_int,
+    "tail_max_spans": _parse_int,
+    "eval_config": _parse_optional_path,
+    "eval_judge_url": _parse_optional_str,
+    "eval_judge_model": _parse_optional_str,
+    "eval_judge_key": _parse_optional_str,
+    "eval_judge_timeout": _parse_float,
+    "eval_judge_retries": _parse_int,
+    "eval_queue_size": _parse_int,
+    "eval_workers": _parse_int,
 }

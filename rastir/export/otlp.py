@@ -389,7 +389,8 @@ def _span(span: WireSpan) -> bytes:
             mb = message.encode("utf-8", "replace")
             st = b"\x12" + _varint(len(mb)) + mb + st
         parts.append(b"\x7a" + _varint(len(st)) + st)
-    parts.append(_FLAGS_SAMPLED)
+    if span.sampled:
+        parts.append(_FLAGS_SAMPLED)  # else 0, the default: not written
     body = b"".join(parts)
     # ScopeSpans.spans = 2
     return b"\x12" + _varint(len(body)) + body
@@ -454,7 +455,7 @@ def encode_batch_otlp(
     """
     from rastir.export._encode import to_wire
 
-    wire = [w for w in map(to_wire, spans) if getattr(w, "sampled", True)]
+    wire = [w for w in map(to_wire, spans) if w.sampled]
     return encode_request([(resource, wire)])
 
 
@@ -499,7 +500,7 @@ def _json_span(span: WireSpan) -> dict[str, Any]:
     out: dict[str, Any] = {
         "traceId": span.trace_id,
         "spanId": span.span_id,
-        "flags": 1,
+        "flags": 1 if span.sampled else 0,
         "name": name,
         "kind": okind,
         "startTimeUnixNano": str(span.start_time_unix_nano),

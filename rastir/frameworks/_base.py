@@ -72,7 +72,16 @@ class FrameworkCall:
     and never raises into the framework.
     """
 
-    __slots__ = ("_aliases", "_lock", "_runs", "agent", "agent_name", "data", "framework")
+    __slots__ = (
+        "_aliases",
+        "_lock",
+        "_runs",
+        "agent",
+        "agent_name",
+        "data",
+        "finalizers",
+        "framework",
+    )
 
     def __init__(self, agent: Span, agent_name: str, framework: str | None) -> None:
         self.agent = agent
@@ -85,6 +94,8 @@ class FrameworkCall:
         self._lock = threading.Lock()
         # What an integration remembers about framework runs between its hooks.
         self.data: dict[Hashable, Any] = {}
+        # Run when the call ends, before its open spans are closed.
+        self.finalizers: list[Callable[[], None]] = []
 
     # -- lookup -------------------------------------------------------------------
     def span_of(self, key: Hashable | None) -> Span | None:
@@ -168,6 +179,11 @@ class FrameworkCall:
 
     def close_all(self) -> None:
         """End every span still open when the call ends, so none is lost."""
+        for finalize in self.finalizers:
+            try:
+                finalize()
+            except Exception:
+                _log.debug("rastir: framework finalizer failed", exc_info=True)
         with self._lock:
             runs = list(self._runs.values())
             self._runs.clear()

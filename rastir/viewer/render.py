@@ -45,8 +45,9 @@ class Style:
         or ``TERM=dumb``) unless ``color`` is ``"always"`` or ``"never"``; box drawing
         when the stream's encoding can write it.
         """
-        encoding = (getattr(stream, "encoding", None) or "ascii").lower().replace("-", "")
-        unicode = encoding in ("utf8", "utf16", "utf32") or encoding.startswith("utf")
+        # A text buffer without an encoding (io.StringIO) holds any character.
+        encoding = (getattr(stream, "encoding", None) or "utf-8").lower().replace("-", "")
+        unicode = encoding.startswith("utf")
         if color == "always":
             return cls(color=True, unicode=unicode)
         if color == "never":
@@ -259,7 +260,7 @@ def render_trace(trace: Mapping[str, Any], style: Style | None = None) -> str:
     for root in roots:
         walk(root, "", "")
 
-    name_w = min(_NAME_WIDTH, max(len(label) for label, _ in rows))
+    name_w = min(_NAME_WIDTH, max(4, *(len(label) for label, _ in rows)))
     kind_w = max(4, *(len(str(n.get("kind", ""))) for _, n in rows))
     service_w = min(24, max(7, *(len(str(n.get("service", ""))) for _, n in rows)))
     durations = [format_duration(int(n.get("duration_ns") or 0)) for _, n in rows]

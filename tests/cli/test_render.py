@@ -6,11 +6,14 @@ import io
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rastir.viewer.render import (
     Style,
     format_cost,
     format_duration,
+    iter_spans,
     render_trace,
     render_trace_list,
 )
@@ -127,3 +130,45 @@ def test_the_timeline_places_each_span_within_the_trace() -> None:
 def test_an_empty_trace_and_an_empty_list_say_so() -> None:
     assert render_trace(_trace(), Style()).endswith("(no spans)")
     assert render_trace_list([], Style()) == "no traces match"
+
+
+_names = st.text(alphabet=st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), max_size=70)
+
+
+@st.composite
+def _trees(draw: st.DrawFn, depth: int = 0) -> dict[str, Any]:
+    kids = draw(st.lists(_trees(depth + 1), max_size=3)) if depth < 4 else []
+    return _node(
+        draw(_names),
+        draw(st.floats(min_value=-1e3, max_value=1e6)),
+        draw(st.floats(min_value=0, max_value=1e7)),
+        kind=draw(st.sampled_from(["llm", "agent", "tool", "mcp.client", "http.server"])),
+        service=draw(_names),
+        status=draw(st.sampled_from(["ok", "error", "cancelled"])),
+        error=draw(st.none() | st.fixed_dictionaries({"type": _names, "message": _names})),
+        attributes=draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "gen_ai.usage.input_tokens": st.integers(0, 10**9),
+                    "rastir.cost.usd": st.floats(0, 1e6),
+                    "http.response.status_code": st.integers(100, 599),
+                },
+            )
+        ),
+        children=kids,
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_trees(), min_size=1, max_size=3))
+def test_any_tree_renders_with_one_row_per_span_and_aligned_columns(
+    roots: list[dict[str, Any]],
+) -> None:
+    text = render_trace(_trace(*roots), Style())
+    rows = _rows(text)
+    assert len(rows) == sum(1 for _ in iter_spans(roots))
+    header = next(line for line in text.splitlines() if line.startswith("SPAN"))
+    kind_at = header.index("KIND")
+    # Names are cut to fit: the kind column starts at the same place on every row.
+    assert all(row[kind_at - 2 : kind_at] == "  " for row in rows)

@@ -76,6 +76,7 @@ def wire_spans(draw: st.DrawFn) -> WireSpan:
         span_id=draw(SPAN_IDS),
         parent_span_id=draw(st.none() | SPAN_IDS),
         name=draw(st.text(max_size=20)),
+        sampled=draw(st.booleans()),
         kind=draw(st.sampled_from(KINDS)),
         start_time_unix_nano=start,
         end_time_unix_nano=end,
@@ -153,7 +154,7 @@ def _expected(span: WireSpan) -> dict[str, Any]:
         "events": events,
         "links": [(ln.trace_id, ln.span_id, _plain(dict(ln.attributes))) for ln in span.links],
         "status": (code, message),
-        "flags": 1,
+        "flags": 1 if span.sampled else 0,
     }
 
 
@@ -193,8 +194,11 @@ def _round_trip_view(span: WireSpan) -> WireSpan:
     a = _plain(dict(span.attributes))
     if implied is not None:
         a["gen_ai.operation.name"] = implied
+    # Received spans count as sampled: SDKs export only those, and a 0 in the optional
+    # flags field means "unknown" from older senders.
     return msgspec.structs.replace(
         span,
+        sampled=True,
         attributes=a,
         events=[msgspec.structs.replace(e, attributes=_plain(e.attributes)) for e in span.events],
         links=[msgspec.structs.replace(ln, attributes=_plain(ln.attributes)) for ln in span.links],

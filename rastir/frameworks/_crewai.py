@@ -1,0 +1,320 @@
+"""CrewAI: handlers on the CrewAI event bus.
+
+CrewAI's extension point is its process-wide event bus (``crewai.events.
+crewai_event_bus``); handlers cannot be scoped to one kickoff. One handler per event
+type is registered once, on the first decorated call, and does nothing outside a
+decorated call. The bus runs synchronous handlers on its own thread pool, each with a
+copy of the context the event was emitted in, so the handler still finds the call in
+the ContextVar.
+
+Each event carries ids: a started event its own ``event_id`` and its enclosing scope's
+``parent_event_id``, the matching completed/failed event the ``started_event_id``.
+Spans are built from those ids and the events' timestamps. Pool threads may run the
+handlers out of order (a quick tool's end before its start, a child before its
+parent), so a span is created at the first mention of its id and sent once both its
+start and its end were seen. The decorated call flushes the bus's pending handlers
+before it ends (as ``Crew.kickoff`` does, bounded to one second).
+
+* kickoff → ``crew <name>``, task → ``task <name>``, agent execution → ``node:<role>``
+  (kind ``trace``); model calls → ``llm`` spans (model, tokens through the adapters, time
+  to first token from stream chunks); tool usage → ``tool`` spans.
+
+Tool spans are not current while the tool runs (handlers run elsewhere), so a tool's
+own outbound calls do not nest under them: a limitation of event-bus observation.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+import time
+from typing import Any
+
+from rastir.adapters import apply_request, apply_response
+from rastir.errors import error_info
+from rastir.export._pipeline import PIPELINE
+from rastir.frameworks._base import (
+    FrameworkCall,
+    Labels,
+    active_call,
+    capture_enabled,
+    truncate,
+)
+from rastir.spans import Span, _clock
+
+__all__ = ["activate"]
+
+_events = importlib.import_module("crewai.events")
+_registered = False
+_register_lock = threading.Lock()
+_FLUSH_TIMEOUT = 1.0
+
+
+class _Node:
+    """A span known by its event id; sent when both its start and end were seen."""
+
+    __slots__ = ("end_t", "ended", "first_token_t", "span", "started")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.started = False
+        self.ended = False
+        self.end_t = 0
+        self.first_token_t = 0
+
+
+class _Nodes:
+    """The call's CrewAI spans, by event id."""
+
+    def __init__(self, call: FrameworkCall) -> None:
+        self.call = call
+        self.lock = threading.Lock()
+        self.nodes: dict[str, _Node] = {}
+
+    def get(self, event_id: str) -> _Node:
+        with self.lock:
+            node = self.nodes.get(event_id)
+            if node is None:
+                span = Span("crewai.scope", "trace", self.call.agent)
+                span.attributes["gen_ai.agent.name"] = self.call.agent_name
+                node = self.nodes[event_id] = _Node(span)
+            return node
+
+    def send(self, event_id: str, node: _Node) -> None:
+        with self.lock:
+            self.nodes.pop(event_id, None)
+        span = node.span
+        if node.first_token_t and "rastir.ttft_ms" not in span.attributes:
+            span.attributes["rastir.ttft_ms"] = (node.first_token_t - span._t0) / 1e6
+        span._t1 = max(node.end_t, span._t0)
+        PIPELINE.on_end(span)
+
+    def finish_all(self) -> None:
+        """At the call's end: send what is still pending, marked as such."""
+        with self.lock:
+            pending = list(self.nodes.items())
+            self.nodes.clear()
+        for _, node in pending:
+            span = node.span
+            if not node.started:
+                span.attributes["rastir.crewai.unobserved_scope"] = True
+            if not node.ended:
+                span.attributes["rastir.span.unfinished"] = True
+                node.end_t = _now()
+            span._t1 = max(node.end_t, span._t0)
+            PIPELINE.on_end(span)
+
+
+def _now() -> int:
+    return time.perf_counter_ns()
+
+
+def _t(event: Any) -> int:
+    """The event's timestamp on the spans' monotonic clock."""
+    stamp = getattr(event, "timestamp", None)
+    if stamp is None:
+        return _now()
+    return int(stamp.timestamp() * 1e9) - _clock.offset
+
+
+def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
+    """Register the bus handlers (once); give the call its span table and final flush."""
+    _register()
+    nodes = _Nodes(call)
+    call.data["crewai"] = nodes
+
+    def finalize() -> None:
+        try:
+            _events.crewai_event_bus.flush(timeout=_FLUSH_TIMEOUT)
+        finally:
+            nodes.finish_all()
+
+    call.finalizers.append(finalize)
+    return []
+
+
+def _nodes() -> _Nodes | None:
+    call = active_call()
+    if call is None:
+        return None
+    nodes = call.data.get("crewai")
+    return nodes if isinstance(nodes, _Nodes) else None
+
+
+def _start(event: Any, name: str, kind: str, attrs: dict[str, Any]) -> None:
+    nodes = _nodes()
+    if nodes is None:
+        return
+    parent_id = getattr(event, "parent_event_id", None)
+    parent = nodes.get(parent_id).span if parent_id else nodes.call.parent_for(None)
+    node = nodes.get(event.event_id)
+    span = node.span
+    span.name = name
+    span.kind = kind
+    span.tid = parent.tid
+    span.psid = parent.sid
+    span._t0 = _t(event)
+    span.attributes.update(attrs)
+    node.started = True
+    if node.ended:
+        nodes.send(event.event_id, node)
+
+
+def _end(event: Any, error: Any = None, attrs: dict[str, Any] | None = None) -> None:
+    nodes = _nodes()
+    started = getattr(event, "started_event_id", None)
+    if nodes is None or not started:
+        return
+    node = nodes.get(started)
+    span = node.span
+    if attrs:
+        span.attributes.update(attrs)
+    if error is not None:
+        if isinstance(error, BaseException):
+            span.set_error(*error_info(error))
+        else:
+            span.set_error("unknown", "CrewAIError", str(error)[:512])
+    node.end_t = _t(event)
+    node.ended = True
+    if node.started:
+        nodes.send(started, node)
+
+
+# -- handlers ------------------------------------------------------------------------------
+def _crew_started(source: Any, event: Any) -> None:
+    name = getattr(event, "crew_name", None) or "crew"
+    _start(event, f"crew {name}", "trace", {"crewai.crew.name": name})
+
+
+def _crew_ended(source: Any, event: Any) -> None:
+    _end(event, getattr(event, "error", None))
+
+
+def _task_started(source: Any, event: Any) -> None:
+    task = getattr(event, "task", None)
+    name = getattr(task, "name", None) or getattr(event, "task_name", None)
+    if not name:
+        name = str(getattr(task, "description", "") or "task")[:60]
+    _start(event, f"task {name}", "trace", {"crewai.task.name": name})
+
+
+def _task_ended(source: Any, event: Any) -> None:
+    _end(event, getattr(event, "error", None))
+
+
+def _agent_started(source: Any, event: Any) -> None:
+    agent = getattr(event, "agent", None)
+    role = str(getattr(agent, "role", None) or getattr(event, "agent_role", None) or "agent")
+    _start(event, f"node:{role}", "trace", {"crewai.agent.role": role})
+
+
+def _agent_ended(source: Any, event: Any) -> None:
+    _end(event, getattr(event, "error", None))
+
+
+def _llm_started(source: Any, event: Any) -> None:
+    nodes = _nodes()
+    if nodes is None:
+        return
+    model = getattr(event, "model", None)
+    node = nodes.get(event.event_id)
+    if isinstance(model, str) and model:
+        apply_request(node.span, (), {"model": model})
+    attrs: dict[str, Any] = {"gen_ai.operation.name": "chat"}
+    _start(event, f"chat {model}" if model else "chat", "llm", attrs)
+
+
+def _llm_chunk(source: Any, event: Any) -> None:
+    nodes = _nodes()
+    parent_id = getattr(event, "parent_event_id", None)
+    if nodes is None or not parent_id:
+        return
+    node = nodes.get(parent_id)
+    if not node.first_token_t:
+        node.first_token_t = _t(event)
+        node.span.add_event("gen_ai.first_token")
+
+
+def _llm_completed(source: Any, event: Any) -> None:
+    nodes = _nodes()
+    started = getattr(event, "started_event_id", None)
+    if nodes is None or not started:
+        return
+    span = nodes.get(started).span
+    apply_response(
+        span,
+        {
+            "model": getattr(event, "model", None),
+            "usage": getattr(event, "usage", None),
+            "finish_reason": getattr(event, "finish_reason", None),
+            "id": getattr(event, "response_id", None),
+        },
+    )
+    _end(event)
+
+
+def _llm_failed(source: Any, event: Any) -> None:
+    _end(event, getattr(event, "error", None) or "LLM call failed")
+
+
+def _tool_started(source: Any, event: Any) -> None:
+    name = str(getattr(event, "tool_name", None) or "tool")
+    attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
+    if capture_enabled():
+        attrs["gen_ai.tool.call.arguments"] = truncate(getattr(event, "tool_args", None))
+    _start(event, name, "tool", attrs)
+
+
+def _tool_finished(source: Any, event: Any) -> None:
+    _end(event, None, {"crewai.tool.from_cache": bool(getattr(event, "from_cache", False))})
+
+
+def _tool_error(source: Any, event: Any) -> None:
+    _end(event, getattr(event, "error", None) or "tool failed")
+
+
+_HANDLERS = {
+    "CrewKickoffStartedEvent": _crew_started,
+    "CrewKickoffCompletedEvent": _crew_ended,
+    "CrewKickoffFailedEvent": _crew_ended,
+    "TaskStartedEvent": _task_started,
+    "TaskCompletedEvent": _task_ended,
+    "TaskFailedEvent": _task_ended,
+    "AgentExecutionStartedEvent": _agent_started,
+    "AgentExecutionCompletedEvent": _agent_ended,
+    "AgentExecutionErrorEvent": _agent_ended,
+    "LLMCallStartedEvent": _llm_started,
+    "LLMStreamChunkEvent": _llm_chunk,
+    "LLMCallCompletedEvent": _llm_completed,
+    "LLMCallFailedEvent": _llm_failed,
+    "ToolUsageStartedEvent": _tool_started,
+    "ToolUsageFinishedEvent": _tool_finished,
+    "ToolUsageErrorEvent": _tool_error,
+}
+
+
+def _safe(handler: Any) -> Any:
+    def run(source: Any, event: Any) -> None:
+        try:
+            handler(source, event)
+        except Exception:  # telemetry never breaks the crew
+            logging.getLogger("rastir").debug("rastir: CrewAI handler failed", exc_info=True)
+
+    run.__name__ = f"rastir_{handler.__name__.lstrip('_')}"
+    return run
+
+
+def _register() -> None:
+    global _registered
+    if _registered:
+        return
+    with _register_lock:
+        if _registered:
+            return
+        bus = _events.crewai_event_bus
+        for name, handler in _HANDLERS.items():
+            event_type = getattr(_events, name, None)
+            if event_type is not None:
+                bus.on(event_type)(_safe(handler))
+        _registered = True
