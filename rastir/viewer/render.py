@@ -121,6 +121,15 @@ def format_time(unix_ns: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(unix_ns / 1e9))
 
 
+def _clean(value: Any) -> str:
+    """Text safe on one terminal row: control characters (a newline, an ANSI escape
+    sent by a hostile client) are shown as ``?``, never interpreted."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
 def _cut(text: str, width: int, style: Style) -> str:
     return text if len(text) <= width else text[: width - 1] + style.ellipsis
 
@@ -150,7 +159,7 @@ def _details(node: Node, style: Style) -> list[tuple[str, tuple[str, ...]]]:
     out: list[tuple[str, tuple[str, ...]]] = []
     model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
     if node.get("kind") == "llm" and isinstance(model, str):
-        out.append((model, ()))
+        out.append((_clean(model), ()))
     tokens_in = _number(attrs.get("gen_ai.usage.input_tokens"))
     tokens_out = _number(attrs.get("gen_ai.usage.output_tokens"))
     if tokens_in is not None or tokens_out is not None:
@@ -168,11 +177,11 @@ def _details(node: Node, style: Style) -> list[tuple[str, tuple[str, ...]]]:
         text = style.cross
         if isinstance(error, Mapping):
             kind = error.get("type") or "error"
-            text += f" {kind}"
+            text += f" {_clean(kind)}"
             message = error.get("message") or error.get("exception_type")
             # A 5xx server span's message only repeats the status shown beside it.
             if message and not str(message).startswith("HTTP "):
-                text += f": {_cut(' '.join(str(message).split()), _MESSAGE_WIDTH, style)}"
+                text += f": {_cut(_clean(' '.join(str(message).split())), _MESSAGE_WIDTH, style)}"
         else:
             text += " error"
         out.append((text, (_RED, _BOLD)))
@@ -201,10 +210,10 @@ def _summary_lines(summary: Mapping[str, Any], style: Style, span_cost: float | 
         if status == "error"
         else style.paint(f"{style.tick} ok", _GREEN)
     )
-    lines = [f"{style.paint('trace ' + str(summary.get('trace_id', '?')), _BOLD)}  {mark}"]
+    lines = [f"{style.paint('trace ' + _clean(summary.get('trace_id', '?')), _BOLD)}  {mark}"]
     services = summary.get("services") or []
-    lines.append(f"  root      {summary.get('root_name', '?')}")
-    lines.append(f"  services  {', '.join(map(str, services)) or '?'}")
+    lines.append(f"  root      {_clean(summary.get('root_name', '?'))}")
+    lines.append(f"  services  {_clean(', '.join(map(str, services))) or '?'}")
     started = summary.get("start_time_unix_nano")
     facts = []
     if isinstance(started, int):
@@ -249,7 +258,7 @@ def render_trace(trace: Mapping[str, Any], style: Style | None = None) -> str:
     rows: list[tuple[str, Node]] = []  # (tree prefix + name, node)
 
     def walk(node: Node, prefix: str, branch: str) -> None:
-        rows.append((prefix + branch + str(node.get("name", "?")), node))
+        rows.append((prefix + branch + _clean(node.get("name", "?")), node))
         children = list(node.get("children") or ())
         below = prefix + ("" if not branch else ("    " if branch == style.last else style.pipe))
         for i, child in enumerate(children):
@@ -261,8 +270,8 @@ def render_trace(trace: Mapping[str, Any], style: Style | None = None) -> str:
         walk(root, "", "")
 
     name_w = min(_NAME_WIDTH, max(4, *(len(label) for label, _ in rows)))
-    kind_w = max(4, *(len(str(n.get("kind", ""))) for _, n in rows))
-    service_w = min(24, max(7, *(len(str(n.get("service", ""))) for _, n in rows)))
+    kind_w = max(4, *(len(_clean(n.get("kind", ""))) for _, n in rows))
+    service_w = min(24, max(7, *(len(_clean(n.get("service", ""))) for _, n in rows)))
     durations = [format_duration(int(n.get("duration_ns") or 0)) for _, n in rows]
     dur_w = max(8, *(len(d) for d in durations))
 
@@ -276,9 +285,9 @@ def render_trace(trace: Mapping[str, Any], style: Style | None = None) -> str:
         name = _cut(label, name_w, style).ljust(name_w)
         cells = [
             style.paint(name, _RED) if failed else name,
-            str(node.get("kind", "")).ljust(kind_w),
+            _clean(node.get("kind", "")).ljust(kind_w),
             style.paint(
-                _cut(str(node.get("service", "")), service_w, style).ljust(service_w), _DIM
+                _cut(_clean(node.get("service", "")), service_w, style).ljust(service_w), _DIM
             ),
             duration.rjust(dur_w),
             style.paint(_timeline(node, start, total, style), _RED if failed else _BLUE),
@@ -301,12 +310,12 @@ def render_trace_list(traces: Sequence[Mapping[str, Any]], style: Style | None =
         cost = _number(t.get("cost_usd")) or 0.0
         tokens = int(t.get("input_tokens") or 0) + int(t.get("output_tokens") or 0)
         started = t.get("start_time_unix_nano")
-        services = ",".join(map(str, t.get("services") or []))
+        services = _clean(",".join(map(str, t.get("services") or [])))
         table.append(
             (
                 [
                     style.cross if failed else style.tick,
-                    str(t.get("trace_id", "?")),
+                    _clean(t.get("trace_id", "?")),
                     format_time(started) if isinstance(started, int) else "?",
                     format_duration(int(t.get("duration_ns") or 0)),
                     str(t.get("span_count", "?")),
@@ -314,7 +323,7 @@ def render_trace_list(traces: Sequence[Mapping[str, Any]], style: Style | None =
                     f"{tokens:,}",
                     format_cost(cost) if cost else "-",
                     _cut(services, 32, style),
-                    _cut(str(t.get("root_name", "?")), 48, style),
+                    _cut(_clean(t.get("root_name", "?")), 48, style),
                 ],
                 failed,
             )
