@@ -71,6 +71,9 @@ class _Nodes:
         self.call = call
         self.lock = threading.Lock()
         self.nodes: dict[str, _Node] = {}
+        # Spans already sent, for children whose start is handled after their
+        # parent's end (the pool may run handlers in any order).
+        self.sent: dict[str, Span] = {}
 
     def get(self, event_id: str) -> _Node:
         with self.lock:
@@ -81,9 +84,15 @@ class _Nodes:
                 node = self.nodes[event_id] = _Node(span)
             return node
 
+    def parent(self, event_id: str) -> Span:
+        with self.lock:
+            span = self.sent.get(event_id)
+        return span if span is not None else self.get(event_id).span
+
     def send(self, event_id: str, node: _Node) -> None:
         with self.lock:
             self.nodes.pop(event_id, None)
+            self.sent[event_id] = node.span
         span = node.span
         if node.first_token_t and "rastir.ttft_ms" not in span.attributes:
             span.attributes["rastir.ttft_ms"] = (node.first_token_t - span._t0) / 1e6
@@ -95,6 +104,7 @@ class _Nodes:
         with self.lock:
             pending = list(self.nodes.items())
             self.nodes.clear()
+            self.sent.clear()
         for _, node in pending:
             span = node.span
             if not node.started:
@@ -147,7 +157,7 @@ def _start(event: Any, name: str, kind: str, attrs: dict[str, Any]) -> None:
     if nodes is None:
         return
     parent_id = getattr(event, "parent_event_id", None)
-    parent = nodes.get(parent_id).span if parent_id else nodes.call.parent_for(None)
+    parent = nodes.parent(parent_id) if parent_id else nodes.call.parent_for(None)
     node = nodes.get(event.event_id)
     span = node.span
     span.name = name
@@ -307,8 +317,6 @@ def _safe(handler: Any) -> Any:
 
 def _register() -> None:
     global _registered
-    if _registered:
-        return
     with _register_lock:
         if _registered:
             return

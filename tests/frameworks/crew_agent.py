@@ -64,7 +64,8 @@ class ScriptedLLM(_BaseLLM):
             text = f"Final Answer: The answer is {observations[-1].split(': ', 1)[1]}"
         else:
             a, b = (int(n) for n in re.findall(r"-?\d+", messages[0]["content"])[:2])
-            text = f"Thought: multiply.\nAction: multiply\nAction Input: {json.dumps({'a': a, 'b': b})}"
+            args = json.dumps({"a": a, "b": b})
+            text = f"Thought: multiply.\nAction: multiply\nAction Input: {args}"
         if self.stream:  # type: ignore[attr-defined]
             for word in text.split(" "):
                 self._emit_stream_chunk_event(chunk=word + " ")  # type: ignore[attr-defined]

@@ -55,9 +55,7 @@ TaskStartedEvent = _event("TaskStartedEvent", "task_started")
 TaskCompletedEvent = _event("TaskCompletedEvent", "task_completed")
 TaskFailedEvent = _event("TaskFailedEvent", "task_failed")
 AgentExecutionStartedEvent = _event("AgentExecutionStartedEvent", "agent_execution_started")
-AgentExecutionCompletedEvent = _event(
-    "AgentExecutionCompletedEvent", "agent_execution_completed"
-)
+AgentExecutionCompletedEvent = _event("AgentExecutionCompletedEvent", "agent_execution_completed")
 AgentExecutionErrorEvent = _event("AgentExecutionErrorEvent", "agent_execution_error")
 LLMCallStartedEvent = _event("LLMCallStartedEvent", "llm_call_started")
 LLMCallCompletedEvent = _event("LLMCallCompletedEvent", "llm_call_completed")
@@ -150,8 +148,7 @@ class CrewAIEventsBus:
     def flush(self, timeout: float | None = 30.0) -> bool:
         with self._lock:
             pending = list(self._pending)
-        done, not_done = wait(pending, timeout=timeout)
-        return not not_done
+        return not wait(pending, timeout=timeout).not_done
 
 
 crewai_event_bus = CrewAIEventsBus()

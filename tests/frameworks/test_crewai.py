@@ -1,0 +1,149 @@
+"""``@crew_kickoff``: CrewAI event-bus handlers give crew, task, agent, model and tool spans.
+
+Against the faithful fake of the event bus (``crewai`` pins ``mcp<2`` and cannot be
+installed here; docs/decisions.md FW-3). The fake's bus runs handlers on a thread pool
+as the SDK's does, so these tests also cover handlers running out of order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+import rastir
+from rastir import crew_kickoff, framework_agent
+from rastir.testing import CapturedSpans
+from tests.frameworks.crew_agent import MODEL, USAGE, build_crew
+from tests.frameworks.trees import leaf, shape
+
+LLM = leaf(f"chat {MODEL}", "llm")
+TREE = (
+    "calculator_crew",
+    "agent",
+    (
+        (
+            "crew math",
+            "trace",
+            (
+                (
+                    "task compute",
+                    "trace",
+                    (("node:calculator", "trace", (LLM, leaf("multiply", "tool"), LLM)),),
+                ),
+            ),
+        ),
+    ),
+)
+
+
+@crew_kickoff(agent_name="calculator_crew")
+def kickoff(crew: Any, question: str) -> str:
+    return str(crew.kickoff(inputs={"question": question}))
+
+
+def check(spans: CapturedSpans, *, streamed: bool = False) -> None:
+    root = spans.one("calculator_crew", kind="agent")
+    assert shape(spans, root) == TREE
+    assert root.attributes["rastir.framework"] == "crewai"
+    llms = sorted(spans.find(kind="llm"), key=lambda s: s.start_time_unix_nano)
+    assert [
+        (s.attributes["gen_ai.usage.input_tokens"], s.attributes["gen_ai.usage.output_tokens"])
+        for s in llms
+    ] == list(USAGE)
+    for s in llms:
+        assert s.attributes["gen_ai.request.model"] == MODEL
+        assert ("rastir.ttft_ms" in s.attributes) is streamed
+    for s in spans:
+        assert s.trace_id == root.trace_id
+        assert s.attributes["gen_ai.agent.name"] == "calculator_crew"
+        assert "rastir.span.unfinished" not in s.attributes
+        # Children start within their parents (times come from the events).
+        parent = next((p for p in spans if p.sid == s.psid), None)
+        if parent is not None:
+            assert parent.start_time_unix_nano <= s.start_time_unix_nano
+            assert s.end_time_unix_nano <= parent.end_time_unix_nano
+
+
+def test_kickoff_gives_crew_task_agent_model_and_tool_spans(rastir_spans: CapturedSpans) -> None:
+    assert kickoff(build_crew(), "multiply 6 and 7") == "The answer is 42"
+    check(rastir_spans)
+    assert all(s.status == "ok" for s in rastir_spans)
+    assert "gen_ai.tool.call.arguments" not in rastir_spans.one("multiply").attributes
+
+
+def test_a_streaming_llm_records_time_to_first_token(rastir_spans: CapturedSpans) -> None:
+    assert kickoff(build_crew(stream=True), "multiply 6 and 7") == "The answer is 42"
+    check(rastir_spans, streamed=True)
+
+
+@pytest.mark.anyio
+async def test_kickoff_async_on_a_worker_thread(rastir_spans: CapturedSpans) -> None:
+    @crew_kickoff(agent_name="calculator_crew")
+    async def run(crew: Any) -> str:
+        return str(await crew.kickoff_async(inputs={"question": "multiply 6 and 7"}))
+
+    assert await run(build_crew()) == "The answer is 42"
+    check(rastir_spans)
+
+
+def test_a_failing_tool_is_an_error_span_and_the_crew_goes_on(
+    rastir_spans: CapturedSpans,
+) -> None:
+    assert kickoff(build_crew(), "multiply 13 and 2") == "The answer is Error: 13 is unlucky"
+    tool = rastir_spans.one("multiply", kind="tool")
+    assert tool.status == "error"
+    assert tool.error is not None
+    assert tool.error["type"] == "internal_error"
+    assert tool.error["message"] == "13 is unlucky"
+    assert rastir_spans.one("calculator_crew", kind="agent").status == "ok"
+
+
+def test_capture_content_records_tool_arguments(rastir_spans: CapturedSpans) -> None:
+    rastir.configure(capture_content=True)
+    kickoff(build_crew(), "multiply 6 and 7")
+    assert rastir_spans.one("multiply").attributes["gen_ai.tool.call.arguments"] == repr(
+        {"a": 6, "b": 7}
+    )
+
+
+@pytest.mark.anyio
+async def test_concurrent_kickoffs_of_one_crew_stay_separate(rastir_spans: CapturedSpans) -> None:
+    crew = build_crew()
+
+    @crew_kickoff(agent_name="calculator_crew")
+    async def run(i: int) -> str:
+        return str(await crew.kickoff_async(inputs={"question": f"multiply {i} and 3"}))
+
+    answers: dict[int, str] = {}
+
+    async def one(i: int) -> None:
+        answers[i] = await run(i)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(10):
+            tg.start_soon(one, i)
+    assert answers == {i: f"The answer is {i * 3}" for i in range(10)}
+    roots = rastir_spans.find("calculator_crew", kind="agent")
+    assert len({r.trace_id for r in roots}) == 10
+    for root in roots:
+        assert shape(rastir_spans, root) == TREE
+    assert len(rastir_spans) == 10 * 7
+
+
+def test_the_handlers_are_idle_outside_a_decorated_call(rastir_spans: CapturedSpans) -> None:
+    crew = build_crew()
+    kickoff(crew, "multiply 1 and 2")  # registers the handlers
+    rastir_spans.clear()
+    assert str(crew.kickoff(inputs={"question": "multiply 2 and 2"})) == "The answer is 4"
+    assert list(rastir_spans) == []
+
+
+def test_framework_agent_detects_a_crew(rastir_spans: CapturedSpans) -> None:
+    @framework_agent(agent_name="calculator_crew")
+    def run(crew: Any) -> str:
+        return str(crew.kickoff(inputs={"question": "multiply 6 and 7"}))
+
+    assert run(build_crew()) == "The answer is 42"
+    check(rastir_spans)
