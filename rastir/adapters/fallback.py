@@ -7,9 +7,10 @@ gateways return them. It names no provider: one found by the request phase stays
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from rastir.adapters.base import FALLBACK, AdapterResult, BaseAdapter, get, int_or_none, str_or_none
+from rastir.adapters.base import FALLBACK, AdapterResult, BaseAdapter, int_or_none, str_or_none
 
 __all__ = ["FallbackAdapter"]
 
@@ -20,14 +21,31 @@ _OUTPUT_KEYS: Final = (
     "outputTokens",
     "candidates_token_count",
 )
+_REASON_KEYS: Final = ("stop_reason", "stopReason", "finish_reason")
 _SCALARS: Final = (str, bytes, int, float, bool, type(None))
 
 
-def _first_int(obj: Any, keys: tuple[str, ...]) -> int | None:
+def _reader(obj: Any) -> Callable[[str], Any]:
+    """``obj.get`` for mappings, attribute access otherwise (decided once per object)."""
+    if obj.__class__ is dict or isinstance(obj, Mapping):
+        return obj.get
+
+    def attr(key: str) -> Any:
+        try:
+            return getattr(obj, key, None)
+        except Exception:
+            return None
+
+    return attr
+
+
+def _first_int(read: Callable[[str], Any], keys: tuple[str, ...]) -> int | None:
     for key in keys:
-        value = int_or_none(get(obj, key))
-        if value is not None:
-            return value
+        value = read(key)
+        if value.__class__ is int or value is not None:
+            found = int_or_none(value)
+            if found is not None:
+                return found
     return None
 
 
@@ -40,26 +58,30 @@ class FallbackAdapter(BaseAdapter):
         return cls not in _SCALARS
 
     def transform(self, result: Any) -> AdapterResult:
+        read = _reader(result)
         r = AdapterResult()
-        r.model = str_or_none(get(result, "model"))
-        r.response_id = str_or_none(get(result, "id"))
-        usage = get(result, "usage")
+        r.model = str_or_none(read("model"))
+        r.response_id = str_or_none(read("id"))
+        usage = read("usage")
         if usage is None:
-            usage = get(result, "usage_metadata")
+            usage = read("usage_metadata")
         if usage is not None:
-            r.tokens_input = _first_int(usage, _INPUT_KEYS)
-            r.tokens_output = _first_int(usage, _OUTPUT_KEYS)
+            read_usage = _reader(usage)
+            r.tokens_input = _first_int(read_usage, _INPUT_KEYS)
+            r.tokens_output = _first_int(read_usage, _OUTPUT_KEYS)
         reasons: list[str] = []
-        choices = get(result, "choices")
-        if isinstance(choices, (list, tuple)):
+        choices = read("choices")
+        if choices.__class__ in (list, tuple):
             for choice in choices:
-                reason = str_or_none(get(choice, "finish_reason"))
+                reason = str_or_none(_reader(choice)("finish_reason"))
                 if reason:
                     reasons.append(reason)
-        for key in ("stop_reason", "stopReason", "finish_reason"):
-            reason = str_or_none(get(result, key))
-            if reason:
-                reasons.append(reason)
+        for key in _REASON_KEYS:
+            reason = read(key)
+            if reason is not None:
+                reason = str_or_none(reason)
+                if reason:
+                    reasons.append(reason)
         if reasons:
             r.finish_reasons = reasons
         return r

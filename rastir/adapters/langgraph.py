@@ -48,8 +48,8 @@ def _state_metadata(messages: list[Any], extra: dict[str, Any]) -> Any:
 
 
 def _is_state(obj: Any) -> bool:
-    messages = obj.get("messages") if isinstance(obj, Mapping) else None
-    return isinstance(messages, list) and bool(messages) and _is_message(messages[-1])
+    messages = obj.get("messages")
+    return messages.__class__ is list and bool(messages) and _is_message(messages[-1])
 
 
 class LangGraphAdapter(BaseAdapter):
@@ -65,9 +65,8 @@ class LangGraphAdapter(BaseAdapter):
         return None if issubclass(cls, Mapping) else False
 
     def can_handle(self, result: Any) -> bool:
-        if isinstance(result, Mapping):
-            return _is_state(result)
-        return self.match_type(type(result)) is True
+        # Only asked about mappings: match_type decides every other class.
+        return _is_state(result)
 
     def transform(self, result: Any) -> AdapterResult:
         r = AdapterResult()

@@ -175,13 +175,13 @@ class AdapterRegistry:
     def response(self, result: Any) -> list[AdapterResult]:
         """Run the response phase; results outermost first (later ones are more concrete)."""
         cls = type(result)
-        fw = self._fw_cache.get(cls)
-        if fw is None:
-            fw = self._candidates(self._frameworks, cls, False)
+        wrappers = self._fw_cache.get(cls)
+        if wrappers is None:
+            wrappers = self._candidates(self._frameworks, cls, False)
             if len(self._fw_cache) >= _MAX_CACHE:
                 self._fw_cache.clear()
-            self._fw_cache[cls] = fw
-        if not fw:  # no framework wraps this class (the common case): straight to providers
+            self._fw_cache[cls] = wrappers
+        if not wrappers:  # no framework wraps this class (the common case): straight to providers
             reader = self._pick(self._pv_cache, self._providers, result)
             return [] if reader is None else [reader.transform(result)]
         out: list[AdapterResult] = []
