@@ -126,6 +126,15 @@ class Guardrail:
 
 
 @dataclass(frozen=True)
+class CollectorAlerts:
+    down_for: str
+    max_refused_ratio: float
+    refused_for: str
+    lost_for: str
+    folded_for: str
+
+
+@dataclass(frozen=True)
 class Targets:
     slo_window: str
     burn_alerts: tuple[BurnAlert, ...]
@@ -135,6 +144,7 @@ class Targets:
     slos: tuple[SLO, ...]
     costs: tuple[CostBudget, ...]
     guardrails: tuple[Guardrail, ...]
+    collector: CollectorAlerts | None
     families: dict[str, _Family] = field(repr=False, compare=False)
 
     def windows(self) -> list[str]:
@@ -328,6 +338,7 @@ def load_targets(path: Path) -> Targets:
         "slos",
         "cost_budgets",
         "guardrails",
+        "collector_alerts",
     }
     unknown = set(raw) - known
     if unknown:
@@ -367,7 +378,40 @@ def load_targets(path: Path) -> Targets:
     )
     runbook = str(raw.get("runbook_url", "docs/operations.md"))
     return Targets(
-        slo_window, tuple(alerts), windows, exhaustion, runbook, slos, costs, guards, families
+        slo_window,
+        tuple(alerts),
+        windows,
+        exhaustion,
+        runbook,
+        slos,
+        costs,
+        guards,
+        _collector_alerts(raw.get("collector_alerts")),
+        families,
+    )
+
+
+def _collector_alerts(raw: Any) -> CollectorAlerts | None:
+    if raw is None or raw is False:
+        return None
+    where = "collector_alerts"
+    if not isinstance(raw, dict):
+        raise TargetsError(f"{where}: a mapping, or false for none")
+    durations = {}
+    for key, default in (
+        ("down_for", "5m"),
+        ("refused_for", "10m"),
+        ("lost_for", "10m"),
+        ("folded_for", "15m"),
+    ):
+        durations[key] = str(raw.get(key, default))
+        parse_duration(durations[key], f"{where}.{key}")
+    unknown = set(raw) - {*durations, "max_refused_ratio"}
+    if unknown:
+        raise TargetsError(f"{where}: unknown keys {', '.join(sorted(unknown))}")
+    return CollectorAlerts(
+        max_refused_ratio=_number(raw, "max_refused_ratio", where, 0.0, 1.0, default=0.01),
+        **durations,
     )
 
 
@@ -597,6 +641,90 @@ def _guardrail_group(t: Targets, g: Guardrail) -> dict[str, Any]:
     return {"name": f"rastir-guardrail-{g.name}", "rules": rules}
 
 
+# Reasons of rastir_collector_rejected_requests_total that mean the collector could not
+# take the load (docs/metrics.md), as opposed to a sender's mistake (401, 413, 400...).
+SHEDDING_REASONS: Final = (
+    "inflight_limit|loop_lag|queue_full|not_ready|shutting_down|store_error|internal_error"
+)
+
+
+def _collector_group(t: Targets, c: CollectorAlerts) -> dict[str, Any]:
+    runbook = f"{t.runbook_url}#collector-health"
+    rejected = "rastir_collector_rejected_requests_total"
+    shed = f'sum(rate({rejected}{{reason=~"{SHEDDING_REASONS}"}}[10m]))'
+    offered = (
+        f"(sum(rate(rastir_collector_ingested_batches_total[10m])) + sum(rate({rejected}[10m])))"
+    )
+    lost = " + ".join(
+        f"(sum(rate({m}[10m])) or vector(0))"
+        for m in (
+            "rastir_collector_client_dropped_spans_total",
+            "rastir_collector_export_dropped_spans_total",
+        )
+    )
+    rules: list[dict[str, Any]] = [
+        {
+            "alert": "RastirCollectorDown",
+            "expr": "rastir_collector_up == 0 or absent(rastir_collector_up)",
+            "for": c.down_for,
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "The rastir collector is down or not scraped",
+                "description": (
+                    f"For {c.down_for} no collector reported rastir_collector_up=1: spans are "
+                    "refused (the senders queue, then drop) and no metrics are fresh."
+                ),
+                "runbook_url": runbook,
+            },
+        },
+        {
+            "alert": "RastirCollectorSheddingLoad",
+            "expr": f"{shed} / {offered} > {_num(c.max_refused_ratio)}",
+            "for": c.refused_for,
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "The rastir collector refuses ingest for lack of capacity",
+                "description": (
+                    "{{ $value | humanizePercentage }} of ingest requests were refused with "
+                    "429 or 503 (in-flight limit, event-loop lag, full write queue, store "
+                    "errors) over 10m."
+                ),
+                "runbook_url": runbook,
+            },
+        },
+        {
+            "alert": "RastirCollectorLosingSpans",
+            "expr": f"{lost} > 0",
+            "for": c.lost_for,
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "Spans are being lost for good",
+                "description": (
+                    '{{ $value | printf "%.2f" }} spans per second were dropped by senders '
+                    "(their queue or retries ran out) or by the OTLP export."
+                ),
+                "runbook_url": runbook,
+            },
+        },
+        {
+            "alert": "RastirCardinalityGuardFolding",
+            "expr": "sum by (metric, label) (rate(rastir_label_overflow_total[15m])) > 0",
+            "for": c.folded_for,
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "Label {{ $labels.label }} of {{ $labels.metric }} is unbounded",
+                "description": (
+                    "New values of {{ $labels.label }} in {{ $labels.metric }}_* are folded "
+                    "into __other__ by the cardinality guard: some sender puts ids or free "
+                    "text in a name."
+                ),
+                "runbook_url": runbook,
+            },
+        },
+    ]
+    return {"name": "rastir-collector", "rules": rules}
+
+
 HEADER: Final = (
     "# GENERATED by `python -m deploy.generate` from deploy/prometheus/targets.yaml.\n"
     "# Do not edit: change the targets file and regenerate (docs/operations.md).\n"
@@ -609,6 +737,7 @@ def rule_groups(t: Targets) -> dict[str, list[dict[str, Any]]]:
         "slo.rules.yml": [_slo_group(t, s) for s in t.slos],
         "cost.rules.yml": [_cost_group(t, c) for c in t.costs],
         "guardrail.rules.yml": [_guardrail_group(t, g) for g in t.guardrails],
+        "collector.rules.yml": [_collector_group(t, t.collector)] if t.collector else [],
     }
 
 

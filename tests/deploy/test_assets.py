@@ -155,7 +155,7 @@ def test_compose_prometheus_scrapes_the_collector_and_loads_every_rule_file() ->
     directory = _mounted("prometheus", str(PurePosixPath(pattern).parent))
     matched = sorted(directory.glob(PurePosixPath(pattern).name))
     assert matched == sorted(dash.RULES_DIR.glob("*.yml"))
-    assert len(matched) == 3
+    assert len(matched) == 4
     # retention covers the SLO window
     retention = next(a for a in command if a.startswith("--storage.tsdb.retention.time="))
     window = load_targets(dash.DEPLOY / "prometheus" / "targets.yaml").slo_window

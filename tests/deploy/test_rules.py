@@ -67,7 +67,12 @@ def test_promtool_check_rules_passes(path: Path) -> None:
 def test_promtool_unit_tests_pass() -> None:
     promtool = require_binary("promtool", "prometheus")
     files = sorted(dash.RULE_TESTS_DIR.glob("*_test.yml"))
-    assert {p.name for p in files} == {"slo_test.yml", "cost_test.yml", "guardrail_test.yml"}
+    assert {p.name for p in files} == {
+        "slo_test.yml",
+        "cost_test.yml",
+        "guardrail_test.yml",
+        "collector_test.yml",
+    }
     r = subprocess.run(
         [promtool, "test", "rules", *map(str, files)],
         capture_output=True,
