@@ -134,6 +134,9 @@ async def test_with_the_target_down_ingest_is_unaffected_and_drops_are_bounded_a
         # The target comes back: export resumes by itself.
         receiver = Receiver()
         with receiving(receiver, port):
+            # Once the queue has room again (drained to the target, or dropped while
+            # it was still down), new spans are exported.
+            await wait_for(lambda: exporter.depth <= 200)
             fresh = tree(25)
             r = await c.post(body(fresh, **{"service.name": "app"}))
             assert r.status_code == 202
