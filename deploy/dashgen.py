@@ -774,10 +774,10 @@ def _sre(t: Targets) -> Dashboard:
     fast = [w for w in short if w in ("5m", "1h", "6h")] or short[:1]
     slow = [w for w in short if w not in fast]
     by_slo = "{{slo}} {{service}} {{agent}} {{model}} {{tool}}"
+    thresholds = ", ".join(f"{a.factor:g} ({a.long} and {a.short})" for a in t.burn_alerts)
     burn_desc = (
-        "Error budget burn rate: 1 spends the budget exactly over the SLO window; the "
-        "alerts fire above 14.4 (1h and 5m), 6 (6h and 30m), 3 (1d and 2h) and 1 "
-        "(3d and 6h) with the default targets."
+        "Error budget burn rate: 1 spends the budget exactly over the SLO window. The "
+        f"alerts fire when both windows of a pair are above: {thresholds}."
     )
     slo_var = {
         "name": "slo",
