@@ -118,6 +118,10 @@ def _post_run(url: str, number: int, question: str, expected_ok: bool) -> RunRes
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()
         e.close()
+    except (urllib.error.URLError, OSError) as e:
+        # The agent service died or hung: report it as this run's outcome.
+        reason = getattr(e, "reason", e)
+        status, raw = 0, json.dumps({"error": f"no answer: {reason}"}).encode()
     seconds = time.monotonic() - t0
     try:
         data = json.loads(raw)
@@ -366,8 +370,13 @@ def _run(
         (progress.ok if r.ok else progress.fail)(line)
 
     unexpected = [r for r in results if r.ok != r.expected_ok or r.trace_id is None]
-    failed = [r for r in results if not r.ok and r.trace_id]
-    shown = failed[0] if failed else next(r for r in results if r.trace_id)
+    traced = [r for r in results if r.trace_id]
+    if not traced:
+        tail = "\n".join(f"    {line}" for line in list(agent.lines)[-15:])
+        progress.fail(f"no run returned a trace id; the agent service's last output:\n{tail}")
+        return 1
+    failed = [r for r in traced if not r.ok]
+    shown = failed[0] if failed else traced[-1]
     assert shown.trace_id is not None
 
     client = QueryClient(collector_url, timeout=10)
