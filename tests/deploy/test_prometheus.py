@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import rastir
 from deploy.dashgen import dashboards
 from deploy.rulegen import load_targets
 from rastir.collector import CollectorSettings, create_app
@@ -26,7 +27,7 @@ from tests.collector.server import serving
 from tests.collector.spans import encode
 from tests.deploy import dashboards as dash
 from tests.deploy.prometheus import Prometheus, has_data, running_prometheus, wait_for
-from tests.deploy.traffic import wave
+from tests.deploy.traffic import SDK_SERVICE, sdk_wave, wave
 
 pytestmark = pytest.mark.slow
 
@@ -89,16 +90,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         httpx.Client(base_url=url, timeout=10) as client,
         running_prometheus(binary, workdir, url.removeprefix("http://"), rules) as prom,
     ):
+        rastir.configure(service=SDK_SERVICE, push_url=url, flush_interval=0.2)
         sent = 0
         for n in range(WAVES):
+            sdk_wave()
+            assert rastir.flush(10)
             sent += _send_wave(client, n)
             # Each wave must land in its own scrape, so every counter has increases for
             # rate() to see: wait until Prometheus has scraped this wave.
             wait_for(
                 f"wave {n} to be scraped",
-                _scraped(prom, "sum(rastir_collector_ingested_batches_total)", sent),
+                _scraped(
+                    prom,
+                    f'sum(rastir_collector_ingested_batches_total{{service!="{SDK_SERVICE}"}})',
+                    sent,
+                ),
                 timeout=15,
             )
+        rastir.shutdown(10)
         scraped_at = time.time()
         # Every rule group must evaluate again on the complete data. A group evaluates
         # all its rules at one timestamp, and each group records one constant series.
@@ -198,6 +207,23 @@ def test_dashboard_query_runs_on_real_data(stack: Stack, query: dash.PanelQuery)
 def test_dashboard_query_runs_with_one_value_selected(stack: Stack, query: dash.PanelQuery) -> None:
     # Parses and runs; a panel may be empty for one value (a per-service SLO has no agent).
     stack.prometheus.query(dash.substitute(query.expr, dash.REAL_VALUES))
+
+
+def test_sdk_traffic_reaches_the_dashboards(stack: Stack) -> None:
+    # spans made by the decorators, pushed by the exporter thread, counted by the
+    # collector, scraped by Prometheus: the same queries see them
+    prom = stack.prometheus
+    runs = prom.query(
+        f'sum by (agent, status) (rastir_agent_runs_total{{service="{SDK_SERVICE}"}})'
+    )
+    assert {(r["metric"]["agent"], r["metric"]["status"]) for r in runs} == {("concierge", "ok")}
+    assert float(runs[0]["value"][1]) == 3 * WAVES
+    kinds = prom.query(f'sum by (kind) (rastir_spans_total{{service="{SDK_SERVICE}"}})')
+    assert {r["metric"]["kind"] for r in kinds} == {"agent", "tool", "retrieval", "llm", "custom"}
+    llm = prom.query(f'rastir_llm_calls_total{{service="{SDK_SERVICE}"}}')
+    assert {(r["metric"]["model"], r["metric"]["provider"], r["metric"]["agent"]) for r in llm} == {
+        ("gpt-4o-mini", "openai", "concierge")
+    }
 
 
 def test_template_variables_list_the_traffic_values(stack: Stack) -> None:

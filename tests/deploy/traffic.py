@@ -5,7 +5,8 @@ whose agents call LLMs, tools, retrieval and an MCP server, the MCP server itsel
 ("tools-mcp"), and a support service ("support") behind HTTP. Attribute names follow
 docs/metrics.md. Each wave also carries one thing for each of the collector's own
 health counters: a batch reporting client drops, an over-long attribute (truncated)
-and a malformed request (rejected).
+and a malformed request (rejected). :func:`sdk_wave` adds agent runs made with the
+real SDK (decorators, exporter thread, HTTP push) from the service "sdk-app".
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import rastir
 from tests.collector.spans import batch, span, span_id, trace_id
 
 SERVICES = ("shop", "support", "tools-mcp")
@@ -386,3 +388,41 @@ def wave(wave_number: int) -> list[dict[str, Any]]:
         batch(_mcp_server(now), service="tools-mcp"),
         batch(_support(now), service="support"),
     ]
+
+
+# --- the same kinds of spans through the real SDK (decorators, exporter, HTTP push) ------
+
+SDK_SERVICE = "sdk-app"
+
+
+@rastir.tool(tool_name="lookup")
+def _lookup(city: str) -> str:
+    return f"sunny in {city}"
+
+
+@rastir.retrieval
+def _search_docs(query: str) -> list[str]:
+    return [query, query.upper()]
+
+
+@rastir.llm(model="gpt-4o-mini", provider="openai")
+def _chat(prompt: str) -> str:
+    return f"answer to {prompt}"
+
+
+@rastir.metric
+def _score(text: str) -> int:
+    return len(text)
+
+
+@rastir.agent(agent_name="concierge")
+def _concierge(city: str) -> int:
+    docs = _search_docs(city)
+    answer = _chat(f"{_lookup(city)} {docs[0]}")
+    return _score(answer)
+
+
+def sdk_wave(runs: int = 3) -> None:
+    """Agent runs through the SDK; the caller flushes (``rastir.flush``)."""
+    for i in range(runs):
+        _concierge(f"city-{i}")
