@@ -15,9 +15,11 @@ parent), so a span is created at the first mention of its id and sent once both 
 start and its end were seen. The decorated call flushes the bus's pending handlers
 before it ends (as ``Crew.kickoff`` does, bounded to one second).
 
-* kickoff → ``crew <name>``, task → ``task <name>``, agent execution → ``node:<role>``
-  (kind ``trace``); model calls → ``llm`` spans (model, tokens through the adapters, time
-  to first token from stream chunks); tool usage → ``tool`` spans.
+* kickoff → ``crew <name>``, task → ``task <name>``, agent execution → ``node:<role>``,
+  flow → ``flow <name>`` (CrewAI 1.x runs each agent loop as the ``AgentExecutor``
+  flow), flow method → ``flow:<method>`` (kind ``trace``);
+* model calls → ``llm`` spans (model, tokens through the adapters, time to first token
+  from stream chunks); tool usage → ``tool`` spans.
 
 Tool spans are not current while the tool runs (handlers run elsewhere), so a tool's
 own outbound calls do not nest under them: a limitation of event-bus observation.
@@ -284,6 +286,22 @@ def _tool_error(source: Any, event: Any) -> None:
     _end(event, getattr(event, "error", None) or "tool failed")
 
 
+def _method_started(source: Any, event: Any) -> None:
+    # Flow steps, including the ones CrewAI's own agent executor runs as a flow: they
+    # are scopes that model and tool events name as their parent.
+    method = str(getattr(event, "method_name", None) or "method")
+    _start(event, f"flow:{method}", "trace", {"crewai.flow.method": method})
+
+
+def _flow_started(source: Any, event: Any) -> None:
+    flow = str(getattr(event, "flow_name", None) or "flow")
+    _start(event, f"flow {flow}", "trace", {"crewai.flow.name": flow})
+
+
+def _method_ended(source: Any, event: Any) -> None:
+    _end(event, getattr(event, "error", None))
+
+
 _HANDLERS = {
     "CrewKickoffStartedEvent": _crew_started,
     "CrewKickoffCompletedEvent": _crew_ended,
@@ -301,6 +319,13 @@ _HANDLERS = {
     "ToolUsageStartedEvent": _tool_started,
     "ToolUsageFinishedEvent": _tool_finished,
     "ToolUsageErrorEvent": _tool_error,
+    "FlowStartedEvent": _flow_started,
+    "FlowFinishedEvent": _method_ended,
+    "FlowFailedEvent": _method_ended,
+    "MethodExecutionStartedEvent": _method_started,
+    "MethodExecutionFinishedEvent": _method_ended,
+    "MethodExecutionFailedEvent": _method_ended,
+    "MethodExecutionPausedEvent": _method_ended,
 }
 
 

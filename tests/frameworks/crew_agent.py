@@ -58,12 +58,13 @@ class ScriptedLLM(_BaseLLM):
         self._emit_call_started_event(  # type: ignore[attr-defined]
             messages=messages, from_task=from_task, from_agent=from_agent
         )
-        observations = [m["content"] for m in messages if m["content"].startswith("Observation")]
+        text = "\n".join(str(m.get("content", "")) for m in messages)
+        observations = re.findall(r"Observation:\s*(.+)", text)
         tokens_in, tokens_out = USAGE[min(len(observations), 1)]
         if observations:
-            text = f"Final Answer: The answer is {observations[-1].split(': ', 1)[1]}"
+            text = f"Thought: done.\nFinal Answer: The answer is {observations[-1].strip()}"
         else:
-            a, b = (int(n) for n in re.findall(r"-?\d+", messages[0]["content"])[:2])
+            a, b = (int(n) for n in re.findall(r"multiply (-?\d+) and (-?\d+)", text)[0])
             args = json.dumps({"a": a, "b": b})
             text = f"Thought: multiply.\nAction: multiply\nAction Input: {args}"
         if self.stream:  # type: ignore[attr-defined]

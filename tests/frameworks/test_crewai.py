@@ -30,7 +30,19 @@ TREE = (
                 (
                     "task compute",
                     "trace",
-                    (("node:calculator", "trace", (LLM, leaf("multiply", "tool"), LLM)),),
+                    (
+                        (
+                            "node:calculator",
+                            "trace",
+                            (
+                                (
+                                    "flow AgentExecutor",
+                                    "trace",
+                                    (LLM, leaf("multiply", "tool"), LLM),
+                                ),
+                            ),
+                        ),
+                    ),
                 ),
             ),
         ),
@@ -129,7 +141,7 @@ async def test_concurrent_kickoffs_of_one_crew_stay_separate(rastir_spans: Captu
     assert len({r.trace_id for r in roots}) == 10
     for root in roots:
         assert shape(rastir_spans, root) == TREE
-    assert len(rastir_spans) == 10 * 7
+    assert len(rastir_spans) == 10 * 8
 
 
 def test_the_handlers_are_idle_outside_a_decorated_call(rastir_spans: CapturedSpans) -> None:

@@ -10,7 +10,8 @@ The bus behaves like the SDK's: ``emit`` stamps ``parent_event_id`` from a Conte
 scope stack and pairs each ending event with its ``started_event_id``; synchronous
 handlers run on a 10-thread pool, each with a copy of the emitting context (stream
 chunk events run inline); ``flush`` waits for pending handlers. The agent loop is
-CrewAI's ReAct text protocol (``Action:`` / ``Action Input:`` / ``Final Answer:``);
+CrewAI's ReAct text protocol (``Action:`` / ``Action Input:`` / ``Final Answer:``) inside
+the ``AgentExecutor`` flow scope CrewAI 1.x opens for it;
 a raising tool is reported with ``ToolUsageErrorEvent`` and its error handed back to
 the model as the observation.
 """
@@ -61,11 +62,14 @@ LLMCallStartedEvent = _event("LLMCallStartedEvent", "llm_call_started")
 LLMCallCompletedEvent = _event("LLMCallCompletedEvent", "llm_call_completed")
 LLMCallFailedEvent = _event("LLMCallFailedEvent", "llm_call_failed")
 LLMStreamChunkEvent = _event("LLMStreamChunkEvent", "llm_stream_chunk")
+FlowStartedEvent = _event("FlowStartedEvent", "flow_started")
+FlowFinishedEvent = _event("FlowFinishedEvent", "flow_finished")
 ToolUsageStartedEvent = _event("ToolUsageStartedEvent", "tool_usage_started")
 ToolUsageFinishedEvent = _event("ToolUsageFinishedEvent", "tool_usage_finished")
 ToolUsageErrorEvent = _event("ToolUsageErrorEvent", "tool_usage_error", from_cache=False)
 
 _STARTING = {
+    "flow_started",
     "crew_kickoff_started",
     "task_started",
     "agent_execution_started",
@@ -73,6 +77,7 @@ _STARTING = {
     "tool_usage_started",
 }
 _ENDING = {
+    "flow_finished",
     "crew_kickoff_completed",
     "crew_kickoff_failed",
     "task_completed",
@@ -239,6 +244,14 @@ class Agent:
         self.tools = {t.name: t for t in tools}
 
     def execute_task(self, task: Task) -> str:
+        # CrewAI 1.x runs the agent loop as a flow named "AgentExecutor".
+        crewai_event_bus.emit(self, FlowStartedEvent(flow_name="AgentExecutor"))
+        try:
+            return self._loop(task)
+        finally:
+            crewai_event_bus.emit(self, FlowFinishedEvent(flow_name="AgentExecutor"))
+
+    def _loop(self, task: Task) -> str:
         messages = [{"role": "user", "content": task.description}]
         while True:
             text = self.llm.call(messages, from_task=task, from_agent=self)
