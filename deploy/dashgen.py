@@ -55,6 +55,8 @@ class Panel:
     #: False for panels that stay empty until something rare happens (an alert, a
     #: cardinality fold); the real-data test requires every other panel to return data.
     expect_data: bool = True
+    #: Axis bounds; a percentunit panel starts at 0 unless ``min`` says otherwise.
+    min: float | None = None
     max: float | None = None
     thresholds: tuple[tuple[float, str], ...] = ()
 
@@ -812,6 +814,7 @@ def _sre(t: Targets) -> Dashboard:
                 "percentunit",
                 f"Share of the {sw} error budget left; below 0 the objective is missed.",
                 q(f"rastir_slo:error_budget_remaining:ratio{sel(*rec)}", by_slo),
+                min=-1,
                 max=1,
                 thresholds=((-1e9, "red"), (0.25, "orange"), (0.5, "green")),
             ),
@@ -1152,8 +1155,10 @@ def _panel_json(p: Panel, pid: int, x: int, y: int) -> dict[str, Any]:
     }
     if p.max is not None:
         defaults["max"] = p.max
-    if p.unit == "percentunit":
-        defaults["min"] = 0 if p.kind != "bargauge" else -1 if "remaining" in p.title else 0
+    if p.min is not None:
+        defaults["min"] = p.min
+    elif p.unit == "percentunit":
+        defaults["min"] = 0
     targets = []
     for i, qu in enumerate(p.queries):
         instant = p.kind in ("table", "bargauge", "stat")
