@@ -125,6 +125,7 @@ def create_app(
     )
     if exporter is not None:
         state.sinks.append(exporter)
+        state.pressure.append(exporter.pressure)
     sampler = (
         TailSampler(settings, metrics, store_and_sink(state)) if settings.tail_sampling else None
     )

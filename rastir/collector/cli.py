@@ -70,7 +70,7 @@ _OPTIONS: dict[str, str] = {
     "eval_workers": "evaluations run at once (default 2)",
     "otlp_endpoint": "export kept spans to this OTLP/HTTP traces URL (default: no export)",
     "otlp_headers": "headers for the OTLP endpoint: k=v,k2=v2 (better by environment)",
-    "otlp_compression": "gzip (default) or none",
+    "otlp_compression": "none (default) or gzip: 8x fewer bytes for ~5 us of CPU per span",
     "otlp_timeout": "seconds for one export request (default 10)",
     "otlp_batch_size": "spans per export request (default 512)",
     "otlp_queue_size": "spans waiting for export before more are dropped (default 20000)",

@@ -220,7 +220,9 @@ class CollectorSettings:
     otlp_endpoint: str | None = None
     #: Extra headers for the OTLP endpoint (authentication, tenant), as pairs.
     otlp_headers: tuple[tuple[str, str], ...] = ()
-    otlp_compression: OtlpCompression = "gzip"
+    #: ``none`` (the OTLP exporters' default) or ``gzip``: about 5 µs of CPU per span, 8x fewer
+    #: bytes; worth it over a thin link to the target.
+    otlp_compression: OtlpCompression = "none"
     #: Seconds for one export request.
     otlp_timeout: float = 10.0
     #: Spans per export request.

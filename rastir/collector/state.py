@@ -34,6 +34,7 @@ class CollectorState:
         "closing",
         "inflight",
         "loop_lag",
+        "pressure",
         "sampler",
         "sinks",
         "started",
@@ -50,6 +51,9 @@ class CollectorState:
         #: The tail sampler (rastir.collector.sampling), when on: accepted spans go to it
         #: instead of the store, and it hands kept traces to the store and the sinks.
         self.sampler: SpanSink | None = None
+        #: Downstream queues that can push back on intake (the OTLP exporter): each
+        #: returns a 429 reason while it is too full, else None.
+        self.pressure: list[Callable[[], str | None]] = []
         self._max_inflight = settings.max_inflight
         self._high_water = settings.queue_high_water
         self._max_lag = settings.max_loop_lag
@@ -58,7 +62,7 @@ class CollectorState:
         """Why intake must be refused right now, or ``None``. Never touches a body.
 
         Reasons: ``shutting_down`` and ``not_ready`` (answered 503), ``inflight_limit``,
-        ``loop_lag`` and ``queue_full`` (answered 429).
+        ``loop_lag``, ``queue_full`` and ``export_queue_full`` (answered 429).
         """
         if not self.started or self.store is None:
             return "shutting_down" if self.closing else "not_ready"
@@ -75,6 +79,10 @@ class CollectorState:
         stats = self.store.stats()
         if stats.queue_capacity and stats.queue_depth >= stats.queue_capacity * self._high_water:
             return "queue_full"
+        for check in self.pressure:
+            reason = check()
+            if reason is not None:
+                return reason
         return None
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -55,9 +56,16 @@ class Receiver:
     requests: list[dict[str, Any]] = field(default_factory=list)
     answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: Cleared, requests wait for it: a target that answers, but slowly.
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
 
     async def traces(self, request: Request) -> Response:
         body = await request.body()
+        if not self.gate.is_set():
+            await anyio.to_thread.run_sync(self.gate.wait, 30)
         headers = dict(request.headers)
         with self.lock:
             self.requests.append({"at": time.monotonic(), "headers": headers, "size": len(body)})

@@ -149,6 +149,51 @@ async def test_with_the_target_down_ingest_is_unaffected_and_drops_are_bounded_a
 
 
 @pytest.mark.anyio
+async def test_a_slow_but_healthy_target_pushes_back_with_429_and_nothing_is_dropped(
+    tmp_path: Path,
+) -> None:
+    receiver = Receiver()
+    with receiving(receiver) as url:
+        async with running_collector(
+            tmp_path,
+            otlp_endpoint=url,
+            otlp_queue_size=200,
+            otlp_batch_size=100,
+            otlp_flush_interval=0.02,
+        ) as c:
+            exporter: OtlpExporter = c.app.state.otlp_exporter
+            accepted = 0
+            assert (await c.post(body(tree(25), **{"service.name": "a"}))).status_code == 202
+            accepted += 100
+            await wait_for(lambda: exporter.exported == 100 and exporter.healthy)
+            receiver.gate.clear()  # the target now holds every request
+            statuses = []
+            for _ in range(6):
+                r = await c.post(body(tree(25), **{"service.name": "a"}))
+                statuses.append(r.status_code)
+                if r.status_code == 202:
+                    accepted += 100
+                    # Let the exporter take the batch before the next post.
+                    await wait_for(lambda: exporter.depth + exporter.inflight <= 300)
+                else:
+                    assert r.status_code == 429
+                    assert r.json()["error"] == "export_queue_full"
+                    assert r.headers["retry-after"] == "1"
+            assert 429 in statuses
+            receiver.gate.set()
+            await wait_for(lambda: exporter.exported == accepted)
+            # Drained: intake is open again.
+            assert (await c.post(body(tree(25), **{"service.name": "a"}))).status_code == 202
+            counts = await accounted(c, accepted + 100)
+            m = await c.scrape()
+    assert sum(counts[r] for r in DROP_REASONS) == 0
+    assert counts["exported"] == accepted + 100
+    assert m.value("rastir_collector_rejected_requests_total", reason="export_queue_full") == (
+        statuses.count(429)
+    )
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("status", [429, 503])
 async def test_retry_after_is_honoured_and_the_batch_is_delivered_once(
     tmp_path: Path, status: int

@@ -9,7 +9,8 @@ the queue, so the event loop never waits on the export target:
   ``otlp_flush_interval`` seconds; consecutive batches with equal resources share
   one ``ResourceSpans``, so each service keeps its own resource attributes;
 * encoded as ``ExportTraceServiceRequest`` protobuf (:mod:`rastir.export.otlp`),
-  gzip at level 1 unless ``otlp_compression=none``;
+  uncompressed by default (as OTLP exporters are), gzip at level 1 with
+  ``otlp_compression=gzip``;
 * POSTed over one kept-alive ``http.client`` connection;
 * retried, per the OTLP/HTTP specification, after no answer and after 429, 502, 503
   and 504, with exponential backoff and full jitter, waiting at least what
@@ -109,7 +110,7 @@ class OtlpExporter:
         endpoint: str,
         *,
         headers: Iterable[tuple[str, str]] = (),
-        compression: str = "gzip",
+        compression: str = "none",
         timeout: float = 10.0,
         batch_size: int = 512,
         queue_size: int = 20_000,
@@ -119,6 +120,7 @@ class OtlpExporter:
         encoder: Encoder | None = None,
         backoff_base: float = 0.25,
         backoff_cap: float = 10.0,
+        high_water: float = 0.9,
     ) -> None:
         if compression not in ("gzip", "none"):
             raise ValueError(f"compression must be gzip or none, not {compression!r}")
@@ -158,6 +160,10 @@ class OtlpExporter:
         self._dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self._refused_closed = 0  # the loop thread's shutdown drops
         self.last_error = ""
+        # True while the last request succeeded: only a healthy target's slowness
+        # pushes back on ingest (see pressure()).
+        self.healthy = False
+        self._high_water = max(1, int(queue_size * high_water))
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._idle = threading.Condition()
@@ -178,6 +184,7 @@ class OtlpExporter:
             flush_interval=settings.otlp_flush_interval,
             retry_budget=settings.otlp_retry_budget,
             failures=failures,
+            high_water=settings.queue_high_water,
         )
 
     # -- the loop thread ------------------------------------------------------------
@@ -192,6 +199,18 @@ class OtlpExporter:
     def depth(self) -> int:
         """Spans queued, not yet taken by the export thread."""
         return self._in - self._out
+
+    def pressure(self) -> str | None:
+        """``export_queue_full`` while a healthy target falls behind ingest, else None.
+
+        The collector's saturation check reads it (a 429 before the body is read): a
+        target that answers but slower than spans arrive makes senders back off and
+        retry, rather than have the excess dropped here. A failing target never
+        pushes back: ingest must not depend on it, so its spans are dropped, counted.
+        """
+        if self.healthy and self._in - self._out >= self._high_water:
+            return "export_queue_full"
+        return None
 
     def __call__(self, service: str, resource: Mapping[str, Any], spans: list[WireSpan]) -> None:
         """Queue one accepted batch for export. Never blocks; a full queue drops, counted."""
@@ -341,6 +360,7 @@ class OtlpExporter:
             answer = self._post(body)
             self.requests += 1
             if 200 <= answer.status < 300:
+                self.healthy = True
                 rejected = _rejected_spans(answer.body, n)
                 if rejected:
                     logger.warning("OTLP target rejected %d of %d spans", rejected, n)
@@ -348,6 +368,7 @@ class OtlpExporter:
                 self.exported += n - rejected
                 return
             self.failed_requests += 1
+            self.healthy = False
             if self._failures is not None:
                 self._failures.value += 1
             self.last_error = f"HTTP {answer.status}" if answer.status else self.last_error
