@@ -313,3 +313,51 @@ def test_disabled_rastir_records_nothing_and_returns_the_result(
 
     assert answer(run()) == "The answer is 20"
     assert list(rastir_spans) == []
+
+
+def test_a_retriever_run_is_a_retrieval_span(rastir_spans: CapturedSpans) -> None:
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+
+    class Shelf(BaseRetriever):
+        def _get_relevant_documents(
+            self, query: str, *, run_manager: CallbackManagerForRetrieverRun
+        ) -> list[Document]:
+            return [Document(page_content=query), Document(page_content="more")]
+
+    @langgraph_agent(agent_name="librarian")
+    def look(query: str) -> int:
+        return len(Shelf().invoke(query))
+
+    assert look("books") == 2
+    span = rastir_spans.one("Shelf", kind="retrieval")
+    assert span.attributes["rastir.retrieval.documents"] == 2
+    assert span.psid == rastir_spans.one("librarian", kind="agent").sid
+
+
+def test_an_interrupt_ends_the_node_without_an_error(rastir_spans: CapturedSpans) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, MessagesState, StateGraph
+    from langgraph.types import interrupt
+
+    def ask_human(state: MessagesState) -> dict[str, Any]:
+        interrupt("approve?")
+        return {}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("ask_human", ask_human)
+    builder.add_edge(START, "ask_human")
+    builder.add_edge("ask_human", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+
+    @langgraph_agent(agent_name="approver")
+    def run() -> Any:
+        return graph.invoke(INPUT, {"configurable": {"thread_id": "t1"}})
+
+    state = run()
+    assert "__interrupt__" in state
+    node = rastir_spans.one("node:ask_human", kind="trace")
+    assert node.status == "ok"
+    assert node.attributes["langgraph.control_flow"] == "GraphInterrupt"
+    assert rastir_spans.one("approver", kind="agent").status == "ok"
