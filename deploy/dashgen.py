@@ -580,40 +580,45 @@ def _evaluation() -> Dashboard:
         "Evaluations of LLM output (evaluation spans): verdicts, pass rates and scores.",
         (
             Row("Overview"),
-            stat("Evaluations per second", "ops", "Evaluations run, all results.", q(rate(ev, S))),
+            stat(
+                "Evaluations per second",
+                "ops",
+                "Evaluations run, all results.",
+                q(rate(ev, S, A, M)),
+            ),
             stat(
                 "Pass rate",
                 "percentunit",
                 "Passed over passed and failed evaluations.",
-                q(f"({rate(ev, S, PASSED)} or vector(0)) / {rate(ev, S, VERDICT)}"),
+                q(f"({rate(ev, S, A, M, PASSED)} or vector(0)) / {rate(ev, S, A, M, VERDICT)}"),
                 thresholds=((0, "red"), (0.8, "orange"), (0.95, "green")),
             ),
             stat(
                 "Mean score",
                 "none",
                 "Average evaluation score (usually between 0 and 1).",
-                q(f"{rate(score + '_sum', S)} / {rate(score + '_count', S)}"),
+                q(f"{rate(score + '_sum', S, A, M)} / {rate(score + '_count', S, A, M)}"),
             ),
             stat(
                 "Failed evaluations over the range",
                 "short",
                 "Evaluations with a failing verdict in the dashboard's time range.",
-                q(f"sum(increase({ev}{sel(S, FAILED)}[{RANGE}])) or vector(0)"),
+                q(f"sum(increase({ev}{sel(S, A, M, FAILED)}[{RANGE}])) or vector(0)"),
             ),
             Row("Results"),
             ts(
                 "Evaluations by name and result",
                 "ops",
                 "Evaluations per second: passed, failed, none (no verdict) or error.",
-                q(rate(ev, S, by="evaluation, result"), "{{evaluation}} {{result}}"),
+                q(rate(ev, S, A, M, by="evaluation, result"), "{{evaluation}} {{result}}"),
             ),
             ts(
                 "Pass rate by evaluation",
                 "percentunit",
                 "Passed over passed and failed, by evaluation.",
                 q(
-                    f"{rate(ev, S, PASSED, by='evaluation')} / "
-                    f"{rate(ev, S, VERDICT, by='evaluation')}",
+                    f"{rate(ev, S, A, M, PASSED, by='evaluation')} / "
+                    f"{rate(ev, S, A, M, VERDICT, by='evaluation')}",
                     "{{evaluation}}",
                 ),
                 max=1,
@@ -623,8 +628,8 @@ def _evaluation() -> Dashboard:
                 "none",
                 "Average score, by evaluation.",
                 q(
-                    f"{rate(score + '_sum', S, by='evaluation')} / "
-                    f"{rate(score + '_count', S, by='evaluation')}",
+                    f"{rate(score + '_sum', S, A, M, by='evaluation')} / "
+                    f"{rate(score + '_count', S, A, M, by='evaluation')}",
                     "{{evaluation}}",
                 ),
             ),
@@ -632,20 +637,20 @@ def _evaluation() -> Dashboard:
                 "10th percentile score by evaluation",
                 "none",
                 "The score 90% of evaluations beat: the tail of bad answers.",
-                q(quantile(0.1, score, S, by="evaluation"), "{{evaluation}}"),
+                q(quantile(0.1, score, S, A, M, by="evaluation"), "{{evaluation}}"),
             ),
             bars(
                 "Score distribution over the range",
                 "short",
                 "Scores in the dashboard's time range, by bucket upper bound (le).",
-                q(f"sum by (le) (increase({score}_bucket{sel(S)}[{RANGE}]))", "{{le}}"),
+                q(f"sum by (le) (increase({score}_bucket{sel(S, A, M)}[{RANGE}]))", "{{le}}"),
             ),
             ts(
                 "Evaluations without a verdict",
                 "ops",
                 "Evaluations that gave no verdict (none) or whose evaluator failed (error).",
                 q(
-                    rate(ev, S, 'result=~"none|error"', by="evaluation, result"),
+                    rate(ev, S, A, M, 'result=~"none|error"', by="evaluation, result"),
                     "{{evaluation}} {{result}}",
                 ),
             ),
@@ -705,54 +710,57 @@ def _guardrails(t: Targets) -> Dashboard:
                 "Interventions per second",
                 "ops",
                 "Guardrail interventions, all actions.",
-                q(rate(guard, S, M)),
+                q(rate(guard, S, A, M)),
             ),
             stat(
                 "Block ratio",
                 "percentunit",
                 "Blocked calls (action matching block or blocked) over all LLM calls.",
                 q(
-                    f"({rate(guard, S, M, BLOCK)} or vector(0)) / "
-                    f"{rate('rastir_llm_calls_total', S, M)}"
+                    f"({rate(guard, S, A, M, BLOCK)} or vector(0)) / "
+                    f"{rate('rastir_llm_calls_total', S, A, M)}"
                 ),
             ),
             stat(
                 "Interventions over the range",
                 "short",
                 "Guardrail interventions in the dashboard's time range.",
-                q(f"sum(increase({guard}{sel(S, M)}[{RANGE}]))"),
+                q(f"sum(increase({guard}{sel(S, A, M)}[{RANGE}]))"),
             ),
             stat(
                 "Calls with an intervention",
                 "percentunit",
                 "Share of LLM calls where any guardrail intervened.",
-                q(f"({rate(guard, S, M)} or vector(0)) / {rate('rastir_llm_calls_total', S, M)}"),
+                q(
+                    f"({rate(guard, S, A, M)} or vector(0)) / "
+                    f"{rate('rastir_llm_calls_total', S, A, M)}"
+                ),
             ),
             Row("Interventions"),
             ts(
                 "Interventions by action",
                 "ops",
                 "Interventions per second, by action.",
-                q(rate(guard, S, M, by="action"), "{{action}}"),
+                q(rate(guard, S, A, M, by="action"), "{{action}}"),
             ),
             ts(
                 "Interventions by category",
                 "ops",
                 "Interventions per second, by category.",
-                q(rate(guard, S, M, by="category"), "{{category}}"),
+                q(rate(guard, S, A, M, by="category"), "{{category}}"),
             ),
             ts(
                 "Interventions by model",
                 "ops",
                 "Interventions per second, by model.",
-                q(rate(guard, S, M, by="model"), "{{model}}"),
+                q(rate(guard, S, A, M, by="model"), "{{model}}"),
             ),
             ts(
                 f"Block ratio over {window} vs objective",
                 "percentunit",
                 "The recorded block ratio per objective and its maximum (targets.yaml).",
                 q(
-                    f"rastir_guardrail:block_ratio:rate{window}{sel(S, M)}",
+                    f"rastir_guardrail:block_ratio:rate{window}{sel(S, A, M)}",
                     "{{guardrail}} {{service}} {{model}}",
                 ),
                 q("rastir_guardrail:max_block_ratio", "objective {{guardrail}}"),
@@ -761,7 +769,7 @@ def _guardrails(t: Targets) -> Dashboard:
                 "Interventions by category and action over the range",
                 "short",
                 "Interventions in the dashboard's time range.",
-                q(f"sum by (category, action) (increase({guard}{sel(S, M)}[{RANGE}]))"),
+                q(f"sum by (category, action) (increase({guard}{sel(S, A, M)}[{RANGE}]))"),
                 width=24,
             ),
         ),

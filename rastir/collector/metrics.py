@@ -396,7 +396,7 @@ class Metrics(Collector):
             (*llm, "token_type"),
         )
         self.llm_cost = C("rastir_llm_cost_usd_total", "Estimated cost of LLM calls in USD.", llm)
-        guard = ("service", "model", "provider", "action", "category")
+        guard = ("service", "agent", "model", "provider", "action", "category")
         self.guardrail = C(
             "rastir_guardrail_violations_total",
             "LLM calls where a guardrail intervened.",
@@ -487,7 +487,7 @@ class Metrics(Collector):
             "rastir_function_duration_seconds", "Duration of @metric functions.", fn, TOOL_BUCKETS
         )
         # evaluations
-        ev = ("service", "evaluation")
+        ev = ("service", "agent", "model", "evaluation")
         self.eval_results = C(
             "rastir_evaluations_total",
             "Evaluations run; result is passed, failed, error (no verdict) or none.",
@@ -733,6 +733,7 @@ class Metrics(Collector):
         if a.get("rastir.guardrail.intervened") is True:
             gkey = (
                 service,
+                key[3],
                 model,
                 provider,
                 a.get("rastir.guardrail.action") or "unknown",
@@ -831,7 +832,12 @@ class Metrics(Collector):
             self._timed(self.g_fn, (service, name), s, dur)
 
     def _evaluation(self, service: str, s: WireSpan, dur: float, a: dict[str, Any]) -> None:
-        key = (service, a.get("rastir.evaluation.name") or s.name)
+        key = (
+            service,
+            a.get("gen_ai.agent.name") or "",
+            a.get("gen_ai.response.model") or a.get("gen_ai.request.model") or "",
+            a.get("rastir.evaluation.name") or s.name,
+        )
         try:
             b = self.g_eval.bundles.get(key)
         except TypeError:

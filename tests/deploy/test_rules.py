@@ -165,8 +165,8 @@ def _targets_with(tmp_path: Path, old: str, new: str) -> Path:
         ("budget_usd: 50", "budget_usd: -5", "budget_usd=-5.0 must be between 0"),
         (
             "by: [service, model]\n    block_actions",
-            "by: [service, agent]\n    block_actions",
-            "has no label 'agent'",
+            "by: [service, tool]\n    block_actions",
+            "has no label 'tool'",
         ),
         ("name: agent_latency", "name: agent_availability", "is used twice"),
     ],

@@ -65,8 +65,8 @@ async def test_the_documented_custom_evaluator_runs_in_the_collector(
     assert verdicts[0]["rastir.evaluation.reason"] == "promises 'refund' unprompted"
     assert verdicts[0]["rastir.evaluation.evaluator"] == "mycompany.evals:MentionsRefund"
     labels = {"service": "support", "evaluation": "no_refund_promises"}
-    assert m.value("rastir_evaluations_total", **labels, result="failed") == 1
-    assert m.value("rastir_evaluations_total", **labels, result="passed") == 2
+    assert m.total("rastir_evaluations_total", **labels, result="failed") == 1
+    assert m.total("rastir_evaluations_total", **labels, result="passed") == 2
 
 
 def test_the_documented_example_checks_its_options(documented_example: dict[str, Any]) -> None:
@@ -100,11 +100,11 @@ async def test_a_custom_evaluator_that_raises_or_hangs_is_a_failure(
     assert ev["hangs"]["error"]["type"] == "timeout"
     assert "rastir.evaluation.passed" not in ev["hangs"]["attributes"]
     assert (
-        m.value("rastir_evaluation_failures_total", evaluation="raises", reason="internal_error")
+        m.total("rastir_evaluation_failures_total", evaluation="raises", reason="internal_error")
         == 1
     )
-    assert m.value("rastir_evaluation_failures_total", evaluation="hangs", reason="timeout") == 1
-    assert m.value("rastir_evaluation_in_progress") == 0
+    assert m.total("rastir_evaluation_failures_total", evaluation="hangs", reason="timeout") == 1
+    assert m.total("rastir_evaluation_in_progress") == 0
 
 
 @pytest.mark.anyio
@@ -121,7 +121,7 @@ async def test_a_custom_evaluator_can_ask_the_judge_and_text_is_still_redacted(
         assert (await c.post(encode(batch(spans)))).status_code == 202
         m = await wait_for(c, lambda m: m.total("rastir_evaluations_total") == 1)
     assert (
-        m.value("rastir_evaluations_total", service="svc", evaluation="asks", result="passed") == 1
+        m.total("rastir_evaluations_total", service="svc", evaluation="asks", result="passed") == 1
     )
     (body,) = judge.bodies()
     assert secret not in body.decode()

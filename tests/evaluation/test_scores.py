@@ -59,9 +59,9 @@ async def test_a_score_on_a_span_becomes_an_evaluation_span_with_metrics(
     assert a["gen_ai.request.model"] == "gpt-4o"
     assert a["gen_ai.agent.name"] == "planner"
     labels = {"service": "chat", "evaluation": "user_feedback"}
-    assert m.value("rastir_evaluations_total", **labels, result="failed") == 1
-    assert m.value("rastir_evaluation_score_count", **labels) == 1
-    assert m.value("rastir_evaluation_score_bucket", **labels, le="0.3") == 1
+    assert m.total("rastir_evaluations_total", **labels, result="failed") == 1
+    assert m.total("rastir_evaluation_score_count", **labels) == 1
+    assert m.total("rastir_evaluation_score_bucket", **labels, le="0.3") == 1
 
 
 @pytest.mark.anyio
@@ -77,10 +77,10 @@ async def test_a_score_without_span_id_goes_to_the_root_span(run_collector: RunC
         m = await c.scrape()
     assert r.json()["parent_span_id"] == spans[0]["span_id"]
     assert (
-        m.value("rastir_evaluations_total", service="svc", evaluation="reviewed", result="passed")
+        m.total("rastir_evaluations_total", service="svc", evaluation="reviewed", result="passed")
         == 1
     )
-    assert m.value("rastir_evaluation_score_count", service="svc", evaluation="reviewed") == 0
+    assert m.total("rastir_evaluation_score_count", service="svc", evaluation="reviewed") == 0
 
 
 VALID: dict[str, Any] = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "name": "x", "score": 0.5}

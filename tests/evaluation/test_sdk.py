@@ -70,8 +70,17 @@ async def test_an_sdk_llm_call_is_judged_and_the_result_lands_under_it(
     assert a["gen_ai.provider.name"] == "openai"
     assert a["gen_ai.request.model"] == "gpt-4o"
     assert a["gen_ai.response.model"] == "gpt-4o-2024-08-06"
-    assert m.value(
-        "rastir_evaluations_total", service="trip-planner", evaluation="relevance", result="passed"
+    # The agent and model labels come from the judged LLM span.
+    assert (
+        m.value(
+            "rastir_evaluations_total",
+            service="trip-planner",
+            agent="planner",
+            model="gpt-4o-2024-08-06",
+            evaluation="relevance",
+            result="passed",
+        )
+        == 1
     )
     (request,) = judge.requests
     sent = request["messages"][1]["content"]

@@ -93,14 +93,14 @@ async def test_judge_scores_become_evaluation_spans_under_the_right_llm_spans(
     svc = {"service": "planner-svc"}
     for name in ("toxicity", "relevance", "short"):
         ev = {**svc, "evaluation": name}
-        assert m.value("rastir_evaluations_total", **ev, result="passed") == 1
-        assert m.value("rastir_evaluations_total", **ev, result="failed") == 1
-        assert m.value("rastir_evaluation_score_count", **ev) == 2
-        assert m.value("rastir_evaluation_duration_seconds_count", evaluation=name) == 2
-    assert m.value("rastir_evaluation_score_bucket", **svc, evaluation="toxicity", le="0.1") == 1
+        assert m.total("rastir_evaluations_total", **ev, result="passed") == 1
+        assert m.total("rastir_evaluations_total", **ev, result="failed") == 1
+        assert m.total("rastir_evaluation_score_count", **ev) == 2
+        assert m.total("rastir_evaluation_duration_seconds_count", evaluation=name) == 2
+    assert m.total("rastir_evaluation_score_bucket", **svc, evaluation="toxicity", le="0.1") == 1
     assert m.value("rastir_spans_total", **svc, kind="evaluation", status="ok") == 6
-    assert m.value("rastir_evaluation_queue_depth") == 0
-    assert m.value("rastir_evaluation_queue_capacity") == 1000
+    assert m.total("rastir_evaluation_queue_depth") == 0
+    assert m.total("rastir_evaluation_queue_capacity") == 1000
     assert m.total("rastir_evaluation_failures_total") == 0
     # Two LLM spans, two judge evaluators: four judge calls; the length bound needs none.
     assert judge.received() == 4
@@ -133,7 +133,7 @@ async def test_spans_without_text_or_not_llm_are_not_evaluated(
     # relevance needs both texts: all three skipped; the length bound only the output.
     assert m.value(skipped, evaluation="relevance", reason="no_content") == 3
     assert m.value(skipped, evaluation="short", reason="no_content") == 2
-    assert m.value("rastir_evaluations_total", service="svc", evaluation="short", result="passed")
+    assert m.total("rastir_evaluations_total", service="svc", evaluation="short", result="passed")
     assert judge.received() == 0
 
 
@@ -181,15 +181,15 @@ async def test_selectors_pick_service_agent_model_and_sample_by_trace_id(
         m = await wait_for(c, lambda m: m.total("rastir_evaluations_total") == total)
     assert m.total("rastir_evaluations_total", evaluation="picky") == 2
     assert (
-        m.value("rastir_evaluations_total", service="checkout", evaluation="picky", result="passed")
+        m.total("rastir_evaluations_total", service="checkout", evaluation="picky", result="passed")
         == 1
     )
     assert (
-        m.value("rastir_evaluations_total", service="payments", evaluation="picky", result="passed")
+        m.total("rastir_evaluations_total", service="payments", evaluation="picky", result="passed")
         == 1
     )
     assert (
-        m.value("rastir_evaluations_total", service="other", evaluation="half", result="passed")
+        m.total("rastir_evaluations_total", service="other", evaluation="half", result="passed")
         == expected_half
     )
     assert m.total("rastir_evaluations_total", evaluation="never") == 0
@@ -228,9 +228,9 @@ async def test_a_failing_judge_is_recorded_as_a_failure_never_a_pass(
     assert "rastir.evaluation.passed" not in ev["attributes"]
     assert "rastir.evaluation.score" not in ev["attributes"]
     labels = {"service": "svc", "evaluation": "toxicity"}
-    assert m.value("rastir_evaluations_total", **labels, result="error") == 1
-    assert m.value("rastir_evaluations_total", **labels, result="passed") == 0
-    assert m.value("rastir_evaluation_failures_total", evaluation="toxicity", reason=kind) == 1
+    assert m.total("rastir_evaluations_total", **labels, result="error") == 1
+    assert m.total("rastir_evaluations_total", **labels, result="passed") == 0
+    assert m.total("rastir_evaluation_failures_total", evaluation="toxicity", reason=kind) == 1
     assert judge.received() == attempts
 
 
@@ -254,7 +254,7 @@ async def test_a_stuck_judge_leaves_ingest_answering_and_the_queue_bounded(
         m = await wait_for(
             c, lambda m: judge.received() == 1 and m.total("rastir_evaluation_in_progress") == 1
         )
-        assert m.value("rastir_evaluation_dropped_total", reason="queue_full") == 17
+        assert m.total("rastir_evaluation_dropped_total", reason="queue_full") == 17
         # While the judge holds the only worker, ingest keeps taking everything; the
         # slot the worker freed takes one more evaluation, the other 29 are dropped.
         statuses = []
@@ -263,15 +263,15 @@ async def test_a_stuck_judge_leaves_ingest_answering_and_the_queue_bounded(
             statuses.append((await c.post(encode(batch(more)))).status_code)
         assert statuses == [202] * 30
         m = await c.scrape()
-        assert m.value("rastir_evaluation_queue_depth") <= 3
-        assert m.value("rastir_evaluation_queue_depth") == 3
-        assert m.value("rastir_evaluation_dropped_total", reason="queue_full") == 17 + 29
+        assert m.total("rastir_evaluation_queue_depth") <= 3
+        assert m.total("rastir_evaluation_queue_depth") == 3
+        assert m.total("rastir_evaluation_dropped_total", reason="queue_full") == 17 + 29
         assert m.value("rastir_collector_ingested_spans_total", service="svc") == 20 + 60
         assert m.total("rastir_collector_rejected_requests_total") == 0
         # Released, the judge answers the one it holds and the three queued.
         judge.release.set()
         m = await wait_for(c, lambda m: m.total("rastir_evaluations_total") == 4)
-        assert m.value("rastir_evaluation_queue_depth") == 0
+        assert m.total("rastir_evaluation_queue_depth") == 0
     assert judge.received() == 4
 
 
