@@ -56,13 +56,16 @@ def truncate(value: Any) -> str:
 
 
 class _Run:
-    """A framework run that has a span, and the context token that made it current."""
+    """A framework run that has a span, and the context tokens that made it current."""
 
-    __slots__ = ("span", "token")
+    __slots__ = ("otel", "span", "token")
 
-    def __init__(self, span: Span, token: Token[Span | SpanContext | None] | None) -> None:
+    def __init__(
+        self, span: Span, token: Token[Span | SpanContext | None] | None, otel: Any
+    ) -> None:
         self.span = span
         self.token = token
+        self.otel = otel
 
 
 class FrameworkCall:
@@ -140,9 +143,17 @@ class FrameworkCall:
         if attributes:
             attrs.update(attributes)
         span = Span(name, kind, parent, attrs)
-        token = _current_span.set(span) if current else None
+        token = otel = None
+        if current:
+            token = _current_span.set(span)
+            # With the OTel bridge on, OpenTelemetry's current span too: an MCP client
+            # the framework holds (mcp injects the OTel context into ``_meta``) then
+            # continues the trace under this span.
+            bridge = PIPELINE.bridge
+            if bridge is not None:
+                otel = bridge.attach(span)
         with self._lock:
-            self._runs[key] = _Run(span, token)
+            self._runs[key] = _Run(span, token, otel)
         return span
 
     def alias(self, key: Hashable, parent_key: Hashable | None) -> None:
@@ -170,6 +181,10 @@ class FrameworkCall:
             record_exception(span, error)
         elif category is not None:
             span.set_error(category, exc_type, "")
+        if run.otel is not None:
+            bridge = PIPELINE.bridge
+            if bridge is not None:
+                bridge.detach(run.otel)
         if run.token is not None:
             _restore(run.token, span)
         if not span.ended:

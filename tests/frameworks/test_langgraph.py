@@ -349,7 +349,7 @@ def test_an_interrupt_ends_the_node_without_an_error(rastir_spans: CapturedSpans
     builder.add_node("ask_human", ask_human)
     builder.add_edge(START, "ask_human")
     builder.add_edge("ask_human", END)
-    graph = builder.compile(checkpointer=InMemorySaver())
+    graph: Any = builder.compile(checkpointer=InMemorySaver())
 
     @langgraph_agent(agent_name="approver")
     def run() -> Any:

@@ -75,3 +75,35 @@ async def test_a_graph_tool_calling_an_mcp_server_continues_the_trace(
     assert rastir_spans.trace_ids() == {root.trace_id}
     # The tool ran with the agent's label and the tool span current.
     assert seen == [("react_agent", add_span.span_id)]
+
+
+async def test_an_mcp_client_the_graph_holds_unwrapped_continues_the_trace_with_the_bridge(
+    rastir_spans: CapturedSpans,
+) -> None:
+    # A plain mcp Client, as framework MCP adapters hold: mcp 2.x writes the
+    # OpenTelemetry context into _meta, and with the bridge the tool span is OTel's
+    # current span while the tool runs.
+    rastir.configure(otel_bridge=True)
+    server = numbers_server()
+
+    @langgraph_agent(agent_name="react_agent")
+    async def run(question: str) -> Any:
+        async with Client(server) as client:
+
+            @tool
+            async def add(a: int, b: int) -> int:
+                """Add two integers."""
+                result = await client.call_tool("add_remote", {"a": a, "b": b})
+                return int(result.content[0].text)  # type: ignore[union-attr]
+
+            graph = build_graph([add, multiply])
+            return await graph.ainvoke({"messages": [("user", question)]})
+
+    state = await run("add 2 and 3, then multiply by 4")
+    assert state["messages"][-1].content == "The answer is 20"
+    root = rastir_spans.one("react_agent", kind="agent")
+    add_span = rastir_spans.one("add", kind="tool")
+    server_span = rastir_spans.one("tools/call add_remote", kind="mcp.server")
+    assert server_span.psid == add_span.sid
+    assert rastir_spans.trace_ids() == {root.trace_id}
+    assert rastir_spans.find(kind="mcp.client") == []
