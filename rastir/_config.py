@@ -228,6 +228,20 @@ def _bridge_for(s: Settings) -> Any:
     return OTelBridge()
 
 
+def _is_loopback(url: str | None) -> bool:
+    """Whether ``url`` names this machine: ``localhost``, 127.0.0.0/8 or ``::1``."""
+    if not isinstance(url, str):
+        return False
+    try:
+        host = (urlsplit(url).hostname or "").lower()
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost") or host == "::1":
+        return True  # RFC 6761 §6.3: localhost names are loopback
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)
+
+
 def _validate(s: Settings) -> None:
     if not s.service or not isinstance(s.service, str):
         raise ValueError("service must be a non-empty string")
@@ -246,6 +260,8 @@ def _validate(s: Settings) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
     rejection_threshold(s.sample_ratio)  # raises ValueError naming the ratio
+    if not isinstance(s.gzip, bool):
+        raise ValueError(f"gzip must be True, False or None, got {s.gzip!r}")
     _validate_exporter(s)
     for key, value in s.headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
@@ -313,6 +329,7 @@ def configure(
     sample_ratio: float = _UNSET,
     exporter: str = _UNSET,
     otlp_endpoint: str | None = _UNSET,
+    gzip: bool | None = _UNSET,
 ) -> Settings:
     """Configure rastir for this process. Safe to call again to reconfigure.
 
@@ -351,6 +368,11 @@ def configure(
             ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``, else
             ``OTEL_EXPORTER_OTLP_ENDPOINT`` + ``/v1/traces``). A URL without a path
             gets ``/v1/traces``.
+        gzip: compress request bodies (``RASTIR_GZIP``). None (the default) means
+            auto: on, except when the target is a loopback address (``localhost``,
+            ``127.x.x.x``, ``::1``), where compressing costs the exporter more CPU than
+            the whole rest of a span's export and saves no network. The effective
+            value is in the returned settings.
 
     Returns:
         The effective settings.
@@ -360,6 +382,7 @@ def configure(
     """
     global _settings, _exporter
     d = Settings()
+    gzip_choice = _resolve(gzip, "RASTIR_GZIP", bool, None)
     new = Settings(
         service=_resolve(service, "RASTIR_SERVICE", str, d.service),
         push_url=_resolve(push_url, "RASTIR_PUSH_URL", str, d.push_url),
@@ -377,12 +400,16 @@ def configure(
             shutdown_timeout, "RASTIR_SHUTDOWN_TIMEOUT", float, d.shutdown_timeout
         ),
         otel_bridge=_resolve_bridge(otel_bridge),
+        gzip=gzip_choice,
         sample_ratio=_resolve(sample_ratio, "RASTIR_SAMPLE_RATIO", float, d.sample_ratio),
         exporter=_resolve(exporter, "RASTIR_EXPORTER", str, d.exporter),
         otlp_endpoint=_resolve_otlp_endpoint(otlp_endpoint),
     )
     if isinstance(new.push_url, str):
         object.__setattr__(new, "push_url", new.push_url.rstrip("/") or None)
+    if gzip_choice is None:  # automatic: off for a loopback target
+        target = new.otlp_endpoint if new.exporter == "otlp" else new.push_url
+        object.__setattr__(new, "gzip", not _is_loopback(target))
     _validate(new)
     with _lock:
         old = _exporter

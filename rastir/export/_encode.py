@@ -4,33 +4,54 @@ Attribute values are whatever user code put there. The collector rejects a batch
 whose values are not JSON scalars or lists of scalars, so each value is checked here
 and anything else becomes a string (None is dropped; NaN and infinities become
 strings, since JSON has no literal for them).
+
+This is the exporter's hot loop (PERFORMANCE.md: at most 2 µs of exporter CPU per
+span, HTTP included), so it is written for CPython's specialising interpreter rather
+than for elegance (measurements in BENCHMARKS.md, decisions EXP-1..):
+
+* one plain loop over the batch, no helper call per span: every call costs as much
+  as checking a few attribute values;
+* ``WireSpan`` is built positionally (keywords cost about 40 % more), with shared
+  empty lists for ``events`` and ``links``; the encoder omits them as defaults, so
+  the JSON is byte for byte what keyword construction gives;
+* ids are hex-formatted with ``int.to_bytes(...).hex()``, about 3x cheaper than
+  ``f"{tid:032x}"``;
+* the attribute check is inlined and accepts lists of scalars, so the common span
+  (strings, numbers, a list like ``gen_ai.response.finish_reasons``) costs one type
+  test per value and is sent as it is, without a copy.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
 from rastir._wire import AttrValue, WireBatch, WireError, WireEvent, WireLink, WireSpan
-from rastir.sampling import HEAD
-from rastir.spans import Span
+from rastir.sampling import _MASK, HEAD
+from rastir.spans import Span, _clock
 
-__all__ = ["encode_batch", "sanitize_attributes", "to_wire"]
+__all__ = ["encode_batch", "sanitize_attributes", "to_wire", "wire_spans"]
 
 _MAX_STR = 8192
+_isfinite = math.isfinite
+# Shared, never mutated: the encoder omits an empty list as the field's default.
+_NO_ITEMS: list[Any] = []
 
 
 def _clean(value: Any) -> AttrValue | None:
     t = type(value)
     if t is str:
-        return cast(str, value) if len(value) <= _MAX_STR else cast(str, value[:_MAX_STR])
+        s: str = value
+        return s if len(s) <= _MAX_STR else s[:_MAX_STR]
     if t is int or t is bool:
-        return cast(int, value)
+        n: int = value
+        return n
     if t is float:
-        return cast(float, value) if math.isfinite(value) else str(value)
+        x: float = value
+        return x if _isfinite(x) else str(x)
     if value is None:
         return None
     if t is list or t is tuple:
@@ -57,81 +78,168 @@ def _clean(value: Any) -> AttrValue | None:
     return text[:_MAX_STR]
 
 
-def sanitize_attributes(attrs: dict[str, Any]) -> dict[str, AttrValue]:
-    """Wire-safe attribute values; returns ``attrs`` itself when nothing needs changing."""
-    for value in attrs.values():
-        t = type(value)
-        if t is not str and t is not int and t is not bool and t is not float:
-            break
-        if t is float and not math.isfinite(value):
-            break
-        if t is str and len(value) > _MAX_STR:
-            break
-    else:
-        return attrs
+def _scalars_ok(items: list[Any]) -> bool:
+    """Whether a list attribute is already wire-safe: scalars only, finite, not too long."""
+    for x in items:
+        t = type(x)
+        if t is str:
+            if len(x) > _MAX_STR:
+                return False
+        elif t is not int and t is not bool and (t is not float or x - x != 0.0):
+            return False
+    return True
+
+
+def _sanitize_all(attrs: dict[Any, Any]) -> dict[str, AttrValue]:
     out: dict[str, AttrValue] = {}
     for key, value in attrs.items():
         c = _clean(value)
         if c is not None:
-            out[str(key)] = c
+            out[key if type(key) is str else str(key)] = c
+    return out
+
+
+def sanitize_attributes(attrs: dict[str, Any]) -> dict[str, AttrValue]:
+    """Wire-safe attribute values; returns ``attrs`` itself when nothing needs changing."""
+    for v in attrs.values():
+        t = type(v)
+        if t is str:
+            if len(v) > _MAX_STR:
+                break
+        elif t is int or t is bool:
+            continue
+        elif t is float:
+            # Finite exactly when v - v is 0: inf - inf and nan - nan are nan.
+            if v - v != 0.0:
+                break
+        elif t is list:
+            if not _scalars_ok(v):
+                break
+        else:
+            break
+    else:
+        return attrs
+    return _sanitize_all(attrs)
+
+
+def _events(events: list[Any]) -> list[WireEvent]:
+    return [
+        WireEvent(
+            e.name, e.time_unix_nano, sanitize_attributes(e.attributes) if e.attributes else {}
+        )
+        for e in events
+    ]
+
+
+def _links(links: list[Any]) -> list[WireLink]:
+    return [
+        WireLink(
+            ln.context.tid.to_bytes(16, "big").hex(),
+            ln.context.sid.to_bytes(8, "big").hex(),
+            sanitize_attributes(ln.attributes) if ln.attributes else {},
+        )
+        for ln in links
+    ]
+
+
+def wire_spans(spans: Iterable[Span], *, strict: bool = False) -> list[WireSpan]:
+    """Span records as wire Structs, in order.
+
+    ``strict`` sanitises every attribute dict, keys included, instead of sending the
+    clean ones as they are: the fallback when a batch fails to encode (a key that is
+    not a string, which the fast check does not look at).
+
+    Spans without events or links share one empty list in those fields: do not
+    mutate them (:func:`to_wire` gives a span lists of its own).
+
+    The head-sampling decision (``rastir.sampling``) is read here, on the exporter
+    thread, so the decorators pay nothing for it: the remote parent's flag, else the
+    trace id against the ratio.
+    """
+    off = _clock.offset
+    threshold = HEAD.threshold
+    out: list[WireSpan] = []
+    append = out.append
+    for s in spans:
+        attrs = s.attributes
+        if attrs:
+            if strict:
+                attrs = _sanitize_all(attrs)
+            else:
+                # sanitize_attributes' check, inlined: a call per span costs as much
+                # as checking two or three values.
+                for v in attrs.values():
+                    t = type(v)
+                    if t is str:
+                        if len(v) > _MAX_STR:
+                            break
+                    elif t is int or t is bool:
+                        continue
+                    elif t is float:
+                        if v - v != 0.0:
+                            break
+                    elif t is list:
+                        if not _scalars_ok(v):
+                            break
+                    else:
+                        break
+                else:
+                    t = None
+                if t is not None:
+                    attrs = _sanitize_all(attrs)
+        tid = s.tid
+        psid = s.psid
+        t1 = s._t1
+        error = s.error
+        events = s.events
+        links = s.links
+        ctx = s._ctx
+        append(
+            WireSpan(
+                tid.to_bytes(16, "big").hex(),
+                s.sid.to_bytes(8, "big").hex(),
+                s.name,
+                s.kind,  # type: ignore[arg-type]
+                s._t0 + off,
+                t1 + off if t1 else 0,
+                psid.to_bytes(8, "big").hex() if psid else None,
+                s.status,  # type: ignore[arg-type]
+                None
+                if error is None
+                else WireError(
+                    error["type"],  # type: ignore[arg-type]
+                    error["exception_type"],
+                    error["message"],
+                ),
+                attrs,
+                _NO_ITEMS if events is None else _events(events),
+                _NO_ITEMS if links is None else _links(links),
+                ctx.flags & 1 == 1
+                if ctx is not None
+                else not threshold or (tid & _MASK) >= threshold,
+            )
+        )
     return out
 
 
 def to_wire(span: Span) -> WireSpan:
-    """One span record as its wire Struct."""
-    error = span.error
-    events = span.events
-    links = span.links
-    # The head-sampling decision (rastir.sampling): the remote parent's flag, else
-    # the trace id against the ratio. Read here, on the exporter thread, so the
-    # decorators pay nothing for it.
-    ctx = span._ctx
-    sampled = bool(ctx.flags & 1) if ctx is not None else HEAD.sampled(span.tid)
-    return WireSpan(
-        trace_id=f"{span.tid:032x}",
-        span_id=f"{span.sid:016x}",
-        name=span.name,
-        kind=span.kind,  # type: ignore[arg-type]
-        start_time_unix_nano=span.start_time_unix_nano,
-        end_time_unix_nano=span.end_time_unix_nano,
-        parent_span_id=f"{span.psid:016x}" if span.psid else None,
-        status=span.status,  # type: ignore[arg-type]
-        error=None
-        if error is None
-        else WireError(
-            type=error["type"],  # type: ignore[arg-type]
-            exception_type=error["exception_type"],
-            message=error["message"],
-        ),
-        attributes=sanitize_attributes(span.attributes) if span.attributes else {},
-        events=[]
-        if events is None
-        else [
-            WireEvent(
-                name=e.name,
-                time_unix_nano=e.time_unix_nano,
-                attributes=sanitize_attributes(e.attributes) if e.attributes else {},
-            )
-            for e in events
-        ],
-        links=[]
-        if links is None
-        else [
-            WireLink(
-                trace_id=f"{ln.context.tid:032x}",
-                span_id=f"{ln.context.sid:016x}",
-                attributes=sanitize_attributes(ln.attributes) if ln.attributes else {},
-            )
-            for ln in links
-        ],
-        sampled=sampled,
-    )
+    """One span record as its wire Struct (with lists of its own, free to change)."""
+    w = wire_spans((span,))[0]
+    if w.events is _NO_ITEMS:
+        w.events = []
+    if w.links is _NO_ITEMS:
+        w.links = []
+    return w
 
 
 _encoder = msgspec.json.Encoder()
 
 
 def encode_batch(spans: Iterable[Span], resource: dict[str, Any], dropped: int) -> bytes:
-    """The JSON body of one ``POST /v1/telemetry``."""
-    batch = WireBatch(spans=[to_wire(s) for s in spans], resource=resource, dropped=dropped)
-    return _encoder.encode(batch)
+    """The JSON body of one ``POST /v1/telemetry``, encoded in one msgspec call."""
+    spans = spans if isinstance(spans, (list, tuple)) else list(spans)
+    try:
+        return _encoder.encode(WireBatch(wire_spans(spans), resource, dropped))
+    except TypeError:
+        # A key the fast check let through (None, a tuple): sanitise everything.
+        return _encoder.encode(WireBatch(wire_spans(spans, strict=True), resource, dropped))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+import math
 import os
 import socket
 import subprocess
@@ -10,12 +12,19 @@ import textwrap
 import threading
 import tracemalloc
 import warnings
+from typing import Any
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rastir
 from rastir import _config
+from rastir._wire import WireBatch, WireError, WireEvent, WireLink, WireSpan, batch_decoder
+from rastir.export._encode import encode_batch, sanitize_attributes, to_wire
 from rastir.export._pipeline import PIPELINE
+from rastir.spans import Span, SpanContext
 from tests.recording_server import recording_server
 
 
@@ -39,6 +48,7 @@ def test_a_normal_batch_arrives_with_resource_auth_and_wire_fields() -> None:
             version="1.2.3",
             token="s3cret",
             headers={"X-Team": "ml"},
+            gzip=True,  # forced: a loopback target is not compressed by default
         )
 
         @rastir.agent(agent_name="a")
@@ -354,3 +364,242 @@ def test_configure_reads_the_environment_and_validates(monkeypatch: pytest.Monke
 def test_bad_configuration_raises_value_error(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         rastir.configure(**kwargs)  # type: ignore[arg-type]
+
+
+# -- compression -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://127.0.0.1:8080", False),
+        ("http://127.0.0.53:8080", False),
+        ("http://localhost:8080", False),
+        ("http://LOCALHOST", False),
+        ("http://collector.localhost:8080", False),
+        ("http://[::1]:8080", False),
+        ("http://collector.example:8080", True),
+        ("https://10.0.0.7", True),
+        ("http://127.example.com", True),
+        ("http://1270.0.0.1", True),
+    ],
+)
+def test_gzip_is_off_for_a_loopback_target_and_on_otherwise(url: str, expected: bool) -> None:
+    # No span is made, so nothing connects to these addresses.
+    assert rastir.configure(service="gz", push_url=url).gzip is expected
+
+
+def test_gzip_can_be_forced_either_way_by_argument_or_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert rastir.configure(push_url="http://127.0.0.1:1", gzip=True).gzip is True
+    assert rastir.configure(push_url="http://collector.example", gzip=False).gzip is False
+    monkeypatch.setenv("RASTIR_GZIP", "true")
+    assert rastir.configure(push_url="http://127.0.0.1:1").gzip is True
+    monkeypatch.setenv("RASTIR_GZIP", "off")
+    assert rastir.configure(push_url="http://collector.example").gzip is False
+    # The argument wins over the environment; None asks for the automatic choice.
+    assert rastir.configure(push_url="http://collector.example", gzip=None).gzip is True
+    monkeypatch.setenv("RASTIR_GZIP", "sometimes")
+    with pytest.raises(ValueError, match="RASTIR_GZIP"):
+        rastir.configure(push_url="http://127.0.0.1:1")
+    with pytest.raises(ValueError, match="gzip"):
+        rastir.configure(push_url="http://127.0.0.1:1", gzip="yes")  # type: ignore[arg-type]
+
+
+def test_a_loopback_collector_gets_plain_json_by_default() -> None:
+    with recording_server() as server:
+        rastir.configure(service="plain", push_url=server.url)
+        for i in range(600):
+            unit(i)
+        assert rastir.flush(10)
+        assert len(server.spans()) == 600
+        assert all("Content-Encoding" not in r.headers for r in server.received)
+
+
+# -- 413 -------------------------------------------------------------------------------------
+
+
+def test_a_413_answer_splits_the_batch_until_it_fits_and_loses_nothing() -> None:
+    with recording_server() as server:
+        # The whole batch and then its first half are too large; the quarters fit.
+        server.script.answers = [(413, {}), (413, {})]
+        rastir.configure(service="split", push_url=server.url, flush_interval=60)
+        for i in range(40):
+            unit(i)
+        assert rastir.flush(10)
+        assert len({s["span_id"] for s in server.spans()}) == 40
+        assert [len(r.body["spans"]) for r in server.received] == [10, 10, 20]
+        assert server.dropped() == 0
+        assert _config._exporter.stats.batches_failed == 0
+
+
+# -- the encoder -----------------------------------------------------------------------------
+
+
+def _reference_body(spans: list[Span], resource: dict[str, Any], dropped: int) -> bytes:
+    """What ``encode_batch`` must produce, built the slow and obvious way.
+
+    Keyword construction from the spans' public properties: if a field of ``WireSpan``
+    moves, the encoder's positional construction no longer matches this.
+    """
+
+    def attrs(a: dict[str, Any] | None) -> dict[str, Any]:
+        return sanitize_attributes(a) if a else {}
+
+    wire = [
+        WireSpan(
+            trace_id=s.trace_id,
+            span_id=s.span_id,
+            name=s.name,
+            kind=s.kind,  # type: ignore[arg-type]
+            start_time_unix_nano=s.start_time_unix_nano,
+            end_time_unix_nano=s.end_time_unix_nano,
+            parent_span_id=s.parent_span_id,
+            status=s.status,  # type: ignore[arg-type]
+            error=None if s.error is None else WireError(**s.error),  # type: ignore[arg-type]
+            attributes=attrs(s.attributes),
+            events=[
+                WireEvent(
+                    name=e.name, time_unix_nano=e.time_unix_nano, attributes=attrs(e.attributes)
+                )
+                for e in s.events or ()
+            ],
+            links=[
+                WireLink(
+                    trace_id=ln.context.trace_id,
+                    span_id=ln.context.span_id,
+                    attributes=attrs(ln.attributes),
+                )
+                for ln in s.links or ()
+            ],
+            sampled=s.sampled,
+        )
+        for s in spans
+    ]
+    return msgspec.json.encode(WireBatch(spans=wire, resource=resource, dropped=dropped))
+
+
+class _Odd:
+    def __str__(self) -> str:
+        return "odd"
+
+
+class _Colour(enum.IntEnum):
+    RED = 1
+
+
+_ODD_VALUES: list[tuple[object, object]] = [
+    ("text", "text"),
+    (7, 7),
+    (True, True),
+    (0.25, 0.25),
+    (["a", 1, 2.5, False], ["a", 1, 2.5, False]),
+    (None, None),  # dropped
+    (float("nan"), "nan"),
+    (float("-inf"), "-inf"),
+    ([1.0, float("inf")], [1.0, "inf"]),
+    ((1, "a", None), [1, "a", "None"]),
+    ([[1], None], ["[1]", "None"]),
+    ("x" * 9000, "x" * 8192),
+    (["y" * 9000], ["y" * 8192]),
+    (_Odd(), "odd"),
+    (_Colour.RED, 1),
+    ({"nested": 1}, "{'nested': 1}"),
+    (1 << 70, 1 << 70),
+    ([], []),
+]
+
+
+def _finished(span: Span) -> Span:
+    span._t1 = span._t0 + 1_000
+    return span
+
+
+def test_encode_batch_matches_keyword_construction_byte_for_byte() -> None:
+    remote = SpanContext(0xABC, 0xDEF, flags=0)
+    spans: list[Span] = []
+    for i, (value, _) in enumerate(_ODD_VALUES):
+        parent: Span | SpanContext | None = (None, remote, spans[-1] if spans else None)[i % 3]
+        s = Span(f"s{i}", ("tool", "llm", "agent")[i % 3], parent, {"v": value, "ok": i})
+        if i % 4 == 0:
+            s.add_event("first_token", {"v": value}, time_unix_nano=123)  # type: ignore[dict-item]
+        if i % 5 == 0:
+            s.add_link(SpanContext(0x1234, 0x5678), {"v": value})  # type: ignore[dict-item]
+        if i % 6 == 0:
+            s.set_error("timeout", "TimeoutError", "too slow")
+        spans.append(_finished(s))
+    spans.append(_finished(Span("bare", "trace", None)))
+    resource = {"service.name": "ref"}
+    try:
+        for ratio in (1.0, 0.5, 0.0):
+            rastir.configure(service="ref", push_url=None, sample_ratio=ratio)
+            assert encode_batch(spans, resource, 3) == _reference_body(spans, resource, 3)
+            decoded = batch_decoder().decode(encode_batch(spans, resource, 3))
+            assert [w.sampled for w in decoded.spans] == [s.sampled for s in spans]
+    finally:
+        rastir.configure(push_url=None, sample_ratio=1.0)
+
+
+@pytest.mark.parametrize(("value", "expected"), _ODD_VALUES)
+def test_each_attribute_value_is_sent_as_the_collector_accepts_it(
+    value: object, expected: object
+) -> None:
+    span = _finished(Span("one", "tool", None, {"k": value}))
+    decoded = batch_decoder().decode(encode_batch([span], {}, 0))
+    assert decoded.spans[0].attributes == ({} if expected is None else {"k": expected})
+
+
+def test_clean_attributes_are_sent_without_a_copy() -> None:
+    attrs = {"s": "x", "i": 1, "b": False, "f": 1.5, "l": ["stop", 2]}
+    span = _finished(Span("clean", "llm", None, attrs))
+    assert to_wire(span).attributes is attrs
+    assert sanitize_attributes(attrs) is attrs
+
+
+def test_a_key_that_is_not_a_string_costs_no_span() -> None:
+    odd = _finished(Span("odd-key", "tool", None, {None: 1, "fine": 2}))  # type: ignore[dict-item]
+    ok = _finished(Span("ok", "tool", None, {"a": "b"}))
+    decoded = batch_decoder().decode(encode_batch([ok, odd], {}, 0))
+    assert [s.name for s in decoded.spans] == ["ok", "odd-key"]
+    assert decoded.spans[1].attributes == {"None": 1, "fine": 2}
+    assert decoded.spans[0].attributes == {"a": "b"}
+
+
+def test_to_wire_gives_each_span_lists_of_its_own() -> None:
+    a, b = (to_wire(_finished(Span(n, "tool", None))) for n in "ab")
+    a.events.append(WireEvent(name="late", time_unix_nano=1))
+    a.links.append(WireLink(trace_id="1" * 32, span_id="2" * 16))
+    assert b.events == []
+    assert b.links == []
+    assert b"events" not in encode_batch([_finished(Span("c", "tool", None))], {}, 0)
+
+
+_scalar = st.one_of(
+    st.text(max_size=20),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(),
+    st.booleans(),
+    st.none(),
+)
+_value = st.one_of(
+    _scalar,
+    st.lists(st.one_of(_scalar, st.lists(_scalar, max_size=2)), max_size=4),
+    st.tuples(_scalar, _scalar),
+    st.dictionaries(st.text(max_size=3), _scalar, max_size=2),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.text(max_size=8), _value, max_size=6), min_size=1, max_size=5))
+def test_any_attribute_values_encode_to_a_batch_the_collector_decodes(
+    dicts: list[dict[str, Any]],
+) -> None:
+    spans = [_finished(Span("fuzz", "tool", None, dict(d))) for d in dicts]
+    decoded = batch_decoder().decode(encode_batch(spans, {"service.name": "fuzz"}, 0))
+    assert len(decoded.spans) == len(spans)
+    for d, w in zip(dicts, decoded.spans, strict=True):
+        assert set(w.attributes) == {k for k, v in d.items() if v is not None}
+        for k, v in w.attributes.items():
+            if type(d[k]) in (str, int, bool) or (type(d[k]) is float and math.isfinite(d[k])):
+                assert v == d[k]
