@@ -61,8 +61,9 @@ class Recorder(Protocol):
 
 class StreamHooks(Protocol):
     """Streaming behaviour (``@llm``): a recorder for generator functions, and
-    ``adopt`` for functions returning a stream object. ``adopt`` returns a stand-in
-    that ends the span itself, or None when the result is not a stream."""
+    ``adopt`` for what a plain function returns. ``adopt`` returns a stand-in that
+    ends the span itself when the result is a stream; otherwise it completes the span
+    from the result (in place of the ``complete`` hook) and returns None."""
 
     def begin(self, span: Span) -> Recorder: ...
     def adopt(self, span: Span, result: Any) -> Any: ...
@@ -288,14 +289,6 @@ def _safe_begin(stream: StreamHooks, span: Span) -> Recorder | None:
         return None
 
 
-def _safe_adopt(stream: StreamHooks, span: Span, result: Any) -> Any:
-    try:
-        return stream.adopt(span, result)
-    except Exception:
-        _log.debug("rastir: stream hook failed", exc_info=True)
-        return None
-
-
 def _wrap_sync_adopt(
     fn: Callable[..., Any],
     name: str,
@@ -305,6 +298,7 @@ def _wrap_sync_adopt(
     stream: StreamHooks,
 ) -> Callable[..., Any]:
     """:func:`_wrap_sync`, plus: a returned stream object takes over the span's end."""
+    adopt = stream.adopt
     pipeline = PIPELINE
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
@@ -316,7 +310,12 @@ def _wrap_sync_adopt(
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
         span = Span(name, kind, parent)
-        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        labels: Labels = None
+        if prepare is not None:
+            try:  # _safe_prepare, inlined: this wrapper is @llm's hot path
+                labels = prepare(span, args, kwargs)
+            except Exception:
+                _log.debug("rastir: prepare hook failed", exc_info=True)
         tokens = _set_labels(labels)
         token = cur.set(span)
         otel = None if bridge is None else bridge.attach(span)
@@ -327,12 +326,16 @@ def _wrap_sync_adopt(
             record_exception(span, exc)
             raise
         else:
-            proxy = _safe_adopt(stream, span, result)
+            # The stream hook either adopts a stream (which then ends the span) or
+            # completes the span from the result itself.
+            try:
+                proxy = adopt(span, result)
+            except Exception:
+                _log.debug("rastir: stream hook failed", exc_info=True)
+                proxy = None
             if proxy is not None:
-                owned = True  # the stream ends the span when it ends
+                owned = True
                 return proxy
-            if complete is not None:
-                _safe_complete(complete, span, result)
             return result
         finally:
             if bridge is not None:
@@ -356,6 +359,7 @@ def _wrap_async_adopt(
     stream: StreamHooks,
 ) -> Callable[..., Any]:
     """:func:`_wrap_async`, plus: a returned stream object takes over the span's end."""
+    adopt = stream.adopt
     pipeline = PIPELINE
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
@@ -367,7 +371,12 @@ def _wrap_async_adopt(
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
         span = Span(name, kind, parent)
-        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        labels: Labels = None
+        if prepare is not None:
+            try:  # _safe_prepare, inlined: this wrapper is @llm's hot path
+                labels = prepare(span, args, kwargs)
+            except Exception:
+                _log.debug("rastir: prepare hook failed", exc_info=True)
         tokens = _set_labels(labels)
         token = cur.set(span)
         otel = None if bridge is None else bridge.attach(span)
@@ -378,12 +387,14 @@ def _wrap_async_adopt(
             record_exception(span, exc)
             raise
         else:
-            proxy = _safe_adopt(stream, span, result)
+            try:
+                proxy = adopt(span, result)
+            except Exception:
+                _log.debug("rastir: stream hook failed", exc_info=True)
+                proxy = None
             if proxy is not None:
                 owned = True
                 return proxy
-            if complete is not None:
-                _safe_complete(complete, span, result)
             return result
         finally:
             if bridge is not None:

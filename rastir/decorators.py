@@ -200,7 +200,9 @@ def _llm_hooks(
             return
         response_phase(span.attributes, result, explicit_model=model, explicit_provider=provider)
 
-    return Hooks(prepare, complete, StreamHook(model, provider))
+    # The stream hook runs ``complete`` when the result is not a stream (plain
+    # functions); generators' return values get ``complete`` from the wrapper.
+    return Hooks(prepare, complete, StreamHook(model, provider, complete))
 
 
 _SCALARS = frozenset((str, bytes, int, float, bool))

@@ -297,7 +297,7 @@ def response_phase(
     results = reg.response(result)
     if not results:
         return
-    merged = _merge(results)
+    merged = results[0] if len(results) == 1 else _merge(results)
     write_result(attrs, merged, explicit_model=explicit_model, explicit_provider=explicit_provider)
     if _config._settings.capture_content:
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 import types
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final
 
 from rastir import _config
@@ -370,13 +370,24 @@ class StreamProxy:
 
 class StreamHook:
     """What ``@llm`` gives the wrappers: a recorder per generator call, and
-    :meth:`adopt` for functions that return a stream."""
+    :meth:`adopt` for what a plain function returns.
 
-    __slots__ = ("explicit_model", "explicit_provider")
+    ``adopt`` hands back a proxy that owns the span's end when the result is a
+    stream. Otherwise it runs ``complete`` (the response phase) itself and returns
+    None: one call instead of two on ``@llm``'s hot path.
+    """
 
-    def __init__(self, explicit_model: str | None, explicit_provider: str | None) -> None:
+    __slots__ = ("complete", "explicit_model", "explicit_provider")
+
+    def __init__(
+        self,
+        explicit_model: str | None,
+        explicit_provider: str | None,
+        complete: Callable[[Span, Any], None] | None = None,
+    ) -> None:
         self.explicit_model = explicit_model
         self.explicit_provider = explicit_provider
+        self.complete = complete
 
     def begin(self, span: Span) -> StreamRecorder:
         return StreamRecorder(span, self.explicit_model, self.explicit_provider)
@@ -390,10 +401,16 @@ class StreamHook:
                 _ADOPT.clear()
             how = _ADOPT[cls] = _classify(cls)
         if how == _NO:
+            complete = self.complete
+            if complete is not None:
+                complete(span, result)
             return None
         if how == _BEDROCK:
             stream = result.get("stream")
             if stream is None or type(stream).__name__ != "EventStream":
+                complete = self.complete
+                if complete is not None:
+                    complete(span, result)
                 return None
             proxy = StreamProxy(stream, span, self.begin(span))
             copy = dict(result)

@@ -182,6 +182,17 @@ class AdapterRegistry:
                 self._fw_cache.clear()
             self._fw_cache[cls] = wrappers
         if not wrappers:  # no framework wraps this class (the common case): straight to providers
+            cands = self._pv_cache.get(cls)
+            if cands is not None:
+                for adapter, certain in cands:
+                    if not certain:
+                        try:
+                            certain = adapter.can_handle(result)
+                        except Exception:
+                            continue
+                    if certain:
+                        return [adapter.transform(result)]
+                return []
             reader = self._pick(self._pv_cache, self._providers, result)
             return [] if reader is None else [reader.transform(result)]
         out: list[AdapterResult] = []
