@@ -9,6 +9,10 @@ run:
 * ``export on``: the same, and every span exported as OTLP/HTTP protobuf to a sink on
   127.0.0.1 (``otlp_sink_app.py``, its own uvicorn process, reading and answering 200).
 
+With export on, a collector whose export queue is 90% full answers 429 (the export
+target is slower than ingest); the load generator's connections then wait
+``Retry-After`` as the SDK's exporter does (``--no-backoff``: retry at once).
+
 After each measured run the export queue is given up to 15 s to drain, and the window
 counted runs from the start of the load to the drained queue. Per variant it prints
 spans/s accepted, spans/s exported, export drops, the collector's CPU per span, and
@@ -119,13 +123,14 @@ def measure(
     port = free_port()
     server = Server("memory", port, workdir, extra)
     try:
+        honor = not args.no_backoff
         if args.warmup > 0:
-            run_wrk(port, args.connections, args.warmup, args.threads, body_file)
+            run_wrk(port, args.connections, args.warmup, args.threads, body_file, honor)
         _wait_drained(server, 15.0)
         before = _scrape(server)
         cpu0 = _cpu_seconds(server.proc.pid)
         t0 = time.monotonic()
-        res = run_wrk(port, args.connections, args.duration, args.threads, body_file)
+        res = run_wrk(port, args.connections, args.duration, args.threads, body_file, honor)
         drained = _wait_drained(server, 15.0)
         seconds = time.monotonic() - t0
         cpu = _cpu_seconds(server.proc.pid) - cpu0
@@ -139,6 +144,7 @@ def measure(
             "seconds": seconds,
             "load_seconds": res["duration_us"] / 1e6,
             "statuses": res["statuses"],
+            "refused_429": res["statuses"].get("429", 0),
             "ingested_spans": ingested,
             "exported_spans": exported,
             "export_dropped_spans": after["dropped"] - before["dropped"],
@@ -176,6 +182,11 @@ def main() -> int:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--collector-args", default="", help="extra collector options, space separated")
+    p.add_argument(
+        "--no-backoff",
+        action="store_true",
+        help="clients retry a 429 at once (default: they wait Retry-After, as the SDK does)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "otlp_export_bench.json")
     args = p.parse_args()
     if shutil.which("wrk") is None:
@@ -198,7 +209,8 @@ def main() -> int:
                 print(
                     f"round {r + 1}/{args.rounds} {v:10s} accepted {res['accepted_spans_per_s']:>9,.0f}/s "
                     f"exported {res['exported_spans_per_s']:>9,.0f}/s dropped {res['export_dropped_spans']:>7,.0f} "
-                    f"CPU {res['cpu_us_per_span']:5.1f} us/span = {res['spans_per_core_second']:>8,.0f} spans/core-s",
+                    f"CPU {res['cpu_us_per_span']:5.1f} us/span = {res['spans_per_core_second']:>8,.0f} spans/core-s "
+                    f"429s {res['refused_429']}",
                     flush=True,
                 )
     finally:
@@ -216,6 +228,7 @@ def main() -> int:
                 "exported_spans_per_s",
                 "export_dropped_spans",
                 "export_failures",
+                "refused_429",
                 "cpu_us_per_span",
                 "spans_per_core_second",
                 "p99_ms",
@@ -232,7 +245,7 @@ def main() -> int:
     )
     print(
         f"{'variant':12s} {'accepted/s':>11s} {'exported/s':>11s} {'drops':>7s} "
-        f"{'CPU us/span':>12s} {'spans/core-s':>13s} {'vs off':>7s} {'p99 ms':>7s}"
+        f"{'CPU us/span':>12s} {'spans/core-s':>13s} {'vs off':>7s} {'p99 ms':>7s} {'429s':>6s}"
     )
     for v in VARIANTS:
         row = summary[v]
@@ -240,7 +253,8 @@ def main() -> int:
             f"{v:12s} {row['accepted_spans_per_s']:>11,.0f} {row['exported_spans_per_s']:>11,.0f} "
             f"{row['export_dropped_spans']:>7,.0f} {row['cpu_us_per_span']:>12.1f} "
             f"{row['spans_per_core_second']:>13,.0f} "
-            f"{row['spans_per_core_second'] / off['spans_per_core_second']:>7.2f} {row['p99_ms']:>7.1f}"
+            f"{row['spans_per_core_second'] / off['spans_per_core_second']:>7.2f} {row['p99_ms']:>7.1f} "
+            f"{row['refused_429']:>6,.0f}"
         )
     goal = on["spans_per_core_second"] >= 40_000 and on["export_dropped_spans"] == 0
     print(

@@ -391,3 +391,30 @@ async def test_the_exporter_thread_stops_with_the_app_and_drains_its_queue(
         assert exporter._thread is not None
         await anyio.to_thread.run_sync(exporter._thread.join, 5)
         assert not exporter._thread.is_alive()
+
+
+@pytest.mark.anyio
+async def test_with_the_target_down_shutdown_is_bounded_and_counts_what_it_could_not_send(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    async with running_collector(
+        tmp_path,
+        otlp_endpoint=f"http://127.0.0.1:{port}",
+        otlp_retry_budget=60.0,  # without shutdown, the first batch would retry for a minute
+        otlp_batch_size=50,
+        otlp_flush_interval=0.02,
+        shutdown_timeout=0.5,
+    ) as c:
+        exporter: OtlpExporter = c.app.state.otlp_exporter
+        for _ in range(3):
+            assert (await c.post(body(tree(25), **{"service.name": "a"}))).status_code == 202
+        await wait_for(lambda: exporter.failed_requests >= 1)
+    # The app has stopped: the thread is gone and every span is accounted for.
+    assert exporter._thread is not None
+    assert not exporter._thread.is_alive()
+    dropped = exporter.dropped
+    assert exporter.exported == 0
+    assert dropped["shutdown"] == 300
+    assert sum(dropped.values()) == 300
+    assert exporter.depth == 0

@@ -22,10 +22,14 @@ Nothing is lost quietly. Each span that enters :meth:`OtlpExporter.__call__` end
 up in exactly one of: exported, dropped (by reason), still queued, or in flight.
 Drop reasons: ``queue_full`` (the target is slower than ingest, or down, and the
 queue is full), ``retries_exhausted``, ``rejected`` (a final error answer or a
-partial success), ``encode_error`` and ``shutdown`` (still queued when the drain at
-exit ran out of time). While the target is down, ingest answers 202 as before; the
-queue fills to its bound and the excess is dropped and counted; once the target
-answers again, the queue drains and export resumes by itself.
+partial success), ``encode_error`` and ``shutdown`` (not delivered by the drain at
+exit, which gives each batch one attempt within the shutdown timeout).
+
+While the target is down, ingest answers 202 as before; the queue fills to its bound
+and the excess is dropped and counted; once the target answers again, the queue
+drains and export resumes by itself. While it answers but more slowly than spans
+arrive, :meth:`OtlpExporter.pressure` makes ingest answer 429 instead, so senders
+retry later rather than lose spans.
 """
 
 from __future__ import annotations
@@ -282,6 +286,8 @@ class OtlpExporter:
         else:
             self._drop_queued("shutdown")
         if done:
+            # A batch queued while the thread was finishing: counted, not left behind.
+            self._drop_queued("shutdown")
             self._close_connection()
         return done
 
@@ -381,7 +387,8 @@ class OtlpExporter:
                 )
                 self._dropped["rejected"] += n
                 return
-            if self._stop.is_set() and time.monotonic() >= self._drain_until:
+            if self._stop.is_set():
+                # Draining at exit: one attempt per batch, no backoff to sit out.
                 self._dropped["shutdown"] += n
                 return
             # Full jitter (AWS architecture blog, "Exponential Backoff and Jitter"):
@@ -398,7 +405,7 @@ class OtlpExporter:
                 )
                 self._dropped["retries_exhausted"] += n
                 return
-            # Interrupted by shutdown: try once more at once, then give up above.
+            # Shutdown interrupts the wait; the batch is then tried once more.
             self._stop.wait(delay)
             attempt += 1
 
