@@ -200,7 +200,7 @@ class BatchExporter:
         self.pipeline.dropped = 0
         self.pipeline._drop_lock = threading.Lock()
         self.pipeline.woken()
-        self.transport._conn = None  # the parent's socket; never write to it here
+        self.transport.abandon()  # the parent's socket; never write to it here
         self._resource = self.settings.resource()  # a new process.pid
         stopped = self._stop.is_set()
         self._init_sync()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import gzip
 import math
 import os
 import socket
@@ -24,6 +25,7 @@ from rastir import _config
 from rastir._wire import WireBatch, WireError, WireEvent, WireLink, WireSpan, batch_decoder
 from rastir.export._encode import encode_batch, sanitize_attributes, to_wire
 from rastir.export._pipeline import PIPELINE
+from rastir.export.http import HttpTransport
 from rastir.spans import Span, SpanContext
 from tests.recording_server import recording_server
 
@@ -603,3 +605,205 @@ def test_any_attribute_values_encode_to_a_batch_the_collector_decodes(
         for k, v in w.attributes.items():
             if type(d[k]) in (str, int, bool) or (type(d[k]) is float and math.isfinite(d[k])):
                 assert v == d[k]
+
+
+# -- the HTTP client -------------------------------------------------------------------------
+
+
+class _RawServer:
+    """A socket server on 127.0.0.1 that reads each request and answers scripted raw bytes.
+
+    Each entry of ``answers`` serves one request: the bytes to write back, and whether to
+    close the connection afterwards. ``read_body=False`` answers right after the request
+    head, without reading the body (as a server refusing a large body does).
+    """
+
+    def __init__(self, answers: list[tuple[bytes, bool]], *, read_body: bool = True) -> None:
+        self.answers = list(answers)
+        self.read_body = read_body
+        self.requests: list[tuple[bytes, bytes]] = []  # (head, body)
+        self.connections = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while self.answers:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                buf = b""
+                while self.answers:
+                    while b"\r\n\r\n" not in buf:
+                        data = conn.recv(65536)
+                        if not data:
+                            break
+                        buf += data
+                    if b"\r\n\r\n" not in buf:
+                        break
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                    if self.read_body:
+                        while len(buf) < length:
+                            buf += conn.recv(65536)
+                    body, buf = buf[:length], buf[length:]
+                    self.requests.append((head, body))
+                    answer, close = self.answers.pop(0)
+                    conn.sendall(answer)
+                    if close:
+                        break
+
+    def close(self) -> None:
+        self._sock.close()
+        self._thread.join(5)
+
+
+def _http(answers: list[tuple[bytes, bool]], **kwargs: Any) -> tuple[_RawServer, HttpTransport]:
+    server = _RawServer(answers, read_body=kwargs.pop("read_body", True))
+    return server, HttpTransport(server.url, timeout=5, **kwargs)
+
+
+_OK = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}"
+
+
+def test_the_client_keeps_one_connection_across_posts() -> None:
+    server, transport = _http([(_OK, False)] * 3, token="t0k", headers={"X-Team": "ml"})
+    try:
+        results = [transport.send(b'{"n":%d}' % i) for i in range(3)]
+        assert [r.status for r in results] == [202, 202, 202]
+        assert server.connections == 1
+        head, body = server.requests[2]
+        assert body == b'{"n":2}'
+        lines = head.split(b"\r\n")
+        assert lines[0] == b"POST /v1/telemetry HTTP/1.1"
+        assert f"Host: {server.url.removeprefix('http://')}".encode() in lines
+        assert b"Authorization: Bearer t0k" in lines
+        assert b"X-Team: ml" in lines
+        assert b"Content-Type: application/json" in lines
+    finally:
+        transport.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "status", "reuses"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2;x=1\r\n{}\r\n0\r\nT: v\r\n\r\n",
+            200,
+            True,
+        ),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", 204, True),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n",
+            202,
+            True,
+        ),
+        (b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", 202, False),
+        (b"HTTP/1.0 202 Accepted\r\nContent-Length: 0\r\n\r\n", 202, False),
+        (
+            b"HTTP/1.0 202 Accepted\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            202,
+            True,
+        ),
+    ],
+)
+def test_the_client_reads_every_answer_framing(answer: bytes, status: int, reuses: bool) -> None:
+    server, transport = _http([(answer, not reuses), (_OK, False)])
+    try:
+        assert transport.send(b"{}").status == status
+        assert transport.send(b"{}").status == 202  # the next request finds its answer
+        assert server.connections == (1 if reuses else 2)
+    finally:
+        transport.close()
+        server.close()
+
+
+def test_the_client_reads_retry_after_from_a_429() -> None:
+    server, transport = _http(
+        [(b"HTTP/1.1 429 Too Many\r\nretry-after: 7\r\nContent-Length: 0\r\n\r\n", False)]
+    )
+    try:
+        result = transport.send(b"{}")
+        assert (result.status, result.retry_after, result.retryable) == (429, 7.0, True)
+    finally:
+        transport.close()
+        server.close()
+
+
+def test_the_client_reconnects_once_when_an_idle_connection_was_closed() -> None:
+    # The first answer keeps the connection open, then the server closes it unannounced.
+    server, transport = _http([(_OK, True), (_OK, False)])
+    try:
+        assert transport.send(b"{}").status == 202
+        assert transport.send(b"{}").status == 202
+        assert server.connections == 2
+        assert len(server.requests) == 2
+    finally:
+        transport.close()
+        server.close()
+
+
+def test_a_413_sent_before_the_body_is_read_is_what_the_client_reports() -> None:
+    refusal = b"HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    server, transport = _http([(refusal, True)], read_body=False, gzip=False)
+    try:
+        result = transport.send(b"x" * (8 << 20))
+        assert result.status == 413
+        assert not result.retryable
+    finally:
+        transport.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"garbage\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", b""],
+)
+def test_a_broken_answer_is_a_retryable_failure_not_an_exception(answer: bytes) -> None:
+    server, transport = _http([(answer, True)])
+    try:
+        result = transport.send(b"{}")
+        assert result.status == 0
+        assert result.retryable
+        assert result.error
+    finally:
+        transport.close()
+        server.close()
+
+
+def test_the_client_gzips_large_bodies_when_asked() -> None:
+    server, transport = _http([(_OK, False), (_OK, False)], gzip=True)
+    try:
+        big = b'{"spans":[' + b'{"name":"x"},' * 200 + b'{"name":"x"}]}'
+        assert transport.send(big).status == 202
+        assert transport.send(b"{}").status == 202  # too small to be worth it
+        (head1, body1), (head2, body2) = server.requests
+        assert b"Content-Encoding: gzip" in head1
+        assert gzip.decompress(body1) == big
+        assert b"Content-Encoding" not in head2
+        assert body2 == b"{}"
+    finally:
+        transport.close()
+        server.close()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"headers": {"X-Name": "caf\u00e9\u2603"}}, "Latin-1"),
+        ({"token": "a\r\nb"}, "line breaks"),
+        ({"push_url": "ftp://x"}, "http"),
+    ],
+)
+def test_headers_that_cannot_be_sent_are_refused_up_front(
+    kwargs: dict[str, Any], message: str
+) -> None:
+    url = kwargs.pop("push_url", "http://127.0.0.1:9")
+    with pytest.raises(ValueError, match=message):
+        HttpTransport(url, **kwargs)
