@@ -532,6 +532,13 @@ def test_encode_batch_matches_keyword_construction_byte_for_byte() -> None:
             s.set_error("timeout", "TimeoutError", "too slow")
         spans.append(_finished(s))
     spans.append(_finished(Span("bare", "trace", None)))
+    # A tree in the order spans end: grandchildren, their parent, a sibling, the root;
+    # then a second trace interleaved with a span of the first.
+    root = Span("root", "agent", None)
+    mid = Span("mid", "llm", root)
+    leaves = [Span(f"leaf{i}", "tool", mid) for i in range(3)]
+    other = Span("other-root", "trace", None)
+    spans += map(_finished, [*leaves, mid, Span("sibling", "tool", root), other, root])
     resource = {"service.name": "ref"}
     try:
         for ratio in (1.0, 0.5, 0.0):
