@@ -7,6 +7,7 @@ import gzip
 import math
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -625,9 +626,16 @@ class _RawServer:
     head, without reading the body (as a server refusing a large body does).
     """
 
-    def __init__(self, answers: list[tuple[bytes, bool]], *, read_body: bool = True) -> None:
+    def __init__(
+        self,
+        answers: list[tuple[bytes, bool]],
+        *,
+        read_body: bool = True,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.answers = list(answers)
         self.read_body = read_body
+        self.tls = tls
         self.requests: list[tuple[bytes, bytes]] = []  # (head, body)
         self.connections = 0
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -640,7 +648,13 @@ class _RawServer:
             try:
                 conn, _ = self._sock.accept()
             except OSError:
-                return
+                return  # closed
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:  # the client refused the certificate
+                    conn.close()
+                    continue
             self.connections += 1
             with conn:
                 buf = b""
@@ -672,6 +686,49 @@ class _RawServer:
 def _http(answers: list[tuple[bytes, bool]], **kwargs: Any) -> tuple[_RawServer, HttpTransport]:
     server = _RawServer(answers, read_body=kwargs.pop("read_body", True))
     return server, HttpTransport(server.url, timeout=5, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for localhost, made with the openssl command line."""
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = str(d / "cert.pem"), str(d / "key.pem")
+    args = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1"
+    args += " -subj /CN=localhost -addext subjectAltName=DNS:localhost"
+    subprocess.run(
+        ["openssl", *args.split(), "-keyout", key, "-out", cert],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_verifies_the_collector_certificate(
+    tls_certificate: tuple[str, str], trusted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tls_certificate
+    if trusted:
+        # ssl.create_default_context() loads the CA file named here (OpenSSL's variable).
+        monkeypatch.setenv("SSL_CERT_FILE", cert)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    server = _RawServer([(_OK, False), (_OK, False)], tls=server_ctx)
+    port = server.url.rsplit(":", 1)[1]
+    transport = HttpTransport(f"https://localhost:{port}", timeout=5)
+    try:
+        results = [transport.send(b"{}") for _ in range(2)]
+        if trusted:
+            assert [r.status for r in results] == [202, 202]
+            assert server.connections == 1
+            assert server.requests[0][0].startswith(b"POST /v1/telemetry HTTP/1.1")
+        else:
+            assert [r.status for r in results] == [0, 0]
+            assert "CERTIFICATE_VERIFY_FAILED" in results[0].error
+            assert server.requests == []
+    finally:
+        transport.close()
+        server.close()
 
 
 _OK = b"HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\n{}"
