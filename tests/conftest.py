@@ -7,12 +7,14 @@ import pytest
 import rastir
 from rastir import _config
 from rastir.export._pipeline import PIPELINE
+from rastir.sampling import HEAD
 
 
 def _reset() -> None:
     rastir.shutdown(timeout=5)
     _config._settings = _config.Settings()
     PIPELINE.bridge = None
+    HEAD.set_ratio(1.0)
     PIPELINE.enabled = True
     PIPELINE.queueing = False
     PIPELINE.queue.clear()

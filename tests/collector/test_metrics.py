@@ -134,7 +134,7 @@ async def test_every_kind_of_span_feeds_its_metrics(run_collector: RunCollector)
     assert m.value("rastir_llm_ttft_seconds_count", **gpt) == 1
     assert m.value("rastir_llm_ttft_seconds_bucket", **gpt, le="0.3") == 1
     assert m.value("rastir_llm_ttft_seconds_bucket", **gpt, le="0.2") == 0
-    guard = {"service": "app", "model": "gpt-4o-2024", "provider": "openai"}
+    guard = gpt  # the same labels, the agent included
     assert (
         m.value("rastir_guardrail_violations_total", **guard, action="blocked", category="pii") == 1
     )
@@ -158,7 +158,7 @@ async def test_every_kind_of_span_feeds_its_metrics(run_collector: RunCollector)
     fn = {"service": "app", "function": "rerank"}
     assert m.value("rastir_function_calls_total", **fn, status="error") == 1
     assert m.value("rastir_function_errors_total", **fn, error_type="internal_error") == 1
-    ev = {"service": "app", "evaluation": "faithfulness"}
+    ev = {"service": "app", "agent": "", "model": "", "evaluation": "faithfulness"}
     assert m.value("rastir_evaluations_total", **ev, result="passed") == 1
     assert m.value("rastir_evaluation_score_bucket", **ev, le="0.9") == 1
     assert m.value("rastir_evaluation_score_bucket", **ev, le="0.8") == 0
