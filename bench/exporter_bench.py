@@ -192,7 +192,7 @@ def encoding(rounds: int, target_ns: float, n_batches: int) -> dict[str, Any]:
         ),
         h.Variant("rastir gzip level 1", cycling(bodies, gzip1)),
         h.Variant(
-            "rastir encode + gzip (exporter's work)",
+            "rastir encode + gzip (exporter's work, remote)",
             cycling(rb, lambda b: gzip1(encode_batch(b, resource_attrs, 0))),
         ),
     ]
@@ -226,7 +226,7 @@ def encoding(rounds: int, target_ns: float, n_batches: int) -> dict[str, Any]:
     per_span = {v.name: h.median(v.samples["cpu"]) / BATCH for v in variants}
     peers = {
         "rastir encode_batch (msgspec JSON)": "OTLP encode_spans + SerializePartialToString",
-        "rastir encode + gzip (exporter's work)": "OTLP encode + gzip level 1",
+        "rastir encode + gzip (exporter's work, remote)": "OTLP encode + gzip level 1",
     }
     rows: list[dict[str, Any]] = []
     for v in variants:
