@@ -182,17 +182,17 @@ def _llm_hooks(
         if agent_name is not None:
             attrs["gen_ai.agent.name"] = agent_name
         # Request phase: survives an exception raised by the call.
-        m, p = request_phase(
-            attrs, args, kwargs, explicit_model=has_model, explicit_provider=has_provider
-        )
+        m, p = request_phase(attrs, args, kwargs, has_model, has_provider)
         if has_model:
             m = model
-        elif m is None:
-            m = _current_model.get()
         if has_provider:
             p = provider
-        elif p is None:
-            p = _current_provider.get()
+        # Children inherit what this call knows; an unknown model or provider is
+        # left as inherited from an enclosing @llm (no ContextVar write for it).
+        if m is None:
+            return None if p is None else ((_current_provider, p),)
+        if p is None:
+            return ((_current_model, m),)
         return ((_current_model, m), (_current_provider, p))
 
     def complete(span: Span, result: Any) -> None:

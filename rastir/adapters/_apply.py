@@ -163,7 +163,6 @@ def request_phase(
     attrs: dict[str, Any],
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    *,
     explicit_model: bool = False,
     explicit_provider: bool = False,
 ) -> tuple[str | None, str | None]:
@@ -173,7 +172,10 @@ def request_phase(
     identifiers are read: never keys, headers or tokens. The prompt is recorded only
     with ``capture_content`` on.
     """
-    model, provider = _scan_kwargs(attrs, kwargs) if kwargs else (None, None)
+    if kwargs:
+        model, provider = _scan_kwargs(attrs, kwargs)
+    else:
+        model = provider = None
     reg = _registry or _get_registry()
     for r in reg.request(args, kwargs) if args or kwargs else ():
         # What the call names explicitly (a ``model=`` keyword) beats what a client

@@ -88,6 +88,7 @@ class OpenAIAdapter(BaseAdapter):
             incomplete = getattr(result, "incomplete_details", None)
             reason = getattr(incomplete, "reason", None) if incomplete is not None else None
             finish = str_or_none(reason) or str_or_none(getattr(result, "status", None))
+        # Positional: the cheapest way to build the result.
         return AdapterResult(
             None,
             model if model.__class__ is str and model else str_or_none(model),
@@ -95,10 +96,11 @@ class OpenAIAdapter(BaseAdapter):
             int_or_none(tin) if tin.__class__ is not int else tin,
             int_or_none(tout) if tout.__class__ is not int else tout,
             finish if finish.__class__ is str or finish is None else str_or_none(finish),
-            cache_read_tokens=cached if cached.__class__ is int else None,
-            cache_write_tokens=written if written.__class__ is int else None,
-            response_id=rid if rid.__class__ is str and rid else None,
-            finish_reasons=reasons,
+            {},
+            cached if cached.__class__ is int else None,
+            written if written.__class__ is int else None,
+            rid if rid.__class__ is str and rid else None,
+            reasons,
         )
 
     def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:

@@ -218,16 +218,17 @@ class AdapterRegistry:
         """Request-phase results of the adapters that recognise an argument."""
         out: list[AdapterResult] = []
         cache = self._rq_cache
-        for value in (*args, *kwargs.values()) if kwargs else args:
-            cls = type(value)
-            try:
-                adapter = cache[cls]
-            except KeyError:
-                adapter = self._request_adapter(cls)
-            if adapter is not None:
-                r = adapter.extract_request_object(value)
-                if r is not None:
-                    out.append(r)
+        for values in (args, kwargs.values()):
+            for value in values:
+                cls = type(value)
+                try:
+                    adapter = cache[cls]
+                except KeyError:
+                    adapter = self._request_adapter(cls)
+                if adapter is not None:
+                    r = adapter.extract_request_object(value)
+                    if r is not None:
+                        out.append(r)
         for adapter in self._arg_scanners:
             if adapter.can_handle_request(args, kwargs):
                 r = adapter.extract_request_metadata(args, kwargs)
