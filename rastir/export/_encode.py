@@ -7,11 +7,11 @@ strings, since JSON has no literal for them).
 
 This is the exporter's hot loop (PERFORMANCE.md: at most 2 µs of exporter CPU per
 span, HTTP included), so it is written for CPython's specialising interpreter rather
-than for elegance (measurements in BENCHMARKS.md, decisions EXP-1..):
+than for elegance (measurements in BENCHMARKS.md; decisions EXP-1 to EXP-3):
 
 * one plain loop over the batch, no helper call per span: every call costs as much
   as checking a few attribute values;
-* ``WireSpan`` is built positionally (keywords cost about 40 % more), with shared
+* ``WireSpan`` is built positionally (keywords cost about twice as much), with shared
   empty lists for ``events`` and ``links``; the encoder omits them as defaults, so
   the JSON is byte for byte what keyword construction gives;
 * ids are hex-formatted with ``int.to_bytes(...).hex()``, about 3x cheaper than
