@@ -216,8 +216,10 @@ def _proxy_class(cls: type) -> type[_Proxy]:
 
 # One proxy per object: id(target) -> weak reference to its proxy. The proxy holds the
 # target, so while the proxy lives the id cannot be reused by another object.
+# Re-entrant: a garbage collection triggered inside the locked block (creating a proxy
+# allocates) can run another proxy's weakref callback, _forget, on this same thread.
 _registry: dict[int, weakref.ref[_Proxy]] = {}
-_registry_lock = threading.Lock()
+_registry_lock = threading.RLock()
 
 
 def _forget(key: int, ref: weakref.ref[_Proxy]) -> None:

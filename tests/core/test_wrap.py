@@ -570,3 +570,33 @@ async def test_an_asyncio_redis_client_keeps_each_span_until_the_reply(
     calls = [s for s in rastir_spans if s.name.startswith("Redis.")]
     assert sorted(s.name for s in calls) == ["Redis.incr", "Redis.incr", "Redis.set"]
     assert all(s.psid == parent.sid and s.status == "ok" for s in calls)
+
+
+class _Cyclic:
+    def ping(self) -> str:
+        return "pong"
+
+
+def test_a_collection_inside_the_registry_lock_cannot_deadlock_wrap() -> None:
+    # A proxy kept alive only by a cycle (target -> proxy -> target) dies in the next
+    # collection, and its weakref callback takes the registry lock. A collection can
+    # start at any allocation, including inside proxy_for's locked block: here the
+    # factory, which proxy_for calls under the lock, collects on purpose.
+    from rastir.wrap import proxy_for
+
+    def churn() -> None:
+        for _ in range(3):
+            target = _Cyclic()
+            target.proxy = rastir.wrap(target)  # type: ignore[attr-defined]
+            del target
+
+            def factory(obj: Any) -> Any:
+                gc.collect()
+                return lambda proxy, name, value: (value, False)
+
+            assert proxy_for(_Cyclic(), factory).ping() == "pong"
+
+    worker = threading.Thread(target=churn, daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "wrap() deadlocked on its own registry lock"
