@@ -34,7 +34,9 @@ class CapturedSpans(list[Span]):
 
     def __init__(self) -> None:
         super().__init__()
-        self._lock = threading.Lock()
+        # Re-entrant: a span can end inside a garbage collection (an abandoned
+        # stream finishing in __del__) that started while this thread held the lock.
+        self._lock = threading.RLock()
 
     def _add(self, span: Span) -> None:
         with self._lock:

@@ -58,7 +58,9 @@ class Pipeline:
         self.wake_at = 1 << 62
         # Spans lost to a full queue since the exporter last took the count.
         self.dropped = 0
-        self._drop_lock = threading.Lock()
+        # Re-entrant: a span can end inside a garbage collection (an abandoned
+        # stream finishing in __del__) that started while this thread held the lock.
+        self._drop_lock = threading.RLock()
         self.sinks: tuple[SpanSink, ...] = ()
         # Called (from the application's thread) when a full batch is waiting.
         self.on_wake: Callable[[], None] | None = None

@@ -198,7 +198,7 @@ class BatchExporter:
             return
         self.pipeline.queue.clear()
         self.pipeline.dropped = 0
-        self.pipeline._drop_lock = threading.Lock()
+        self.pipeline._drop_lock = threading.RLock()
         self.pipeline.woken()
         self.transport.abandon()  # the parent's socket; never write to it here
         self._resource = self.settings.resource()  # a new process.pid
