@@ -316,7 +316,11 @@ def _wrap_sync_adopt(
                 labels = prepare(span, args, kwargs)
             except Exception:
                 _log.debug("rastir: prepare hook failed", exc_info=True)
-        tokens = _set_labels(labels)
+        tokens: Tokens = None
+        if labels:  # _set_labels, inlined
+            tokens = []
+            for var, value in labels:
+                tokens.append((var, var.set(value)))
         token = cur.set(span)
         otel = None if bridge is None else bridge.attach(span)
         owned = False
@@ -342,7 +346,8 @@ def _wrap_sync_adopt(
                 bridge.detach(otel)
             cur.reset(token)
             if tokens is not None:
-                _reset_labels(tokens)
+                for var, tok in reversed(tokens):
+                    var.reset(tok)
             if not owned:
                 span._t1 = perf()
                 on_end(span)
@@ -377,7 +382,11 @@ def _wrap_async_adopt(
                 labels = prepare(span, args, kwargs)
             except Exception:
                 _log.debug("rastir: prepare hook failed", exc_info=True)
-        tokens = _set_labels(labels)
+        tokens: Tokens = None
+        if labels:  # _set_labels, inlined
+            tokens = []
+            for var, value in labels:
+                tokens.append((var, var.set(value)))
         token = cur.set(span)
         otel = None if bridge is None else bridge.attach(span)
         owned = False
@@ -401,7 +410,8 @@ def _wrap_async_adopt(
                 bridge.detach(otel)
             cur.reset(token)
             if tokens is not None:
-                _reset_labels(tokens)
+                for var, tok in reversed(tokens):
+                    var.reset(tok)
             if not owned:
                 span._t1 = perf()
                 on_end(span)

@@ -198,11 +198,11 @@ def _llm_hooks(
     def complete(span: Span, result: Any) -> None:
         if result is None or result.__class__ in _SCALARS:
             return
-        response_phase(span.attributes, result, explicit_model=model, explicit_provider=provider)
+        response_phase(span.attributes, result, model, provider)
 
-    # The stream hook runs ``complete`` when the result is not a stream (plain
-    # functions); generators' return values get ``complete`` from the wrapper.
-    return Hooks(prepare, complete, StreamHook(model, provider, complete))
+    # For plain functions the stream hook runs the response phase itself when the
+    # result is not a stream; generators' return values get ``complete``.
+    return Hooks(prepare, complete, StreamHook(model, provider, response_phase))
 
 
 _SCALARS = frozenset((str, bytes, int, float, bool))

@@ -17,7 +17,6 @@ from rastir.adapters.registry import AdapterRegistry, get_registry
 
 __all__ = [
     "parse_bedrock_model_id",
-    "price",
     "request_phase",
     "response_phase",
     "write_result",
@@ -45,6 +44,7 @@ _KWARGS: Final[dict[str, int | str]] = {
     "top_p": "gen_ai.request.top_p",
 }
 _MODEL_ORDER: Final = ("model", "model_id", "modelId", "model_name")
+_MISS: Final = object()
 
 # Bedrock model ids: ``vendor.model``, optionally behind a cross-region inference
 # profile prefix (``us.anthropic...``) or inside an ARN.
@@ -106,49 +106,6 @@ def parse_bedrock_model_id(model_id: str) -> tuple[str, str] | None:
     return rest, head
 
 
-def _scan_kwargs(attrs: dict[str, Any], kwargs: dict[str, Any]) -> tuple[str | None, str | None]:
-    model: str | None = None
-    provider: str | None = None
-    models = 0
-    get = _KWARGS.get
-    for key, value in kwargs.items():
-        role = get(key)
-        if role is None:
-            continue
-        if role == _MODEL:
-            if value.__class__ is str and value:
-                models += 1
-                model = value
-        elif role.__class__ is str:
-            if value is not None and value.__class__ in (int, float):
-                attrs[role] = value
-        elif role == _INFERENCE_CONFIG:
-            if isinstance(value, dict):
-                for ckey, name in (
-                    ("maxTokens", "gen_ai.request.max_tokens"),
-                    ("temperature", "gen_ai.request.temperature"),
-                    ("topP", "gen_ai.request.top_p"),
-                ):
-                    number = value.get(ckey)
-                    if number is not None and number.__class__ in (int, float):
-                        attrs[name] = number
-        elif isinstance(value, dict):  # guardrailConfig (Bedrock)
-            gid = value.get("guardrailIdentifier")
-            if isinstance(gid, str) and gid:
-                attrs["rastir.guardrail.id"] = gid
-            version = value.get("guardrailVersion")
-            if isinstance(version, str) and version:
-                attrs["rastir.guardrail.version"] = version
-            provider = "aws.bedrock"
-    if models > 1:  # several spellings: the documented order decides
-        for key in _MODEL_ORDER:
-            value = kwargs.get(key)
-            if value.__class__ is str and value:
-                model = value
-                break
-    return model, provider
-
-
 def _bedrock(attrs: dict[str, Any], model: str) -> str | None:
     """The model part of a Bedrock id (recording the id and vendor), or None."""
     parsed = parse_bedrock_model_id(model)
@@ -157,6 +114,29 @@ def _bedrock(attrs: dict[str, Any], model: str) -> str | None:
     attrs["aws.bedrock.model_id"] = model
     attrs["rastir.model.vendor"] = parsed[1]
     return parsed[0]
+
+
+def _read_config(attrs: dict[str, Any], role: int, value: Any) -> str | None:
+    """Bedrock's ``inferenceConfig`` / ``guardrailConfig``; the provider they imply."""
+    if not isinstance(value, dict):
+        return None
+    if role == _INFERENCE_CONFIG:
+        for ckey, name in (
+            ("maxTokens", "gen_ai.request.max_tokens"),
+            ("temperature", "gen_ai.request.temperature"),
+            ("topP", "gen_ai.request.top_p"),
+        ):
+            number = value.get(ckey)
+            if number is not None and number.__class__ in (int, float):
+                attrs[name] = number
+        return None
+    gid = value.get("guardrailIdentifier")
+    if isinstance(gid, str) and gid:
+        attrs["rastir.guardrail.id"] = gid
+    version = value.get("guardrailVersion")
+    if isinstance(version, str) and version:
+        attrs["rastir.guardrail.version"] = version
+    return "aws.bedrock"
 
 
 def request_phase(
@@ -171,13 +151,65 @@ def request_phase(
     Only model names, provider names, a few numeric request parameters and guardrail
     identifiers are read: never keys, headers or tokens. The prompt is recorded only
     with ``capture_content`` on.
+
+    This runs on every ``@llm`` call, so the registry's per-class lookup is inlined
+    here (one pass over the arguments, no call per argument).
     """
-    if kwargs:
-        model, provider = _scan_kwargs(attrs, kwargs)
-    else:
-        model = provider = None
+    model: str | None = None
+    provider: str | None = None
     reg = _registry or _get_registry()
-    for r in reg.request(args, kwargs) if args or kwargs else ():
+    cache = reg._rq_cache
+    objects: list[Any] | None = None  # (adapter, argument) pairs to read
+    for value in args:
+        cls = type(value)
+        adapter = cache.get(cls, _MISS)
+        if adapter is _MISS:
+            adapter = reg._request_adapter(cls)
+        if adapter is not None:
+            if objects is None:
+                objects = []
+            objects.append((adapter, value))
+    if kwargs:
+        models = 0
+        get = _KWARGS.get
+        for key, value in kwargs.items():
+            role = get(key)
+            if role is None:
+                cls = type(value)
+                adapter = cache.get(cls, _MISS)
+                if adapter is _MISS:
+                    adapter = reg._request_adapter(cls)
+                if adapter is not None:
+                    if objects is None:
+                        objects = []
+                    objects.append((adapter, value))
+            elif role == _MODEL:
+                if value.__class__ is str and value:
+                    models += 1
+                    model = value
+            elif role.__class__ is str:
+                if value is not None and value.__class__ in (int, float):
+                    attrs[role] = value
+            else:
+                provider = _read_config(attrs, role, value) or provider  # type: ignore[arg-type]
+        if models > 1:  # several spellings: the documented order decides
+            for key in _MODEL_ORDER:
+                value = kwargs.get(key)
+                if value.__class__ is str and value:
+                    model = value
+                    break
+    found: list[AdapterResult] = []
+    if objects is not None:
+        for adapter, value in objects:
+            r = adapter.extract_request_object(value)
+            if r is not None:
+                found.append(r)
+    for adapter in reg._arg_scanners:
+        if adapter.can_handle_request(args, kwargs):
+            r = adapter.extract_request_metadata(args, kwargs)
+            if r is not None:
+                found.append(r)
+    for r in found:
         # What the call names explicitly (a ``model=`` keyword) beats what a client
         # or model object was configured with; the objects fill what is missing.
         if model is None and r.model:
@@ -242,7 +274,6 @@ def _merge(results: list[AdapterResult]) -> AdapterResult:
 def write_result(
     attrs: dict[str, Any],
     r: AdapterResult,
-    *,
     explicit_model: str | None = None,
     explicit_provider: str | None = None,
 ) -> None:
@@ -259,12 +290,14 @@ def write_result(
             # The decorator's word wins the label; what the provider said is kept.
             attrs["rastir.response.model_reported"] = model
     provider = r.provider
-    if provider and explicit_provider is None:
-        previous = attrs.get("gen_ai.provider.name")
-        # An OpenAI-shaped response says nothing about who served it (Azure, Groq,
-        # a gateway): a more specific provider found in the request stays.
-        if previous is None or provider != "openai":
-            attrs["gen_ai.provider.name"] = provider
+    # An OpenAI-shaped response says nothing about who served it (Azure, Groq, a
+    # gateway): a more specific provider found in the request stays.
+    if (
+        provider
+        and explicit_provider is None
+        and (provider != "openai" or "gen_ai.provider.name" not in attrs)
+    ):
+        attrs["gen_ai.provider.name"] = provider
     tin = r.tokens_input
     tout = r.tokens_output
     if tin is not None:
@@ -283,24 +316,63 @@ def write_result(
         attrs["gen_ai.response.finish_reasons"] = [r.finish_reason]
     if r.response_id:
         attrs["gen_ai.response.id"] = r.response_id
-    if tin is not None or tout is not None:
-        price(attrs, model, tin, tout, cr, cw, explicit_model)
+    if tin is None and tout is None:
+        return
+    # Cost (inlined ``price``: this runs on every call with tokens).
+    pricing = _pricing or _load_pricing()
+    if pricing is False:
+        return
+    name = model or attrs.get("gen_ai.request.model") or explicit_model
+    if not name:
+        attrs["rastir.cost.unknown"] = True
+        return
+    try:
+        cost = pricing[1](
+            attrs.get("gen_ai.provider.name"),
+            name,
+            pricing[0](tin or 0, tout or 0, cr or 0, cw or 0),
+        )
+    except Exception:
+        _log.debug("rastir: pricing failed", exc_info=True)
+        cost = None
+    if cost is None:
+        attrs["rastir.cost.unknown"] = True
+    else:
+        attrs["rastir.cost.usd"] = float(cost)
 
 
 def response_phase(
     attrs: dict[str, Any],
     result: Any,
-    *,
     explicit_model: str | None = None,
     explicit_provider: str | None = None,
 ) -> None:
     """Run the adapter chain on ``result`` and write what it found."""
     reg = _registry or _get_registry()
-    results = reg.response(result)
-    if not results:
-        return
-    merged = results[0] if len(results) == 1 else _merge(results)
-    write_result(attrs, merged, explicit_model=explicit_model, explicit_provider=explicit_provider)
+    # The registry's fast path, inlined: a class no framework wraps, whose provider
+    # candidates are cached.
+    cls = type(result)
+    merged: AdapterResult | None = None
+    if reg._fw_cache.get(cls) == ():
+        cands = reg._pv_cache.get(cls)
+        if cands is not None:
+            for adapter, certain in cands:
+                if not certain:
+                    try:
+                        certain = adapter.can_handle(result)
+                    except Exception:
+                        continue
+                if certain:
+                    merged = adapter.transform(result)
+                    break
+            else:
+                return
+    if merged is None:
+        results = reg.response(result)
+        if not results:
+            return
+        merged = results[0] if len(results) == 1 else _merge(results)
+    write_result(attrs, merged, explicit_model, explicit_provider)
     if _config._settings.capture_content:
         try:
             messages = merged.output_messages or reg.output_messages(result)
@@ -311,7 +383,9 @@ def response_phase(
 
 
 # -- cost ------------------------------------------------------------------------------------
-_pricing: Any = None  # (TokenUsage, get_pricing) once imported; False when unavailable
+# (TokenUsage, the process's PricingRegistry.price) once imported; False without
+# rastir.pricing. get_pricing() returns one registry for the life of the process.
+_pricing: Any = None
 
 
 def _load_pricing() -> Any:
@@ -321,41 +395,5 @@ def _load_pricing() -> Any:
     except ImportError:
         _pricing = False
     else:
-        _pricing = (TokenUsage, get_pricing)
+        _pricing = (TokenUsage, get_pricing().price)
     return _pricing
-
-
-def price(
-    attrs: dict[str, Any],
-    model: str | None,
-    tokens_in: int | None,
-    tokens_out: int | None,
-    cache_read: int | None,
-    cache_write: int | None,
-    explicit_model: str | None = None,
-) -> None:
-    """Set ``rastir.cost.usd``, or ``rastir.cost.unknown=True`` for an unpriced model.
-
-    The model the provider reported is priced first (a deployment alias given to the
-    decorator may not be a model name); then the request's model.
-    """
-    pricing = _pricing
-    if pricing is None:
-        pricing = _load_pricing()
-    if pricing is False:
-        return
-    name = model or attrs.get("gen_ai.request.model") or explicit_model
-    if not name:
-        attrs["rastir.cost.unknown"] = True
-        return
-    token_usage, get_pricing = pricing
-    try:
-        usage = token_usage(tokens_in or 0, tokens_out or 0, cache_read or 0, cache_write or 0)
-        cost = get_pricing().price(attrs.get("gen_ai.provider.name"), name, usage)
-    except Exception:
-        _log.debug("rastir: pricing failed", exc_info=True)
-        cost = None
-    if cost is None:
-        attrs["rastir.cost.unknown"] = True
-    else:
-        attrs["rastir.cost.usd"] = float(cost)

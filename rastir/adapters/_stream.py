@@ -199,9 +199,7 @@ class StreamRecorder:
                         setattr(r, field, value)
                 if found.extra_attributes:
                     r.extra_attributes.update(found.extra_attributes)
-        write_result(
-            attrs, r, explicit_model=self.explicit_model, explicit_provider=self.explicit_provider
-        )
+        write_result(attrs, r, self.explicit_model, self.explicit_provider)
         attrs["rastir.stream.chunks"] = self.chunks
         if partial:
             attrs["rastir.stream.partial"] = True
@@ -373,21 +371,21 @@ class StreamHook:
     :meth:`adopt` for what a plain function returns.
 
     ``adopt`` hands back a proxy that owns the span's end when the result is a
-    stream. Otherwise it runs ``complete`` (the response phase) itself and returns
-    None: one call instead of two on ``@llm``'s hot path.
+    stream. Otherwise it runs ``respond`` (the response phase) itself and returns
+    None: fewer calls on ``@llm``'s hot path.
     """
 
-    __slots__ = ("complete", "explicit_model", "explicit_provider")
+    __slots__ = ("explicit_model", "explicit_provider", "respond")
 
     def __init__(
         self,
         explicit_model: str | None,
         explicit_provider: str | None,
-        complete: Callable[[Span, Any], None] | None = None,
+        respond: Callable[[dict[str, Any], Any, str | None, str | None], None] | None = None,
     ) -> None:
         self.explicit_model = explicit_model
         self.explicit_provider = explicit_provider
-        self.complete = complete
+        self.respond = respond
 
     def begin(self, span: Span) -> StreamRecorder:
         return StreamRecorder(span, self.explicit_model, self.explicit_provider)
@@ -401,16 +399,16 @@ class StreamHook:
                 _ADOPT.clear()
             how = _ADOPT[cls] = _classify(cls)
         if how == _NO:
-            complete = self.complete
-            if complete is not None:
-                complete(span, result)
+            respond = self.respond
+            if respond is not None and result is not None and cls not in _SCALARS:
+                respond(span.attributes, result, self.explicit_model, self.explicit_provider)
             return None
         if how == _BEDROCK:
             stream = result.get("stream")
             if stream is None or type(stream).__name__ != "EventStream":
-                complete = self.complete
-                if complete is not None:
-                    complete(span, result)
+                respond = self.respond
+                if respond is not None:
+                    respond(span.attributes, result, self.explicit_model, self.explicit_provider)
                 return None
             proxy = StreamProxy(stream, span, self.begin(span))
             copy = dict(result)
@@ -419,4 +417,5 @@ class StreamHook:
         return StreamProxy(result, span, self.begin(span))
 
 
+_SCALARS: Final = frozenset((str, bytes, int, float, bool))
 _ADOPT: dict[type, int] = {}
