@@ -270,11 +270,23 @@ class StreamProxy:
         self._rec.item(item)
         return item
 
-    def close(self) -> None:
+    def close(self) -> Any:
+        """Close the stream; ``await`` it when the stream's own ``close`` is async
+        (openai's ``AsyncStream``)."""
+        closer = getattr(self._obj, "close", None)
         try:
-            closer = getattr(self._obj, "close", None)
-            if closer is not None:
-                closer()
+            res = None if closer is None else closer()
+        except BaseException:
+            self._finish(True)
+            raise
+        if hasattr(res, "__await__"):
+            return self._close_async(res)
+        self._finish(True)
+        return res
+
+    async def _close_async(self, pending: Any) -> Any:
+        try:
+            return await pending
         finally:
             self._finish(True)
 

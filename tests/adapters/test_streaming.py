@@ -265,6 +265,20 @@ async def test_async_stream_closed_part_way_is_partial() -> None:
 
 
 @pytest.mark.anyio
+async def test_async_stream_closed_with_its_own_async_close_is_partial() -> None:
+    @rastir.llm
+    async def chat() -> Any:
+        return objects.openai_async_stream()
+
+    with capture_spans() as spans:
+        stream = await chat()
+        await stream.__anext__()
+        await stream.__anext__()
+        await stream.close()  # openai's AsyncStream.close is a coroutine
+    assert _partial(spans)["rastir.stream.chunks"] == 2
+
+
+@pytest.mark.anyio
 async def test_async_generator_abandoned_part_way_is_partial() -> None:
     @rastir.llm
     async def chat() -> AsyncGenerator[str, None]:
