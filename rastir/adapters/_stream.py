@@ -351,6 +351,8 @@ class StreamProxy:
 
     # -- the rest ---------------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
+        if name in _OWN:  # never forward our own (unset) slots: no recursion
+            raise AttributeError(name)
         if name == "text_stream" and type(self._obj).__name__.endswith("MessageStream"):
             # anthropic's helper: text read through the proxy, so the chunks are seen.
             return self._atext() if hasattr(self._obj, "__aiter__") else self._text()
@@ -376,6 +378,9 @@ class StreamProxy:
 
     def __repr__(self) -> str:
         return f"<rastir stream of {self._obj!r}>"
+
+
+_OWN: Final = frozenset(StreamProxy.__slots__)
 
 
 class StreamHook:
