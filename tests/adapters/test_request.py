@@ -105,7 +105,20 @@ def _clients() -> list[tuple[Any, str]]:
         (Mistral(api_key="mi-test-secret-5"), "mistral_ai"),
         (ClientV2(api_key="co-test-secret-6"), "cohere"),
         (genai.Client(api_key="gm-test-secret-7"), "gcp.gemini"),
+        (_bedrock_runtime(), "aws.bedrock"),
     ]
+
+
+def _bedrock_runtime() -> Any:
+    """A real boto3-style ``bedrock-runtime`` client (botocore builds it offline)."""
+    import botocore.session  # type: ignore[import-untyped]  # botocore ships no types
+
+    return botocore.session.get_session().create_client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="AKIATEST",
+        aws_secret_access_key="aws-test-secret-8",
+    )
 
 
 def test_sdk_client_objects_name_the_provider_and_survive_a_failure() -> None:
@@ -240,6 +253,7 @@ SECRETS = (
     "mi-test-secret-5",
     "co-test-secret-6",
     "gm-test-secret-7",
+    "aws-test-secret-8",
     "Bearer top-secret-token",
     "x-api-secret",
     "tok-refresh-secret",
