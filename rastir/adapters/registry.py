@@ -181,7 +181,17 @@ class AdapterRegistry:
             if len(self._fw_cache) >= _MAX_CACHE:
                 self._fw_cache.clear()
             self._fw_cache[cls] = wrappers
-        if not wrappers:  # no framework wraps this class (the common case): straight to providers
+        first: BaseAdapter | None = None
+        for adapter, certain in wrappers:
+            if not certain:
+                try:
+                    certain = adapter.can_handle(result)
+                except Exception:
+                    continue
+            if certain:
+                first = adapter
+                break
+        if first is None:  # nothing unwraps it (the common case): straight to providers
             cands = self._pv_cache.get(cls)
             if cands is not None:
                 for adapter, certain in cands:
@@ -197,8 +207,8 @@ class AdapterRegistry:
             return [] if reader is None else [reader.transform(result)]
         out: list[AdapterResult] = []
         obj = result
+        fw: BaseAdapter | None = first
         for _ in range(_MAX_UNWRAP):
-            fw = self.framework_for(obj)
             if fw is None:
                 break
             r = fw.transform(obj)
@@ -208,6 +218,7 @@ class AdapterRegistry:
                 obj = None
                 break
             obj = inner
+            fw = self.framework_for(obj)
         if obj is not None:
             pv = self.provider_for(obj)
             if pv is not None:
