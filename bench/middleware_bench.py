@@ -33,7 +33,9 @@ cpu; both are printed and written.
 
 Where spans go: rastir's into the real ``PIPELINE`` deque, drained by a thread wired
 exactly as the exporter is (woken every 512 spans, drops them), so the request path
-runs the code it runs in production, queue append and wake-up included. OTel's into a
+runs the code it runs in production, queue append and wake-up included. The row
+"rastir, no hand-off" turns the queue off for its runs: the middleware's own cost,
+without the append and without spans freed on the drain thread's core. OTel's into a
 ``TracerProvider`` with a ``BatchSpanProcessor`` and an exporter that drops every
 batch. Neither pays for encoding.
 """
@@ -194,6 +196,23 @@ def wsgi_runner(app: Any, environ: dict[str, Any]) -> h.Runner:
         return elapsed
 
     return run
+
+
+def no_handoff(run: h.Runner) -> h.Runner:
+    """``run`` with the pipeline queue off: spans are made and ended but not handed to
+    the drain thread, so the row shows the middleware's own cost, and its difference
+    from the production-wired row the cost of the hand-off (the append, and the
+    spans freed on the drain thread, usually on the other core)."""
+    from rastir.export._pipeline import PIPELINE
+
+    def wrapped(n: int) -> tuple[int, int]:
+        PIPELINE.queueing = False
+        try:
+            return run(n)
+        finally:
+            PIPELINE.queueing = True
+
+    return wrapped
 
 
 def measure(
@@ -411,27 +430,35 @@ def instructions(kind: str, variant: str, n1: int, n2: int) -> float:
     Start-up, imports and warm-up are the same in both runs and cancel out. The count
     does not depend on what else the machine is doing.
     """
+    import tempfile
+
     counts = []
-    for n in (n1, n2):
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            str(SERVER),
-            "--kind",
-            kind,
-            "--variant",
-            variant,
-            "--requests",
-            str(n),
-        ]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
-        m = _IR.search(out.stderr)
-        if out.returncode != 0 or m is None:
-            raise RuntimeError(f"callgrind failed for {kind}/{variant}: {out.stderr[-2000:]}")
-        counts.append(int(m.group(1)))
+    args = [sys.executable, str(SERVER), "--kind", kind, "--variant", variant, "--requests"]
+    with tempfile.TemporaryDirectory(prefix="rastir-bench-pyc-") as pycache:
+        # Both runs load the same cached bytecode, written by an untimed run first:
+        # where PYTHONDONTWRITEBYTECODE is set, or a source file is edited while the
+        # bench runs, one run would otherwise compile modules the other did not, and
+        # the difference would count the compiler.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=pycache, PYTHONHASHSEED="0")
+        subprocess.run([*args, "10"], capture_output=True, timeout=600, env=env, check=True)
+        for n in (n1, n2):
+            cmd = [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                # Only what runs inside sys.call_tracing(): the measured requests
+                # (see middleware_server.run_requests), not start-up or warm-up.
+                "--collect-atstart=no",
+                "--toggle-collect=sys_call_tracing",
+                *args,
+                str(n),
+            ]
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=env)
+            m = _IR.search(out.stderr)
+            if out.returncode != 0 or m is None:
+                raise RuntimeError(f"callgrind failed for {kind}/{variant}: {out.stderr[-2000:]}")
+            counts.append(int(m.group(1)))
     return (counts[1] - counts[0]) / (n2 - n1)
 
 
@@ -536,6 +563,10 @@ def main(argv: list[str] | None = None) -> int:
                 "rastir, no traceparent",
                 asgi_runner(loop, asgi_variant(app, "rastir"), without_tp),
             ),
+            h.Variant(
+                "rastir, no hand-off",
+                no_handoff(asgi_runner(loop, asgi_variant(app, "rastir"), with_tp)),
+            ),
             h.Variant("otel", asgi_runner(loop, asgi_variant(app, "otel", provider), with_tp)),
             h.Variant(
                 "otel, exclude_spans",
@@ -562,6 +593,10 @@ def main(argv: list[str] | None = None) -> int:
             h.Variant(
                 "rastir, no traceparent",
                 wsgi_runner(wsgi_variant(wapp, "rastir"), wsgi_environ(False)),
+            ),
+            h.Variant(
+                "rastir, no hand-off",
+                no_handoff(wsgi_runner(wsgi_variant(wapp, "rastir"), environ)),
             ),
             h.Variant("otel", wsgi_runner(wsgi_variant(wapp, "otel", provider), environ)),
         ]

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from rastir.propagation import BAGGAGE, TRACEPARENT, TRACESTATE, extract, inject
+from rastir.context import _current_baggage
+from rastir.propagation import (
+    _MASK128,
+    _TRACEPARENT_FORMAT,
+    BAGGAGE,
+    TRACEPARENT,
+    TRACESTATE,
+    extract,
+    format_baggage,
+    inject,
+)
+from rastir.sampling import HEAD as _HEAD
 from rastir.spans import Span, SpanContext
 
 __all__ = ["TRACE_KEYS", "merge_meta", "read_meta"]
@@ -39,7 +50,26 @@ def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> d
         The merged ``_meta``.
     """
     merged: dict[str, Any] = dict(user) if user else {}
-    inject(merged, context)
+    tid = context.tid
+    if type(context) is not Span or not 0 < tid <= _MASK128:
+        inject(merged, context)
+        return merged
+    # inject() for a span of this process, inlined: its span id is valid by
+    # construction (the trace id may come from a remote parent, hence the check), and
+    # reading flags and tracestate from the span's remote parent directly saves three
+    # property calls on every MCP request.
+    ctx = context._ctx
+    if ctx is None:
+        merged[TRACEPARENT] = _TRACEPARENT_FORMAT % (tid, context.sid, _HEAD.flags(tid))
+    else:
+        merged[TRACEPARENT] = _TRACEPARENT_FORMAT % (tid, context.sid, ctx.flags & 0xFF)
+        if ctx.tracestate:
+            merged[TRACESTATE] = ctx.tracestate
+    entries = _current_baggage.get()
+    if entries:
+        header = format_baggage(entries)
+        if header:
+            merged[BAGGAGE] = header
     return merged
 
 

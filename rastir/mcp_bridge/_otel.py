@@ -17,6 +17,7 @@ opentelemetry-api is a dependency of mcp, so it is always importable here.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import context as otel_context
@@ -28,7 +29,24 @@ from rastir.spans import Span
 __all__ = ["attach_for_mcp", "detach_for_mcp"]
 
 _bridge: OTelBridge | None = None
-_get_current = otel_context.get_current
+
+
+def _current_getter() -> Any:
+    """OpenTelemetry's ``get_current``, or the ``get`` of the ContextVar behind it.
+
+    The default runtime context keeps the current context in one ContextVar, and
+    reading it directly skips two Python calls on every MCP request. Another runtime
+    context (``OTEL_PYTHON_CONTEXT``), or a release that moves the attribute, gets
+    the public function.
+    """
+    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
+    var = getattr(runtime, "_current_context", None)
+    if isinstance(var, ContextVar) and type(runtime).__name__ == "ContextVarsRuntimeContext":
+        return var.get
+    return otel_context.get_current
+
+
+_get_current = _current_getter()
 _trace_api: Any = otel_trace
 _MISSING: Any = object()
 # OpenTelemetry sets its global tracer provider at most once, so an SDK, once seen,

@@ -161,23 +161,19 @@ class _Session:
     """The session behind a proxy and its request counter, looked up once per session
     (a ``Client`` gets a new session each time it is entered)."""
 
-    __slots__ = ("counter", "session")
+    __slots__ = ("counter", "session", "version")
 
     def __init__(self) -> None:
         self.session: Any = None
         self.counter: Any = None
+        # The negotiated protocol version, once known: it is fixed for a session.
+        self.version: str | None = None
 
-    def current(self, target: Any, is_client: bool) -> Any:
-        session = target
-        if is_client:
-            try:
-                session = target.session
-            except Exception:  # mcp.Client outside ``async with``
-                session = None
-        if session is not self.session:
-            self.session = session
-            self.counter = _id_counter(session) if isinstance(session, ClientSession) else None
-        return session
+    def switch(self, session: Any) -> None:
+        """A new session (the client was entered again): look its counter up."""
+        self.session = session
+        self.counter = _id_counter(session) if isinstance(session, ClientSession) else None
+        self.version = None
 
 
 def _wrap_operation(
@@ -241,7 +237,14 @@ def _wrap_operation(
         except Exception:  # telemetry never breaks the call: send it as it was
             injected = None
         mcp_otel = attach_for_mcp(span, injected is not None) if bridge is None else None
-        session = known.current(target, is_client)
+        session = target
+        if is_client:
+            try:
+                session = target.session
+            except Exception:  # mcp.Client outside ``async with``
+                session = None
+        if session is not known.session:
+            known.switch(session)
         counter = known.counter if find_id else None
         before = counter._next_id if counter is not None else 0
         try:
@@ -257,7 +260,11 @@ def _wrap_operation(
             if mcp_otel is not None:
                 detach_for_mcp(mcp_otel)
             try:
-                version = session.protocol_version if session is not None else None
+                version = known.version if session is known.session else None
+                if version is None and session is not None:
+                    version = session.protocol_version
+                    if version and session is known.session:
+                        known.version = version
                 if version:
                     attrs["mcp.protocol.version"] = version
                 if counter is not None and counter._next_id == before + 1:

@@ -35,8 +35,10 @@ from rastir.middleware._http import (
     remote_parent,
     server_error,
     split_host,
+    stats,
+    traceparent_ids,
 )
-from rastir.spans import Span
+from rastir.spans import Span, SpanContext
 
 __all__ = ["RastirMiddleware"]
 
@@ -50,6 +52,27 @@ ResponseHook = Callable[[Span, Message], None]
 
 _perf_ns = time.perf_counter_ns
 _on_end = PIPELINE.on_end
+
+
+def _repeated(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Any, Any, Any, Any, Any]:
+    """``(host, user-agent, traceparent, tracestate, baggage)`` when a name repeats."""
+    traceparent = tracestate = baggage = user_agent = host = None
+    for name, value in headers:
+        if name == b"host":
+            host = value
+        elif name == b"user-agent":
+            user_agent = value
+        elif name == b"traceparent":
+            # W3C Trace Context test suite: two different traceparent headers are
+            # invalid together (b"-" fails to parse and is counted).
+            same = traceparent is None or traceparent == value
+            traceparent = value if same else b"-"
+        elif name == b"tracestate":
+            # RFC 9110 §5.3: repeated list headers combine with commas.
+            tracestate = value if tracestate is None else tracestate + b"," + value
+        elif name == b"baggage":
+            baggage = value if baggage is None else baggage + b"," + value
+    return host, user_agent, traceparent, tracestate, baggage
 
 
 def _route_template(route: Any, scope: Scope, root_path: str) -> str | None:
@@ -233,23 +256,19 @@ class RastirMiddleware:
             path = scope["path"]
             if path in self.excluded_paths:
                 return None
-            traceparent = tracestate = baggage = user_agent = host = None
-            # One pass over the headers. ASGI servers give lowercase names as bytes.
-            for name, value in scope["headers"]:
-                if name == b"host":
-                    host = value
-                elif name == b"user-agent":
-                    user_agent = value
-                elif name == b"traceparent":
-                    # W3C Trace Context test suite: two different traceparent headers
-                    # are invalid together (b"-" fails to parse and is counted).
-                    same = traceparent is None or traceparent == value
-                    traceparent = value if same else b"-"
-                elif name == b"tracestate":
-                    # RFC 9110 §5.3: repeated list headers combine with commas.
-                    tracestate = value if tracestate is None else tracestate + b"," + value
-                elif name == b"baggage":
-                    baggage = value if baggage is None else baggage + b"," + value
+            # ASGI servers give lowercase names as bytes. Building a dict of the
+            # headers is done in C; when no name repeats (the common case) five
+            # lookups then replace a Python loop over every header.
+            headers = scope["headers"]
+            by_name = dict(headers) if type(headers) is list else None
+            if by_name is not None and len(by_name) == len(headers):
+                host = by_name.get(b"host")
+                user_agent = by_name.get(b"user-agent")
+                traceparent = by_name.get(b"traceparent")
+                tracestate = by_name.get(b"tracestate")
+                baggage = by_name.get(b"baggage")
+            else:
+                host, user_agent, traceparent, tracestate, baggage = _repeated(headers)
             address: str | None
             port: int | None
             if host is not None:
@@ -304,11 +323,15 @@ class RastirMiddleware:
                 self._request_headers.capture(scope["headers"], attrs)
             parent = None
             if traceparent is not None:
-                parent = remote_parent(
-                    traceparent.decode("latin-1"),
-                    None if tracestate is None else tracestate.decode("latin-1"),
-                    None if baggage is None else baggage.decode("latin-1"),
-                )
+                if tracestate is None and baggage is None:
+                    # remote_parent() inlined for the common case, on the raw bytes.
+                    ids = traceparent_ids(traceparent)
+                    if ids is None:
+                        stats.count_invalid()
+                    else:
+                        parent = SpanContext(ids[0], ids[1], ids[2], None)
+                else:
+                    parent = remote_parent(traceparent, tracestate, baggage)
         except Exception:
             return None
         # The rest is start_span() inlined: this is the hottest path in the package.

@@ -29,6 +29,8 @@ from rastir.middleware._http import (
     remote_parent,
     server_error,
     split_host,
+    stats,
+    traceparent_ids,
 )
 from rastir.spans import Span, SpanContext
 
@@ -79,16 +81,51 @@ def _route(environ: Environ) -> str | None:
 
 
 class _Request:
-    """One traced request: its span and how it ends. Shared by the body wrappers."""
+    """One traced request: its span, the ``start_response`` the app sees, and how it
+    ends. Shared by the body wrappers.
 
-    __slots__ = ("baggage", "environ", "route", "span", "status")
+    Per-request state lives here rather than in a closure: one small object costs
+    less than a function and the cells it would close over.
+    """
 
-    def __init__(self, span: Span, environ: Environ, baggage: _Baggage) -> None:
+    __slots__ = ("_start_response", "baggage", "environ", "middleware", "route", "span", "status")
+
+    def __init__(
+        self,
+        span: Span,
+        environ: Environ,
+        baggage: _Baggage,
+        start_response: StartResponse,
+        middleware: RastirWSGIMiddleware,
+    ) -> None:
         self.span = span
         self.environ = environ
         self.baggage = baggage
+        self._start_response = start_response
+        self.middleware = middleware
         self.status = 0
         self.route: str | None = None
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        """The ``start_response`` the application calls: records status and route."""
+        try:
+            code = status[:3]
+            self.status = int(code) if code.isascii() and code.isdigit() else 0
+            # Read the route now: Flask forgets its request (and url_rule) when its
+            # request context ends, which is before the server closes the body.
+            self.route = _route(self.environ)
+        except Exception:
+            pass  # a status line this code cannot read is the server's to refuse
+        middleware = self.middleware
+        if middleware._response_headers is not None:
+            middleware._response_headers.capture(headers, self.span.attributes)
+        if middleware.response_hook is not None:
+            call_hook(middleware.response_hook, self.span, status, headers)
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
 
     def end(self) -> None:
         span = self.span
@@ -313,9 +350,17 @@ class RastirWSGIMiddleware:
             traceparent = environ.get("HTTP_TRACEPARENT")
             parent = None
             if traceparent is not None:
-                parent = remote_parent(
-                    traceparent, environ.get("HTTP_TRACESTATE"), environ.get("HTTP_BAGGAGE")
-                )
+                tracestate = environ.get("HTTP_TRACESTATE")
+                baggage = environ.get("HTTP_BAGGAGE")
+                if tracestate is None and baggage is None:
+                    # remote_parent() inlined for the common case.
+                    ids = traceparent_ids(traceparent)
+                    if ids is None:
+                        stats.count_invalid()
+                    else:
+                        parent = SpanContext(ids[0], ids[1], ids[2], None)
+                else:
+                    parent = remote_parent(traceparent, tracestate, baggage)
         except Exception:
             return None
         # The rest is start_span() inlined, as in the ASGI middleware.
@@ -333,37 +378,15 @@ class RastirWSGIMiddleware:
         if opened is None:
             return self.app(environ, start_response)
         span, baggage = opened
-        request = _Request(span, environ, baggage)
+        request = _Request(span, environ, baggage, start_response, self)
         token = _current_span.set(span)
         bridge = PIPELINE.bridge
         otel = None if bridge is None else bridge.attach(span)
         baggage_token = _current_baggage.set(baggage) if baggage else None
         if self.request_hook is not None:
             call_hook(self.request_hook, span, environ)
-        response_hook = self.response_hook
-        response_headers = self._response_headers
-
-        def traced_start_response(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Callable[[bytes], object]:
-            try:
-                code = status[:3]
-                request.status = int(code) if code.isascii() and code.isdigit() else 0
-                # Read the route now: Flask forgets its request (and url_rule) when
-                # its request context ends, which is before the server closes the body.
-                request.route = _route(environ)
-            except Exception:
-                pass  # a status line this code cannot read is the server's to refuse
-            if response_headers is not None:
-                response_headers.capture(headers, span.attributes)
-            if response_hook is not None:
-                call_hook(response_hook, span, status, headers)
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
-
         try:
-            body = self.app(environ, traced_start_response)
+            body = self.app(environ, request.start_response)
         except BaseException as exc:
             if isinstance(exc, Exception):
                 # Nothing is written before the app returns, so the server answers
