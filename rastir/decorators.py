@@ -163,8 +163,10 @@ def _llm_hooks(
     attributes: Mapping[str, AttributeValue] | None,
 ) -> Hooks:
     # The adapters are imported on first decoration, not with ``rastir``.
-    from rastir.adapters._apply import request_phase, response_phase
+    from rastir.adapters._apply import request_phase, response_phase, warm_pricing
     from rastir.adapters._stream import StreamHook
+
+    warm_pricing()
 
     static: dict[str, AttributeValue] = dict(attributes or {})
     static["gen_ai.operation.name"] = operation

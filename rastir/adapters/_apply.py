@@ -8,6 +8,7 @@ wrote stays on the span when the call raises.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any, Final
 
 from rastir import _config
@@ -397,3 +398,38 @@ def _load_pricing() -> Any:
     else:
         _pricing = (TokenUsage, get_pricing().price)
     return _pricing
+
+
+_warming: threading.Thread | None = None
+_warming_lock = threading.Lock()
+
+
+def warm_pricing() -> threading.Thread | None:
+    """Load the price data on a daemon thread, once per process.
+
+    Importing genai-prices' tables takes a few hundred milliseconds. ``@llm`` calls
+    this when it decorates a function (usually at import time, long before the first
+    call), so the first priced call finds the data loaded instead of loading it on the
+    application's thread. A call that comes sooner waits for the load to finish, as it
+    would have without the warm-up.
+    """
+    global _warming
+    if _warming is not None:
+        return _warming
+    with _warming_lock:
+        if _warming is None:
+
+            def load() -> None:
+                try:
+                    pricing = _load_pricing()
+                    if pricing is not False:
+                        from rastir.pricing import get_pricing
+
+                        get_pricing().preload()
+                except Exception:  # never the application's problem
+                    _log.debug("rastir: price data preload failed", exc_info=True)
+
+            thread = threading.Thread(target=load, name="rastir-pricing-preload", daemon=True)
+            thread.start()
+            _warming = thread
+    return _warming
