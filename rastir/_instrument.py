@@ -17,8 +17,6 @@ function is decorated, never on each call. Each wrapper:
 from __future__ import annotations
 
 import functools
-import inspect
-import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from contextvars import ContextVar, Token
@@ -42,7 +40,18 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_log = logging.getLogger("rastir")
+
+
+def _log_debug(message: str) -> None:
+    """Log a swallowed failure at debug level, with its traceback.
+
+    ``logging`` is imported here, on the failure path, rather than with rastir: it
+    is a tenth of ``import rastir`` and most processes never log through it.
+    """
+    import logging
+
+    logging.getLogger("rastir").debug(message, exc_info=True)
+
 
 # What a prepare hook hands back: inherited labels (ContextVar, value) that the
 # wrapper sets while the function's code runs, and resets after.
@@ -158,7 +167,7 @@ def _safe_prepare(
     try:
         return prepare(span, args, kwargs)
     except Exception:
-        _log.debug("rastir: prepare hook failed", exc_info=True)
+        _log_debug("rastir: prepare hook failed")
         return None
 
 
@@ -166,7 +175,7 @@ def _safe_complete(complete: Complete, span: Span, result: Any) -> None:
     try:
         complete(span, result)
     except Exception:
-        _log.debug("rastir: complete hook failed", exc_info=True)
+        _log_debug("rastir: complete hook failed")
 
 
 def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
@@ -174,6 +183,9 @@ def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
     if isinstance(fn, (staticmethod, classmethod)):
         inner = instrument(fn.__func__, name, kind, hooks)
         return type(fn)(inner)
+    # inspect costs a tenth of ``import rastir``; decorating is where it is needed.
+    import inspect
+
     prepare = hooks.prepare if hooks else None
     complete = hooks.complete if hooks else None
     stream = hooks.stream if hooks else None
@@ -285,7 +297,7 @@ def _safe_begin(stream: StreamHooks, span: Span) -> Recorder | None:
     try:
         return stream.begin(span)
     except Exception:
-        _log.debug("rastir: stream hook failed", exc_info=True)
+        _log_debug("rastir: stream hook failed")
         return None
 
 
@@ -315,7 +327,7 @@ def _wrap_sync_adopt(
             try:  # _safe_prepare, inlined: this wrapper is @llm's hot path
                 labels = prepare(span, args, kwargs)
             except Exception:
-                _log.debug("rastir: prepare hook failed", exc_info=True)
+                _log_debug("rastir: prepare hook failed")
         tokens: Tokens = None
         if labels:  # _set_labels, inlined
             tokens = []
@@ -335,7 +347,7 @@ def _wrap_sync_adopt(
             try:
                 proxy = adopt(span, result)
             except Exception:
-                _log.debug("rastir: stream hook failed", exc_info=True)
+                _log_debug("rastir: stream hook failed")
                 proxy = None
             if proxy is not None:
                 owned = True
@@ -381,7 +393,7 @@ def _wrap_async_adopt(
             try:  # _safe_prepare, inlined: this wrapper is @llm's hot path
                 labels = prepare(span, args, kwargs)
             except Exception:
-                _log.debug("rastir: prepare hook failed", exc_info=True)
+                _log_debug("rastir: prepare hook failed")
         tokens: Tokens = None
         if labels:  # _set_labels, inlined
             tokens = []
@@ -399,7 +411,7 @@ def _wrap_async_adopt(
             try:
                 proxy = adopt(span, result)
             except Exception:
-                _log.debug("rastir: stream hook failed", exc_info=True)
+                _log_debug("rastir: stream hook failed")
                 proxy = None
             if proxy is not None:
                 owned = True
