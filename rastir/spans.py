@@ -11,7 +11,7 @@ import os
 import time
 from _random import Random as _Random
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 from rastir.sampling import HEAD as _HEAD
 
@@ -40,20 +40,7 @@ SpanKind = Literal[
     "mcp.server",
     "custom",
 ]
-KINDS: Final[frozenset[str]] = frozenset(
-    (
-        "agent",
-        "llm",
-        "tool",
-        "retrieval",
-        "trace",
-        "http.server",
-        "http.client",
-        "mcp.client",
-        "mcp.server",
-        "custom",
-    )
-)
+KINDS: Final[frozenset[str]] = frozenset(get_args(SpanKind))
 SpanStatus = Literal["ok", "error", "cancelled"]
 STATUSES: Final[frozenset[str]] = frozenset(("ok", "error", "cancelled"))
 

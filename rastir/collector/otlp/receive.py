@@ -31,11 +31,19 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
 
-from rastir._wire import ERROR_CATEGORIES, AttrValue, WireError, WireEvent, WireLink, WireSpan
+from rastir._wire import (
+    ERROR_CATEGORIES,
+    AttrValue,
+    Kind,
+    WireError,
+    WireEvent,
+    WireLink,
+    WireSpan,
+)
 from rastir.collector.ingest import IngestEndpoint, Receive, Rejection, Scope, Send
 from rastir.collector.metrics import Metrics, counter
 from rastir.collector.settings import CollectorSettings
@@ -77,21 +85,7 @@ _OPERATION_KIND: Final[Mapping[str, str]] = {
     "execute_tool": "tool",
     "retrieval": "retrieval",
 }
-_KINDS: Final = frozenset(
-    (
-        "agent",
-        "llm",
-        "tool",
-        "retrieval",
-        "trace",
-        "http.server",
-        "http.client",
-        "mcp.client",
-        "mcp.server",
-        "custom",
-        "evaluation",
-    )
-)
+_KINDS: Final = frozenset(get_args(Kind))
 _CATEGORIES: Final = frozenset(ERROR_CATEGORIES)
 _EXCEPTION_KEYS: Final = frozenset(("exception.type", "exception.message"))
 _ZERO_TRACE: Final = "0" * 32
