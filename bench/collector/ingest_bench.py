@@ -5,7 +5,10 @@ in rotating order, one fresh server per run:
 
 * ``bare``: a Starlette endpoint that reads the body and answers 202 (the ceiling);
 * ``memory``: ``rastir collector --store memory``;
-* ``sqlite``: ``rastir collector`` with its default SQLite store.
+* ``sqlite``: ``rastir collector`` with its default SQLite store;
+* ``memory_base``, ``sqlite_base``: the same collectors run from another copy of the
+  package (``--baseline-src DIR``, a directory holding ``rastir/``), to compare a
+  change against the code before it in one interleaved run.
 
 Then an overload run: the memory collector under far more connections than it needs
 to be saturated, showing 429s (refused before decoding) and the accepted rate kept.
@@ -58,11 +61,18 @@ def _raise_nofile() -> None:
 
 
 class Server:
-    def __init__(self, variant: str, port: int, workdir: Path, extra: list[str]) -> None:
+    def __init__(
+        self, variant: str, port: int, workdir: Path, extra: list[str], baseline: Path | None = None
+    ) -> None:
         self.variant = variant
         self.port = port
         self.log = open(workdir / f"{variant}-{port}.log", "wb")  # noqa: SIM115
-        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        src = ROOT
+        if variant.endswith("_base"):
+            if baseline is None:
+                raise ValueError(f"variant {variant} needs --baseline-src")
+            src = baseline
+        env = dict(os.environ, PYTHONPATH=str(src) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         if variant == "bare":
             cmd = [
                 sys.executable,
@@ -92,7 +102,7 @@ class Server:
                 "--port",
                 str(port),
                 "--store",
-                variant,
+                variant.removesuffix("_base"),
                 "--data-dir",
                 str(data),
                 *extra,
@@ -190,7 +200,7 @@ def measure(
     honor: bool = False,
 ) -> dict[str, Any]:
     port = free_port()
-    server = Server(variant, port, workdir, extra)
+    server = Server(variant, port, workdir, extra, args.baseline_src)
     try:
         if args.warmup > 0:
             run_wrk(port, connections, args.warmup, args.threads, body_file, honor)
@@ -254,6 +264,12 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="wrk threads (the machine has few cores)")
     p.add_argument("--variants", default="bare,memory,sqlite")
     p.add_argument("--no-overload", action="store_true")
+    p.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        help="directory holding another copy of rastir/ for the *_base variants",
+    )
     p.add_argument("--collector-args", default="", help="extra collector options, space separated")
     p.add_argument("--out", type=Path, default=RESULTS / "collector_ingest.json")
     args = p.parse_args()
@@ -268,6 +284,7 @@ def main() -> int:
     assert template.count(PREFIX.encode()) >= SPANS_PER_BATCH
     body_file.write_bytes(template)
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
+    print(f"load average at start: {os.getloadavg()}", flush=True)
     try:
         for r in range(args.rounds):
             order = variants[r % len(variants) :] + variants[: r % len(variants)]
@@ -275,22 +292,25 @@ def main() -> int:
                 res = measure(v, args, workdir, body_file, args.connections, extra)
                 runs[v].append(res)
                 print(
-                    f"round {r + 1}/{args.rounds} {v:7s} {res['spans_per_s']:>10,.0f} spans/s  p99 {res['p99_ms']:6.1f} ms  "
+                    f"round {r + 1}/{args.rounds} {v:11s} {res['spans_per_s']:>10,.0f} spans/s  p99 {res['p99_ms']:6.1f} ms  "
                     f"rss {res['rss_mb']:5.0f} MB  statuses {res['statuses']}",
                     flush=True,
                 )
         overloads: dict[str, dict[str, Any]] = {}
         if not args.no_overload and "memory" in variants:
             oc = args.overload_connections or args.connections * 64
+            targets = ["memory"] + (["memory_base"] if "memory_base" in variants else [])
             for label, honor in (("overload_honor", True), ("overload_no_backoff", False)):
-                res = measure("memory", args, workdir, body_file, oc, extra, honor=honor)
-                overloads[label] = res
-                print(
-                    f"{label} memory c={oc}: {res['spans_per_s']:,.0f} spans/s accepted, "
-                    f"{res['refused_429']} x 429, p99 {res['p99_ms']:.1f} ms, rss {res['rss_mb']:.0f} MB "
-                    f"(+{res['rss_growth_mb']:.0f} during the run)",
-                    flush=True,
-                )
+                for target in targets:
+                    key = label if target == "memory" else f"{label}_base"
+                    res = measure(target, args, workdir, body_file, oc, extra, honor=honor)
+                    overloads[key] = res
+                    print(
+                        f"{key} {target} c={oc}: {res['spans_per_s']:,.0f} spans/s accepted, "
+                        f"{res['refused_429']} x 429, p99 {res['p99_ms']:.1f} ms, rss {res['rss_mb']:.0f} MB "
+                        f"(+{res['rss_growth_mb']:.0f} during the run)",
+                        flush=True,
+                    )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -325,14 +345,14 @@ def main() -> int:
             f"{v:20s} {sps:>12,.0f} {ratio:>8s} {row['p50_ms']:>8.1f} {row['p99_ms']:>8.1f} {row['rss_mb']:>8.0f} "
             f"{row['refused_429']:>6.0f} {row['cpu_us_per_accepted_request']:>13.0f}"
         )
-    cap = summary.get("memory", {}).get("spans_per_s")
     for label, res in overloads.items():
+        cap = summary.get(res["variant"], {}).get("spans_per_s")
         kept = res["spans_per_s"] / cap if cap else None
         summary[label] = {**res, "kept_vs_capacity": kept}
         print(
             f"{label:20s} {res['spans_per_s']:>12,.0f} {'':>8s} {res['p50_ms']:>8.1f} {res['p99_ms']:>8.1f} "
             f"{res['rss_mb']:>8.0f} {res['refused_429']:>6d}  c={res['connections']}"
-            + (f", kept {kept:.0%} of the memory capacity" if kept else "")
+            + (f", kept {kept:.0%} of the {res['variant']} capacity" if kept else "")
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
@@ -344,6 +364,7 @@ def main() -> int:
                     "python": platform.python_version(),
                     "cpus": os.cpu_count(),
                     "platform": platform.platform(),
+                    "load_average_at_end": os.getloadavg(),
                 },
                 "config": {
                     k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()

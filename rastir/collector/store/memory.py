@@ -4,6 +4,15 @@ Everything happens on the caller's thread, synchronously and in O(batch): the
 collector calls it from its event loop only, so it needs no lock. When a write
 takes it over ``max_spans``, whole traces are evicted, the first seen first, until
 it fits again; a trace larger than ``max_spans`` on its own is evicted at once.
+
+Spans are kept encoded, not as objects: each write appends one msgpack chunk per
+trace (the spans of that trace in the batch), and reads decode them. A decoded
+span is a handful of objects the garbage collector tracks (the Struct, its
+attribute dict, its event and link lists); 100,000 of them made every full
+collection walk some 400,000 objects (pauses near 200 ms, a fifth of the ingest
+CPU) and cost about 1.5 kB each. A chunk is one untracked ``bytes`` of about 380
+bytes per span. Reads are rare next to writes, and decoding a 100-span trace takes
+about 0.1 ms.
 """
 
 from __future__ import annotations
@@ -11,7 +20,11 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable
+from typing import Any
 
+import msgspec
+
+from rastir._wire import WireError, WireEvent, WireLink, WireSpan
 from rastir.collector.store._aggregate import Tag, TraceAggregate, query_tags
 from rastir.collector.store._cursor import decode_cursor, encode_cursor
 from rastir.collector.store.base import (
@@ -27,12 +40,48 @@ __all__ = ["MemoryStore"]
 _Key = tuple[int, str]  # (trace start, trace_id): the listing order
 
 
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(list[WireSpan]).decode
+_decode_raw = msgspec.msgpack.Decoder().decode
+
+
 class _Trace:
-    __slots__ = ("aggregate", "spans")
+    __slots__ = ("aggregate", "chunks", "span_ids")
 
     def __init__(self) -> None:
-        self.spans: dict[str, SpanRow] = {}
+        #: (service, msgpack of a list of WireSpan), in write order.
+        self.chunks: list[tuple[str, bytes]] = []
+        self.span_ids: set[str] = set()
         self.aggregate = TraceAggregate()
+
+    def rows(self) -> list[SpanRow]:
+        """The stored spans, one per ``span_id``: the last write wins, in first-write order."""
+        latest: dict[str, SpanRow] = {}
+        for service, data in self.chunks:
+            for span in _decode_spans(data):
+                latest[span.span_id] = SpanRow(service, span)
+        return list(latest.values())
+
+
+def _decode_spans(data: bytes) -> list[WireSpan]:
+    try:
+        return _decode(data)
+    except msgspec.ValidationError:
+        # A span the collector made itself (OTLP receive, evaluation) is never
+        # validated against the wire's constraints: rebuild it as it was.
+        return [_span(raw) for raw in _decode_raw(data)]
+
+
+def _span(raw: dict[str, Any]) -> WireSpan:
+    error = raw.pop("error", None)
+    events = raw.pop("events", None) or []
+    links = raw.pop("links", None) or []
+    return WireSpan(
+        **raw,
+        error=None if error is None else WireError(**error),
+        events=[WireEvent(**e) for e in events],
+        links=[WireLink(**link) for link in links],
+    )
 
 
 class MemoryStore:
@@ -81,7 +130,7 @@ class MemoryStore:
         trace = self._traces.get(trace_id)
         if trace is None:
             return None
-        return TraceDetail(trace.aggregate.summary(trace_id), list(trace.spans.values()))
+        return TraceDetail(trace.aggregate.summary(trace_id), trace.rows())
 
     async def list_traces(self, query: TraceQuery) -> TracePage:
         """Trace summaries matching ``query``, newest first.
@@ -153,40 +202,57 @@ class MemoryStore:
         )
 
     def _apply(self, rows: list[SpanRow]) -> None:
-        traces = self._traces
-        # trace_id -> its start before this batch (None: new trace)
-        touched: dict[str, int | None] = {}
-        replaced: set[str] = set()
+        # The rows of each trace, in order (a batch is most often one trace).
+        groups: dict[str, list[SpanRow]] = {}
         for row in rows:
-            span = row.span
-            trace_id = span.trace_id
+            trace_id = row.span.trace_id
+            group = groups.get(trace_id)
+            if group is None:
+                groups[trace_id] = [row]
+            else:
+                group.append(row)
+
+        traces = self._traces
+        order = self._order
+        by_tag = self._by_tag
+        for trace_id, group in groups.items():
             trace = traces.get(trace_id)
+            old_start: int | None = None
             if trace is None:
                 trace = traces[trace_id] = _Trace()
                 self._first_seen.append(trace_id)
-                touched[trace_id] = None
-            elif trace_id not in touched:
-                touched[trace_id] = trace.aggregate.start_ns
-            spans = trace.spans
-            if span.span_id in spans:
-                replaced.add(trace_id)
             else:
-                trace.aggregate.add(row.service, span)
-                self._span_count += 1
-            spans[span.span_id] = row  # last write wins
+                old_start = trace.aggregate.start_ns
+            span_ids = trace.span_ids
+            aggregate = trace.aggregate
+            add = aggregate.add
+            known = len(span_ids)
+            replaced = False
+            service = group[0].service
+            one_service = True
+            for row in group:
+                span = row.span
+                span_id = span.span_id
+                if row.service is not service:
+                    one_service = False
+                if span_id in span_ids:
+                    replaced = True  # last write wins, on read
+                else:
+                    span_ids.add(span_id)
+                    add(row.service, span)
+            self._span_count += len(span_ids) - known
+            if one_service:
+                trace.chunks.append((service, _encode([row.span for row in group])))
+            else:
+                _append_by_service(trace.chunks, group)
 
-        by_tag = self._by_tag
-        for trace_id in replaced:
-            # A replaced span cannot be subtracted from a min/max: recount.
-            trace = traces[trace_id]
-            before = trace.aggregate.tags()
-            trace.aggregate = TraceAggregate.from_rows(trace.spans.values())
-            for tag in before - trace.aggregate.tags():
-                self._untag(tag, trace_id)
+            if replaced:
+                # A replaced span cannot be subtracted from a min/max: recount.
+                before = aggregate.tags()
+                aggregate = trace.aggregate = TraceAggregate.from_rows(trace.rows())
+                for tag in before - aggregate.tags():
+                    self._untag(tag, trace_id)
 
-        order = self._order
-        for trace_id, old_start in touched.items():
-            aggregate = traces[trace_id].aggregate
             if old_start != aggregate.start_ns:
                 if old_start is not None:
                     _remove(order, (old_start, trace_id))
@@ -217,6 +283,18 @@ class MemoryStore:
             ids.discard(trace_id)
             if not ids:
                 del self._by_tag[tag]
+
+
+def _append_by_service(chunks: list[tuple[str, bytes]], group: list[SpanRow]) -> None:
+    """One chunk per run of rows from the same service, keeping the write order."""
+    run: list[WireSpan] = []
+    service = group[0].service
+    for row in group:
+        if row.service != service:
+            chunks.append((service, _encode(run)))
+            run, service = [], row.service
+        run.append(row.span)
+    chunks.append((service, _encode(run)))
 
 
 def _remove(order: list[_Key], key: _Key) -> None:
