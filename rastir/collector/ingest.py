@@ -24,8 +24,8 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from itertools import islice
-from operator import attrgetter
+from itertools import chain, islice
+from operator import attrgetter, gt
 from time import perf_counter
 from typing import Any, Final
 
@@ -60,6 +60,13 @@ _get_trace_id = attrgetter("trace_id")
 _get_span_id = attrgetter("span_id")
 _get_parent = attrgetter("parent_span_id")
 _get_sampled = attrgetter("sampled")
+_get_start = attrgetter("start_time_unix_nano")
+_get_end = attrgetter("end_time_unix_nano")
+_get_attributes = attrgetter("attributes")
+_get_name = attrgetter("name")
+_get_error = attrgetter("error")
+_get_events = attrgetter("events")
+_get_links = attrgetter("links")
 
 # SpanRow is a frozen slotted dataclass: its generated __init__ goes through
 # object.__setattr__ twice (~300 ns). The slot descriptors set the same fields in C.
@@ -376,12 +383,14 @@ class IngestEndpoint:
     def _check(self, spans: list[WireSpan]) -> None:
         """Refuse what the schema cannot: bad ids, end before start. Then apply limits.
 
-        One pass decides the common case (nothing wrong, nothing to cut); the slow
+        A few passes in C decide the common case (nothing wrong, nothing to cut); the slow
         paths find the exact culprit, or walk the spans that need cutting.
         """
-        tids = list(map(_get_trace_id, spans))
+        # A batch holds few distinct trace and parent ids: check each once.
+        tids = set(map(_get_trace_id, spans))
         sids = list(map(_get_span_id, spans))
-        pids = [p for p in map(_get_parent, spans) if p is not None]
+        pids = set(map(_get_parent, spans))
+        pids.discard(None)
         if (
             _HEX.fullmatch("".join(tids)) is None
             or _HEX.fullmatch("".join(sids)) is None
@@ -391,32 +400,25 @@ class IngestEndpoint:
             or _ZERO_SPAN in pids
         ):
             _find_bad_id(spans)
+        # The common case is decided by loops in C (map, any, max) and one flat loop
+        # over the attribute values: a loop per span cost as much as the decoding.
+        if any(map(gt, map(_get_start, spans), map(_get_end, spans))):
+            _find_bad_time(spans)
         max_len = self._max_len
-        max_attrs = self._max_attrs
-        cut = False
-        extras: list[WireSpan] = []  # spans with an error, events or links
-        for s in spans:
-            if s.end_time_unix_nano < s.start_time_unix_nano:
-                _find_bad_time(spans)
-            if s.error is not None or s.events or s.links:
-                extras.append(s)
-            if cut:
-                continue
-            a: dict[str, Any] = s.attributes
-            if len(a) > max_attrs or len(s.name) > max_len:
-                cut = True
-                continue
-            for v in a.values():
-                c = v.__class__
-                if c is str:
-                    if len(v) > max_len:
-                        cut = True
-                        break
-                elif c is list:
-                    for e in v:
-                        if e.__class__ is str and len(e) > max_len:
-                            cut = True
-                            break
+        attrs = list(map(_get_attributes, spans))
+        cut = (
+            max(map(len, attrs)) > self._max_attrs
+            or max(map(len, map(_get_name, spans))) > max_len
+            or _has_long_str(attrs, max_len)
+        )
+        # spans with an error, events or links: rare, so found in C, then walked
+        extras: list[WireSpan] = []
+        if (
+            any(map(_get_error, spans))
+            or any(map(_get_events, spans))
+            or any(map(_get_links, spans))
+        ):
+            extras = [s for s in spans if s.error is not None or s.events or s.links]
         if cut:
             for s in spans:
                 s.attributes = self._cut_attrs(s.attributes)
@@ -472,6 +474,20 @@ class IngestEndpoint:
         if cut:
             self.metrics.truncated_count("attribute_value", cut)
         return attrs
+
+
+def _has_long_str(attrs: list[dict[str, Any]], max_len: int) -> bool:
+    """Whether a string value (or list item) in ``attrs`` is longer than ``max_len``."""
+    for v in chain.from_iterable(map(dict.values, attrs)):
+        c = v.__class__
+        if c is str:
+            if len(v) > max_len:
+                return True
+        elif c is list:
+            for e in v:
+                if e.__class__ is str and len(e) > max_len:
+                    return True
+    return False
 
 
 def _find_bad_id(spans: list[WireSpan]) -> None:
