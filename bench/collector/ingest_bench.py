@@ -107,8 +107,9 @@ class Server:
                 str(data),
                 *extra,
             ]
+        # cwd: ``python -m`` puts it first on sys.path, ahead of PYTHONPATH.
         self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=self.log, env=env, preexec_fn=_raise_nofile
+            cmd, stdout=self.log, stderr=self.log, env=env, cwd=workdir, preexec_fn=_raise_nofile
         )
         self._wait_ready()
 

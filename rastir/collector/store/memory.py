@@ -20,6 +20,8 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable
+from itertools import repeat
+from operator import attrgetter, is_
 from typing import Any
 
 import msgspec
@@ -43,6 +45,9 @@ _Key = tuple[int, str]  # (trace start, trace_id): the listing order
 _encode = msgspec.msgpack.Encoder().encode
 _decode = msgspec.msgpack.Decoder(list[WireSpan]).decode
 _decode_raw = msgspec.msgpack.Decoder().decode
+_get_span = attrgetter("span")
+_get_span_id = attrgetter("span_id")
+_get_service = attrgetter("service")
 
 
 class _Trace:
@@ -225,24 +230,31 @@ class MemoryStore:
                 old_start = trace.aggregate.start_ns
             span_ids = trace.span_ids
             aggregate = trace.aggregate
-            add = aggregate.add
             known = len(span_ids)
             replaced = False
             service = group[0].service
-            one_service = True
-            for row in group:
-                span = row.span
-                span_id = span.span_id
-                if row.service is not service:
-                    one_service = False
-                if span_id in span_ids:
-                    replaced = True  # last write wins, on read
-                else:
-                    span_ids.add(span_id)
-                    add(row.service, span)
+            spans = list(map(_get_span, group))
+            batch_ids = list(map(_get_span_id, spans))
+            one_service = all(map(is_, map(_get_service, group), repeat(service)))
+            if one_service and span_ids.isdisjoint(batch_ids):
+                span_ids.update(batch_ids)
+                if len(span_ids) - known == len(batch_ids):  # the common case: all new
+                    aggregate.add_many(service, spans)
+                else:  # the batch repeats a span: recounted below
+                    replaced = True
+            else:
+                add = aggregate.add
+                for row in group:
+                    span = row.span
+                    span_id = span.span_id
+                    if span_id in span_ids:
+                        replaced = True  # last write wins, on read
+                    else:
+                        span_ids.add(span_id)
+                        add(row.service, span)
             self._span_count += len(span_ids) - known
             if one_service:
-                trace.chunks.append((service, _encode([row.span for row in group])))
+                trace.chunks.append((service, _encode(spans)))
             else:
                 _append_by_service(trace.chunks, group)
 
