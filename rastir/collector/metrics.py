@@ -21,7 +21,9 @@ from __future__ import annotations
 import math
 import platform
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from operator import attrgetter
 from typing import Any, Final, Generic, TypeVar
 
 from prometheus_client.metrics_core import (
@@ -82,6 +84,9 @@ def collector_version() -> str:
         import rastir
 
         return str(getattr(rastir, "__version__", "0+unknown"))
+
+
+_get_kind_status = attrgetter("kind", "status")
 
 
 # --- children: lock-free cells, updated only on the event loop thread -----------------
@@ -684,15 +689,16 @@ class Metrics(Collector):
         svc.batches.inc()
         if dropped:
             svc.client_dropped.inc(dropped)
-        handlers = self._handlers
+        # Spans by (kind, status), counted in C: a batch has a handful of pairs.
         by_kind = svc.spans_by_kind
-        for s in spans:
-            kind = s.kind
+        for (kind, status), n in Counter(map(_get_kind_status, spans)).items():
             counts = by_kind.get(kind)
             if counts is None:
                 counts = svc.kind(self, kind)
-            counts[s.status].value += 1
-            h = handlers.get(kind)
+            counts[status].value += n
+        get_handler = self._handlers.get
+        for s in spans:
+            h = get_handler(s.kind)
             if h is not None:
                 h(service, s, (s.end_time_unix_nano - s.start_time_unix_nano) * 1e-9, s.attributes)
 
