@@ -132,3 +132,13 @@ async def test_stored_spans_are_not_kept_as_objects_and_the_store_stays_bounded(
     detail = await store.get_trace(f"fee1{19:028x}")
     assert detail is not None
     assert len(detail.spans) == 100
+
+
+async def test_an_integer_beyond_64_bits_is_stored_and_read_back() -> None:
+    # JSON has no integer range, so the wire accepts one; msgpack has a range.
+    store = MemoryStore()
+    spans = [_span(1, attrs={"n": 2**64 + 1, "m": -(2**70)}), _span(2)]
+    store.submit([SpanRow("svc", s) for s in spans])
+    detail = await store.get_trace(TRACE)
+    assert detail is not None
+    assert [row.span for row in detail.spans] == spans

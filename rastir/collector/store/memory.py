@@ -44,9 +44,36 @@ __all__ = ["MemoryStore"]
 _Key = tuple[int, str]  # (trace start, trace_id): the listing order
 
 
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder(list[WireSpan]).decode
-_decode_raw = msgspec.msgpack.Decoder().decode
+_encode_msgpack = msgspec.msgpack.Encoder().encode
+_decode_msgpack = msgspec.msgpack.Decoder(list[WireSpan]).decode
+_decode_msgpack_raw = msgspec.msgpack.Decoder().decode
+_encode_json = msgspec.json.Encoder().encode
+_decode_json = msgspec.json.Decoder(list[WireSpan]).decode
+_decode_json_raw = msgspec.json.Decoder().decode
+
+
+def _encode(spans: list[WireSpan]) -> bytes:
+    """msgpack, or JSON for the rare batch msgpack cannot hold.
+
+    JSON numbers have no range, so the wire accepts an integer attribute beyond
+    64 bits, which msgpack refuses. A JSON chunk starts with ``[``, which can never
+    start a msgpack list (it is the positive fixint 91), so the two are told apart
+    by their first byte.
+    """
+    try:
+        return _encode_msgpack(spans)
+    except OverflowError:
+        return _encode_json(spans)
+
+
+def _decode(data: bytes) -> list[WireSpan]:
+    return _decode_json(data) if data[:1] == b"[" else _decode_msgpack(data)
+
+
+def _decode_raw(data: bytes) -> Any:
+    return _decode_json_raw(data) if data[:1] == b"[" else _decode_msgpack_raw(data)
+
+
 _get_span = attrgetter("span")
 _get_span_id = attrgetter("span_id")
 _get_service = attrgetter("service")
