@@ -276,20 +276,27 @@ def ir_child(variant: str, n: int) -> None:
     anyio.run(go)
 
 
-def _instructions(variant: str, n: int) -> int:
+def _ir_env(pycache: str) -> dict[str, str]:
+    """The children's environment: a fixed hash seed, and bytecode from ``pycache``.
+
+    An untimed run fills ``pycache`` first, so neither callgrind run compiles modules
+    the other does not (as happens where PYTHONDONTWRITEBYTECODE is set, or when a
+    source file is edited while the bench runs).
+    """
     import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONHASHSEED="0", PYTHONPYCACHEPREFIX=pycache)
+    return env
+
+
+def _instructions(variant: str, n: int, pycache: str) -> int:
     import re
     import subprocess
 
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
     command += [sys.executable, __file__, "--ir-child", variant, str(n)]
-    out = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONHASHSEED": "0"},
-        check=True,
-    )
+    out = subprocess.run(command, capture_output=True, text=True, env=_ir_env(pycache), check=True)
     found = re.search(r"Collected : (\d+)", out.stderr)
     if found is None:
         raise RuntimeError(f"no callgrind total for {variant}: {out.stderr[-2000:]}")
@@ -297,11 +304,17 @@ def _instructions(variant: str, n: int) -> int:
 
 
 def instruction_counts(n: int) -> list[dict[str, Any]]:
+    import subprocess
+    import tempfile
     from concurrent.futures import ThreadPoolExecutor
 
     jobs = [(v, k) for v in IR_VARIANTS for k in (n, 3 * n)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        counts = list(pool.map(lambda job: _instructions(*job), jobs))
+    with tempfile.TemporaryDirectory(prefix="rastir-bench-pyc-") as pycache:
+        for v in IR_VARIANTS:  # untimed: fills the bytecode cache
+            command = [sys.executable, __file__, "--ir-child", v, "1"]
+            subprocess.run(command, capture_output=True, env=_ir_env(pycache), check=True)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            counts = list(pool.map(lambda job: _instructions(job[0], job[1], pycache), jobs))
     totals = dict(zip(jobs, counts, strict=True))
     per_call = {v: (totals[(v, 3 * n)] - totals[(v, n)]) / (2 * n) for v in IR_VARIANTS}
     bare = per_call["bare"]
