@@ -40,8 +40,11 @@ _current_span: ContextVar[Span | SpanContext | None] = ContextVar(
     "rastir_current_span", default=None
 )
 _current_agent: ContextVar[str | None] = ContextVar("rastir_current_agent", default=None)
-_current_model: ContextVar[str | None] = ContextVar("rastir_current_model", default=None)
-_current_provider: ContextVar[str | None] = ContextVar("rastir_current_provider", default=None)
+# (model, provider) of the nearest enclosing @llm: one ContextVar for the pair, so an
+# @llm call sets and resets one variable, not two.
+_current_llm: ContextVar[tuple[str | None, str | None]] = ContextVar(
+    "rastir_current_llm", default=(None, None)
+)
 # W3C baggage entries received from upstream, forwarded unchanged.
 _current_baggage: ContextVar[tuple[tuple[str, str], ...]] = ContextVar(
     "rastir_current_baggage", default=()
@@ -77,12 +80,12 @@ def current_agent() -> str | None:
 
 def current_model() -> str | None:
     """The model set by the nearest enclosing ``@llm``."""
-    return _current_model.get()
+    return _current_llm.get()[0]
 
 
 def current_provider() -> str | None:
     """The provider set by the nearest enclosing ``@llm``."""
-    return _current_provider.get()
+    return _current_llm.get()[1]
 
 
 def current_baggage() -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 
 from rastir import _config
 from rastir._instrument import Hooks, Labels, end_span, instrument, record_exception, start_span
-from rastir.context import _current_agent, _current_model, _current_provider
+from rastir.context import _current_agent, _current_llm
 from rastir.export._pipeline import PIPELINE
 from rastir.spans import KINDS, AttributeValue, Span
 
@@ -191,11 +191,12 @@ def _llm_hooks(
             p = provider
         # Children inherit what this call knows; an unknown model or provider is
         # left as inherited from an enclosing @llm (no ContextVar write for it).
-        if m is None:
-            return None if p is None else ((_current_provider, p),)
-        if p is None:
-            return ((_current_model, m),)
-        return ((_current_model, m), (_current_provider, p))
+        if m is None or p is None:
+            if m is None and p is None:
+                return None
+            outer_m, outer_p = _current_llm.get()
+            return ((_current_llm, (outer_m if m is None else m, outer_p if p is None else p)),)
+        return ((_current_llm, (m, p)),)
 
     def complete(span: Span, result: Any) -> None:
         if result is None or result.__class__ in _SCALARS:

@@ -433,12 +433,6 @@ class PricingRegistry:
             ValueError: A count is negative, or the cache counts exceed an input count
                 that should contain them.
         """
-        try:
-            rec = self._records.get((provider, model))
-        except TypeError:
-            raise _key_error(provider, model) from None
-        if rec is None or (rec[7] and rec[7] <= _time()):
-            rec = self._resolve(provider, model)
         if type(usage) is not TokenUsage:
             _check_usage(usage)
         i = usage.input_tokens
@@ -453,6 +447,37 @@ class PricingRegistry:
             or (i | o | r | w) < 0
         ):
             _check_usage(usage)
+        return self.price_counts(provider, model, i, o, r, w, cached_in_input)
+
+    def price_counts(
+        self,
+        provider: str | None,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cached_in_input: bool | None = None,
+    ) -> float | None:
+        """:meth:`price` for counts already known to be ints (the adapters' hot path).
+
+        The counts mean what :class:`TokenUsage`'s fields mean; no ``TokenUsage`` is
+        built, and only their signs are checked.
+
+        Raises:
+            TypeError: ``provider``/``model`` have the wrong type.
+            ValueError: A count is negative, or the cache counts exceed an input count
+                that should contain them.
+        """
+        try:
+            rec = self._records.get((provider, model))
+        except TypeError:
+            raise _key_error(provider, model) from None
+        if rec is None or (rec[7] and rec[7] <= _time()):
+            rec = self._resolve(provider, model)
+        i, o, r, w = input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
+        if (i | o | r | w) < 0:
+            raise ValueError(f"token counts must be >= 0, got {(i, o, r, w)}")
         if rec is _UNKNOWN:
             return None
         pin, pout, pcr, pcw, fixed, excluded, tiers, _, _ = rec
@@ -463,7 +488,7 @@ class PricingRegistry:
             if i < 0:
                 raise ValueError(
                     f"cache tokens ({r} read + {w} write) exceed input_tokens "
-                    f"({usage.input_tokens}), which for provider {provider!r} include them"
+                    f"({i + r + w}), which for provider {provider!r} include them"
                 )
         if tiers is not None:
             # genai-prices' rule: the whole prompt (cached parts included) picks the

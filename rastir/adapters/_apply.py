@@ -272,6 +272,23 @@ def _merge(results: list[AdapterResult]) -> AdapterResult:
     return merged
 
 
+# One shared tuple per finish reason. A span's attributes are kept as a tuple, not a
+# list, because a dict holding a list (or a fresh tuple) is tracked by the garbage
+# collector: every @llm span waiting in the export queue would add two tracked
+# objects to each collection. A cached tuple of one str is untracked after the first
+# collection it survives, so the span's attribute dict stays untracked too.
+_REASONS: dict[str, tuple[str]] = {}
+
+
+def _one_reason(reason: str) -> tuple[str]:
+    t = _REASONS.get(reason)
+    if t is None:
+        if len(_REASONS) >= 256:  # providers have a handful; bound the odd ones
+            _REASONS.clear()
+        t = _REASONS[reason] = (reason,)
+    return t
+
+
 def write_result(
     attrs: dict[str, Any],
     r: AdapterResult,
@@ -312,27 +329,23 @@ def write_result(
     if cw:
         attrs["gen_ai.usage.cache_creation.input_tokens"] = cw
     if r.finish_reasons:
-        attrs["gen_ai.response.finish_reasons"] = r.finish_reasons
+        attrs["gen_ai.response.finish_reasons"] = tuple(r.finish_reasons)
     elif r.finish_reason:
-        attrs["gen_ai.response.finish_reasons"] = [r.finish_reason]
+        attrs["gen_ai.response.finish_reasons"] = _one_reason(r.finish_reason)
     if r.response_id:
         attrs["gen_ai.response.id"] = r.response_id
     if tin is None and tout is None:
         return
-    # Cost (inlined ``price``: this runs on every call with tokens).
-    pricing = _pricing or _load_pricing()
-    if pricing is False:
+    # Cost: the registry's int-count entry point, no TokenUsage built per call.
+    price = _pricing or _load_pricing()
+    if price is False:
         return
     name = model or attrs.get("gen_ai.request.model") or explicit_model
     if not name:
         attrs["rastir.cost.unknown"] = True
         return
     try:
-        cost = pricing[1](
-            attrs.get("gen_ai.provider.name"),
-            name,
-            pricing[0](tin or 0, tout or 0, cr or 0, cw or 0),
-        )
+        cost = price(attrs.get("gen_ai.provider.name"), name, tin or 0, tout or 0, cr or 0, cw or 0)
     except Exception:
         _log.debug("rastir: pricing failed", exc_info=True)
         cost = None
@@ -384,7 +397,7 @@ def response_phase(
 
 
 # -- cost ------------------------------------------------------------------------------------
-# (TokenUsage, the process's PricingRegistry.price) once imported; False without
+# The process's PricingRegistry.price_counts once imported; False without
 # rastir.pricing. get_pricing() returns one registry for the life of the process.
 _pricing: Any = None
 
@@ -392,11 +405,11 @@ _pricing: Any = None
 def _load_pricing() -> Any:
     global _pricing
     try:
-        from rastir.pricing import TokenUsage, get_pricing
+        from rastir.pricing import get_pricing
     except ImportError:
         _pricing = False
     else:
-        _pricing = (TokenUsage, get_pricing().price)
+        _pricing = get_pricing().price_counts
     return _pricing
 
 

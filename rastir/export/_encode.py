@@ -18,7 +18,7 @@ than for elegance (measurements in BENCHMARKS.md; decisions EXP-1 to EXP-3):
   ``f"{tid:032x}"``, and the last trace id and parent id are reused: spans of a
   trace arrive together;
 * the attribute check is inlined and accepts lists of scalars, so the common span
-  (strings, numbers, a list like ``gen_ai.response.finish_reasons``) costs one type
+  (strings, numbers, a tuple like ``gen_ai.response.finish_reasons``) costs one type
   test per value and is sent as it is, without a copy.
 """
 
@@ -79,8 +79,8 @@ def _clean(value: Any) -> AttrValue | None:
     return text[:_MAX_STR]
 
 
-def _scalars_ok(items: list[Any]) -> bool:
-    """Whether a list attribute is already wire-safe: scalars only, finite, not too long."""
+def _scalars_ok(items: list[Any] | tuple[Any, ...]) -> bool:
+    """Whether a list or tuple attribute is wire-safe: scalars only, finite, not too long."""
     for x in items:
         t = type(x)
         if t is str:
@@ -113,7 +113,7 @@ def sanitize_attributes(attrs: dict[str, Any]) -> dict[str, AttrValue]:
             # Finite exactly when v - v is 0: inf - inf and nan - nan are nan.
             if v - v != 0.0:
                 break
-        elif t is list:
+        elif t is list or t is tuple:
             if not _scalars_ok(v):
                 break
         else:
@@ -185,7 +185,7 @@ def wire_spans(spans: Iterable[Span], *, strict: bool = False) -> list[WireSpan]
                     elif t is float:
                         if v - v != 0.0:
                             break
-                    elif t is list:
+                    elif t is list or t is tuple:
                         if not _scalars_ok(v):
                             break
                     else:

@@ -48,7 +48,7 @@ def test_langchain_ai_message_usage_and_response_metadata() -> None:
     assert attrs["gen_ai.provider.name"] == "openai"
     assert attrs["gen_ai.usage.input_tokens"] == 12
     assert attrs["gen_ai.usage.output_tokens"] == 3
-    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
     assert attrs["rastir.cost.usd"] > 0
 
 
@@ -73,7 +73,7 @@ def test_langchain_anthropic_counts_are_turned_back_into_anthropic_semantics() -
     assert attrs["gen_ai.usage.input_tokens"] == 100
     assert attrs["gen_ai.usage.cache_read.input_tokens"] == 2000
     assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 500
-    assert attrs["gen_ai.response.finish_reasons"] == ["end_turn"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)
 
 
 def test_langchain_chat_result_unwraps_to_its_message() -> None:
@@ -123,7 +123,7 @@ def test_langgraph_state_of_a_real_compiled_graph() -> None:
     assert attrs["gen_ai.provider.name"] == "openai"
     assert attrs["gen_ai.usage.input_tokens"] == 12
     assert attrs["gen_ai.usage.output_tokens"] == 3
-    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
     assert attrs["langgraph_message_count"] == 2
     assert attrs["langgraph_ai_message_count"] == 1
     assert attrs["langgraph_tool_message_count"] == 0
@@ -199,7 +199,7 @@ def test_llamaindex_chat_response_unwraps_to_the_raw_provider_response() -> None
     assert attrs["gen_ai.provider.name"] == "openai"
     assert attrs["gen_ai.usage.input_tokens"] == 1200
     assert attrs["gen_ai.usage.output_tokens"] == 34
-    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
 
 
 def test_llamaindex_llm_argument_and_raw_dict() -> None:
@@ -221,7 +221,7 @@ def test_llamaindex_llm_argument_and_raw_dict() -> None:
     assert attrs["aws.bedrock.model_id"] == "us.anthropic.claude-3-5-haiku-20241022-v1:0"
     assert attrs["gen_ai.provider.name"] == "aws.bedrock"
     assert attrs["gen_ai.usage.input_tokens"] == 30
-    assert attrs["gen_ai.response.finish_reasons"] == ["end_turn"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)
 
 
 def _crew() -> crewai_fake.Crew:
@@ -322,4 +322,4 @@ def test_langchain_stream_chunks_add_up() -> None:
     assert attrs["gen_ai.usage.output_tokens"] == 7
     assert attrs["gen_ai.provider.name"] == "anthropic"
     assert attrs["gen_ai.response.model"] == "claude-3-5-haiku-latest"
-    assert attrs["gen_ai.response.finish_reasons"] == ["end_turn"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)

@@ -36,7 +36,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.usage.input_tokens": 1200,
             "gen_ai.usage.output_tokens": 34,
             "gen_ai.usage.cache_read.input_tokens": 1024,
-            "gen_ai.response.finish_reasons": ["stop"],
+            "gen_ai.response.finish_reasons": ("stop",),
             "gen_ai.response.id": "chatcmpl-1",
         },
     ),
@@ -50,7 +50,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.provider.name": "azure.ai.openai",
             "gen_ai.usage.input_tokens": 1200,
             "gen_ai.usage.output_tokens": 34,
-            "gen_ai.response.finish_reasons": ["stop"],
+            "gen_ai.response.finish_reasons": ("stop",),
         },
     ),
     (
@@ -63,7 +63,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.provider.name": "groq",
             "gen_ai.usage.input_tokens": 20,
             "gen_ai.usage.output_tokens": 9,
-            "gen_ai.response.finish_reasons": ["length"],
+            "gen_ai.response.finish_reasons": ("length",),
         },
     ),
     (
@@ -77,7 +77,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.usage.output_tokens": 20,
             "gen_ai.usage.cache_read.input_tokens": 2000,
             "gen_ai.usage.cache_creation.input_tokens": 500,
-            "gen_ai.response.finish_reasons": ["end_turn"],
+            "gen_ai.response.finish_reasons": ("end_turn",),
             "gen_ai.request.max_tokens": 512,
         },
     ),
@@ -92,7 +92,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.usage.output_tokens": 12,
             "gen_ai.usage.cache_read.input_tokens": 8,
             "gen_ai.usage.reasoning.output_tokens": 5,
-            "gen_ai.response.finish_reasons": ["STOP"],
+            "gen_ai.response.finish_reasons": ("STOP",),
         },
     ),
     (
@@ -104,7 +104,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.provider.name": "cohere",
             "gen_ai.usage.input_tokens": 215,
             "gen_ai.usage.output_tokens": 4,
-            "gen_ai.response.finish_reasons": ["COMPLETE"],
+            "gen_ai.response.finish_reasons": ("COMPLETE",),
             "gen_ai.response.id": "co-1",
         },
     ),
@@ -117,7 +117,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.provider.name": "mistral_ai",
             "gen_ai.usage.input_tokens": 11,
             "gen_ai.usage.output_tokens": 6,
-            "gen_ai.response.finish_reasons": ["stop"],
+            "gen_ai.response.finish_reasons": ("stop",),
             "gen_ai.request.temperature": 0.2,
         },
     ),
@@ -132,7 +132,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.provider.name": "aws.bedrock",
             "gen_ai.usage.input_tokens": 30,
             "gen_ai.usage.output_tokens": 7,
-            "gen_ai.response.finish_reasons": ["end_turn"],
+            "gen_ai.response.finish_reasons": ("end_turn",),
             "gen_ai.response.id": "req-123",
             "aws.bedrock.latency_ms": 412,
         },
@@ -165,7 +165,7 @@ def test_bedrock_guardrail_intervention_becomes_guardrail_attributes() -> None:
     assert attrs["rastir.guardrail.action"] == "BLOCKED"
     assert attrs["rastir.guardrail.category"] == "topic"
     assert attrs["rastir.guardrail.source"] == "input"
-    assert attrs["gen_ai.response.finish_reasons"] == ["guardrail_intervened"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("guardrail_intervened",)
     assert attrs["gen_ai.request.model"] == "claude-3-5-sonnet-20240620-v1:0"
 
 
@@ -179,7 +179,7 @@ def test_bedrock_response_without_guardrail_trace_records_no_guardrail() -> None
 def test_azure_content_filter_is_a_guardrail_intervention() -> None:
     attrs = _run(objects.azure_chat(filtered=True), model="gpt-4o")
     assert attrs["gen_ai.provider.name"] == "azure.ai.openai"
-    assert attrs["gen_ai.response.finish_reasons"] == ["content_filter"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("content_filter",)
     assert attrs["rastir.guardrail.intervened"] is True
     assert attrs["rastir.guardrail.category"] == "violence"
 
@@ -221,7 +221,7 @@ def test_openai_responses_api_response() -> None:
     assert attrs["gen_ai.usage.input_tokens"] == 30
     assert attrs["gen_ai.usage.output_tokens"] == 5
     assert attrs["gen_ai.usage.cache_read.input_tokens"] == 10
-    assert attrs["gen_ai.response.finish_reasons"] == ["completed"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("completed",)
 
 
 def test_output_content_recorded_only_with_capture_content() -> None:

@@ -113,7 +113,7 @@ def test_a_custom_adapter_reads_its_responses_and_streams(acme: AcmeAdapter) -> 
     assert attrs["gen_ai.response.model"] == "acme-7b"
     assert attrs["gen_ai.provider.name"] == "acme"
     assert attrs["gen_ai.usage.input_tokens"] == 10
-    assert attrs["gen_ai.response.finish_reasons"] == ["done"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("done",)
     assert attrs["acme.gateway"] == "eu-1"
     assert attrs["rastir.cost.unknown"] is True
     streamed = spans.one("stream").attributes
@@ -281,7 +281,7 @@ def test_fallback_reads_common_shapes_without_naming_a_provider() -> None:
     assert attrs["gen_ai.response.model"] == "local-llama"
     assert attrs["gen_ai.usage.input_tokens"] == 5
     assert attrs["gen_ai.usage.output_tokens"] == 6
-    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
     assert "gen_ai.provider.name" not in attrs
 
 

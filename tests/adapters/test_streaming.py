@@ -34,7 +34,7 @@ def _check_openai(span: Span) -> None:
     assert attrs["gen_ai.provider.name"] == "openai"
     assert attrs["gen_ai.usage.input_tokens"] == 9
     assert attrs["gen_ai.usage.output_tokens"] == 2
-    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
     assert attrs["rastir.stream.chunks"] == 5
     assert attrs["rastir.cost.usd"] > 0
     assert "rastir.stream.partial" not in attrs
@@ -104,7 +104,7 @@ def test_anthropic_stream_events() -> None:
     assert attrs["gen_ai.usage.input_tokens"] == 50
     assert attrs["gen_ai.usage.output_tokens"] == 15
     assert attrs["gen_ai.usage.cache_read.input_tokens"] == 10
-    assert attrs["gen_ai.response.finish_reasons"] == ["end_turn"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)
     assert attrs["gen_ai.response.id"] == "msg_s"
 
 
@@ -171,13 +171,13 @@ def test_bedrock_converse_stream(guardrail: bool) -> None:
     assert attrs["gen_ai.usage.input_tokens"] == 25
     assert attrs["gen_ai.usage.output_tokens"] == 2
     if guardrail:
-        assert attrs["gen_ai.response.finish_reasons"] == ["guardrail_intervened"]
+        assert attrs["gen_ai.response.finish_reasons"] == ("guardrail_intervened",)
         assert attrs["rastir.guardrail.intervened"] is True
         assert attrs["rastir.guardrail.id"] == "gr-xyz"
         assert attrs["rastir.guardrail.action"] == "ANONYMIZED"
         assert attrs["rastir.guardrail.category"] == "sensitive_information"
     else:
-        assert attrs["gen_ai.response.finish_reasons"] == ["end_turn"]
+        assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)
         assert "rastir.guardrail.intervened" not in attrs
 
 

@@ -219,7 +219,7 @@ def test_llm_reads_model_tokens_and_finish_reason_from_a_dict_response() -> None
     assert attrs["gen_ai.provider.name"] == "openai"
     assert attrs["gen_ai.usage.input_tokens"] == 12
     assert attrs["gen_ai.usage.output_tokens"] == 3
-    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    assert attrs["gen_ai.response.finish_reasons"] == ("stop",)
     assert attrs["gen_ai.agent.name"] == "helper"
     assert attrs["gen_ai.operation.name"] == "chat"
 

@@ -40,8 +40,8 @@ def check(spans: CapturedSpans) -> None:
         for s in llms
     ] == list(USAGE)
     assert [s.attributes["gen_ai.response.finish_reasons"] for s in llms] == [
-        ["tool_use"],
-        ["end_turn"],
+        ("tool_use",),
+        ("end_turn",),
     ]
     for s in llms:
         assert s.attributes["gen_ai.request.model"] == MODEL
