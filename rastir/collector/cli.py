@@ -18,7 +18,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from types import FrameType
 from typing import Any
 
@@ -49,7 +49,7 @@ _OPTIONS: dict[str, str] = {
     "max_attrs_per_span": "attributes kept per span (default 128)",
     "max_label_values": "distinct values per metric label before __other__ (default 1000)",
     "max_series_per_metric": "series per metric group before __other__ (default 10000)",
-    "max_inflight": "ingest requests at once before 429 (default 256)",
+    "max_inflight": "requests held at once, handled or queued, before 429 (default 256)",
     "max_loop_lag": (
         "event-loop lag from which ingest is shed with 429, all of it at twice the lag: "
         "250ms, 1s, off (default 0.5s)"
@@ -128,14 +128,20 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
     """
     known = {f.name for f in fields(CollectorSettings)}
     overrides: dict[str, Any] = {}
+    turned_off: dict[str, None] = {}
     for name, raw in vars(args).items():
         if raw is None or name not in known:
             continue
         if isinstance(raw, bool):
             overrides[name] = raw
+            continue
+        value = CollectorSettings.parse(name, raw, "--" + name.replace("_", "-"))
+        if value is None:  # "off", "none": from_env would take None for "not given"
+            turned_off[name] = None
         else:
-            overrides[name] = CollectorSettings.parse(name, raw, "--" + name.replace("_", "-"))
-    return CollectorSettings.from_env(**overrides)
+            overrides[name] = value
+    settings = CollectorSettings.from_env(**overrides)
+    return replace(settings, **turned_off) if turned_off else settings
 
 
 class _Server(uvicorn.Server):
@@ -196,6 +202,10 @@ def serve(settings: CollectorSettings) -> int:
         server_header=False,
     )
     server = _Server(config)
+    # The 429 decision counts every request uvicorn holds (its tasks, running or
+    # queued behind the one being handled), not only those inside the handler.
+    tasks = server.server_state.tasks
+    app.state.collector.backlog = tasks.__len__
     _tune_gc()
 
     # uvicorn catches SIGTERM while it serves, and re-raises it once it has shut down

@@ -182,7 +182,8 @@ class CollectorSettings:
     #: ``queued``: 202 once the spans are queued for the store (lost on a crash before
     #: the store writes them). ``committed``: 202 only once they are durable.
     ack: AckMode = "queued"
-    #: Ingest requests being handled at once before more are refused with 429.
+    #: Requests held at once (being handled, or queued in ``rastir collector``'s
+    #: server) before more ingest requests are refused with 429.
     max_inflight: int = 256
     #: Refuse with 429 once the store's write queue is this full (0..1).
     queue_high_water: float = 0.9

@@ -31,6 +31,7 @@ class CollectorState:
         "_high_water",
         "_max_inflight",
         "_max_lag",
+        "backlog",
         "closing",
         "inflight",
         "loop_lag",
@@ -46,6 +47,11 @@ class CollectorState:
         self.started = False
         self.closing = False
         self.inflight = 0
+        #: Requests the server holds, started or not (set by ``rastir collector``:
+        #: uvicorn's tasks). ``inflight`` alone cannot see the queue: each batch is
+        #: handled without yielding to the loop, so requests wait as tasks that have
+        #: not run yet, never inside the handler. None where the server is not ours.
+        self.backlog: Callable[[], int] | None = None
         self.loop_lag = 0.0
         self.sinks: list[SpanSink] = []
         #: The tail sampler (rastir.collector.sampling), when on: accepted spans go to it
@@ -66,7 +72,12 @@ class CollectorState:
         """
         if not self.started or self.store is None:
             return "shutting_down" if self.closing else "not_ready"
-        if self.inflight >= self._max_inflight:
+        held = self.inflight
+        backlog = self.backlog
+        if backlog is not None:
+            # This request's own task is one of them.
+            held = max(held, backlog() - 1)
+        if held >= self._max_inflight:
             return "inflight_limit"
         max_lag = self._max_lag
         if max_lag is not None and self.loop_lag > max_lag:

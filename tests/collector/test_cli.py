@@ -20,6 +20,7 @@ from anyio.abc import Process
 from anyio.streams.text import TextReceiveStream
 
 from rastir.__main__ import main as rastir_main
+from rastir.collector.cli import build_parser, settings_from_args
 from rastir.collector.cli import main as collector_main
 from tests.collector.spans import agent_trace, batch, encode
 
@@ -153,6 +154,61 @@ async def test_committed_mode_loses_no_acknowledged_span_to_kill_9(tmp_path: Pat
         with anyio.fail_after(25):
             await c.process.wait()
     assert missing == []
+
+
+@pytest.mark.anyio
+async def test_requests_queued_behind_the_handler_count_toward_the_inflight_limit(
+    tmp_path: Path,
+) -> None:
+    # A batch is handled without yielding to the loop, so the ingest handler never
+    # holds more than one request: the excess waits as uvicorn tasks that have not
+    # run. The limit must count those, or a flood is queued (seconds of latency)
+    # instead of refused.
+    body = encode(batch([span for _ in range(25) for span in agent_trace(n_llm=8)[1]]))
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    args = ("--store", "memory", "--max-inflight", "2", "--max-loop-lag", "off")
+    async with (
+        collector_process("--data-dir", str(tmp_path / "data"), *args) as c,
+        httpx.AsyncClient(base_url=c.url, timeout=30, limits=limits) as client,
+    ):
+        replies: list[httpx.Response] = []
+
+        async def post() -> None:
+            replies.append(await client.post("/v1/telemetry", content=body))
+
+        for _ in range(3):  # bursts of 64 at once
+            async with anyio.create_task_group() as tg:
+                for _ in range(64):
+                    tg.start_soon(post)
+        statuses = [r.status_code for r in replies]
+        refused = [r for r in replies if r.status_code == 429]
+        assert set(statuses) <= {202, 429}, statuses
+        assert refused, statuses
+        assert statuses.count(202) >= 3, statuses
+        for r in refused:
+            assert r.headers["retry-after"] == "1"
+            assert "inflight_limit" in r.text
+        # Once the burst is over, intake is open again.
+        r = await client.post("/v1/telemetry", content=body)
+        assert r.status_code == 202
+        metrics = (await client.get("/metrics")).text
+        line = 'rastir_collector_rejected_requests_total{reason="inflight_limit"} '
+        counted = [float(x.split(" ")[-1]) for x in metrics.splitlines() if x.startswith(line)]
+        assert counted == [len(refused)]
+        c.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(25):
+            assert await c.process.wait() == 0
+
+
+def test_off_turns_an_option_off_over_its_default_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RASTIR_COLLECTOR_RETENTION", "7d")
+    args = build_parser().parse_args(["--max-loop-lag", "off", "--retention", "none"])
+    settings = settings_from_args(args)
+    assert settings.max_loop_lag is None
+    assert settings.retention is None
+    assert settings_from_args(build_parser().parse_args([])).max_loop_lag == 0.5
 
 
 def test_options_are_validated_naming_the_option(capsys: pytest.CaptureFixture[str]) -> None:
