@@ -128,7 +128,7 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
     """
     known = {f.name for f in fields(CollectorSettings)}
     overrides: dict[str, Any] = {}
-    turned_off: dict[str, None] = {}
+    turned_off: dict[str, Any] = {}
     for name, raw in vars(args).items():
         if raw is None or name not in known:
             continue
