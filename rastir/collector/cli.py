@@ -19,10 +19,12 @@ import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
+from time import monotonic
 from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from rastir.collector.logs import configure_logging
 from rastir.collector.metrics import collector_version
@@ -49,7 +51,11 @@ _OPTIONS: dict[str, str] = {
     "max_attrs_per_span": "attributes kept per span (default 128)",
     "max_label_values": "distinct values per metric label before __other__ (default 1000)",
     "max_series_per_metric": "series per metric group before __other__ (default 10000)",
-    "max_inflight": "requests held at once, handled or queued, before 429 (default 256)",
+    "max_inflight": "ingest requests at once before 429 (default 256)",
+    "max_queue_delay": (
+        "refuse an ingest request with 429 after waiting this long for its handler: "
+        "100ms, 1s, off (default 250ms)"
+    ),
     "max_loop_lag": (
         "event-loop lag from which ingest is shed with 429, all of it at twice the lag: "
         "250ms, 1s, off (default 0.5s)"
@@ -144,6 +150,21 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
     return replace(settings, **turned_off) if turned_off else settings
 
 
+class StampedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, stamping when each request's first bytes were read.
+
+    A batch is handled without yielding to the event loop, so under overload requests
+    never pile up inside the ingest handler: they wait as tasks that have not run
+    yet, where no count the app keeps can see them. The stamp lets the handler see
+    how long its request waited (``rastir.arrived`` in the scope, ``monotonic``
+    seconds) and refuse it with 429 past ``max_queue_delay``.
+    """
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.scope["rastir.arrived"] = monotonic()  # type: ignore[typeddict-unknown-key]
+
+
 class _Server(uvicorn.Server):
     """uvicorn's server, logging the address it really bound (``--port 0``)."""
 
@@ -192,7 +213,7 @@ def serve(settings: CollectorSettings) -> int:
         app,
         host=settings.host,
         port=settings.port,
-        http="httptools",
+        http=StampedHttpToolsProtocol,
         loop="auto",
         lifespan="on",
         access_log=False,  # replaced by AccessLogMiddleware's structured line
@@ -202,10 +223,6 @@ def serve(settings: CollectorSettings) -> int:
         server_header=False,
     )
     server = _Server(config)
-    # The 429 decision counts every request uvicorn holds (its tasks, running or
-    # queued behind the one being handled), not only those inside the handler.
-    tasks = server.server_state.tasks
-    app.state.collector.backlog = tasks.__len__
     _tune_gc()
 
     # uvicorn catches SIGTERM while it serves, and re-raises it once it has shut down

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from itertools import chain, islice
 from operator import attrgetter, gt
-from time import perf_counter
+from time import monotonic, perf_counter
 from typing import Any, Final
 
 import msgspec
@@ -170,7 +170,8 @@ class IngestEndpoint:
                         "use gzip or none",
                     )
             # 3. saturation, before the body is read or decoded
-            busy = state.saturation()
+            arrived = scope.get("rastir.arrived")
+            busy = state.saturation(0.0 if arrived is None else monotonic() - arrived)
             if busy is not None:
                 raise Rejection(
                     503 if busy in ("shutting_down", "not_ready") else 429,

@@ -182,13 +182,16 @@ class CollectorSettings:
     #: ``queued``: 202 once the spans are queued for the store (lost on a crash before
     #: the store writes them). ``committed``: 202 only once they are durable.
     ack: AckMode = "queued"
-    #: Requests held at once (being handled, or queued in ``rastir collector``'s
-    #: server) before more ingest requests are refused with 429.
+    #: Ingest requests being handled at once before more are refused with 429.
     max_inflight: int = 256
     #: Refuse with 429 once the store's write queue is this full (0..1).
     queue_high_water: float = 0.9
     #: Refuse with 429 while the event loop lags more than this (seconds); ``None`` off.
     max_loop_lag: float | None = 0.5
+    #: Refuse with 429 an ingest request that waited longer than this (seconds) between
+    #: its first bytes being read and its handler starting; ``None`` off. Measured
+    #: only under ``rastir collector``, whose HTTP protocol stamps each request.
+    max_queue_delay: float | None = 0.25
     #: The ``Retry-After`` seconds sent with 429 and 503.
     retry_after: int = 1
     #: Write queue of the SQLite store, in spans.
@@ -298,7 +301,7 @@ class CollectorSettings:
             out.append(f"retry_after={self.retry_after} must be >= 0")
         if not 0.0 < self.queue_high_water <= 1.0:
             out.append(f"queue_high_water={self.queue_high_water} must be in (0, 1]")
-        for name in ("retention", "max_loop_lag"):
+        for name in ("retention", "max_loop_lag", "max_queue_delay"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 out.append(f"{name}={value!r} must be a positive number of seconds or None")
@@ -439,6 +442,7 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "max_inflight": _parse_int,
     "queue_high_water": _parse_float,
     "max_loop_lag": parse_duration,
+    "max_queue_delay": parse_duration,
     "retry_after": _parse_int,
     "queue_capacity": _parse_int,
     "memory_max_spans": _parse_int,

@@ -31,7 +31,7 @@ class CollectorState:
         "_high_water",
         "_max_inflight",
         "_max_lag",
-        "backlog",
+        "_max_wait",
         "closing",
         "inflight",
         "loop_lag",
@@ -47,11 +47,6 @@ class CollectorState:
         self.started = False
         self.closing = False
         self.inflight = 0
-        #: Requests the server holds, started or not (set by ``rastir collector``:
-        #: uvicorn's tasks). ``inflight`` alone cannot see the queue: each batch is
-        #: handled without yielding to the loop, so requests wait as tasks that have
-        #: not run yet, never inside the handler. None where the server is not ours.
-        self.backlog: Callable[[], int] | None = None
         self.loop_lag = 0.0
         self.sinks: list[SpanSink] = []
         #: The tail sampler (rastir.collector.sampling), when on: accepted spans go to it
@@ -63,21 +58,25 @@ class CollectorState:
         self._max_inflight = settings.max_inflight
         self._high_water = settings.queue_high_water
         self._max_lag = settings.max_loop_lag
+        self._max_wait = settings.max_queue_delay
 
-    def saturation(self) -> str | None:
+    def saturation(self, waited: float = 0.0) -> str | None:
         """Why intake must be refused right now, or ``None``. Never touches a body.
 
-        Reasons: ``shutting_down`` and ``not_ready`` (answered 503), ``inflight_limit``,
-        ``loop_lag``, ``queue_full`` and ``export_queue_full`` (answered 429).
+        ``waited`` is how long the request waited for its handler (0 when unknown).
+        Reasons: ``shutting_down`` and ``not_ready`` (answered 503), ``queue_delay``,
+        ``inflight_limit``, ``loop_lag``, ``queue_full`` and ``export_queue_full``
+        (answered 429).
         """
         if not self.started or self.store is None:
             return "shutting_down" if self.closing else "not_ready"
-        held = self.inflight
-        backlog = self.backlog
-        if backlog is not None:
-            # This request's own task is one of them.
-            held = max(held, backlog() - 1)
-        if held >= self._max_inflight:
+        max_wait = self._max_wait
+        if max_wait is not None and waited > max_wait:
+            # Each request is judged by its own wait, so refusals follow the queue
+            # request by request; refusing is cheap (no body is decoded), so the
+            # queue drains to the limit and no further.
+            return "queue_delay"
+        if self.inflight >= self._max_inflight:
             return "inflight_limit"
         max_lag = self._max_lag
         if max_lag is not None and self.loop_lag > max_lag:

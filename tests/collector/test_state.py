@@ -56,18 +56,12 @@ def test_the_inflight_limit() -> None:
     assert state.saturation() == "inflight_limit"
 
 
-def test_the_inflight_limit_counts_the_servers_queued_requests() -> None:
-    # Under ``rastir collector`` the backlog is uvicorn's request tasks, this one's
-    # included: requests queued behind the handler count, though inflight stays 0.
-    state = _state(max_inflight=3)
-    held = 3
-    state.backlog = lambda: held
-    assert state.saturation() is None  # two others and this one
-    held = 4
-    assert state.saturation() == "inflight_limit"
-    state.inflight = 3
-    held = 1
-    assert state.saturation() == "inflight_limit"  # the larger of the two counts
+def test_a_request_that_waited_too_long_for_its_handler_is_refused() -> None:
+    state = _state(max_queue_delay=0.1)
+    assert state.saturation() is None  # no stamp: the wait is unknown
+    assert state.saturation(0.1) is None
+    assert state.saturation(0.11) == "queue_delay"
+    assert _state(max_queue_delay=None).saturation(60.0) is None
 
 
 def test_loop_lag_sheds_a_growing_share_and_all_at_twice_the_limit() -> None:
