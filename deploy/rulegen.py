@@ -643,7 +643,18 @@ def _guardrail_group(t: Targets, g: Guardrail) -> dict[str, Any]:
 
 # Reasons of rastir_collector_rejected_requests_total that mean the collector could not
 # take the load (docs/metrics.md), as opposed to a sender's mistake (401, 413, 400...).
-SHEDDING_REASONS: Final = "inflight_limit|queue_delay|loop_lag|queue_full|not_ready|shutting_down|store_error|internal_error"
+SHEDDING_REASONS: Final = "|".join(
+    (
+        "inflight_limit",
+        "queue_delay",
+        "loop_lag",
+        "queue_full",
+        "not_ready",
+        "shutting_down",
+        "store_error",
+        "internal_error",
+    )
+)
 
 
 def _collector_group(t: Targets, c: CollectorAlerts) -> dict[str, Any]:

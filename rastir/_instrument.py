@@ -218,6 +218,8 @@ def _wrap_sync(
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
     cur = _current_span
+    if prepare is None and complete is None:
+        return _wrap_sync_plain(fn, name, kind)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
@@ -250,6 +252,35 @@ def _wrap_sync(
     return wrapper
 
 
+def _wrap_sync_plain(fn: Callable[..., Any], name: str, kind: str) -> Callable[..., Any]:
+    """:func:`_wrap_sync` without hooks (bare ``@trace``): the leanest span there is."""
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    perf = time.perf_counter_ns
+    cur = _current_span
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not pipeline.enabled:
+            return fn(*args, **kwargs)
+        bridge = pipeline.bridge
+        span = Span(name, kind, cur.get() if bridge is None else bridge.parent(cur.get()))
+        token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
+        try:
+            return fn(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        finally:
+            if bridge is not None:
+                bridge.detach(otel)
+            cur.reset(token)
+            span._t1 = perf()
+            on_end(span)
+
+    return wrapper
+
+
 def _wrap_async(
     fn: Callable[..., Any],
     name: str,
@@ -261,6 +292,8 @@ def _wrap_async(
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
     cur = _current_span
+    if prepare is None and complete is None:
+        return _wrap_async_plain(fn, name, kind)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
@@ -287,6 +320,35 @@ def _wrap_async(
             cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
+            span._t1 = perf()
+            on_end(span)
+
+    return wrapper
+
+
+def _wrap_async_plain(fn: Callable[..., Any], name: str, kind: str) -> Callable[..., Any]:
+    """:func:`_wrap_async` without hooks (bare ``@trace`` on ``async def``)."""
+    pipeline = PIPELINE
+    on_end = pipeline.on_end
+    perf = time.perf_counter_ns
+    cur = _current_span
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not pipeline.enabled:
+            return await fn(*args, **kwargs)
+        bridge = pipeline.bridge
+        span = Span(name, kind, cur.get() if bridge is None else bridge.parent(cur.get()))
+        token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
+        try:
+            return await fn(*args, **kwargs)
+        except BaseException as exc:
+            record_exception(span, exc)
+            raise
+        finally:
+            if bridge is not None:
+                bridge.detach(otel)
+            cur.reset(token)
             span._t1 = perf()
             on_end(span)
 
