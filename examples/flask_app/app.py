@@ -101,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     rastir.configure(service="articles-web")  # RASTIR_PUSH_URL names the collector
     server = make_server(args.host, args.port, app, threaded=True)
+    # Let server_close() wait for requests still being handled: a request's span ends
+    # when the server closes its response body, which can come after the client has
+    # the whole response, and a span that ends after rastir.shutdown() is not sent.
+    server.daemon_threads = False
     print(f"serving on http://{args.host}:{server.port}", file=sys.stderr, flush=True)
     signal.signal(signal.SIGTERM, _stop)
     try:
