@@ -104,7 +104,8 @@ class _Request:
         self._start_response = start_response
         self.middleware = middleware
         self.status = 0
-        self.route: str | None = None
+        # The route template, "" until start_response has looked (None: no route).
+        self.route: str | None = ""
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -130,9 +131,9 @@ class _Request:
     def end(self) -> None:
         span = self.span
         route = self.route
-        if route is None:
+        if route == "":  # the app never called start_response: look now
             route = _route(self.environ)
-        if route is not None:
+        if route:
             span.attributes["http.route"] = route
             # HTTP semconv span name: "{method} {http.route}".
             span.name = f"{span.name} {route}"
