@@ -46,6 +46,7 @@ _Baggage = tuple[tuple[str, str], ...]
 # Attributes left out when the environ has no value for them.
 _OPTIONAL = ("server.address", "server.port", "client.address", "user_agent.original")
 _perf_ns = time.perf_counter_ns
+_CLOSED: list[bytes] = []  # a closed response's body (its own object: () is shared)
 _on_end = PIPELINE.on_end
 
 
@@ -88,7 +89,18 @@ class _Request:
     less than a function and the cells it would close over.
     """
 
-    __slots__ = ("_start_response", "baggage", "environ", "middleware", "route", "span", "status")
+    __slots__ = (
+        "_body",
+        "_start_response",
+        "baggage",
+        "environ",
+        "middleware",
+        "route",
+        "span",
+        "status",
+    )
+    # Set only when the request is returned as the response (a complete body).
+    _body: list[bytes] | tuple[bytes, ...]
 
     def __init__(
         self,
@@ -128,6 +140,22 @@ class _Request:
             return self._start_response(status, headers)
         return self._start_response(status, headers, exc_info)
 
+    # A response that is already complete (a list or tuple of bytes) is answered with
+    # the request itself, one object fewer per request. Iterating it runs no
+    # application code, so the span need not be made current; the server's
+    # ``close()`` ends it. ``__len__`` is kept because PEP 3333 lets a server compute
+    # Content-Length from a one-item body.
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._body)
+
+    def __len__(self) -> int:
+        return len(self._body)
+
+    def close(self) -> None:
+        if self._body is not _CLOSED:
+            self._body = _CLOSED
+            self.end()
+
     def end(self) -> None:
         span = self.span
         route = self.route
@@ -144,33 +172,6 @@ class _Request:
                 server_error(span, status)
         span._t1 = _perf_ns()
         _on_end(span)
-
-
-class _ClosingBody:
-    """A response that is already complete (a list or tuple of bytes).
-
-    Iterating it runs no application code, so the span need not be made current; the
-    server's ``close()`` ends it. ``__len__`` is kept because PEP 3333 lets a server
-    compute Content-Length from a one-item body.
-    """
-
-    __slots__ = ("_body", "_request")
-
-    def __init__(self, body: list[bytes] | tuple[bytes, ...], request: _Request) -> None:
-        self._body = body
-        self._request: _Request | None = request
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._body)
-
-    def __len__(self) -> int:
-        return len(self._body)
-
-    def close(self) -> None:
-        request = self._request
-        if request is not None:
-            self._request = None
-            request.end()
 
 
 class _TracedBody:
@@ -405,5 +406,6 @@ class RastirWSGIMiddleware:
             if baggage_token is not None:
                 _current_baggage.reset(baggage_token)
         if type(body) is list or type(body) is tuple:
-            return _ClosingBody(body, request)
+            request._body = body
+            return request
         return _TracedBody(body, request)

@@ -248,6 +248,23 @@ def test_a_complete_body_keeps_its_length_for_content_length(spans: SpanWaiter) 
     assert spans.one("http.server").attributes["http.response.status_code"] == 201
 
 
+@pytest.mark.parametrize("empty", [[], ()], ids=["list", "tuple"])
+def test_an_empty_body_ends_its_span_once_however_often_it_is_closed(
+    spans: SpanWaiter, empty: list[bytes] | tuple[bytes, ...]
+) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("204 No Content", [])
+        return empty
+
+    body = RastirWSGIMiddleware(app)(environ(), start_response)
+    assert list(body) == []
+    assert spans.of_kind("http.server") == []  # open until the server closes it
+    body.close()  # type: ignore[attr-defined]
+    body.close()  # type: ignore[attr-defined]
+    (span,) = spans.of_kind("http.server")
+    assert span.attributes["http.response.status_code"] == 204
+
+
 def test_an_exception_from_a_wsgi_app_is_a_500_span_and_is_reraised_unchanged(
     spans: SpanWaiter,
 ) -> None:
