@@ -226,7 +226,7 @@ def _wrap_sync(
             return fn(*args, **kwargs)
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
-        span = Span(name, kind, parent)
+        span = Span(name, kind, parent, {})
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         tokens = _set_labels(labels)
         token = cur.set(span)
@@ -300,7 +300,7 @@ def _wrap_async(
             return await fn(*args, **kwargs)
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
-        span = Span(name, kind, parent)
+        span = Span(name, kind, parent, {})
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         tokens = _set_labels(labels)
         token = cur.set(span)
@@ -383,7 +383,7 @@ def _wrap_sync_adopt(
             return fn(*args, **kwargs)
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
-        span = Span(name, kind, parent)
+        span = Span(name, kind, parent, {})
         labels: Labels = None
         if prepare is not None:
             try:  # _safe_prepare, inlined: this wrapper is @llm's hot path
@@ -449,7 +449,7 @@ def _wrap_async_adopt(
             return await fn(*args, **kwargs)
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
-        span = Span(name, kind, parent)
+        span = Span(name, kind, parent, {})
         labels: Labels = None
         if prepare is not None:
             try:  # _safe_prepare, inlined: this wrapper is @llm's hot path
@@ -511,7 +511,7 @@ def _wrap_gen(
             return (yield from fn(*args, **kwargs))
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
-        span = Span(name, kind, parent)
+        span = Span(name, kind, parent, {})
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         rec = _safe_begin(stream, span) if stream is not None else None
         gen = fn(*args, **kwargs)
@@ -604,7 +604,7 @@ def _wrap_async_gen(
                         asend = agen.athrow
         bridge = pipeline.bridge
         parent = cur.get() if bridge is None else bridge.parent(cur.get())
-        span = Span(name, kind, parent)
+        span = Span(name, kind, parent, {})
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         rec = _safe_begin(stream, span) if stream is not None else None
         step: Callable[[Any], Any] = agen.asend

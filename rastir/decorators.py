@@ -178,7 +178,9 @@ def _llm_hooks(
     has_provider = provider is not None
 
     def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
-        attrs = span.attributes
+        attrs = span._attrs  # the wrappers with hooks make spans with a dict
+        if attrs is None:
+            attrs = span.attributes
         attrs.update(static)
         agent_name = _current_agent.get()
         if agent_name is not None:
@@ -275,7 +277,9 @@ def _capture_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
 
 def _child_hooks(static: dict[str, AttributeValue], capture_key: str | None) -> Hooks:
     def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
-        attrs = span.attributes
+        attrs = span._attrs  # the wrappers with hooks make spans with a dict
+        if attrs is None:
+            attrs = span.attributes
         attrs.update(static)
         agent_name = _current_agent.get()
         if agent_name is not None:

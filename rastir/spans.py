@@ -205,15 +205,18 @@ class Span:
     Only what every span needs is set when it starts. ``status``, ``error``,
     ``events`` and ``links`` read from class defaults until something sets them, and
     both timestamps come from the monotonic clock (``_t0``, ``_t1``), turned into Unix
-    time with the process's clock anchor when read.
+    time with the process's clock anchor when read. The attribute dict is made on
+    first use (``attributes``): a bare ``@trace`` span never has one, which spares an
+    allocation and, while the span waits in the export queue, a garbage-collector
+    count. Code that created the span with a dict reads ``_attrs`` directly.
     """
 
     __slots__ = (
         "__dict__",
+        "_attrs",
         "_ctx",
         "_t0",
         "_t1",
-        "attributes",
         "kind",
         "name",
         "psid",
@@ -226,7 +229,7 @@ class Span:
     tid: int
     sid: int
     psid: int
-    attributes: dict[str, Any]
+    _attrs: dict[str, Any] | None
     _ctx: SpanContext | None
     _t0: int
     _t1: int
@@ -253,9 +256,21 @@ class Span:
             self.psid = parent.sid
             self._ctx = parent._ctx
         self.sid = getrandbits(64) or new_span_id()
-        self.attributes = {} if attributes is None else attributes
+        self._attrs = attributes
         self._t1 = 0
         self._t0 = _perf_ns()
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """The span's attributes (a dict of its own, made on first use)."""
+        attrs = self._attrs
+        if attrs is None:
+            attrs = self._attrs = {}
+        return attrs
+
+    @attributes.setter
+    def attributes(self, value: dict[str, Any]) -> None:
+        self._attrs = value
 
     # -- reading ------------------------------------------------------------------
     @property
@@ -319,7 +334,11 @@ class Span:
 
     # -- writing ------------------------------------------------------------------
     def set_attribute(self, key: str, value: AttributeValue) -> None:
-        self.attributes[key] = value
+        attrs = self._attrs
+        if attrs is None:
+            self._attrs = {key: value}
+        else:
+            attrs[key] = value
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         self.attributes.update(attributes)

@@ -418,7 +418,10 @@ class StreamHook:
         if how == _NO:
             respond = self.respond
             if respond is not None and result is not None and cls not in _SCALARS:
-                respond(span.attributes, result, self.explicit_model, self.explicit_provider)
+                attrs = span._attrs  # made with a dict by the @llm wrapper
+                if attrs is None:
+                    attrs = span.attributes
+                respond(attrs, result, self.explicit_model, self.explicit_provider)
             return None
         if how == _BEDROCK:
             stream = result.get("stream")

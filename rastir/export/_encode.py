@@ -40,6 +40,7 @@ _MAX_STR = 8192
 _isfinite = math.isfinite
 # Shared, never mutated: the encoder omits an empty list as the field's default.
 _NO_ITEMS: list[Any] = []
+_NO_ATTRS: dict[str, Any] = {}  # shared by spans without attributes: never mutated
 
 
 def _clean(value: Any) -> AttrValue | None:
@@ -168,8 +169,10 @@ def wire_spans(spans: Iterable[Span], *, strict: bool = False) -> list[WireSpan]
     tid_hex = ""
     psid_hex: str | None = None
     for s in spans:
-        attrs = s.attributes
-        if attrs:
+        attrs = s._attrs  # not .attributes: that would make a dict for a span without
+        if attrs is None:
+            attrs = _NO_ATTRS
+        elif attrs:
             if strict:
                 attrs = _sanitize_all(attrs)
             else:
@@ -238,8 +241,10 @@ def wire_spans(spans: Iterable[Span], *, strict: bool = False) -> list[WireSpan]
 
 
 def to_wire(span: Span) -> WireSpan:
-    """One span record as its wire Struct (with lists of its own, free to change)."""
+    """One span record as its wire Struct (with a dict and lists of its own)."""
     w = wire_spans((span,))[0]
+    if w.attributes is _NO_ATTRS:
+        w.attributes = {}
     if w.events is _NO_ITEMS:
         w.events = []
     if w.links is _NO_ITEMS:
