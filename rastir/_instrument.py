@@ -81,17 +81,21 @@ class StreamHooks(Protocol):
 class Hooks:
     """Per-decorator behaviour: what to read before the call and after it."""
 
-    __slots__ = ("complete", "prepare", "stream")
+    __slots__ = ("complete", "prepare", "static", "stream")
 
     def __init__(
         self,
         prepare: Prepare | None = None,
         complete: Complete | None = None,
         stream: StreamHooks | None = None,
+        static: dict[str, Any] | None = None,
     ) -> None:
         self.prepare = prepare
         self.complete = complete
         self.stream = stream
+        # Constant attributes. With ``static`` set, ``prepare`` does nothing but copy
+        # them, and plain functions skip it: their span starts with a copy instead.
+        self.static = static
 
 
 def start_span(
@@ -189,6 +193,8 @@ def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
     prepare = hooks.prepare if hooks else None
     complete = hooks.complete if hooks else None
     stream = hooks.stream if hooks else None
+    static = hooks.static if hooks else None
+    plain = complete is None and stream is None and (prepare is None or static is not None)
     if inspect.isasyncgenfunction(fn):
         wrapper: Callable[..., Any] = _wrap_async_gen(fn, name, kind, prepare, complete, stream)
     elif inspect.isgeneratorfunction(fn):
@@ -196,10 +202,14 @@ def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
     elif inspect.iscoroutinefunction(fn):
         if stream is not None:
             wrapper = _wrap_async_adopt(fn, name, kind, prepare, complete, stream)
+        elif plain:
+            wrapper = _wrap_async_plain(fn, name, kind, static)
         else:
             wrapper = _wrap_async(fn, name, kind, prepare, complete)
     elif stream is not None:
         wrapper = _wrap_sync_adopt(fn, name, kind, prepare, complete, stream)
+    elif plain:
+        wrapper = _wrap_sync_plain(fn, name, kind, static)
     else:
         wrapper = _wrap_sync(fn, name, kind, prepare, complete)
     functools.update_wrapper(wrapper, fn)
@@ -218,8 +228,6 @@ def _wrap_sync(
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
     cur = _current_span
-    if prepare is None and complete is None:
-        return _wrap_sync_plain(fn, name, kind)
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
@@ -252,8 +260,11 @@ def _wrap_sync(
     return wrapper
 
 
-def _wrap_sync_plain(fn: Callable[..., Any], name: str, kind: str) -> Callable[..., Any]:
-    """:func:`_wrap_sync` without hooks (bare ``@trace``): the leanest span there is."""
+def _wrap_sync_plain(
+    fn: Callable[..., Any], name: str, kind: str, static: dict[str, Any] | None = None
+) -> Callable[..., Any]:
+    """:func:`_wrap_sync` without hooks (``@trace``, constant attributes at most)."""
+    copy = None if static is None else static.copy
     pipeline = PIPELINE
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
@@ -263,7 +274,8 @@ def _wrap_sync_plain(fn: Callable[..., Any], name: str, kind: str) -> Callable[.
         if not pipeline.enabled:
             return fn(*args, **kwargs)
         bridge = pipeline.bridge
-        span = Span(name, kind, cur.get() if bridge is None else bridge.parent(cur.get()))
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent, None if copy is None else copy())
         token = cur.set(span)
         otel = None if bridge is None else bridge.attach(span)
         try:
@@ -292,8 +304,6 @@ def _wrap_async(
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
     cur = _current_span
-    if prepare is None and complete is None:
-        return _wrap_async_plain(fn, name, kind)
 
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
@@ -326,8 +336,11 @@ def _wrap_async(
     return wrapper
 
 
-def _wrap_async_plain(fn: Callable[..., Any], name: str, kind: str) -> Callable[..., Any]:
-    """:func:`_wrap_async` without hooks (bare ``@trace`` on ``async def``)."""
+def _wrap_async_plain(
+    fn: Callable[..., Any], name: str, kind: str, static: dict[str, Any] | None = None
+) -> Callable[..., Any]:
+    """:func:`_wrap_async` without hooks (``@trace`` on ``async def``)."""
+    copy = None if static is None else static.copy
     pipeline = PIPELINE
     on_end = pipeline.on_end
     perf = time.perf_counter_ns
@@ -337,7 +350,8 @@ def _wrap_async_plain(fn: Callable[..., Any], name: str, kind: str) -> Callable[
         if not pipeline.enabled:
             return await fn(*args, **kwargs)
         bridge = pipeline.bridge
-        span = Span(name, kind, cur.get() if bridge is None else bridge.parent(cur.get()))
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent, None if copy is None else copy())
         token = cur.set(span)
         otel = None if bridge is None else bridge.attach(span)
         try:

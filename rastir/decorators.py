@@ -30,10 +30,10 @@ def _static_attrs(attributes: Mapping[str, AttributeValue] | None) -> Hooks | No
     frozen = dict(attributes)
 
     def prepare(span: Span, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
-        span.attributes.update(frozen)
+        span.attributes.update(frozen)  # generators; plain functions copy ``static``
         return None
 
-    return Hooks(prepare)
+    return Hooks(prepare, static=frozen)
 
 
 def _check_name(value: object, what: str) -> None:

@@ -376,3 +376,34 @@ def test_rastir_spans_fixture_is_registered(rastir_spans: CapturedSpans) -> None
 
     f()
     assert rastir_spans.one("fixture").kind == "trace"
+
+
+def test_constant_attributes_reach_every_kind_of_function_and_each_span_owns_its_copy() -> None:
+    constant: dict[str, str | int] = {"app.tier": "gold", "app.shard": 3}
+
+    @rastir.trace(attributes=constant)
+    def plain() -> None:
+        span = rastir.current_span()
+        assert span is not None
+        span.set_attribute("app.tier", "changed")  # this span's copy only
+
+    @rastir.trace(attributes=constant)
+    async def coroutine() -> None:
+        return None
+
+    @rastir.trace(attributes=constant)
+    def generator() -> Iterator[int]:
+        yield 1
+
+    with capture_spans() as spans:
+        plain()
+        plain()
+        asyncio.run(coroutine())
+        assert list(generator()) == [1]
+    first, second, from_async, from_gen = spans
+    assert first.attributes == second.attributes == {"app.tier": "changed", "app.shard": 3}
+    assert first.attributes is not second.attributes
+    for span in (from_async, from_gen):
+        assert span.attributes["app.tier"] == "gold"
+        assert span.attributes["app.shard"] == 3
+    assert constant == {"app.tier": "gold", "app.shard": 3}  # the caller's dict untouched
