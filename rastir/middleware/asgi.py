@@ -173,7 +173,9 @@ class _Response:
         """Finish the span: route, status, end time, hand-off."""
         self.done = True
         span = self.span
-        attributes = span.attributes
+        attributes = span._attrs  # made with a dict; no property call per request
+        if attributes is None:
+            attributes = span.attributes
         scope = self.scope
         template = _template(scope, self.root_path)
         if template is not None:

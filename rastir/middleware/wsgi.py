@@ -158,16 +158,19 @@ class _Request:
 
     def end(self) -> None:
         span = self.span
+        attributes = span._attrs  # made with a dict; no property call per request
+        if attributes is None:
+            attributes = span.attributes
         route = self.route
         if route == "":  # the app never called start_response: look now
             route = _route(self.environ)
         if route:
-            span.attributes["http.route"] = route
+            attributes["http.route"] = route
             # HTTP semconv span name: "{method} {http.route}".
             span.name = f"{span.name} {route}"
         status = self.status
         if status:
-            span.attributes["http.response.status_code"] = status
+            attributes["http.response.status_code"] = status
             if status >= 500:
                 server_error(span, status)
         span._t1 = _perf_ns()
