@@ -24,7 +24,7 @@ import logging
 import re
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
-from itertools import chain, islice
+from itertools import chain, islice, repeat
 from operator import attrgetter, gt
 from time import monotonic, perf_counter
 from typing import Any, Final
@@ -236,7 +236,11 @@ class IngestEndpoint:
         raw_service = batch.resource.get("service.name")
         service = raw_service if raw_service.__class__ is str else label_value(raw_service)
         return await self.accept(
-            service or "unknown_service", batch.resource, batch.spans, batch.dropped
+            service or "unknown_service",
+            batch.resource,
+            batch.spans,
+            batch.dropped,
+            strings_fit=_strings_fit(body, self._max_len),
         )
 
     async def accept(
@@ -245,12 +249,16 @@ class IngestEndpoint:
         resource: dict[str, Any],
         spans: list[WireSpan],
         dropped: int = 0,
+        *,
+        strings_fit: bool = False,
     ) -> int:
         """Steps 7 to 9 for decoded spans, whatever format they arrived in.
 
         Raises :class:`Rejection` like the HTTP path does. Every source of spans
         (this endpoint, OTLP receive, spans the collector makes itself) goes through
         here, so the checks, the metrics, the store and the sinks see them all alike.
+        ``strings_fit`` is True when the caller has proved, from the raw body, that no
+        string in the spans is longer than the value limit (:func:`_strings_fit`).
         """
         # 7. semantic checks
         if len(spans) > self._max_spans:
@@ -260,7 +268,7 @@ class IngestEndpoint:
                 f"batch has {len(spans)} spans; the limit is {self._max_spans}",
             )
         if spans:
-            self._check(spans)  # and 8. limits
+            self._check(spans, strings_fit)  # and 8. limits
         # 9. metrics (from every span, sampled or not), then the store
         self.metrics.record_batch(service, spans, dropped)
         if not spans:
@@ -381,11 +389,13 @@ class IngestEndpoint:
             raise Rejection(400, "invalid", f"invalid body: not a valid gzip stream ({e})")
         return out[0] if len(out) == 1 else b"".join(out)
 
-    def _check(self, spans: list[WireSpan]) -> None:
+    def _check(self, spans: list[WireSpan], strings_fit: bool = False) -> None:
         """Refuse what the schema cannot: bad ids, end before start. Then apply limits.
 
         A few passes in C decide the common case (nothing wrong, nothing to cut); the slow
-        paths find the exact culprit, or walk the spans that need cutting.
+        paths find the exact culprit, or walk the spans that need cutting. With
+        ``strings_fit`` the walk over every attribute value for over-long strings,
+        the most costly check, is skipped.
         """
         # A batch holds few distinct trace and parent ids: check each once.
         tids = set(map(_get_trace_id, spans))
@@ -407,11 +417,9 @@ class IngestEndpoint:
             _find_bad_time(spans)
         max_len = self._max_len
         attrs = list(map(_get_attributes, spans))
-        cut = (
-            max(map(len, attrs)) > self._max_attrs
-            or max(map(len, map(_get_name, spans))) > max_len
-            or _has_long_str(attrs, max_len)
-        )
+        cut = max(map(len, attrs)) > self._max_attrs
+        if not (cut or strings_fit):
+            cut = max(map(len, map(_get_name, spans))) > max_len or _has_long_str(attrs, max_len)
         # spans with an error, events or links: rare, so found in C, then walked
         extras: list[WireSpan] = []
         if (
@@ -475,6 +483,33 @@ class IngestEndpoint:
         if cut:
             self.metrics.truncated_count("attribute_value", cut)
         return attrs
+
+
+def _strings_fit(body: bytes, max_len: int) -> bool:
+    """Whether no JSON string in ``body`` can decode to more than ``max_len`` characters.
+
+    A sufficient test on the raw bytes, a few ``find`` calls in C instead of a Python
+    loop over every attribute value. When the body holds no escaped quote (``\\"``),
+    every ``"`` byte opens or closes a string, so a string's raw content is a run of
+    bytes free of quotes; and a string never decodes to more characters than it has
+    raw bytes (UTF-8 sequences and escapes only shrink). If every aligned chunk of
+    ``step`` bytes holds a quote, no quote-free run reaches ``2 * step - 1`` bytes,
+    which with ``step = (max_len + 2) // 2`` bounds every string by ``max_len``.
+    Only whole chunks need a quote: a run that long always holds one, even at the end.
+    False means "maybe not": the caller walks the decoded values.
+    """
+    step = (max_len + 2) // 2
+    size = len(body)
+    if step < 64 or size > step * 4096 or b'\\"' in body:
+        return False  # tiny limits, huge bodies, escaped quotes: walk the values
+    # One find per chunk, in C (memchr, stopping at the chunk's first quote): -1 for a
+    # chunk without one.
+    last = size - step + 1
+    if last <= 0:
+        return True  # shorter than one chunk, so shorter than max_len
+    return (
+        min(map(body.find, repeat(b'"'), range(0, last, step), range(step, last + step, step))) >= 0
+    )
 
 
 def _has_long_str(attrs: list[dict[str, Any]], max_len: int) -> bool:

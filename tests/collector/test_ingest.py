@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import zlib
 from collections.abc import AsyncIterator
@@ -12,9 +13,13 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import httpx
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rastir.collector import CollectorSettings, create_app
+from rastir.collector.ingest import _strings_fit
 from rastir.collector.store.base import SpanRow, StoreStats
 from rastir.collector.store.memory import MemoryStore
 from tests.collector.conftest import RunCollector
@@ -461,6 +466,65 @@ async def test_attribute_values_and_maps_over_the_limits_are_cut_and_counted(
     assert m.value("rastir_collector_truncated_total", field="attribute_map") == 1
     assert m.value("rastir_collector_truncated_total", field="attribute_value") == 2
     assert m.value("rastir_collector_truncated_total", field="span_name") == 1
+
+
+@pytest.mark.parametrize(
+    "long_value",
+    [
+        "x" * 300,  # a plain run with no quote in it
+        'say "hi" ' * 40,  # escaped quotes split the raw run
+        "é" * 120 + "\u2028" * 100,  # multibyte UTF-8, and a character JSON may escape
+        "z" * 150,  # one over the limit, inside a body with many quotes around it
+    ],
+)
+async def test_long_values_are_cut_inside_a_large_batch(
+    run_collector: RunCollector, long_value: str
+) -> None:
+    # A limit large enough for the raw-body shortcut (_strings_fit) to be tried, and a
+    # batch of ordinary spans around the one long value: it is still found and cut.
+    spans = [span(kind="tool", gen_ai__tool__name=f"t{i}", note="short") for i in range(50)]
+    spans[25]["attributes"]["big"] = long_value
+    async with run_collector(max_attr_value_len=149) as c:
+        assert (await c.post(encode(batch(spans)))).status_code == 202
+        tree = (await c.client.get(f"/v1/traces/{spans[25]['trace_id']}")).json()
+        m = await c.scrape()
+    (node,) = [n for n in tree["spans"] if n["span_id"] == spans[25]["span_id"]]
+    assert node["attributes"]["big"] == long_value[:148] + "…"
+    assert m.value("rastir_collector_truncated_total", field="attribute_value") == 1
+
+
+_TEXT = st.text(st.sampled_from('ab"\\/é\n\t\u2028\x01😀{}:,'), max_size=600)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(_TEXT, min_size=1, max_size=8),
+    max_len=st.integers(min_value=126, max_value=400),
+    ascii_only=st.booleans(),
+)
+def test_strings_fit_never_hides_a_long_string(
+    values: list[str], max_len: int, ascii_only: bool
+) -> None:
+    # The shortcut may say "maybe not" freely, but "fit" must be true of every string.
+    payload = {"spans": [{"name": "n", "attributes": {str(i): v for i, v in enumerate(values)}}]}
+    body = (
+        json.dumps(payload, ensure_ascii=True).encode()
+        if ascii_only
+        else msgspec.json.encode(payload)
+    )
+    if _strings_fit(body, max_len):
+        assert max(map(len, values)) <= max_len
+
+
+def test_strings_fit_holds_for_an_ordinary_batch() -> None:
+    # The shortcut is taken for what SDKs send (else it saves nothing), and refused for a
+    # value one character over the limit.
+    spans = [llm_span(prompt_note="a" * 100) for _ in range(100)]
+    body = encode(batch(spans))
+    assert len(body) > 20_000
+    assert _strings_fit(body, 4096)
+    spans[50]["attributes"]["long"] = "b" * 4097
+    assert not _strings_fit(encode(batch(spans)), 4096)
 
 
 async def test_client_reported_drops_are_counted_per_service(run_collector: RunCollector) -> None:
