@@ -385,3 +385,39 @@ class Span:
             f"Span({self.name!r}, kind={self.kind!r}, trace_id={self.trace_id}, "
             f"span_id={self.span_id}, parent={self.parent_span_id}, status={self.status!r})"
         )
+
+
+# A span continued from a remote parent keeps, as its ``_ctx``, what it inherits from
+# that parent: flags, tracestate and baggage (its trace id and parent span id are its
+# own ``tid`` and ``psid``). Most remote parents carry flags 00 or 01 and neither of the
+# other two, so these shared contexts serve them, and a traced request allocates no
+# ``SpanContext`` of its own. Their ids are zero: only flags, tracestate and baggage
+# are read from a span's ``_ctx``.
+_REMOTE_SAMPLED: Final = SpanContext(0, 0, 1, None)
+_REMOTE_UNSAMPLED: Final = SpanContext(0, 0, 0, None)
+_new_object = object.__new__
+
+
+def remote_child(
+    name: str, kind: str, tid: int, psid: int, flags: int, attributes: dict[str, Any] | None
+) -> Span:
+    """``Span(name, kind, SpanContext(tid, psid, flags), attributes)``, for a remote
+    parent without tracestate or baggage, in half the instructions (no class call, no
+    parent object). Used by the HTTP middleware on every request with a ``traceparent``.
+    """
+    span: Span = _new_object(Span)
+    span.name = name
+    span.kind = kind
+    span.tid = tid
+    span.psid = psid
+    if flags == 1:
+        span._ctx = _REMOTE_SAMPLED
+    elif flags == 0:
+        span._ctx = _REMOTE_UNSAMPLED
+    else:
+        span._ctx = SpanContext(tid, psid, flags, None)
+    span.sid = getrandbits(64) or new_span_id()
+    span._attrs = attributes
+    span._t1 = 0
+    span._t0 = _perf_ns()
+    return span

@@ -38,7 +38,7 @@ from rastir.middleware._http import (
     stats,
     traceparent_ids,
 )
-from rastir.spans import Span, SpanContext
+from rastir.spans import Span, remote_child
 
 __all__ = ["RastirMiddleware"]
 
@@ -249,7 +249,8 @@ class RastirMiddleware:
 
     def _begin(self, scope: Scope, http: bool) -> Span | None:
         """The request's span, not yet current. A remote parent, with the baggage that
-        came with it, is the span's ``_ctx``.
+        came with it, is the span's ``_ctx`` (shared, see ``remote_child``, when it is
+        only flags).
 
         None for an excluded path, or when the scope cannot be read: telemetry never
         breaks the host, so a scope this code does not understand is served untraced.
@@ -326,12 +327,12 @@ class RastirMiddleware:
             parent = None
             if traceparent is not None:
                 if tracestate is None and baggage is None:
-                    # remote_parent() inlined for the common case, on the raw bytes.
+                    # remote_parent() inlined for the common case, on the raw bytes. The span
+                    # shares its inherited context (remote_child): no SpanContext.
                     ids = traceparent_ids(traceparent)
-                    if ids is None:
-                        stats.count_invalid()
-                    else:
-                        parent = SpanContext(ids[0], ids[1], ids[2], None)
+                    if ids is not None:
+                        return remote_child(method, "http.server", ids[0], ids[1], ids[2], attrs)
+                    stats.count_invalid()
                 else:
                     parent = remote_parent(traceparent, tracestate, baggage)
         except Exception:

@@ -32,7 +32,7 @@ from rastir.middleware._http import (
     stats,
     traceparent_ids,
 )
-from rastir.spans import Span, SpanContext
+from rastir.spans import Span, SpanContext, remote_child
 
 __all__ = ["RastirWSGIMiddleware"]
 
@@ -358,12 +358,15 @@ class RastirWSGIMiddleware:
                 tracestate = environ.get("HTTP_TRACESTATE")
                 baggage = environ.get("HTTP_BAGGAGE")
                 if tracestate is None and baggage is None:
-                    # remote_parent() inlined for the common case.
+                    # remote_parent() inlined for the common case. The span
+                    # shares its inherited context (remote_child): no SpanContext.
                     ids = traceparent_ids(traceparent)
-                    if ids is None:
-                        stats.count_invalid()
-                    else:
-                        parent = SpanContext(ids[0], ids[1], ids[2], None)
+                    if ids is not None:
+                        return (
+                            remote_child(method, "http.server", ids[0], ids[1], ids[2], attrs),
+                            (),
+                        )
+                    stats.count_invalid()
                 else:
                     parent = remote_parent(traceparent, tracestate, baggage)
         except Exception:

@@ -25,7 +25,7 @@ from rastir.propagation import (
     parse_traceparent,
     parse_tracestate,
 )
-from rastir.spans import Span, SpanContext
+from rastir.spans import Span, SpanContext, remote_child
 
 TID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 SID = 0x00F067AA0BA902B7
@@ -891,3 +891,29 @@ def test_parse_baggage_never_raises_and_its_output_formats_back(value: str) -> N
     entries = parse_baggage(value)
     assert len(entries) <= 180
     assert parse_baggage(format_baggage(entries)) == entries
+
+
+@pytest.mark.parametrize("flags", [0, 1, 2, 3, 0x81])
+def test_remote_child_is_the_span_a_remote_parent_would_give(flags: int) -> None:
+    # remote_child() is the middleware's shortcut for Span(name, kind, SpanContext(...)):
+    # everything a reader, a child, an exporter or inject() sees must be the same.
+    tid, psid = 0x4BF92F3577B34DA6A3CE929D0E0E4736, 0x00F067AA0BA902B7
+    attrs = {"http.request.method": "GET"}
+    quick = remote_child("GET", "http.server", tid, psid, flags, attrs)
+    slow = Span("GET", "http.server", SpanContext(tid, psid, flags, None), dict(attrs))
+    for span in (quick, slow):
+        assert (span.trace_id, span.parent_span_id) == (f"{tid:032x}", f"{psid:016x}")
+        assert span._t0
+        assert not span._t1
+        assert span.status == "ok"
+    assert quick.attributes is attrs
+    assert (quick.flags, quick.sampled, quick.tracestate) == (slow.flags, slow.sampled, None)
+    assert quick.sid != slow.sid
+    assert quick.sid
+    assert quick._ctx is not None
+    assert quick._ctx.baggage == ()
+    child = Span("child", "tool", quick, None)
+    assert (child.tid, child.psid, child.flags) == (tid, quick.sid, flags)
+    carrier: dict[str, str] = {}
+    propagation.inject(carrier, quick)
+    assert carrier["traceparent"] == f"00-{tid:032x}-{quick.sid:016x}-{flags:02x}"
