@@ -26,6 +26,7 @@ __all__ = [
     "SpanLink",
     "new_span_id",
     "new_trace_id",
+    "remote_child",
 ]
 
 SpanKind = Literal[
