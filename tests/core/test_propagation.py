@@ -912,6 +912,11 @@ def test_remote_child_is_the_span_a_remote_parent_would_give(flags: int) -> None
     assert quick.sid
     assert quick._ctx is not None
     assert quick._ctx.baggage == ()
+    # remote_child() sets each slot Span.__init__ sets: a slot added to one and not the
+    # other fails here (an unset slot raises AttributeError).
+    for slot in Span.__slots__:
+        if slot != "__dict__":
+            assert type(getattr(quick, slot)) is type(getattr(slow, slot)), slot
     child = Span("child", "tool", quick, None)
     assert (child.tid, child.psid, child.flags) == (tid, quick.sid, flags)
     carrier: dict[str, str] = {}
