@@ -18,6 +18,7 @@ from typing import Any as _Any
 from rastir._config import Settings, configure, flush, get_settings, shutdown
 from rastir.context import (
     current_agent,
+    current_baggage,
     current_model,
     current_provider,
     current_span,
@@ -74,6 +75,7 @@ __all__ = [
     "continue_trace",
     "crew_kickoff",
     "current_agent",
+    "current_baggage",
     "current_model",
     "current_provider",
     "current_span",

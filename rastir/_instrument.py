@@ -120,12 +120,22 @@ def start_span(
 
 
 def detach_span(token: Token[Span | SpanContext | None], otel: Any) -> None:
-    """Undo :func:`start_span`'s context changes (the span itself stays open)."""
+    """Undo :func:`start_span`'s context changes (the span itself stays open).
+
+    Never raises. A ``with rastir.span()`` held across a generator's ``yield`` can be
+    closed from another context (asyncio finalises an abandoned async generator in a
+    task of its own; ``Context.run(gen.close)``), where the token does not belong:
+    the previous span is then restored by value.
+    """
     if otel is not None:
         bridge = PIPELINE.bridge
         if bridge is not None:
             bridge.detach(otel)
-    _current_span.reset(token)
+    try:
+        _current_span.reset(token)
+    except ValueError:
+        old = token.old_value
+        _current_span.set(None if old is Token.MISSING else old)
 
 
 def finish_span(span: Span) -> None:
@@ -135,13 +145,22 @@ def finish_span(span: Span) -> None:
 
 
 def end_span(span: Span, token: Token[Span | SpanContext | None], otel: Any) -> None:
-    """:func:`detach_span` then :func:`finish_span`."""
-    detach_span(token, otel)
-    finish_span(span)
+    """:func:`detach_span` then :func:`finish_span` (the span ends whatever happens)."""
+    try:
+        detach_span(token, otel)
+    finally:
+        finish_span(span)
 
 
 def record_exception(span: Span, exc: BaseException) -> None:
-    """Record how a span ended abnormally. Never raises."""
+    """Record how a span ended abnormally. Never raises.
+
+    An exception is an error and a cancellation is ``cancelled``. A
+    ``BaseExceptionGroup`` (a task group stopped by a cancellation while another task
+    failed) is an error when any exception in it is not a cancellation, described by
+    the first such one. ``GeneratorExit`` (a generator closed early) changes nothing;
+    any other ``BaseException`` is an error.
+    """
     try:
         if isinstance(exc, Exception):
             category, exc_type, message = error_info(exc)
@@ -149,8 +168,30 @@ def record_exception(span: Span, exc: BaseException) -> None:
         elif is_cancellation(exc):
             span.status = "cancelled"
             span.attributes["rastir.cancelled.by"] = type(exc).__name__
+        elif not isinstance(exc, GeneratorExit):  # a generator closed early: not failed
+            failed = _first_failure(exc)
+            if failed is None:  # a group of cancellations only
+                span.status = "cancelled"
+                span.attributes["rastir.cancelled.by"] = type(exc).__name__
+            else:
+                category, exc_type, message = error_info(failed)
+                span.set_error(category, exc_type, message)
     except Exception:  # pragma: no cover - error_info never raises
         span.status = "error"
+
+
+def _first_failure(exc: BaseException, depth: int = 0) -> BaseException | None:
+    """The first exception in ``exc`` (a group, walked depth-first) that is not a
+    cancellation; ``exc`` itself when it is not a group."""
+    members = getattr(exc, "exceptions", None)
+    if not isinstance(members, tuple) or depth > 32:
+        return None if is_cancellation(exc) else exc
+    for member in members:
+        if isinstance(member, BaseException):
+            found = _first_failure(member, depth + 1)
+            if found is not None:
+                return found
+    return None
 
 
 def _set_labels(labels: Labels) -> Tokens:
@@ -560,11 +601,17 @@ def _wrap_gen(
                     send = gen.send
                 except GeneratorExit:
                     span.attributes["rastir.generator.closed_early"] = True
+                    # Its finally blocks run as a step does: span, labels, bridge.
+                    tokens = _set_labels(labels)
                     token = cur.set(span)
+                    otel = None if bridge is None else bridge.attach(span)
                     try:
                         gen.close()
                     finally:
+                        if bridge is not None:
+                            bridge.detach(otel)
                         cur.reset(token)
+                        _reset_labels(tokens)
                     raise
                 except BaseException as exc:  # thrown in by the consumer: pass it on
                     value = exc
@@ -652,11 +699,17 @@ def _wrap_async_gen(
                     step = agen.asend
                 except GeneratorExit:
                     span.attributes["rastir.generator.closed_early"] = True
+                    # Its finally blocks run as a step does: span, labels, bridge.
+                    tokens = _set_labels(labels)
                     token = cur.set(span)
+                    otel = None if bridge is None else bridge.attach(span)
                     try:
                         await agen.aclose()
                     finally:
+                        if bridge is not None:
+                            bridge.detach(otel)
                         cur.reset(token)
+                        _reset_labels(tokens)
                     raise
                 except BaseException as exc:
                     value = exc

@@ -108,8 +108,11 @@ def use_span(span: Span | SpanContext | None) -> Iterator[Span | SpanContext | N
     """Make ``span`` current for the body of the ``with`` block, without ending it.
 
     Use it to continue a trace received from elsewhere: ``with use_span(extract(headers)):``.
+    The baggage that came with such a context is current too, so it travels on.
     """
     token = _current_span.set(span)
+    baggage = span.baggage if isinstance(span, SpanContext) else None
+    baggage_token = _current_baggage.set(baggage) if baggage else None
     bridge = PIPELINE.bridge
     otel = None if bridge is None or span is None else bridge.attach(span)
     try:
@@ -117,4 +120,6 @@ def use_span(span: Span | SpanContext | None) -> Iterator[Span | SpanContext | N
     finally:
         if bridge is not None:
             bridge.detach(otel)
+        if baggage_token is not None:
+            _current_baggage.reset(baggage_token)
         _current_span.reset(token)

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_EXCLUDED",
     "KNOWN_METHODS",
     "SENSITIVE_HEADERS",
+    "SPAN_NAMES",
     "HeaderCapture",
     "MiddlewareStats",
     "call_hook",
@@ -57,9 +58,13 @@ _REDACTED: Final = "[redacted]"
 KNOWN_METHODS: Final = frozenset(
     ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY")
 )
+# The names a server span starts with. The route is appended to these only: a name a
+# hook chose is the user's, and stays as it is.
+SPAN_NAMES: Final = KNOWN_METHODS | {"HTTP", "WEBSOCKET"}
 # Baggage, section Limits: 8192 bytes is what a receiver must accept; a longer header
 # is oversized, and parse_baggage keeps only the entries that fit.
 _MAX_BAGGAGE_BYTES: Final = 8192
+_MAX_BAGGAGE_MEMBERS: Final = 180  # W3C Baggage §3.3.1, as in rastir.propagation
 
 
 class MiddlewareStats:
@@ -187,7 +192,12 @@ def remote_parent(
         if isinstance(baggage, bytes):
             baggage = baggage.decode("latin-1")
         entries = parse_baggage(baggage)
-        if not entries or len(baggage) > _MAX_BAGGAGE_BYTES:
+        if (
+            not entries
+            or len(baggage) > _MAX_BAGGAGE_BYTES
+            # Cut to 180 members, the rest dropped: counted as the docs promise.
+            or (len(entries) == _MAX_BAGGAGE_MEMBERS and baggage.count(",") >= len(entries))
+        ):
             stats.count_invalid_baggage()
         if entries:
             return SpanContext(ids[0], ids[1], ids[2], state, baggage=entries)

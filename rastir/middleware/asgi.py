@@ -29,6 +29,7 @@ from rastir.middleware._http import (
     _HOSTS,
     DEFAULT_EXCLUDED,
     KNOWN_METHODS,
+    SPAN_NAMES,
     HeaderCapture,
     call_hook,
     header_names,
@@ -75,19 +76,19 @@ def _repeated(headers: Iterable[tuple[bytes, bytes]]) -> tuple[Any, Any, Any, An
     return host, user_agent, traceparent, tracestate, baggage
 
 
-def _route_template(route: Any, scope: Scope, root_path: str) -> str | None:
-    """The matched route's template, read after routing.
+def _is_mount(route: Any) -> bool:
+    """A Starlette ``Mount`` (or a subclass), known by class name: nothing is imported."""
+    return any(cls.__name__ == "Mount" for cls in type(route).__mro__)
+
+
+def _route_template(route: Any, path: str, scope: Scope, root_path: str) -> str | None:
+    """The matched route's template when routing went through a ``Mount``.
 
     Starlette's router (and so FastAPI's) stores the matched route in
     ``scope["route"]``. Under a ``Mount`` the route's path is relative to the mount,
     whose matched prefix the router appends to ``root_path``.
     """
-    path = getattr(route, "path", None)
-    if not isinstance(path, str):
-        return None
     mounted = scope.get("root_path", "")
-    if mounted == root_path:
-        return path
     if not isinstance(mounted, str) or not mounted.startswith(root_path):
         return path
     # A Mount whose own path has parameters ("/users/{uid}") puts their values in
@@ -97,7 +98,15 @@ def _route_template(route: Any, scope: Scope, root_path: str) -> str | None:
     convertors = getattr(route, "param_convertors", None)
     if params and isinstance(convertors, dict) and any(k not in convertors for k in params):
         return None
-    return mounted[len(root_path) :] + path
+    prefix = mounted[len(root_path) :]
+    if _is_mount(route):
+        # A Mount of an app without routes of its own (StaticFiles, a plain ASGI app)
+        # is itself the match: root_path already ends with its path. Its convertors
+        # hold the "{path}" of what lies below it, and any of its own parameters.
+        if (convertors and any(k != "path" for k in convertors)) or not prefix.endswith(path):
+            return None
+        return prefix or None
+    return prefix + path
 
 
 def _template(scope: Scope, root_path: str) -> str | None:
@@ -109,11 +118,36 @@ def _template(scope: Scope, root_path: str) -> str | None:
     route = scope.get("route")
     if route is None:
         rule = scope.get("rastir.route")
-        return rule if isinstance(rule, str) else None
+        if isinstance(rule, str):
+            return rule
+        # FastAPI (0.16x) routes into a mounted app without setting scope["route"]:
+        # the mount is then known by the prefix it added to root_path, a template
+        # only when it matched no path parameter.
+        mounted = scope.get("root_path", "")
+        if (
+            type(mounted) is str
+            and len(mounted) > len(root_path)
+            and mounted.startswith(root_path)
+            and not scope.get("path_params")
+        ):
+            return mounted[len(root_path) :]
+        return None
     path = getattr(route, "path", None)
-    if type(path) is str and scope.get("root_path", "") == root_path:
+    fastapi = scope.get("fastapi")
+    if fastapi is not None:
+        # FastAPI (0.16x) includes routers lazily: the route in the scope is the
+        # router's own, without the prefixes of include_router(), and the full path
+        # is on the inclusion's context.
+        context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
+        if context is not None and getattr(context, "original_route", None) is route:
+            full = getattr(context, "path", None)
+            if isinstance(full, str):
+                path = full
+    if type(path) is not str:
+        return None
+    if scope.get("root_path", "") == root_path:
         return path  # the common case: no Mount in between
-    return _route_template(route, scope, root_path)
+    return _route_template(route, path, scope, root_path)
 
 
 class _Response:
@@ -181,7 +215,8 @@ class _Response:
         if template is not None:
             attributes["http.route"] = template
             # HTTP semconv span name: "{method} {http.route}".
-            span.name = f"{span.name} {template}"
+            if span.name in SPAN_NAMES:
+                span.name = f"{span.name} {template}"
         status = self.status
         if status:
             attributes["http.response.status_code"] = status
@@ -445,6 +480,7 @@ class RastirMiddleware:
             template = _template(scope, root_path)
             if template is not None:
                 attributes["http.route"] = template
-                span.name = f"{span.name} {template}"
+                if span.name in SPAN_NAMES:
+                    span.name = f"{span.name} {template}"
             span._t1 = _perf_ns()
             _on_end(span)

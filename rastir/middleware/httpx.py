@@ -53,7 +53,13 @@ def _attributes(request: Any) -> tuple[str, dict[str, Any]] | None:
         # query often carries keys and tokens, so it is left out whole.
         netloc = f"[{host}]" if ":" in host else host
         authority = f"{netloc}:{port}" if port is not None else netloc
-        attrs["url.full"] = f"{scheme}://{authority}{url.path}"
+        # The path as sent (percent-encoded), so that url.full is a valid URL.
+        raw_path = getattr(url, "raw_path", None)
+        if isinstance(raw_path, bytes):
+            path = raw_path.partition(b"?")[0].decode("ascii", "replace")
+        else:
+            path = url.path
+        attrs["url.full"] = f"{scheme}://{authority}{path}"
     except Exception:
         return None
     return method, attrs

@@ -23,6 +23,7 @@ from rastir.export._pipeline import PIPELINE
 from rastir.middleware._http import (
     DEFAULT_EXCLUDED,
     KNOWN_METHODS,
+    SPAN_NAMES,
     HeaderCapture,
     call_hook,
     header_names,
@@ -167,7 +168,8 @@ class _Request:
         if route:
             attributes["http.route"] = route
             # HTTP semconv span name: "{method} {http.route}".
-            span.name = f"{span.name} {route}"
+            if span.name in SPAN_NAMES:
+                span.name = f"{span.name} {route}"
         status = self.status
         if status:
             attributes["http.response.status_code"] = status
@@ -198,8 +200,11 @@ class _TracedBody:
         # per chunk, and the end of the body is a plain return, not a StopIteration.
         span = request.span
         baggage = request.baggage
+        bridge = PIPELINE.bridge
         token: Token[Span | SpanContext | None] | None = _current_span.set(span)
         btoken = _current_baggage.set(baggage) if baggage else None
+        # With the OpenTelemetry bridge on, OTel spans the body starts are children too.
+        otel = None if bridge is None else bridge.attach(span)
         sent = False
         try:
             for chunk in self._body:
@@ -211,11 +216,16 @@ class _TracedBody:
                 if btoken is not None:
                     _current_baggage.reset(btoken)
                     btoken = None
+                if otel is not None and bridge is not None:
+                    bridge.detach(otel)
+                    otel = None
                 yield chunk
                 sent = True
                 token = _current_span.set(span)
                 if baggage:
                     btoken = _current_baggage.set(baggage)
+                if bridge is not None:
+                    otel = bridge.attach(span)
         except GeneratorExit:
             raise
         except BaseException as exc:
@@ -224,8 +234,12 @@ class _TracedBody:
                     # Nothing was written yet, so the server answers 500 (PEP 3333).
                     request.status = 500
                 record_exception(span, exc)
+                if span.error is not None:
+                    span.attributes["error.type"] = span.error["exception_type"]
             raise
         finally:
+            if otel is not None and bridge is not None:
+                bridge.detach(otel)
             if token is not None:
                 _current_span.reset(token)
             if btoken is not None:
@@ -241,13 +255,20 @@ class _TracedBody:
             request.end()
             return
         # A generator's close() runs its finally blocks: user code, in the span.
-        token = _current_span.set(request.span)
+        span = request.span
+        token = _current_span.set(span)
+        bridge = PIPELINE.bridge
+        otel = None if bridge is None else bridge.attach(span)
         try:
             close()
         except BaseException as exc:
-            record_exception(request.span, exc)
+            record_exception(span, exc)
+            if span.error is not None:
+                span.attributes["error.type"] = span.error["exception_type"]
             raise
         finally:
+            if otel is not None and bridge is not None:
+                bridge.detach(otel)
             _current_span.reset(token)
             request.end()
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextvars
+import gc
 import sys
 import threading
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, cast
 
 import anyio
 import anyio.lowlevel
@@ -380,3 +383,140 @@ async def test_concurrent_agents_keep_their_own_labels() -> None:
     for s in spans.find("t"):
         parent = next(p for p in spans if p.span_id == s.parent_span_id)
         assert s.attributes["gen_ai.agent.name"] == parent.name
+
+
+def test_a_generator_closed_early_runs_its_cleanup_with_its_labels() -> None:
+    @rastir.tool
+    def cleanup() -> str | None:
+        return rastir.current_agent()
+
+    @rastir.agent(agent_name="planner")
+    def plan() -> Generator[int, None, None]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            cleanup()
+
+    with capture_spans() as spans:
+        steps = plan()
+        next(steps)
+        steps.close()
+    tool = spans.one("cleanup")
+    assert tool.attributes["gen_ai.agent.name"] == "planner"
+    assert tool.parent_span_id == spans.one("planner").span_id
+
+
+@pytest.mark.anyio
+async def test_an_async_generator_closed_early_runs_its_cleanup_with_its_labels() -> None:
+    @rastir.tool
+    def cleanup() -> str | None:
+        return rastir.current_agent()
+
+    @rastir.agent(agent_name="planner")
+    async def plan() -> AsyncGenerator[int, None]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            cleanup()
+
+    with capture_spans() as spans:
+        steps = plan()
+        await steps.__anext__()
+        await steps.aclose()
+    assert spans.one("cleanup").attributes["gen_ai.agent.name"] == "planner"
+
+
+def test_a_block_span_held_across_a_yield_ends_when_closed_from_another_context() -> None:
+    def lines() -> Generator[int, None, None]:
+        with rastir.span("read"):
+            yield 1
+            yield 2
+
+    with capture_spans() as spans:
+        reader = lines()
+        next(reader)
+        # The token belongs to this context; close() runs in a copy of it. No
+        # ValueError reaches the caller, and the span still ends.
+        contextvars.copy_context().run(reader.close)
+    assert spans.one("read").status == "ok"
+
+
+@pytest.mark.anyio
+async def test_a_block_span_in_an_abandoned_async_generator_ends_when_asyncio_finalises_it() -> (
+    None
+):
+    async def lines() -> AsyncIterator[int]:
+        with rastir.span("read"):
+            for i in range(3):
+                yield i
+
+    loop = asyncio.get_running_loop()
+    errors: list[object] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context.get("exception")))
+    with capture_spans() as spans:
+        async for _ in lines():
+            break  # no aclose(): asyncio finalises the generator in a task of its own
+        gc.collect()
+        for _ in range(5):
+            await asyncio.sleep(0)
+    assert errors == []
+    assert [s.name for s in spans] == ["read"]
+
+
+def _group(message: str, members: list[BaseException]) -> BaseException:
+    # BaseExceptionGroup is built in from Python 3.11 (the tests using it skip before).
+    group: Any = getattr(builtins, "BaseExceptionGroup")  # noqa: B009
+    return cast(BaseException, group(message, members))
+
+
+@pytest.mark.parametrize(
+    ("members", "status", "category"),
+    [
+        (lambda: [KeyboardInterrupt()], "cancelled", None),
+        (lambda: [ValueError("bad"), SystemExit()], "error", "validation_error"),
+        (
+            lambda: [asyncio.CancelledError(), _group("inner", [TimeoutError()])],
+            "error",
+            "timeout",
+        ),
+    ],
+    ids=["cancellations-only", "failure-and-exit", "nested-timeout"],
+)
+def test_a_base_exception_group_is_an_error_unless_it_holds_only_cancellations(
+    members: Callable[[], list[BaseException]], status: str, category: str | None
+) -> None:
+    if not hasattr(builtins, "BaseExceptionGroup"):
+        pytest.skip("BaseExceptionGroup is built in from Python 3.11")
+    group = _group("tasks", members())
+
+    @rastir.trace("group")
+    def run() -> None:
+        raise group
+
+    with capture_spans() as spans, pytest.raises(type(group)):
+        run()
+    span = spans.one("group")
+    assert span.status == status
+    assert (span.error or {}).get("type") == category
+
+
+def test_use_span_makes_the_baggage_of_an_extracted_context_current() -> None:
+    incoming = {
+        "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        "baggage": "tenant=acme,user=42",
+    }
+
+    @rastir.tool
+    def call() -> dict[str, str]:
+        headers: dict[str, str] = {}
+        rastir.inject(headers)
+        return headers
+
+    with rastir.use_span(rastir.extract(incoming)):
+        assert rastir.current_baggage() == {"tenant": "acme", "user": "42"}
+        sent = call()
+    assert sent["baggage"] == "tenant=acme,user=42"
+    assert sent["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
+    assert rastir.current_baggage() == {}

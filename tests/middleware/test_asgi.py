@@ -131,6 +131,59 @@ def test_a_mounted_route_template_carries_the_mount_prefix(spans: SpanWaiter) ->
     assert missing.status == "ok"  # a 4xx is not a server error
 
 
+def test_routers_included_with_prefixes_carry_them_in_the_route(spans: SpanWaiter) -> None:
+    # FastAPI puts the router's own route in the scope; the prefix given to
+    # include_router() (here two, for one router) belongs in http.route too.
+    router = APIRouter(prefix="/users")
+
+    @router.get("/{uid}")
+    async def get_user(uid: int) -> dict[str, int]:
+        return {"uid": uid}
+
+    outer = APIRouter(prefix="/admin")
+    outer.include_router(router)
+    app = FastAPI()
+    app.include_router(router, prefix="/v1")
+    app.include_router(router, prefix="/v2")
+    app.include_router(outer, prefix="/v3")
+    app.add_middleware(RastirMiddleware)
+    with asgi_server(app) as url:
+        for path in ("/v1/users/1", "/v2/users/2", "/v3/admin/users/3"):
+            assert httpx.get(f"{url}{path}").status_code == 200
+    routes = [s.attributes["http.route"] for s in spans.wait("http.server", 3)]
+    assert routes == ["/v1/users/{uid}", "/v2/users/{uid}", "/v3/admin/users/{uid}"]
+
+
+def test_a_mounted_app_without_routes_has_its_mount_path_as_the_route(
+    spans: SpanWaiter, tmp_path: Any
+) -> None:
+    from starlette.staticfiles import StaticFiles
+
+    (tmp_path / "site.css").write_text("body {}")
+    starlette = Starlette(routes=[Mount("/static", app=StaticFiles(directory=tmp_path))])
+    fastapi = FastAPI()
+    fastapi.mount("/assets", StaticFiles(directory=tmp_path))
+    fastapi.add_middleware(RastirMiddleware)
+    with asgi_server(RastirMiddleware(starlette)) as url:
+        assert httpx.get(f"{url}/static/site.css").text == "body {}"
+    with asgi_server(fastapi) as url:
+        assert httpx.get(f"{url}/assets/site.css").text == "body {}"
+    first, second = spans.wait("http.server", 2)
+    assert (first.name, first.attributes["http.route"]) == ("GET /static", "/static")
+    assert (second.name, second.attributes["http.route"]) == ("GET /assets", "/assets")
+
+
+def test_a_span_name_set_by_a_request_hook_is_kept(spans: SpanWaiter) -> None:
+    def rename(span: rastir.Span, scope: Scope) -> None:
+        span.name = "checkout"
+
+    with asgi_server(starlette_app(request_hook=rename)) as url:
+        assert httpx.get(f"{url}/items/7").status_code == 200
+    span = spans.one("http.server")
+    assert span.name == "checkout"
+    assert span.attributes["http.route"] == "/items/{item_id}"
+
+
 def test_spans_started_by_the_handler_are_children_of_the_server_span(
     spans: SpanWaiter,
 ) -> None:

@@ -57,6 +57,21 @@ async def get(module: Any, is_async: bool, url: str, *, span: bool = True) -> An
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("kind", CLIENTS)
+async def test_url_full_keeps_the_path_percent_encoded_as_sent(
+    url: str, spans: SpanWaiter, kind: tuple[Any, bool]
+) -> None:
+    module, is_async = kind
+    response = await get(module, is_async, f"{url}/no%20such/page?token=hunter2")
+    assert response.status_code == 404  # no route: only the URL matters here
+    port = int(url.rsplit(":", 1)[1])
+    # A valid URL (RFC 3986): the space stays "%20", and the query is never recorded.
+    assert spans.one("http.client").attributes["url.full"] == (
+        f"http://127.0.0.1:{port}/no%20such/page"
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", CLIENTS)
 async def test_each_request_carries_the_client_spans_traceparent(
     url: str, spans: SpanWaiter, kind: tuple[Any, bool]
 ) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -160,6 +161,46 @@ def test_with_the_bridge_a_rastir_service_parents_otel_spans_and_follows_an_otel
     work = next(s for s in otel.finished() if s.name == "otel work in the handler")
     assert (server.tid, server.psid) == (otel_server.context.trace_id, otel_server.context.span_id)
     assert parent_of(work) == server.sid
+
+
+def test_with_the_bridge_otel_spans_made_by_a_lazy_wsgi_body_are_children_of_its_span(
+    otel: OTel, spans: SpanWaiter
+) -> None:
+    from rastir.middleware import RastirWSGIMiddleware
+    from rastir.middleware.wsgi import Environ, StartResponse
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("content-type", "text/plain")])
+
+        def body() -> Iterator[bytes]:
+            try:
+                for i in range(2):
+                    with otel.tracer.start_as_current_span(f"chunk {i}"):
+                        pass
+                    yield b"x"
+            finally:
+                with otel.tracer.start_as_current_span("cleanup"):
+                    pass
+
+        return body()
+
+    rastir.configure(otel_bridge=True)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_NAME": "t", "SERVER_PORT": "80"}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> Any:
+        return None
+
+    body = RastirWSGIMiddleware(app)(environ, start_response)
+    assert list(body) == [b"x", b"x"]
+    body.close()  # type: ignore[attr-defined]
+    server = spans.one("http.server")
+    made = {s.name: s for s in otel.finished()}
+    assert set(made) == {"chunk 0", "chunk 1", "cleanup"}
+    for span in made.values():
+        assert span.context.trace_id == server.tid
+        assert parent_of(span) == server.sid
+    # Between chunks and afterwards, OTel's context is the caller's again.
+    assert not trace.get_current_span().get_span_context().is_valid
 
 
 def bridged() -> bool:

@@ -155,13 +155,23 @@ def test_baggage_is_current_in_the_handler_and_forwarded(url: str, spans: SpanWa
     assert body["outbound"]["baggage"] == "user=alice,tier=gold%20plus"
 
 
-def test_baggage_with_more_than_180_members_keeps_the_first_180(
-    url: str, spans: SpanWaiter
+def test_baggage_with_more_than_180_members_keeps_the_first_180_and_is_counted(
+    url: str, spans: SpanWaiter, counted: StatsDelta
 ) -> None:
     body = call(url, [("traceparent", VALID), ("baggage", members(200))])
     span = spans.one("http.server")
     assert (span.tid, span.psid) == (VALID_TID, VALID_SID)
     assert [k for k, _ in body["baggage"]] == [f"k{i}" for i in range(180)]
+    assert counted["invalid_baggage"] == 1
+
+
+def test_baggage_with_exactly_180_members_is_kept_whole_and_not_counted(
+    url: str, spans: SpanWaiter, counted: StatsDelta
+) -> None:
+    body = call(url, [("traceparent", VALID), ("baggage", members(180))])
+    spans.one("http.server")
+    assert len(body["baggage"]) == 180
+    assert counted["invalid_baggage"] == 0
 
 
 def test_oversized_baggage_keeps_what_fits_in_8192_bytes_and_is_counted(

@@ -304,6 +304,46 @@ def test_a_body_that_fails_before_its_first_chunk_is_a_500(spans: SpanWaiter) ->
     span = spans.one("http.server")
     assert span.status == "error"
     assert span.attributes["http.response.status_code"] == 500
+    # The exception names the error (HTTP semconv), not the status it caused.
+    assert span.attributes["error.type"] == "RuntimeError"
+
+
+def test_a_body_that_fails_after_its_first_chunk_names_the_error(spans: SpanWaiter) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+
+        def body() -> Iterator[bytes]:
+            yield b"first"
+            raise KeyError("mid-body")
+
+        return body()
+
+    body = RastirWSGIMiddleware(app)(environ(), start_response)
+    chunks = iter(body)
+    assert next(chunks) == b"first"
+    with pytest.raises(KeyError):
+        next(chunks)
+    body.close()  # type: ignore[attr-defined]
+    span = spans.one("http.server")
+    assert span.status == "error"
+    assert span.attributes["http.response.status_code"] == 200  # already sent
+    assert span.attributes["error.type"] == "KeyError"
+
+
+def test_a_span_name_set_by_a_hook_is_kept(spans: SpanWaiter) -> None:
+    def rename(span: rastir.Span, environ: Environ) -> None:
+        span.name = "checkout"
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        environ["rastir.route"] = "/cart/<id>"
+        start_response("200 OK", [])
+        return [b""]
+
+    middleware = RastirWSGIMiddleware(app, request_hook=rename)
+    middleware(environ("/cart/7"), start_response).close()  # type: ignore[attr-defined]
+    span = spans.one("http.server")
+    assert span.name == "checkout"
+    assert span.attributes["http.route"] == "/cart/<id>"
 
 
 def test_a_route_set_by_the_application_is_used(spans: SpanWaiter) -> None:
