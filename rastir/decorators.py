@@ -161,7 +161,10 @@ def _llm_hooks(
     provider: str | None,
     operation: str,
     attributes: Mapping[str, AttributeValue] | None,
+    names: tuple[str, ...] | None = None,
 ) -> Hooks:
+    """The @llm hooks for one function; ``names`` are its positional parameter names,
+    so that an argument named like a secret is never taken for the prompt."""
     # The adapters are imported on first decoration, not with ``rastir``.
     from rastir.adapters._apply import request_phase, response_phase, warm_pricing
     from rastir.adapters._stream import StreamHook
@@ -186,7 +189,7 @@ def _llm_hooks(
         if agent_name is not None:
             attrs["gen_ai.agent.name"] = agent_name
         # Request phase: survives an exception raised by the call.
-        m, p = request_phase(attrs, args, kwargs, has_model, has_provider)
+        m, p = request_phase(attrs, args, kwargs, has_model, has_provider, names)
         if has_model:
             m = model
         if has_provider:
@@ -262,8 +265,17 @@ def llm(
         fn, name = None, fn
     for value, what in ((name, "name"), (model, "model"), (provider, "provider")):
         _check_name(value, what)
-    hooks = _llm_hooks(model, provider, operation, attributes)
-    return _apply(fn, lambda f: instrument(f, name or _qualname(f), "llm", hooks))
+    from rastir.adapters._content import positional_names
+
+    return _apply(
+        fn,
+        lambda f: instrument(
+            f,
+            name or _qualname(f),
+            "llm",
+            _llm_hooks(model, provider, operation, attributes, positional_names(f)),
+        ),
+    )
 
 
 # -- @tool and @retrieval -------------------------------------------------------------------

@@ -517,8 +517,12 @@ class PricingRegistry:
         It wins over genai-prices' data. With ``provider`` it applies to that provider
         only (``"azure"`` and ``"azure.ai.openai"`` are the same provider); without, to
         the model from any provider. The model id is matched case-insensitively, and a
-        Bedrock id also matches its bare model (``anthropic.claude-x-v1:0`` matches an
-        override for ``claude-x``).
+        Bedrock id also matches its shorter names: ``us.anthropic.claude-x-v1:0``
+        matches an override for ``anthropic.claude-x-v1:0``, ``claude-x-v1:0`` (the
+        model ``@llm`` spans show) or ``claude-x``. An override for the provider wins
+        over one for any provider; within each, the most specific name wins. Bedrock
+        ARNs that name no model (application inference profiles) are priced only by an
+        override for the ARN itself.
 
         Args:
             model: The model id.
@@ -675,7 +679,7 @@ class PricingRegistry:
             return _UNKNOWN
         candidates = list(_candidates(canonical, model))
 
-        for p, m in _override_lookups(canonical, candidates):
+        for p, m in _override_lookups(canonical, model, candidates):
             found = self._overrides.get((p, m))
             if found is not None:
                 return _from_override(canonical, found, mult, f"override:{p or '*'}/{m}")
@@ -693,14 +697,48 @@ class PricingRegistry:
         return _UNKNOWN
 
 
+def _bedrock_names(model: str) -> list[str] | None:
+    """The names an override may give a Bedrock id, most specific first, or None.
+
+    ``arn:...:inference-profile/us.meta.llama3-1-70b-instruct-v1:0`` gives the ARN,
+    ``us.meta.llama3-1-70b-instruct-v1:0``, ``meta.llama3-1-70b-instruct-v1:0``,
+    ``llama3-1-70b-instruct-v1:0`` (the model ``@llm`` spans show) and
+    ``llama3-1-70b-instruct``.
+    """
+    bedrock = _bedrock_parts(model)
+    if bedrock is None:
+        return None
+    model_id, _vendor, bare = bedrock
+    names = [model, model_id]
+    head, _, rest = model_id.partition(".")
+    if head in _BEDROCK_REGIONS:
+        names.append(rest)
+        rest = rest.partition(".")[2]
+    names.append(rest)
+    names.append(bare)
+    return list(dict.fromkeys(n.lower() for n in names if n))
+
+
 def _override_lookups(
-    provider: str | None, candidates: list[tuple[str | None, str]]
+    provider: str | None, model: str, candidates: list[tuple[str | None, str]]
 ) -> Iterator[tuple[str | None, str]]:
+    """Override keys to try, first match wins: an override for the caller's provider
+    beats one for any provider, and within each the most specific model name wins."""
+    bedrock = _bedrock_names(model)
+    if bedrock is not None:
+        # A Bedrock id names its own provider: overrides set for "aws.bedrock" apply
+        # whatever the caller called it. Not those of the model's maker: AWS bills
+        # the call, not Anthropic or Meta.
+        for billed_by in dict.fromkeys(x for x in (provider, "aws") if x is not None):
+            for m in bedrock:
+                yield billed_by, m
+        for m in bedrock:
+            yield None, m
+        return
     models = list(dict.fromkeys(m for _, m in candidates))
     if provider is not None:
         for m in models:
             yield provider, m
-        # A Bedrock id names its own provider.
         for p, m in candidates:
             if p is not None and p != provider:
                 yield p, m

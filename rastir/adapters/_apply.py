@@ -73,6 +73,15 @@ _BEDROCK_VENDORS: Final = frozenset(
 _BEDROCK_REGIONS: Final = frozenset(("us", "eu", "apac", "us-gov", "global", "ca", "jp", "au"))
 
 
+# Response providers whose classes do not say who hosts the model -> the hosts a
+# request can name instead (AnthropicBedrock/AnthropicVertex clients, a Bedrock model
+# id, ``genai.Client(vertexai=True)``). "openai" is handled apart: any request
+# provider beats it.
+_HOSTS: Final[dict[str, frozenset[str]]] = {
+    "anthropic": frozenset(("aws.bedrock", "gcp.vertex_ai", "azure.ai.inference")),
+    "gcp.gemini": frozenset(("gcp.vertex_ai",)),
+}
+
 _registry: AdapterRegistry | None = None
 
 
@@ -108,9 +117,18 @@ def parse_bedrock_model_id(model_id: str) -> tuple[str, str] | None:
 
 
 def _bedrock(attrs: dict[str, Any], model: str) -> str | None:
-    """The model part of a Bedrock id (recording the id and vendor), or None."""
+    """The model part of a Bedrock id (recording the id and vendor), or None.
+
+    The raw id is kept as ``aws.bedrock.model_id``: it is what AWS bills, and what the
+    cost is looked up with (``write_result``). A Bedrock ARN that names no model (an
+    application inference profile, a custom or imported model) is recorded as it is,
+    with no vendor: only a price set for that ARN can price it.
+    """
     parsed = parse_bedrock_model_id(model)
     if parsed is None:
+        if model.startswith("arn:") and ":bedrock:" in model:
+            attrs["aws.bedrock.model_id"] = model
+            return model
         return None
     attrs["aws.bedrock.model_id"] = model
     attrs["rastir.model.vendor"] = parsed[1]
@@ -146,12 +164,15 @@ def request_phase(
     kwargs: dict[str, Any],
     explicit_model: bool = False,
     explicit_provider: bool = False,
+    names: tuple[str, ...] | None = None,
 ) -> tuple[str | None, str | None]:
     """Read the call's arguments into ``attrs``; returns the (model, provider) seen.
 
     Only model names, provider names, a few numeric request parameters and guardrail
     identifiers are read: never keys, headers or tokens. The prompt is recorded only
-    with ``capture_content`` on.
+    with ``capture_content`` on. ``names`` are the decorated function's positional
+    parameter names (``_content.positional_names(fn)``, computed once per function):
+    with them, a positional argument named like a secret is never taken as the prompt.
 
     This runs on every ``@llm`` call, so the registry's per-class lookup is inlined
     here (one pass over the arguments, no call per argument).
@@ -220,7 +241,7 @@ def request_phase(
         if r.extra_attributes:
             for key, value in r.extra_attributes.items():
                 attrs.setdefault(key, value)
-    if model is not None and "." in model:
+    if model is not None and ("." in model or model.startswith("arn:")):
         short = _bedrock(attrs, model)
         if short is not None:
             model = short
@@ -231,7 +252,7 @@ def request_phase(
         attrs["gen_ai.provider.name"] = provider
     if _config._settings.capture_content:
         try:
-            messages = _content.input_messages(args, kwargs)
+            messages = _content.input_messages(args, kwargs, names)
             if messages:
                 attrs["gen_ai.input.messages"] = _content.dumps(messages)
         except Exception:
@@ -308,14 +329,18 @@ def write_result(
             # The decorator's word wins the label; what the provider said is kept.
             attrs["rastir.response.model_reported"] = model
     provider = r.provider
-    # An OpenAI-shaped response says nothing about who served it (Azure, Groq, a
-    # gateway): a more specific provider found in the request stays.
-    if (
-        provider
-        and explicit_provider is None
-        and (provider != "openai" or "gen_ai.provider.name" not in attrs)
-    ):
-        attrs["gen_ai.provider.name"] = provider
+    if provider and explicit_provider is None:
+        # An OpenAI-shaped response says nothing about who served it (Azure, Groq, a
+        # gateway): any provider found in the request stays. Anthropic's and
+        # google-genai's classes are the same whoever hosts the model, so a host the
+        # request named (Bedrock, Vertex AI) stays too.
+        if provider == "openai":
+            keep = "gen_ai.provider.name" in attrs
+        else:
+            hosts = _HOSTS.get(provider)
+            keep = hosts is not None and attrs.get("gen_ai.provider.name") in hosts
+        if not keep:
+            attrs["gen_ai.provider.name"] = provider
     tin = r.tokens_input
     tout = r.tokens_output
     if tin is not None:
@@ -340,7 +365,14 @@ def write_result(
     price = _pricing or _load_pricing()
     if price is False:
         return
-    name = model or attrs.get("gen_ai.request.model") or explicit_model
+    # A Bedrock call is priced by the id it sent (``us.meta.llama3-...-v1:0``, an
+    # ARN): the short model on the span is not a price-list entry. A response that
+    # names another model (not the short form of that id) is priced by its own name.
+    bedrock_id = attrs.get("aws.bedrock.model_id")
+    if bedrock_id is not None and (not model or model in bedrock_id):
+        name = bedrock_id
+    else:
+        name = model or attrs.get("gen_ai.request.model") or explicit_model
     if not name:
         attrs["rastir.cost.unknown"] = True
         return

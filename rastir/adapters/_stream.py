@@ -3,8 +3,9 @@
 Two cases. An ``@llm`` generator (or async generator) function: the wrapper in
 ``rastir._instrument`` hands each item to a :class:`StreamRecorder`. An ``@llm``
 function that *returns* a stream (an openai/anthropic/groq ``Stream``, an anthropic
-``MessageStreamManager``, a mistral ``EventStream``, Bedrock's ``converse_stream``
-result, a CrewAI streaming output, or any generator): the result is handed back inside
+``MessageStreamManager``, an openai ``ResponseStreamManager``, a mistral
+``EventStream``, Bedrock's ``converse_stream`` result, a CrewAI streaming output, or
+any generator): the result is handed back inside
 a :class:`StreamProxy` that records each item and ends the span when the stream is
 exhausted, closed, fails, or is dropped unfinished (recorded as partial).
 """
@@ -42,9 +43,18 @@ _STREAM_NAMES: Final = frozenset(
         "EventStream",
         "EventStreamAsync",
         "CrewStreamingOutput",
+        "ResponseStream",
+        "AsyncResponseStream",
     )
 )
-_MANAGERS: Final = frozenset(("MessageStreamManager", "AsyncMessageStreamManager"))
+_MANAGERS: Final = frozenset(
+    (
+        "MessageStreamManager",
+        "AsyncMessageStreamManager",
+        "ResponseStreamManager",
+        "AsyncResponseStreamManager",
+    )
+)
 
 
 def _classify(cls: type) -> int:
@@ -193,7 +203,12 @@ class StreamRecorder:
                     value = getattr(found, field)
                     if value and not getattr(r, field):
                         setattr(r, field, value)
-                for field in ("tokens_input", "tokens_output", "cache_read_tokens"):
+                for field in (
+                    "tokens_input",
+                    "tokens_output",
+                    "cache_read_tokens",
+                    "cache_write_tokens",
+                ):
                     value = getattr(found, field)
                     if value is not None:
                         setattr(r, field, value)
@@ -213,17 +228,30 @@ class StreamRecorder:
             attrs["gen_ai.output.messages"] = _content.dumps([message])
 
 
-def _final_of(obj: Any) -> Any:
-    """The final response object some SDK streams keep, once they have one."""
+def _final_of(obj: Any) -> tuple[Any, bool]:
+    """The response object some SDK streams keep, and whether the stream is complete.
+
+    A stream read by the SDK's own helpers (anthropic's ``get_final_message()``,
+    ``get_final_text()``, ``until_done()``; openai's ``get_final_response()``) is
+    consumed inside the SDK, past the proxy: its final object is then all there is to
+    read, and it says whether the stream ran to its end (a stop reason, a completed
+    response).
+    """
     name = type(obj).__name__
     try:
         if name in ("MessageStream", "AsyncMessageStream"):
-            return getattr(obj, "current_message_snapshot", None)
+            message = getattr(obj, "current_message_snapshot", None)
+            return message, getattr(message, "stop_reason", None) is not None
+        if name in ("ResponseStream", "AsyncResponseStream"):
+            # The SDK sets it when ``response.completed`` arrives (a private name:
+            # on another openai version this fails and the chunks seen are used).
+            response = obj._state._completed_response
+            return response, response is not None
         if name == "CrewStreamingOutput" and getattr(obj, "is_completed", False):
-            return obj.result
+            return obj.result, True
     except Exception:
-        return None
-    return None
+        return None, False
+    return None, False
 
 
 class StreamProxy:
@@ -248,7 +276,8 @@ class StreamProxy:
         self._done = True
         if exc is not None:
             record_exception(self._span, exc)
-        self._rec.end(partial, _final_of(self._obj))
+        final, complete = _final_of(self._obj)
+        self._rec.end(partial and not complete, final)
         finish_span(self._span)
 
     # -- sync -------------------------------------------------------------------------

@@ -26,8 +26,16 @@ _CLIENTS: Final = {
     "AsyncAnthropic": "anthropic",
     "AnthropicBedrock": "aws.bedrock",
     "AsyncAnthropicBedrock": "aws.bedrock",
+    "AnthropicBedrockMantle": "aws.bedrock",
+    "AsyncAnthropicBedrockMantle": "aws.bedrock",
+    "AnthropicAWS": "aws.bedrock",
+    "AsyncAnthropicAWS": "aws.bedrock",
     "AnthropicVertex": "gcp.vertex_ai",
     "AsyncAnthropicVertex": "gcp.vertex_ai",
+    "AnthropicGoogleCloud": "gcp.vertex_ai",
+    "AsyncAnthropicGoogleCloud": "gcp.vertex_ai",
+    "AnthropicFoundry": "azure.ai.inference",
+    "AsyncAnthropicFoundry": "azure.ai.inference",
 }
 
 

@@ -1,6 +1,11 @@
 """Cohere adapter (priority 150): v2 ``V2ChatResponse`` (and v1 chat responses),
 plus v2 stream events. Cohere's responses do not name the model: it comes from the
-request (``model=``)."""
+request (``model=``).
+
+Token counts are ``usage.billed_units``, what Cohere bills (and what genai-prices
+reads); ``usage.tokens`` also counts the prompt template Cohere adds, which is not
+billed, and is used only when a response has no billed units.
+"""
 
 from __future__ import annotations
 
@@ -29,10 +34,18 @@ def _ours(cls: type) -> bool:
 def _usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
     if usage is None:
         return
-    tokens = getattr(usage, "tokens", None) or getattr(usage, "billed_units", None)
-    if tokens is not None:
-        r.tokens_input = int_or_none(getattr(tokens, "input_tokens", None))
-        r.tokens_output = int_or_none(getattr(tokens, "output_tokens", None))
+    billed = getattr(usage, "billed_units", None)
+    tin = tout = None
+    if billed is not None:
+        tin = int_or_none(getattr(billed, "input_tokens", None))
+        tout = int_or_none(getattr(billed, "output_tokens", None))
+    if tin is None and tout is None:
+        tokens = getattr(usage, "tokens", None)
+        if tokens is not None:
+            tin = int_or_none(getattr(tokens, "input_tokens", None))
+            tout = int_or_none(getattr(tokens, "output_tokens", None))
+    r.tokens_input = tin
+    r.tokens_output = tout
     cached = int_or_none(getattr(usage, "cached_tokens", None))
     if cached:
         r.cache_read_tokens = cached

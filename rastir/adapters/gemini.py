@@ -3,6 +3,13 @@
 Streams yield the same class, one per chunk, each carrying running usage totals.
 ``prompt_token_count`` includes cached tokens (``cached_content_token_count``), as
 OpenAI's prompt count does.
+
+Gemini reports thinking tokens (``thoughts_token_count``) apart from
+``candidates_token_count``, and bills them as output. The output count recorded is
+their sum, as OpenAI's ``completion_tokens`` already includes its reasoning tokens
+(and as genai-prices counts them); the thinking tokens are also recorded alone as
+``gen_ai.usage.reasoning.output_tokens``. Likewise the input count adds
+``tool_use_prompt_token_count`` (the results of built-in tools), billed as input.
 """
 
 from __future__ import annotations
@@ -24,8 +31,19 @@ def _read(r: AdapterResult | TokenDelta, result: Any) -> None:
     r.response_id = str_or_none(getattr(result, "response_id", None))
     usage = getattr(result, "usage_metadata", None)
     if usage is not None:
-        r.tokens_input = int_or_none(getattr(usage, "prompt_token_count", None))
+        tin = int_or_none(getattr(usage, "prompt_token_count", None))
+        tools = int_or_none(getattr(usage, "tool_use_prompt_token_count", None))
+        if tools:
+            tin = (tin or 0) + tools
+        r.tokens_input = tin
         out = int_or_none(getattr(usage, "candidates_token_count", None))
+        thoughts = int_or_none(getattr(usage, "thoughts_token_count", None))
+        if thoughts:
+            out = (out or 0) + thoughts
+            extra = r.extra_attributes
+            if extra is None:
+                extra = r.extra_attributes = {}
+            extra["gen_ai.usage.reasoning.output_tokens"] = thoughts
         r.tokens_output = out
         r.cache_read_tokens = int_or_none(getattr(usage, "cached_content_token_count", None))
     candidates = getattr(result, "candidates", None)
@@ -47,10 +65,6 @@ class GeminiAdapter(BaseAdapter):
     def transform(self, result: Any) -> AdapterResult:
         r = AdapterResult(provider="gcp.gemini")
         _read(r, result)
-        usage = getattr(result, "usage_metadata", None)
-        thoughts = int_or_none(getattr(usage, "thoughts_token_count", None)) if usage else None
-        if thoughts:
-            r.extra_attributes["gen_ai.usage.reasoning.output_tokens"] = thoughts
         return r
 
     def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:

@@ -97,7 +97,14 @@ def read_message(message: Any, r: AdapterResult | TokenDelta) -> None:
         if isinstance(model, str) and model:
             parsed = parse_bedrock_model_id(model) if "." in model else None
             if parsed is not None:
-                model, _vendor = parsed
+                # The span shows the short model, as for a direct Bedrock call; the raw
+                # id is kept, and is what the call is priced with.
+                extra = r.extra_attributes
+                if extra is None:
+                    extra = r.extra_attributes = {}
+                extra["aws.bedrock.model_id"] = model
+                extra["rastir.model.vendor"] = parsed[1]
+                model = parsed[0]
                 provider = provider or "aws.bedrock"
             r.model = model
         r.provider = provider
@@ -145,11 +152,10 @@ def chat_model_info(obj: Any, depth: int = 0) -> AdapterResult | None:
     provider = detect_provider_from_module(cls.__module__)
     if "Azure" in cls.__name__:
         provider = "azure.ai.openai"
-    if model is not None and "." in model:
-        parsed = parse_bedrock_model_id(model)
-        if parsed is not None:
-            model = parsed[0]
-            provider = "aws.bedrock"
+    # A Bedrock id is handed on as it is: the request phase records it
+    # (``aws.bedrock.model_id``, the vendor) and shows the short model.
+    if model is not None and "." in model and parse_bedrock_model_id(model) is not None:
+        provider = "aws.bedrock"
     if model is None and provider is None:
         return None
     return AdapterResult(model=model, provider=provider)

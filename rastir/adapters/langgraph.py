@@ -128,7 +128,9 @@ class LangGraphAdapter(BaseAdapter):
         d = message_chunk_delta(message)
         node = meta.get("langgraph_node")
         if isinstance(node, str):
-            d.extra_attributes = {"langgraph_node": node}
+            if d.extra_attributes is None:
+                d.extra_attributes = {}
+            d.extra_attributes["langgraph_node"] = node
         return d
 
 

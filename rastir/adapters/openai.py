@@ -25,6 +25,35 @@ _RESPONSES: Final = frozenset(
     ("ChatCompletion", "ParsedChatCompletion", "Completion", "Response", "ParsedResponse")
 )
 _CHUNKS: Final = frozenset(("ChatCompletionChunk", "Completion"))
+# Responses API stream events (``responses.create(stream=True)``, ``responses.stream``)
+# that carry generated content: the first one marks the time to first token.
+_CONTENT_EVENTS: Final = frozenset(
+    (
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.audio.delta",
+        "response.audio.transcript.delta",
+    )
+)
+# Events whose ``response`` is the response so far (model, id) or, for the last three,
+# the final one (usage, status).
+_RESPONSE_EVENTS: Final = frozenset(
+    (
+        "response.created",
+        "response.in_progress",
+        "response.queued",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    )
+)
+
+
+def _is_response_event(cls: type) -> bool:
+    name = cls.__name__
+    return name.startswith("Response") and name.endswith("Event")
 
 
 def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
@@ -41,6 +70,16 @@ def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
     r.tokens_output = int_or_none(tout)
     if details is not None:
         r.cache_read_tokens = int_or_none(getattr(details, "cached_tokens", None))
+        written = int_or_none(getattr(details, "cache_write_tokens", None))
+        if written:
+            r.cache_write_tokens = written
+
+
+def _response_status(response: Any) -> str | None:
+    """A Responses API response's finish reason: why it is incomplete, else its status."""
+    incomplete = getattr(response, "incomplete_details", None)
+    reason = getattr(incomplete, "reason", None) if incomplete is not None else None
+    return str_or_none(reason) or str_or_none(getattr(response, "status", None))
 
 
 class OpenAIAdapter(BaseAdapter):
@@ -85,9 +124,7 @@ class OpenAIAdapter(BaseAdapter):
             else:
                 reasons = [str(c.finish_reason) for c in choices if c.finish_reason]
         elif choices is None:  # Responses API: a status, and why it is incomplete
-            incomplete = getattr(result, "incomplete_details", None)
-            reason = getattr(incomplete, "reason", None) if incomplete is not None else None
-            finish = str_or_none(reason) or str_or_none(getattr(result, "status", None))
+            finish = _response_status(result)
         # Positional: the cheapest way to build the result.
         return AdapterResult(
             None,
@@ -129,9 +166,11 @@ class OpenAIAdapter(BaseAdapter):
 
     # -- streaming ---------------------------------------------------------------------
     def match_stream_type(self, cls: type) -> bool | None:
-        return cls.__name__ in _CHUNKS and self._ours(cls)
+        return (cls.__name__ in _CHUNKS or _is_response_event(cls)) and self._ours(cls)
 
     def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
+        if type(chunk).__name__ not in _CHUNKS:
+            return self._response_event(chunk)
         d = TokenDelta(provider=self.provider)
         d.model = str_or_none(getattr(chunk, "model", None))
         d.response_id = str_or_none(getattr(chunk, "id", None))
@@ -152,4 +191,28 @@ class OpenAIAdapter(BaseAdapter):
                 d.text = choice.text
             if choice.finish_reason:
                 d.finish_reason = str(choice.finish_reason)
+        return d
+
+    def _response_event(self, event: Any) -> TokenDelta:
+        """One Responses API stream event. Only the content deltas are content; the
+        lifecycle events name the model, and the final one (completed, incomplete or
+        failed) carries the usage and status."""
+        d = TokenDelta(provider=self.provider)
+        kind = getattr(event, "type", None)
+        if kind in _CONTENT_EVENTS:
+            d.content = True
+            if kind == "response.output_text.delta":
+                text = getattr(event, "delta", None)
+                if isinstance(text, str):
+                    d.text = text
+        elif kind in _RESPONSE_EVENTS:
+            response = getattr(event, "response", None)
+            if response is not None:
+                d.model = str_or_none(getattr(response, "model", None))
+                d.response_id = str_or_none(getattr(response, "id", None))
+                if kind in ("response.completed", "response.incomplete", "response.failed"):
+                    usage = getattr(response, "usage", None)
+                    if usage is not None:
+                        read_chat_usage(d, usage)
+                    d.finish_reason = _response_status(response)
         return d

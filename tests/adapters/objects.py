@@ -331,7 +331,10 @@ class _AsyncBody(httpx.AsyncByteStream):
             yield self.body[i : i + 64]
 
 
-def anthropic_events() -> list[dict[str, Any]]:
+def anthropic_events(cache_write: int | None = None) -> list[dict[str, Any]]:
+    usage: dict[str, Any] = {"input_tokens": 50, "output_tokens": 1, "cache_read_input_tokens": 10}
+    if cache_write is not None:
+        usage["cache_creation_input_tokens"] = cache_write
     return [
         {
             "type": "message_start",
@@ -343,7 +346,7 @@ def anthropic_events() -> list[dict[str, Any]]:
                 "content": [],
                 "stop_reason": None,
                 "stop_sequence": None,
-                "usage": {"input_tokens": 50, "output_tokens": 1, "cache_read_input_tokens": 10},
+                "usage": usage,
             },
         },
         {
@@ -371,16 +374,121 @@ def anthropic_events() -> list[dict[str, Any]]:
     ]
 
 
-def anthropic_stream() -> Any:
+def anthropic_stream(cache_write: int | None = None) -> Any:
     """A real ``anthropic.Stream`` of raw message events."""
     from anthropic import Anthropic
     from anthropic._streaming import Stream
     from anthropic.types import RawMessageStreamEvent
 
     client = Anthropic(api_key="sk-ant-test-not-a-key", base_url="http://127.0.0.1:9")
-    response = sse_response(anthropic_events(), named=True)
+    response = sse_response(anthropic_events(cache_write), named=True)
     return Stream(
         cast_to=RawMessageStreamEvent,  # type: ignore[arg-type]  # a union, as the SDK passes it
         response=response,
         client=client,
+    )
+
+
+def anthropic_async_stream(cache_write: int | None = None) -> Any:
+    """A real ``anthropic.AsyncStream`` of raw message events."""
+    from anthropic import AsyncAnthropic
+    from anthropic._streaming import AsyncStream
+    from anthropic.types import RawMessageStreamEvent
+
+    client = AsyncAnthropic(api_key="sk-ant-test-not-a-key", base_url="http://127.0.0.1:9")
+    sync = sse_response(anthropic_events(cache_write), named=True)
+    response = httpx.Response(
+        200,
+        stream=_AsyncBody(sync.content),
+        headers={"content-type": "text/event-stream"},
+        request=sync.request,
+    )
+    return AsyncStream(
+        cast_to=RawMessageStreamEvent,  # type: ignore[arg-type]  # a union, as the SDK passes it
+        response=response,
+        client=client,
+    )
+
+
+# -- OpenAI Responses API ----------------------------------------------------------------------
+RESPONSE: dict[str, Any] = {
+    "id": "resp_1",
+    "object": "response",
+    "created_at": 1700000000,
+    "model": "gpt-4o-2024-08-06",
+    "status": "completed",
+    "output": [
+        {
+            "type": "message",
+            "id": "msg_1",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+        }
+    ],
+    "parallel_tool_calls": True,
+    "tool_choice": "auto",
+    "tools": [],
+    "usage": {
+        "input_tokens": 1200,
+        "output_tokens": 40,
+        "total_tokens": 1240,
+        "input_tokens_details": {"cached_tokens": 1024, "cache_write_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": 0},
+    },
+}
+
+
+def response_events(
+    *, deltas: tuple[str, ...] = ("Hel", "lo"), end: str = "completed"
+) -> list[dict[str, Any]]:
+    """The server-sent events of ``responses.create(stream=True)``, ending with
+    ``response.<end>`` (``completed``, ``incomplete`` or ``failed``)."""
+    started = {**RESPONSE, "status": "in_progress", "output": [], "usage": None}
+    final = dict(RESPONSE)
+    if end == "incomplete":
+        final.update(status="incomplete", incomplete_details={"reason": "max_output_tokens"})
+    elif end == "failed":
+        final.update(status="failed", error={"code": "server_error", "message": "boom"})
+    text = "".join(deltas)
+    part = {"type": "output_text", "text": text, "annotations": []}
+    item = {**RESPONSE["output"][0], "content": [part]}
+    where = {"item_id": "msg_1", "output_index": 0, "content_index": 0}
+    events: list[dict[str, Any]] = [
+        {"type": "response.created", "response": started},
+        {"type": "response.in_progress", "response": started},
+        {
+            "type": "response.output_item.added",
+            "output_index": 0,
+            "item": {**item, "status": "in_progress", "content": []},
+        },
+        {"type": "response.content_part.added", **where, "part": {**part, "text": ""}},
+    ]
+    for delta in deltas:
+        events.append(
+            {"type": "response.output_text.delta", **where, "delta": delta, "logprobs": []}
+        )
+    events += [
+        {"type": "response.output_text.done", **where, "text": text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "part": part},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": f"response.{end}", "response": {**final, "output": [item]}},
+    ]
+    for n, event in enumerate(events):
+        event["sequence_number"] = n
+    return events
+
+
+def openai_client_streaming(events: list[dict[str, Any]]) -> Any:
+    """A real ``openai.OpenAI`` client whose every request is answered with ``events``
+    as server-sent events, by an in-process transport (no network)."""
+    from openai import OpenAI
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return sse_response(events, named=True)
+
+    return OpenAI(
+        api_key="sk-test-not-a-key",
+        base_url="http://127.0.0.1:9/v1",
+        http_client=httpx.Client(transport=httpx.MockTransport(answer)),
     )

@@ -109,3 +109,220 @@ def test_streamed_tokens_are_priced(prices: Any) -> None:
     assert spans.one(kind="llm").attributes["rastir.cost.usd"] == pytest.approx(
         (9 * 1.0 + 2 * 2.0) / 1e6
     )
+
+
+# -- Bedrock: priced by the id the call sent ---------------------------------------------------
+BEDROCK_IDS = [
+    "meta.llama3-1-70b-instruct-v1:0",
+    "amazon.nova-pro-v1:0",
+    "us.amazon.nova-lite-v1:0",
+    "mistral.mistral-large-2402-v1:0",
+    "cohere.command-r-plus-v1:0",
+    "us.deepseek.r1-v1:0",
+    "anthropic.claude-3-haiku-20240307-v1:0",
+    "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.meta.llama3-1-70b-instruct-v1:0",
+]
+
+
+@pytest.mark.parametrize("model_id", BEDROCK_IDS)
+def test_bedrock_converse_is_priced_by_the_model_id_it_sent(model_id: str) -> None:
+    attrs = _attrs(objects.bedrock_converse(), modelId=model_id, messages=[])
+    expected = get_pricing().price_counts("aws.bedrock", model_id, 30, 7)
+    assert expected is not None
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+    assert "rastir.cost.unknown" not in attrs
+    # The span still shows the short model; the raw id is kept beside it.
+    assert "." not in attrs["gen_ai.request.model"].partition(":")[0]
+    assert attrs["aws.bedrock.model_id"] == model_id
+
+
+@pytest.mark.parametrize("model_id", ["us.meta.llama3-1-70b-instruct-v1:0", "amazon.nova-pro-v1:0"])
+def test_a_langchain_bedrock_message_is_priced_by_its_raw_id(model_id: str) -> None:
+    from langchain_core.messages import AIMessage
+
+    message = AIMessage(
+        content="hi",
+        response_metadata={
+            "model_name": model_id,
+            "model_provider": "bedrock_converse",
+            "stopReason": "end_turn",
+        },
+        usage_metadata={"input_tokens": 1000, "output_tokens": 500, "total_tokens": 1500},
+    )
+    attrs = _attrs(message)
+    expected = get_pricing().price_counts("aws.bedrock", model_id, 1000, 500)
+    assert expected is not None
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+    assert attrs["gen_ai.provider.name"] == "aws.bedrock"
+    assert attrs["aws.bedrock.model_id"] == model_id
+    assert attrs["gen_ai.response.model"] == model_id.rpartition(".")[2]
+
+
+def test_a_langchain_bedrock_chat_model_argument_keeps_the_raw_id() -> None:
+    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+
+    class BedrockLike(GenericFakeChatModel):
+        model_id: str = "us.meta.llama3-1-70b-instruct-v1:0"
+
+    @rastir.llm
+    def ask(chat_model: Any) -> Any:
+        return objects.bedrock_converse()
+
+    with capture_spans() as spans:
+        ask(BedrockLike(messages=iter([])))
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["aws.bedrock.model_id"] == "us.meta.llama3-1-70b-instruct-v1:0"
+    assert attrs["gen_ai.request.model"] == "llama3-1-70b-instruct-v1:0"
+    assert attrs["rastir.model.vendor"] == "meta"
+    assert attrs["rastir.cost.usd"] == pytest.approx(
+        get_pricing().price_counts("aws.bedrock", "us.meta.llama3-1-70b-instruct-v1:0", 30, 7)
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "us.meta.llama3-1-70b-instruct-v1:0",  # the id as sent
+        "meta.llama3-1-70b-instruct-v1:0",  # without the region
+        "llama3-1-70b-instruct-v1:0",  # the model the span shows
+        "llama3-1-70b-instruct",  # the bare model
+        "LLAMA3-1-70B-INSTRUCT",  # any letter case
+    ],
+)
+@pytest.mark.parametrize("provider", [None, "aws.bedrock"])
+def test_an_override_under_any_name_of_a_bedrock_id_prices_its_spans(
+    prices: Any, name: str, provider: str | None
+) -> None:
+    prices.set(name, provider, input=1.0, output=1.0)
+    attrs = _attrs(objects.bedrock_converse(), modelId="us.meta.llama3-1-70b-instruct-v1:0")
+    assert attrs["rastir.cost.usd"] == pytest.approx((30 + 7) * 1.0 / 1e6)
+
+
+def test_bedrock_override_precedence_provider_first_then_the_most_specific_name(
+    prices: Any,
+) -> None:
+    model_id = "us.anthropic.claude-3-haiku-20240307-v1:0"
+    prices.set("claude-3-haiku-20240307", "anthropic", input=100.0, output=100.0)
+    listed = _attrs(objects.bedrock_converse(), modelId=model_id)["rastir.cost.usd"]
+    # An override for Anthropic's own API does not price what AWS bills.
+    assert listed == pytest.approx(get_pricing().price_counts("aws.bedrock", model_id, 30, 7))
+    assert listed != pytest.approx((30 + 7) * 100.0 / 1e6)
+    prices.set("claude-3-haiku-20240307", input=1.0, output=1.0)
+    prices.set(model_id, input=2.0, output=2.0)
+    assert _attrs(objects.bedrock_converse(), modelId=model_id)["rastir.cost.usd"] == (
+        pytest.approx((30 + 7) * 2.0 / 1e6)
+    )
+    prices.set("claude-3-haiku-20240307", "aws.bedrock", input=3.0, output=3.0)
+    assert _attrs(objects.bedrock_converse(), modelId=model_id)["rastir.cost.usd"] == (
+        pytest.approx((30 + 7) * 3.0 / 1e6)
+    )
+
+
+def test_an_application_inference_profile_is_priced_only_by_an_override_for_its_arn(
+    prices: Any,
+) -> None:
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
+    before = _attrs(objects.bedrock_converse(), modelId=arn)
+    assert before["rastir.cost.unknown"] is True
+    assert before["gen_ai.provider.name"] == "aws.bedrock"
+    assert before["aws.bedrock.model_id"] == arn
+    assert "rastir.model.vendor" not in before
+    prices.set(arn, "aws.bedrock", input=3.0, output=15.0)
+    after = _attrs(objects.bedrock_converse(), modelId=arn)
+    assert after["rastir.cost.usd"] == pytest.approx((30 * 3.0 + 7 * 15.0) / 1e6)
+    assert "rastir.cost.unknown" not in after
+
+
+def test_a_bedrock_call_that_fails_still_names_the_provider_of_a_profile_arn() -> None:
+    arn = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
+
+    @rastir.llm
+    def converse(**_: Any) -> Any:
+        raise TimeoutError("read timed out")
+
+    with capture_spans() as spans, pytest.raises(TimeoutError):
+        converse(modelId=arn)
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["gen_ai.provider.name"] == "aws.bedrock"
+    assert attrs["gen_ai.request.model"] == arn
+
+
+# -- Gemini thinking, Cohere billed units ---------------------------------------------------------
+def _genai_prices_total(provider: str, model: str, **usage: int) -> float:
+    from genai_prices import Usage, calc_price
+
+    return float(calc_price(Usage(**usage), model_ref=model, provider_id=provider).total_price)
+
+
+def test_gemini_thinking_tokens_are_output_tokens_and_priced() -> None:
+    from google.genai import types
+
+    response = types.GenerateContentResponse.model_validate(
+        {
+            "candidates": [
+                {"content": {"role": "model", "parts": [{"text": "hi"}]}, "finish_reason": "STOP"}
+            ],
+            "model_version": "gemini-2.5-flash",
+            "usage_metadata": {
+                "prompt_token_count": 1000,
+                "candidates_token_count": 100,
+                "thoughts_token_count": 900,
+                "cached_content_token_count": 400,
+                "total_token_count": 2000,
+            },
+        }
+    )
+    attrs = _attrs(response)
+    assert attrs["gen_ai.usage.output_tokens"] == 1000
+    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 900
+    expected = _genai_prices_total(
+        "google", "gemini-2.5-flash", input_tokens=1000, cache_read_tokens=400, output_tokens=1000
+    )
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+
+
+def test_gemini_tool_use_prompt_tokens_are_input_tokens() -> None:
+    from google.genai import types
+
+    response = types.GenerateContentResponse.model_validate(
+        {
+            "candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]}}],
+            "model_version": "gemini-2.5-flash",
+            "usage_metadata": {
+                "prompt_token_count": 100,
+                "tool_use_prompt_token_count": 50,
+                "candidates_token_count": 10,
+            },
+        }
+    )
+    attrs = _attrs(response)
+    assert attrs["gen_ai.usage.input_tokens"] == 150
+    assert attrs["gen_ai.usage.output_tokens"] == 10
+    assert "gen_ai.usage.reasoning.output_tokens" not in attrs
+
+
+def test_cohere_is_priced_by_its_billed_units() -> None:
+    attrs = _attrs(objects.cohere_response(), model="command-r-plus-08-2024")
+    # billed_units: 15 in, 4 out; usage.tokens says 215 in (the prompt template too).
+    assert attrs["gen_ai.usage.input_tokens"] == 15
+    assert attrs["gen_ai.usage.output_tokens"] == 4
+    expected = _genai_prices_total(
+        "cohere", "command-r-plus-08-2024", input_tokens=15, output_tokens=4
+    )
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+
+
+def test_cohere_without_billed_units_falls_back_to_its_token_counts() -> None:
+    from cohere.v2.types import V2ChatResponse
+
+    response = V2ChatResponse.model_validate(
+        {
+            "id": "co-2",
+            "finish_reason": "COMPLETE",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": "Ciao"}]},
+            "usage": {"tokens": {"input_tokens": 20, "output_tokens": 5}},
+        }
+    )
+    attrs = _attrs(response, model="command-r-plus-08-2024")
+    assert attrs["gen_ai.usage.input_tokens"] == 20
+    assert attrs["gen_ai.usage.output_tokens"] == 5

@@ -89,7 +89,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
             "gen_ai.response.model": "gemini-2.5-flash",
             "gen_ai.provider.name": "gcp.gemini",
             "gen_ai.usage.input_tokens": 40,
-            "gen_ai.usage.output_tokens": 12,
+            "gen_ai.usage.output_tokens": 17,  # 12 candidates + 5 thoughts
             "gen_ai.usage.cache_read.input_tokens": 8,
             "gen_ai.usage.reasoning.output_tokens": 5,
             "gen_ai.response.finish_reasons": ("STOP",),
@@ -102,7 +102,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
         {
             "gen_ai.request.model": "command-r-plus-08-2024",
             "gen_ai.provider.name": "cohere",
-            "gen_ai.usage.input_tokens": 215,
+            "gen_ai.usage.input_tokens": 15,
             "gen_ai.usage.output_tokens": 4,
             "gen_ai.response.finish_reasons": ("COMPLETE",),
             "gen_ai.response.id": "co-1",

@@ -209,7 +209,7 @@ def test_precedence_explicit_beats_response_beats_request() -> None:
 
 
 def test_response_provider_beats_a_request_guess_but_not_a_specific_host() -> None:
-    from openai import AzureOpenAI
+    from openai import AzureOpenAI, OpenAI
 
     azure = AzureOpenAI(
         api_key="k", azure_endpoint="https://x.openai.azure.com", api_version="2024-10-21"
@@ -220,16 +220,23 @@ def test_response_provider_beats_a_request_guess_but_not_a_specific_host() -> No
         return objects.openai_chat()  # no Azure annotations in this response
 
     @rastir.llm
-    def anthropic_from_bedrock_guess(modelId: str) -> Any:
+    def anthropic_after_an_openai_client(client: Any) -> Any:
         return objects.anthropic_message()
+
+    @rastir.llm
+    def anthropic_on_bedrock(modelId: str) -> Any:
+        return objects.anthropic_message()  # the class says nothing about the host
 
     with capture_spans() as spans:
         via_azure(azure)
-        anthropic_from_bedrock_guess(modelId="anthropic.claude-3-haiku-20240307-v1:0")
+        anthropic_after_an_openai_client(OpenAI(api_key="k"))
+        anthropic_on_bedrock(modelId="anthropic.claude-3-haiku-20240307-v1:0")
     assert spans.one("via_azure").attributes["gen_ai.provider.name"] == "azure.ai.openai"
-    assert spans.one("anthropic_from_bedrock_guess").attributes["gen_ai.provider.name"] == (
+    assert spans.one("anthropic_after_an_openai_client").attributes["gen_ai.provider.name"] == (
         "anthropic"
     )
+    # Only Bedrock takes ``anthropic.claude-...-v1:0`` ids: the host is known.
+    assert spans.one("anthropic_on_bedrock").attributes["gen_ai.provider.name"] == "aws.bedrock"
 
 
 def test_model_and_provider_are_inherited_by_children() -> None:
@@ -304,3 +311,188 @@ def test_apply_helpers_work_on_spans_managed_elsewhere() -> None:
     apply_request(span, (object(),), {"model": 12})
     apply_response(span, object())
     apply_response(span, None)
+
+
+def _hosted_client(name: str) -> Any:
+    from anthropic import Anthropic, AnthropicBedrock, AnthropicVertex
+    from google import genai
+    from google.oauth2.credentials import Credentials
+
+    if name == "Anthropic":
+        return Anthropic(api_key="sk-ant-test")
+    if name == "AnthropicBedrock":
+        return AnthropicBedrock(
+            aws_access_key="AKIATEST", aws_secret_key="s", aws_region="us-east-1"
+        )
+    if name == "AnthropicVertex":
+        return AnthropicVertex(region="us-east5", project_id="p", access_token="t")
+    if name == "genai":
+        return genai.Client(api_key="gm-test")
+    credentials = Credentials(token="t")  # type: ignore[no-untyped-call]  # google-auth is untyped
+    return genai.Client(vertexai=True, project="p", location="us-central1", credentials=credentials)
+
+
+@pytest.mark.parametrize(
+    ("client", "build", "provider"),
+    [
+        ("Anthropic", objects.anthropic_message, "anthropic"),
+        ("AnthropicBedrock", objects.anthropic_message, "aws.bedrock"),
+        ("AnthropicVertex", objects.anthropic_message, "gcp.vertex_ai"),
+        ("genai", objects.gemini_response, "gcp.gemini"),
+        ("genai-vertexai", objects.gemini_response, "gcp.vertex_ai"),
+    ],
+)
+def test_anthropic_and_gemini_responses_keep_the_host_the_client_names(
+    client: str, build: Any, provider: str
+) -> None:
+    # The anthropic and google-genai response classes are the same whoever hosts the
+    # model; the client says who does.
+    response = build()
+
+    @rastir.llm
+    def ask(client: Any, question: str) -> Any:
+        return response
+
+    with capture_spans() as spans:
+        ask(_hosted_client(client), "hi")
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["gen_ai.provider.name"] == provider
+    assert attrs["rastir.cost.usd"] > 0
+
+
+def test_claude_on_a_host_is_priced_with_the_cache_outside_the_input() -> None:
+    from anthropic import AnthropicVertex
+
+    from rastir.pricing import get_pricing
+
+    @rastir.llm
+    def ask(client: Any) -> Any:
+        return objects.anthropic_message()  # 100 in, 2000 read, 500 written, 20 out
+
+    with capture_spans() as spans:
+        ask(AnthropicVertex(region="us-east5", project_id="p", access_token="t"))
+    attrs = spans.one(kind="llm").attributes
+    found = get_pricing().model_price("gcp.vertex_ai", "claude-sonnet-4-20250514")
+    assert found is not None
+    assert not found.cached_in_input
+    expected = (
+        100 * found.input + 2000 * found.cache_read + 500 * found.cache_write + 20 * found.output
+    ) / 1e6
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+
+
+# -- secrets passed positionally ------------------------------------------------------------------
+def test_a_positional_secret_is_never_recorded_as_the_prompt() -> None:
+    rastir.configure(push_url=None, capture_content=True)
+
+    @rastir.llm
+    def key_first(api_key: str, question: str) -> Any:
+        return objects.openai_chat()
+
+    @rastir.llm
+    def header_first(authorization: str, messages: list[dict[str, str]]) -> Any:
+        return objects.openai_chat()
+
+    with capture_spans() as spans:
+        key_first("sk-proj-TOPSECRET123", "What is the capital of France?")
+        header_first("Bearer TOPSECRET123", [{"role": "user", "content": "hi there"}])
+    first = spans.one("key_first").attributes
+    second = spans.one("header_first").attributes
+    for attrs in (first, second):
+        assert "TOPSECRET" not in repr(attrs)
+    assert "What is the capital of France?" in first["gen_ai.input.messages"]
+    assert "hi there" in second["gen_ai.input.messages"]
+
+
+def test_a_positional_argument_named_like_a_secret_is_skipped_whatever_it_looks_like() -> None:
+    rastir.configure(push_url=None, capture_content=True)
+
+    @rastir.llm
+    def login_then_ask(password: str, question: str) -> Any:
+        return objects.openai_chat()
+
+    with capture_spans() as spans:
+        login_then_ask("hunter2", "Where is Rome?")
+    attrs = spans.one("login_then_ask").attributes
+    assert "hunter2" not in repr(attrs)
+    assert "Where is Rome?" in attrs["gen_ai.input.messages"]
+
+
+@pytest.mark.parametrize(
+    ("names", "args", "expected"),
+    [
+        # A parameter named like a secret is skipped, however harmless its value looks.
+        (("password", "question"), ("hunter2", "Where is Rome?"), "Where is Rome?"),
+        (("apiKey", "prompt"), ("plainword", "Hi"), "Hi"),
+        (("client_secret", "q"), ("abc", "Hi"), "Hi"),
+        # A list of messages beats a string anywhere.
+        (("a", "b"), ("some text", [{"role": "user", "content": "Hi"}]), "Hi"),
+        # Without names: strings that look like a key or token are skipped.
+        (None, ("sk-ant-api03-abc", "Hi"), "Hi"),
+        (None, ("Bearer abc", "Hi"), "Hi"),
+        (None, ("eyJhbGciOiJIUzI1NiJ9.e30.sig", "Hi"), "Hi"),
+        (None, ("AKIAIOSFODNN7EXAMPLE", "Hi"), "Hi"),
+        (None, ("c3VwZXJzZWNyZXQxMjM0NTY3ODkw", "Hi"), "Hi"),
+        (None, ("How are you?",), "How are you?"),
+        (None, ("sk-live-1234567890",), None),
+    ],
+)
+def test_the_positional_prompt_skips_secrets(
+    names: tuple[str, ...] | None, args: tuple[Any, ...], expected: str | None
+) -> None:
+    from rastir.adapters import _content
+
+    found = _content.input_messages(args, {}, names)
+    if expected is None:
+        assert found is None
+    else:
+        assert found == [{"role": "user", "parts": [{"type": "text", "content": expected}]}]
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("api_key", True),
+        ("apiKey", True),
+        ("x_api_key", True),
+        ("token", True),
+        ("access_token", True),
+        ("Authorization", True),
+        ("password", True),
+        ("aws_secret_access_key", True),
+        ("credentials", True),
+        ("question", False),
+        ("messages", False),
+        ("max_tokens", False),
+        ("keywords", False),
+        ("tokenizer", False),
+    ],
+)
+def test_secret_parameter_names(name: str, secret: bool) -> None:
+    from rastir.adapters._content import is_secret_name
+
+    assert is_secret_name(name) is secret
+
+
+def test_positional_names_are_read_once_per_function() -> None:
+    from rastir.adapters._content import positional_names
+
+    def ask(api_key: str, question: str, *rest: Any, model: str = "m") -> None: ...
+
+    names = positional_names(ask)
+    assert names == ("api_key", "question")
+    assert positional_names(ask) is names
+    assert positional_names(len) == ()
+
+
+def test_request_phase_uses_parameter_names_when_given() -> None:
+    from rastir.adapters import _content
+    from rastir.adapters._apply import request_phase
+
+    def ask(password: str, question: str) -> None: ...
+
+    rastir.configure(push_url=None, capture_content=True)
+    attrs: dict[str, Any] = {}
+    request_phase(attrs, ("hunter2", "Hi"), {}, names=_content.positional_names(ask))
+    assert "hunter2" not in attrs["gen_ai.input.messages"]
+    assert '"Hi"' in attrs["gen_ai.input.messages"]

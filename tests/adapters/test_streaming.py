@@ -342,3 +342,196 @@ def test_a_disabled_rastir_returns_the_stream_untouched() -> None:
         assert chat() is stream
         list(stream)
     assert not spans
+
+
+# -- Responses API streams -----------------------------------------------------------------------
+def test_openai_responses_stream_records_model_tokens_finish_and_cost() -> None:
+    client = objects.openai_client_streaming(objects.response_events())
+
+    @rastir.llm
+    def ask() -> Any:
+        return client.responses.create(model="gpt-4o", input="hi", stream=True)
+
+    rastir.configure(push_url=None, capture_content=True)
+    with capture_spans() as spans:
+        events = [e.type for e in ask()]
+    assert events[4] == "response.output_text.delta"
+    span = spans.one(kind="llm")
+    _check_ttft(span)
+    attrs = span.attributes
+    assert attrs["gen_ai.provider.name"] == "openai"
+    assert attrs["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert attrs["gen_ai.response.id"] == "resp_1"
+    assert attrs["gen_ai.usage.input_tokens"] == 1200
+    assert attrs["gen_ai.usage.output_tokens"] == 40
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 1024
+    assert attrs["gen_ai.response.finish_reasons"] == ("completed",)
+    assert attrs["rastir.stream.chunks"] == 10
+    assert "rastir.stream.partial" not in attrs
+    assert '"Hello"' in attrs["gen_ai.output.messages"]
+    # Priced like the same response returned whole.
+    with capture_spans() as whole:
+        rastir.llm(lambda: _openai_response())()
+    assert attrs["rastir.cost.usd"] == whole.one(kind="llm").attributes["rastir.cost.usd"] > 0
+
+
+def _openai_response() -> Any:
+    from openai.types.responses import Response
+
+    return Response.model_validate(objects.RESPONSE)
+
+
+def test_openai_responses_stream_lifecycle_events_are_not_content() -> None:
+    # No delta: no first token, however many events arrived.
+    client = objects.openai_client_streaming(objects.response_events(deltas=()))
+
+    @rastir.llm
+    def ask() -> Any:
+        return client.responses.create(model="gpt-4o", input="hi", stream=True)
+
+    with capture_spans() as spans:
+        assert len(list(ask())) == 8
+    attrs = spans.one(kind="llm").attributes
+    assert "rastir.ttft_ms" not in attrs
+    assert attrs["gen_ai.usage.output_tokens"] == 40
+
+
+@pytest.mark.parametrize(
+    ("end", "reason"), [("incomplete", "max_output_tokens"), ("failed", "failed")]
+)
+def test_openai_responses_stream_that_does_not_complete_says_why(end: str, reason: str) -> None:
+    client = objects.openai_client_streaming(objects.response_events(end=end))
+
+    @rastir.llm
+    def ask() -> Any:
+        return client.responses.create(model="gpt-4o", input="hi", stream=True)
+
+    with capture_spans() as spans:
+        list(ask())
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["gen_ai.response.finish_reasons"] == (reason,)
+    assert attrs["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+
+
+@pytest.mark.parametrize("read", ["iterate", "get_final_response", "until_done"])
+def test_openai_responses_stream_manager(read: str) -> None:
+    client = objects.openai_client_streaming(objects.response_events())
+
+    @rastir.llm
+    def ask() -> Any:
+        return client.responses.stream(model="gpt-4o", input="hi")
+
+    with capture_spans() as spans, ask() as stream:
+        if read == "iterate":
+            assert [e.type for e in stream][-1] == "response.completed"
+        else:
+            getattr(stream, read)()
+    span = spans.one(kind="llm")
+    attrs = span.attributes
+    assert attrs["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert attrs["gen_ai.usage.input_tokens"] == 1200
+    assert attrs["gen_ai.usage.output_tokens"] == 40
+    assert attrs["gen_ai.response.finish_reasons"] == ("completed",)
+    assert attrs["rastir.cost.usd"] > 0
+    assert "rastir.stream.partial" not in attrs
+    if read == "iterate":
+        _check_ttft(span)
+
+
+# -- anthropic's MessageStream read by its own helpers -----------------------------------------
+def _anthropic_manager(cache_write: int) -> Any:
+    from anthropic import NOT_GIVEN
+    from anthropic.lib.streaming import MessageStreamManager
+
+    return MessageStreamManager(
+        lambda: objects.anthropic_stream(cache_write), output_format=NOT_GIVEN
+    )
+
+
+def _check_complete_anthropic(attrs: dict[str, Any]) -> None:
+    from rastir.pricing import get_pricing
+
+    assert attrs["gen_ai.usage.input_tokens"] == 50
+    assert attrs["gen_ai.usage.output_tokens"] == 15
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 10
+    assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 300
+    assert attrs["gen_ai.response.finish_reasons"] == ("end_turn",)
+    assert "rastir.stream.partial" not in attrs
+    expected = get_pricing().price_counts("anthropic", "claude-3-5-haiku-20241022", 50, 15, 10, 300)
+    assert expected is not None
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("helper", ["get_final_message", "get_final_text", "until_done"])
+def test_anthropic_message_stream_read_by_its_helpers_is_complete(helper: str) -> None:
+    @rastir.llm
+    def chat() -> Any:
+        return _anthropic_manager(cache_write=300)
+
+    with capture_spans() as spans, chat() as stream:
+        getattr(stream, helper)()
+    _check_complete_anthropic(spans.one(kind="llm").attributes)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("helper", ["get_final_message", "until_done"])
+async def test_anthropic_async_message_stream_read_by_its_helpers_is_complete(
+    helper: str,
+) -> None:
+    from anthropic import NOT_GIVEN
+    from anthropic.lib.streaming import AsyncMessageStreamManager
+
+    async def request() -> Any:
+        return objects.anthropic_async_stream(cache_write=300)
+
+    @rastir.llm
+    def chat() -> Any:
+        return AsyncMessageStreamManager(request(), output_format=NOT_GIVEN)
+
+    with capture_spans() as spans:
+        async with chat() as stream:
+            await getattr(stream, helper)()
+    _check_complete_anthropic(spans.one(kind="llm").attributes)
+
+
+def test_anthropic_message_stream_left_part_way_is_still_partial() -> None:
+    @rastir.llm
+    def chat() -> Any:
+        return _anthropic_manager(cache_write=300)
+
+    with capture_spans() as spans, chat() as stream:
+        next(iter(stream))  # message_start only: no stop reason yet
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["rastir.stream.partial"] is True
+    assert "gen_ai.response.finish_reasons" not in attrs
+
+
+# -- Gemini thinking ------------------------------------------------------------------------------
+def test_gemini_stream_counts_thinking_tokens_as_output() -> None:
+    from google.genai import types
+
+    def chunk(text: str, candidates: int, finish: str | None = None) -> Any:
+        cand: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}}
+        if finish:
+            cand["finish_reason"] = finish
+        return types.GenerateContentResponse.model_validate(
+            {
+                "candidates": [cand],
+                "model_version": "gemini-2.5-flash",
+                "usage_metadata": {
+                    "prompt_token_count": 1000,
+                    "candidates_token_count": candidates,
+                    "thoughts_token_count": 900,
+                },
+            }
+        )
+
+    @rastir.llm
+    def chat(model: str) -> Any:
+        return (c for c in [chunk("Hel", 1), chunk("lo", 100, "STOP")])
+
+    with capture_spans() as spans:
+        list(chat(model="gemini-2.5-flash"))
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["gen_ai.usage.output_tokens"] == 1000
+    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 900
