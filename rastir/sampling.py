@@ -14,6 +14,11 @@ trace kept at ratio ``p`` is also kept at every ratio above ``p``: the collector
 tail sampler uses the same function for its ratio rule, so its ratio keeps a subset
 of what head sampling kept, never a disjoint set.
 
+This is not the rule of the OpenTelemetry Python SDK's ``TraceIdRatioBased`` (1.45
+and earlier), which samples when the low 64 bits are *below* ``ratio * 2**64``: for
+one trace id the two decide independently (``docs/sampling.md``). Parent-based
+propagation, below, keeps each trace whole across the two all the same.
+
 A span whose parent came from elsewhere (a ``traceparent`` header, MCP ``_meta``, an
 OpenTelemetry span) is not decided here at all: it keeps the parent's sampled flag
 (W3C Trace Context §3.2.2.5), so a continued trace is never cut in two.

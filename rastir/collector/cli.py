@@ -83,7 +83,7 @@ _OPTIONS: dict[str, str] = {
     "otlp_flush_interval": "seconds a partial export batch waits (default 1)",
     "otlp_retry_budget": "seconds one export batch is retried before it is dropped (default 30)",
     "tail_decision_wait": "tail sampling: decide a trace this long after its last span (10)",
-    "tail_root_grace": "tail sampling: ...or this long after it once its root arrived (2)",
+    "tail_root_grace": "tail sampling: ...or this long after it once its root arrived (6)",
     "tail_slow_threshold": "tail sampling: keep traces lasting this long: 10s, 1m, off (10s)",
     "tail_ratio": "tail sampling: share of the other traces kept, 0 to 1 (default 0.1)",
     "tail_max_traces": "tail sampling: traces buffered before early decisions (default 10000)",

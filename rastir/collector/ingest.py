@@ -12,7 +12,9 @@ A pure ASGI endpoint, in this order, each step cheaper than the next:
 6. msgspec decode with the wire Structs ...................... 400
 7. what the schema cannot say: hex ids, not all zero, end >= start, span count
 8. cut over-long strings and over-large attribute maps, and count the cuts
-9. metrics (cached children), then the store ................. 202 {"accepted": n}
+9. the store, then metrics (cached children) and sinks ....... 202 {"accepted": n}
+   (metrics only once the store has taken the spans: a 429 from a full store queue
+   must not count spans the sender will send again)
 
 Nothing here answers 500: an unexpected exception is logged, counted as
 ``internal_error`` and answered 503 with ``Retry-After``.
@@ -36,10 +38,10 @@ from rastir.collector.auth import check_bearer
 from rastir.collector.metrics import Metrics, label_value
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.state import CollectorState
-from rastir.collector.store.base import SpanRow
+from rastir.collector.store.base import SpanRow, TraceStore
 from rastir.collector.store.errors import StoreClosedError, StoreError, StoreFullError
 
-__all__ = ["IngestEndpoint", "Rejection"]
+__all__ = ["IngestEndpoint", "Rejection", "SpanGroup"]
 
 logger = logging.getLogger("rastir.collector")
 
@@ -75,6 +77,10 @@ _set_row_service = SpanRow.__dict__["service"].__set__
 _set_row_span = SpanRow.__dict__["span"].__set__
 
 _JSON: Final = (b"content-type", b"application/json")
+
+#: ``(service, resource, spans, dropped)``: one batch of one sender, for
+#: :meth:`IngestEndpoint.accept_groups`.
+SpanGroup = tuple[str, dict[str, Any], list[WireSpan], int]
 
 
 class Rejection(Exception):
@@ -260,52 +266,79 @@ class IngestEndpoint:
         ``strings_fit`` is True when the caller has proved, from the raw body, that no
         string in the spans is longer than the value limit (:func:`_strings_fit`).
         """
+        return await self.accept_groups([(service, resource, spans, dropped)], strings_fit)
+
+    async def accept_groups(self, groups: list[SpanGroup], strings_fit: bool = False) -> int:
+        """:meth:`accept` for several ``(service, resource, spans, dropped)`` groups at once.
+
+        All or nothing: every group is checked and the store takes the spans of all
+        of them in one call before anything is counted. A refusal (a 400, or a 429
+        from a full store queue) therefore leaves no trace in the metrics, and the
+        sender's retry of the whole request is counted once, not once per attempt.
+        Returns the number of spans accepted.
+        """
         # 7. semantic checks
-        if len(spans) > self._max_spans:
+        total = 0
+        for group in groups:
+            total += len(group[2])
+        if total > self._max_spans:
             raise Rejection(
                 400,
                 "too_many_spans",
-                f"batch has {len(spans)} spans; the limit is {self._max_spans}",
+                f"batch has {total} spans; the limit is {self._max_spans}",
             )
-        if spans:
-            self._check(spans, strings_fit)  # and 8. limits
-        # 9. metrics (from every span, sampled or not), then the store
-        self.metrics.record_batch(service, spans, dropped)
-        if not spans:
-            return 0
-        accepted = len(spans)
+        for group in groups:
+            if group[2]:
+                self._check(group[2], strings_fit)  # and 8. limits
         # Head sampling (rastir.sampling): an unsampled span was sent for the metrics
         # only; it is neither stored nor exported.
-        if not all(map(_get_sampled, spans)):
-            spans = [s for s in spans if s.sampled]
-            self._head_dropped.inc(accepted - len(spans))
-            if not spans:
-                return accepted
+        kept: list[list[WireSpan]] = []
+        for group in groups:
+            spans = group[2]
+            kept.append(spans if all(map(_get_sampled, spans)) else [s for s in spans if s.sampled])
         sampler = self.state.sampler
-        if sampler is not None:
-            # Tail sampling: the sampler buffers the trace and, once it decides to keep
-            # it, hands it to the store and the sinks itself.
-            sampler(service, resource, spans)
-            return accepted
-        rows: list[SpanRow] = []
-        append = rows.append
-        for s in spans:
-            row = _new_row(SpanRow)
-            _set_row_service(row, service)
-            _set_row_span(row, s)
-            append(row)
+        if sampler is None:
+            rows: list[SpanRow] = []
+            append = rows.append
+            for (service, _, _, _), spans in zip(groups, kept, strict=True):
+                for s in spans:
+                    row = _new_row(SpanRow)
+                    _set_row_service(row, service)
+                    _set_row_span(row, s)
+                    append(row)
+            if rows:
+                await self._store(rows)
+        # 9. The spans are taken (the tail sampler never refuses): count them, once.
+        # Metrics come from every span, sampled or not.
+        record = self.metrics.record_batch
+        sinks = self.state.sinks
+        for (service, resource, spans, dropped), keep in zip(groups, kept, strict=True):
+            record(service, spans, dropped)
+            if len(keep) != len(spans):
+                self._head_dropped.inc(len(spans) - len(keep))
+            if not keep:
+                continue
+            if sampler is not None:
+                # Tail sampling: the sampler buffers the trace and, once it decides to
+                # keep it, hands it to the store and the sinks itself.
+                sampler(service, resource, keep)
+                continue
+            for sink in sinks:
+                try:
+                    sink(service, resource, keep)
+                except Exception:  # a sink's bug must not fail the ingest that already landed
+                    logger.exception("span sink %r failed", sink)
+        return total
+
+    async def _store(self, rows: list[SpanRow]) -> None:
+        """Hand rows to the store, or raise the :class:`Rejection` that says why not."""
         store = self.state.store
         assert store is not None  # saturation() answered not_ready otherwise
         if self._committed:
             try:
                 await store.write(rows)
             except StoreFullError:
-                raise Rejection(
-                    429,
-                    "queue_full",
-                    "the store's write queue is full; retry later",
-                    self._retry_after,
-                )
+                raise self._queue_full(store, len(rows))
             except StoreClosedError:
                 raise Rejection(
                     503, "shutting_down", "collector is shutting down", self._retry_after
@@ -319,18 +352,25 @@ class IngestEndpoint:
                     self._retry_after,
                 )
         elif not store.submit(rows):
-            raise Rejection(
-                429,
-                "queue_full",
-                "the store's write queue is full; retry later",
-                self._retry_after,
+            raise self._queue_full(store, len(rows))
+
+    def _queue_full(self, store: TraceStore, count: int) -> Rejection:
+        capacity = store.stats().queue_capacity
+        if capacity and count > capacity:
+            # It would never fit: a 429 would have the sender retry it until it gives
+            # up. A 413 is final for OTLP senders and makes rastir's SDK split the batch.
+            return Rejection(
+                413,
+                "too_large",
+                f"batch of {count} spans is larger than the store's write queue "
+                f"({capacity} spans); send smaller batches",
             )
-        for sink in self.state.sinks:
-            try:
-                sink(service, resource, spans)
-            except Exception:  # a sink's bug must not fail the ingest that already landed
-                logger.exception("span sink %r failed", sink)
-        return accepted
+        return Rejection(
+            429,
+            "queue_full",
+            "the store's write queue is full; retry later",
+            self._retry_after,
+        )
 
     async def _read_body(self, receive: Receive) -> bytes:
         """The whole body, refusing it as soon as it outgrows the limit (chunked too)."""

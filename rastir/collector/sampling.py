@@ -17,13 +17,20 @@ replica and after a restart. Kept traces go to the store and to the span sinks (
 OTLP exporter); dropped ones are counted in
 ``rastir_collector_sampled_out_spans_total{stage="tail"}``.
 
+The default root grace (6 s) outlasts the OpenTelemetry SDKs' default batch delay
+(``BatchSpanProcessor``, 5 s), so an OTel service's spans usually arrive before the
+trace is decided. When one with an error arrives after its trace was dropped all the
+same, the decision turns to kept from then on (counted in
+``rastir_collector_tail_sampling_late_error_traces_total``): the trace's earlier spans
+are gone, but the error and whatever follows it are stored.
+
 Bounds: at most ``tail_max_traces`` traces and ``tail_max_spans`` spans are held.
 Beyond either, the traces that have waited longest since their last span are
 decided early with what has arrived (counted as early decisions), so memory stays
 bounded and an error already seen still keeps its trace. Decisions are remembered
 (bounded, oldest forgotten first) so that spans arriving after their trace was
 decided follow it: straight to the store when it was kept, counted when it was
-dropped.
+dropped (unless one has an error, above).
 
 Everything here runs on the event loop thread: the ingest calls :meth:`offer`
 (through ``__call__``), and :meth:`run` ticks the deadlines.
@@ -111,6 +118,8 @@ class TailSampler:
         self.decisions: dict[tuple[str, str], int] = dict.fromkeys(_RULES, 0)
         self.early: dict[str, int] = {"buffer_full": 0, "shutdown": 0}
         self.late: dict[str, int] = {"kept": 0, "dropped": 0}
+        #: Dropped traces kept after all because a late span had an error.
+        self.late_errors = 0
 
     @property
     def traces(self) -> int:
@@ -136,6 +145,15 @@ class TailSampler:
         for tid, group in groups.items():
             kept = decided.get(tid)
             if kept is not None:
+                if not kept:
+                    for s in group:
+                        if s.status == "error":
+                            # An error arriving after the trace was dropped (a service
+                            # whose SDK flushes later than the grace) still keeps it:
+                            # what was dropped is gone, but from here on it is kept.
+                            kept = decided[tid] = True
+                            self.late_errors += 1
+                            break
                 if kept:
                     late.extend(group)
                     self.late["kept"] += len(group)
@@ -323,6 +341,12 @@ def sampling_metrics(sampler: TailSampler | None) -> Iterable[Metric]:
     for decision in ("kept", "dropped"):
         late.add_metric([decision], 0 if sampler is None else sampler.late[decision])
     yield late
+    yield CounterMetricFamily(
+        "rastir_collector_tail_sampling_late_error_traces",
+        "Traces dropped, then kept after all because a span with an error arrived after "
+        "the decision; their spans dropped before it are lost (raise the root grace).",
+        value=0 if sampler is None else sampler.late_errors,
+    )
     yield GaugeMetricFamily(
         "rastir_collector_tail_sampling_buffered_traces",
         "Traces waiting for a tail-sampling decision.",

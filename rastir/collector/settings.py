@@ -243,8 +243,10 @@ class CollectorSettings:
     tail_sampling: bool = False
     #: A trace is decided once no span of it arrived for this many seconds...
     tail_decision_wait: float = 10.0
-    #: ...or for this many once its root span arrived.
-    tail_root_grace: float = 2.0
+    #: ...or for this many once its root span arrived. Longer than the OpenTelemetry
+    #: SDKs' default BatchSpanProcessor delay (5 s), so spans an OTel service flushes
+    #: after the root still find their trace undecided.
+    tail_root_grace: float = 6.0
     #: Traces lasting at least this many seconds are kept; ``None``: no latency rule.
     tail_slow_threshold: float | None = 10.0
     #: Share of the other traces kept, decided from the trace id (as head sampling).

@@ -26,9 +26,14 @@ collector receiving these spans (``POST /v1/traces``) rebuilds them exactly:
 ``rastir.span.kind`` always, ``rastir.span.name`` when the OTel name differs,
 ``rastir.status=cancelled`` for a cancelled span (OTLP status UNSET), and for a
 failed span ``rastir.error.category`` unless the span's own ``error.type`` is the
-category (``error.type`` is set to the category when the span has none). A failed
-span's exception class and message go in an ``exception`` event at its end, as the
-exception semantic conventions put them.
+category (``error.type`` is set to the category when the span has none). When an
+exception was raised, its class and message go in an ``exception`` event at the
+span's end, as the exception semantic conventions put them (not for an HTTP status
+error without one, nor when the span has an ``exception`` event already).
+
+A span a rastir collector received from another OpenTelemetry SDK carries
+``rastir.otel.kind`` (and ``rastir.otel.status`` for status OK): it is sent on as it
+came, with its own kind, name, status and attributes and none of rastir's additions.
 Deprecated attribute names (``gen_ai.system``, ``http.method``, ...) are written under
 their current names.
 
@@ -54,6 +59,9 @@ __all__ = [
     "CONTENT_TYPE_JSON",
     "CONTENT_TYPE_PROTOBUF",
     "OTEL_KIND",
+    "OTEL_KIND_ATTR",
+    "OTEL_KIND_NAMES",
+    "OTEL_STATUS_ATTR",
     "RENAMED",
     "encode_batch_otlp",
     "encode_request",
@@ -65,9 +73,12 @@ CONTENT_TYPE_PROTOBUF: Final = "application/x-protobuf"
 CONTENT_TYPE_JSON: Final = "application/json"
 
 # opentelemetry.proto.trace.v1.Span.SpanKind
+UNSPECIFIED: Final = 0
 INTERNAL: Final = 1
 SERVER: Final = 2
 CLIENT: Final = 3
+PRODUCER: Final = 4
+CONSUMER: Final = 5
 
 OTEL_KIND: Final[Mapping[str, int]] = {
     "agent": INTERNAL,
@@ -85,7 +96,20 @@ OTEL_KIND: Final[Mapping[str, int]] = {
 
 # Status.StatusCode
 STATUS_UNSET: Final = 0
+STATUS_OK: Final = 1
 STATUS_ERROR: Final = 2
+
+#: On a span received over OTLP from another SDK (no ``rastir.span.kind``): its own
+#: OTel span kind, by name. rastir's kinds cannot say PRODUCER, or a SERVER span that
+#: is neither HTTP nor MCP, so the receiver keeps the original here, and the exporter
+#: sends the span with that kind, its own name, its status and its attributes as they
+#: came (the marker itself is not sent). Its presence means "a foreign span".
+OTEL_KIND_ATTR: Final = "rastir.otel.kind"
+#: ``"ok"`` on a foreign span whose sender set status OK (rastir's ``ok`` is UNSET).
+OTEL_STATUS_ATTR: Final = "rastir.otel.status"
+OTEL_KIND_NAMES: Final = ("unspecified", "internal", "server", "client", "producer", "consumer")
+_OTEL_KIND_CODES: Final[Mapping[str, int]] = {n: i for i, n in enumerate(OTEL_KIND_NAMES)}
+_FOREIGN_KEYS: Final = frozenset((OTEL_KIND_ATTR, OTEL_STATUS_ATTR))
 
 # Deprecated semantic-convention names and the names that replaced them. A span that
 # carries the old name is exported under the new one (unless it carries both).
@@ -146,6 +170,9 @@ def otel_view(
     """
     kind = span.kind
     a: Mapping[str, Any] = span.attributes
+    foreign = a.get(OTEL_KIND_ATTR)
+    if foreign is not None and foreign.__class__ is str and foreign in _OTEL_KIND_CODES:
+        return _foreign_view(span, _OTEL_KIND_CODES[foreign])
     if not _RENAMED_KEYS.isdisjoint(a):
         a = _renamed(a)
     extra: list[tuple[str, AttrValue]] = []
@@ -202,9 +229,58 @@ def otel_view(
             extra.append(("rastir.error.category", err.type))
         elif current != err.type:
             extra.append(("rastir.error.category", err.type))
-        if err.exception_type or err.message:
-            exception = (err.exception_type, err.message, span.end_time_unix_nano)
+        exception = _exception_event(span)
     return name, okind, a, extra, STATUS_ERROR, message, exception
+
+
+def _foreign_view(
+    span: WireSpan, okind: int
+) -> tuple[
+    str, int, Mapping[str, Any], list[tuple[str, AttrValue]], int, str, tuple[str, str, int] | None
+]:
+    """:func:`otel_view` of a span another SDK made (it carries ``rastir.otel.kind``).
+
+    It leaves as it came: its own kind, name and attributes, OK when it said OK, and
+    none of rastir's additions (no ``rastir.span.kind``, no implied operation, no
+    ``error.type`` or category rastir derived for it). A rastir receiver infers the
+    same kind and category from the same attributes, so nothing is lost.
+    """
+    a: Mapping[str, Any] = {k: v for k, v in span.attributes.items() if k not in _FOREIGN_KEYS}
+    if not _RENAMED_KEYS.isdisjoint(a):
+        a = _renamed(a)
+    extra: list[tuple[str, AttrValue]] = []
+    status = span.status
+    if status == "ok":
+        ok = span.attributes.get(OTEL_STATUS_ATTR) == "ok"
+        return span.name, okind, a, extra, STATUS_OK if ok else STATUS_UNSET, "", None
+    if status == "cancelled":
+        extra.append(("rastir.status", "cancelled"))
+        return span.name, okind, a, extra, STATUS_UNSET, "", None
+    err = span.error
+    if err is None:
+        return span.name, okind, a, extra, STATUS_ERROR, "", None
+    return span.name, okind, a, extra, STATUS_ERROR, err.message, _exception_event(span)
+
+
+def _exception_event(span: WireSpan) -> tuple[str, str, int] | None:
+    """``(type, message, time)`` of the ``exception`` event a failed span gets, or None.
+
+    Only for an exception that was really raised: not when the span already has an
+    ``exception`` event (an OTel SDK's ``record_exception``, kept as it came), and not
+    for an error without one, such as an HTTP response with a 4xx/5xx status, whose
+    status code the HTTP middleware may hold as ``exception_type`` (all digits).
+    Exception semantic conventions: the event records an exception, nothing else.
+    """
+    err = span.error
+    if err is None:
+        return None
+    exc_type = err.exception_type
+    if not exc_type or exc_type.isdigit():
+        return None
+    for ev in span.events:
+        if ev.name == "exception":
+            return None
+    return exc_type, err.message, span.end_time_unix_nano
 
 
 _RENAMED_KEYS: Final = frozenset(RENAMED)

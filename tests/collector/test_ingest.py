@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from rastir.collector import CollectorSettings, create_app
 from rastir.collector.ingest import _strings_fit
 from rastir.collector.store.base import SpanRow, StoreStats
+from rastir.collector.store.errors import StoreFullError
 from rastir.collector.store.memory import MemoryStore
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import (
@@ -65,6 +66,26 @@ class RefusingStore(MemoryStore):
 
     def submit(self, rows: list[SpanRow]) -> bool:
         return False
+
+
+class FullOnceStore(MemoryStore):
+    """A store whose write queue is full for the first batch only (both ack modes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def submit(self, rows: list[SpanRow]) -> bool:
+        if not self.refused:
+            self.refused += 1
+            return False
+        return super().submit(rows)
+
+    async def write(self, rows: list[SpanRow]) -> None:
+        if not self.refused:
+            self.refused += 1
+            raise StoreFullError(len(rows), 1000)
+        await super().write(rows)
 
 
 async def test_an_accepted_batch_comes_back_as_a_tree_and_in_the_metrics(
@@ -387,6 +408,64 @@ async def test_a_store_full_at_submit_time_answers_429(run_collector: RunCollect
         assert r.status_code == 429
         assert r.json()["error"] == "queue_full"
         assert "retry-after" in r.headers
+
+
+@pytest.mark.parametrize("ack", ["queued", "committed"])
+async def test_a_batch_the_full_store_refused_is_counted_once_when_the_retry_lands(
+    run_collector: RunCollector, ack: str
+) -> None:
+    tid, spans = agent_trace(service="shop", n_llm=2)
+    unsampled = llm_span()
+    unsampled["sampled"] = False
+    body = encode(batch([*spans, unsampled], service="shop", dropped=3))
+    store = FullOnceStore()
+    async with run_collector(trace_store=store, ack=ack) as c:
+        refused = await c.post(body)
+        assert (refused.status_code, refused.json()["error"]) == (429, "queue_full")
+        m = await c.scrape()
+        # The refusal left nothing behind: not a span, a token or a head-sampling drop.
+        assert m.total("rastir_collector_ingested_spans_total") == 0
+        assert m.total("rastir_collector_ingested_batches_total") == 0
+        assert m.total("rastir_collector_client_dropped_spans_total") == 0
+        assert m.total("rastir_llm_calls_total") == 0
+        assert m.total("rastir_llm_tokens_total") == 0
+        assert m.total("rastir_spans_total") == 0
+        assert m.total("rastir_collector_sampled_out_spans_total") == 0
+        assert m.value("rastir_collector_rejected_requests_total", reason="queue_full") == 1
+        # The sender retries the same batch: now it lands, and counts once.
+        retried = await c.post(body)
+        assert (retried.status_code, retried.json()) == (202, {"accepted": 5})
+        assert (await c.client.get(f"/v1/traces/{tid}")).json()["summary"]["span_count"] == 4
+        m = await c.scrape()
+    llm = {"service": "shop", "model": "gpt-4o", "provider": "openai"}
+    assert m.total("rastir_llm_calls_total", **llm) == 3
+    assert m.total("rastir_llm_tokens_total", **llm, token_type="input") == 300
+    assert m.value("rastir_collector_ingested_spans_total", service="shop") == 5
+    assert m.value("rastir_collector_ingested_batches_total", service="shop") == 1
+    assert m.value("rastir_collector_client_dropped_spans_total", service="shop") == 3
+    assert m.value("rastir_collector_sampled_out_spans_total", stage="head") == 1
+    assert store.refused == 1
+
+
+async def test_a_batch_larger_than_the_whole_store_queue_is_413_so_it_is_not_retried(
+    run_collector: RunCollector, tmp_path: Path
+) -> None:
+    async with run_collector(store="sqlite", queue_capacity=100, data_dir=tmp_path / "db") as c:
+        # 150 spans can never fit a 100-span queue: a 429 would be retried forever.
+        r = await c.post(encode(batch([llm_span() for _ in range(150)])))
+        assert (r.status_code, r.json()["error"]) == (413, "too_large")
+        assert "write queue" in r.json()["message"]
+        assert "retry-after" not in r.headers
+        m = await c.scrape()
+        assert m.total("rastir_llm_calls_total") == 0
+        assert m.total("rastir_collector_ingested_spans_total") == 0
+        assert m.value("rastir_collector_rejected_requests_total", reason="too_large") == 1
+        # A batch that fits the (empty) queue lands as usual.
+        r = await c.post(encode(batch([llm_span() for _ in range(80)])))
+        assert r.status_code == 202, r.text
+        m = await c.scrape()
+    assert m.total("rastir_llm_calls_total") == 80
+    assert m.total("rastir_collector_ingested_spans_total") == 80
 
 
 async def test_an_unexpected_failure_is_a_counted_503_never_a_500(

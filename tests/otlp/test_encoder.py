@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
 import msgspec
+import pytest
 from google.protobuf import json_format  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,10 +20,14 @@ from rastir.collector.otlp.receive import decode_json, decode_protobuf
 from rastir.export.otlp import (
     OTEL_KIND,
     RENAMED,
+    encode_batch_otlp,
     encode_request,
     encode_request_json,
     otel_view,
 )
+from rastir.middleware.asgi import RastirMiddleware
+from rastir.middleware.httpx import instrument_httpx
+from rastir.testing import capture_spans
 
 KINDS = sorted(OTEL_KIND)
 INT64 = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
@@ -68,7 +74,7 @@ def wire_spans(draw: st.DrawFn) -> WireSpan:
     if status == "error":
         error = WireError(
             type=draw(st.sampled_from(ERROR_CATEGORIES)),
-            exception_type=draw(st.text(max_size=12)),
+            exception_type=draw(st.text(max_size=12) | st.sampled_from(["500", "404"])),
             message=draw(st.text(max_size=30)),
         )
     return WireSpan(
@@ -194,10 +200,16 @@ def _round_trip_view(span: WireSpan) -> WireSpan:
     a = _plain(dict(span.attributes))
     if implied is not None:
         a["gen_ai.operation.name"] = implied
+    # An "exception type" of digits is an HTTP status, not an exception: no exception
+    # event carries it, so the receiver does not get it back.
+    error = span.error
+    if error is not None and error.exception_type.isdigit():
+        error = msgspec.structs.replace(error, exception_type="")
     # Received spans count as sampled: SDKs export only those, and a 0 in the optional
     # flags field means "unknown" from older senders.
     return msgspec.structs.replace(
         span,
+        error=error,
         sampled=True,
         attributes=a,
         events=[msgspec.structs.replace(e, attributes=_plain(e.attributes)) for e in span.events],
@@ -341,6 +353,73 @@ def test_a_failed_span_carries_status_error_type_and_an_exception_event() -> Non
         "exception.type": "openai.RateLimitError",
         "exception.message": "429",
     }
+
+
+def _failed(exception_type: str | None, events: list[WireEvent] | None = None) -> Any:
+    span = WireSpan(
+        trace_id="1" * 32,
+        span_id="2" * 16,
+        name="GET",
+        kind="http.client",
+        start_time_unix_nano=1,
+        end_time_unix_nano=9,
+        status="error",
+        error=WireError(
+            type="provider_error",
+            exception_type=exception_type,  # type: ignore[arg-type]
+            message="HTTP 500",
+        ),
+        attributes={"http.request.method": "GET", "http.response.status_code": 500},
+        events=events or [],
+    )
+    request = ExportTraceServiceRequest.FromString(encode_request([({}, [span])]))
+    return request.resource_spans[0].scope_spans[0].spans[0]
+
+
+@pytest.mark.parametrize("exception_type", [None, "", "500", "404"])
+def test_an_error_status_without_a_raised_exception_gets_no_exception_event(
+    exception_type: str | None,
+) -> None:
+    # The HTTP middleware records a 4xx/5xx answer as an error with the status code
+    # (or nothing) as its "exception type": no exception was raised, so none is made up.
+    otel = _failed(exception_type)
+    assert (otel.status.code, otel.status.message) == (2, "HTTP 500")
+    assert _kvs(otel.attributes)["error.type"] == "provider_error"
+    assert list(otel.events) == []
+
+
+def test_a_span_with_its_own_exception_event_gets_no_second_one() -> None:
+    own = WireEvent(
+        name="exception",
+        time_unix_nano=5,
+        attributes={"exception.type": "httpx.ConnectError", "exception.stacktrace": "..."},
+    )
+    otel = _failed("httpx.ConnectError", [own])
+    assert [(e.name, e.time_unix_nano) for e in otel.events] == [("exception", 5)]
+
+
+@pytest.mark.anyio
+async def test_http_errors_from_the_middleware_are_exported_without_an_exception_event() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        down = httpx.MockTransport(lambda r: httpx.Response(404))
+        async with instrument_httpx(httpx.AsyncClient(transport=down)) as client:
+            await client.get("http://down/missing")
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    rastir.configure(service="s", push_url=None, otel_bridge=False)
+    with capture_spans() as spans:
+        transport = httpx.ASGITransport(app=RastirMiddleware(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            await client.get("/x")
+    request = ExportTraceServiceRequest.FromString(
+        encode_batch_otlp(list(spans), {"service.name": "s"})
+    )
+    exported = request.resource_spans[0].scope_spans[0].spans
+    assert sorted(s.kind for s in exported) == [2, 3]  # the server span and the client span
+    for s in exported:
+        assert s.status.code == 2
+        assert [e.name for e in s.events] == []
 
 
 def test_a_cancelled_span_is_status_unset() -> None:

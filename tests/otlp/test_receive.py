@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from rastir._wire import WireSpan
-from rastir.collector.store.base import StoreStats
+from rastir.collector.store.base import SpanRow, StoreStats
 from rastir.collector.store.memory import MemoryStore
 from rastir.export.otlp import encode_request
 from tests.collector.conftest import Collector, RunCollector
@@ -292,6 +293,60 @@ async def test_a_saturated_collector_answers_429_with_retry_after_before_decodin
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
         assert _status(r.content)[0] == 8  # RESOURCE_EXHAUSTED
+
+
+class FullOnceStore(MemoryStore):
+    """A memory store whose write queue is full for the first request only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = 0
+
+    def submit(self, rows: list[SpanRow]) -> bool:
+        if not self.refused:
+            self.refused += 1
+            return False
+        return super().submit(rows)
+
+
+async def test_the_sdk_retrying_after_a_full_store_is_counted_once_for_every_resource(
+    run_collector: RunCollector,
+) -> None:
+    # Two resources in one request: a refusal must not count the first one's spans.
+    spans = make_spans("otel-a") + make_spans("otel-b")
+    store = FullOnceStore()
+    async with run_collector(trace_store=store) as c:
+        # The SDK gets 429 with Retry-After, waits and sends the request again.
+        result = await anyio.to_thread.run_sync(lambda: sdk_export(c.url, spans))
+        assert result is SpanExportResult.SUCCESS
+        assert store.refused == 1
+        for root in (spans[-1], spans[-8]):
+            tree = (await c.client.get(f"/v1/traces/{root.context.trace_id:032x}")).json()
+            assert tree["summary"]["span_count"] == 7
+        m = await c.scrape()
+    assert m.value("rastir_collector_rejected_requests_total", reason="queue_full") == 1
+    for service in ("otel-a", "otel-b"):
+        assert m.value("rastir_collector_ingested_spans_total", service=service) == 7
+        assert m.value("rastir_collector_ingested_batches_total", service=service) == 1
+        assert m.total("rastir_llm_calls_total", service=service) == 2
+        assert m.total("rastir_llm_tokens_total", service=service, token_type="input") == 19
+        assert m.total("rastir_spans_total", service=service) == 7
+
+
+async def test_a_request_larger_than_the_store_queue_fails_at_once_counted_nowhere_else(
+    run_collector: RunCollector, tmp_path: Path
+) -> None:
+    spans = make_spans() * 22  # 154 spans (ids repeat: they never reach the store)
+    async with run_collector(store="sqlite", queue_capacity=100, data_dir=tmp_path / "db") as c:
+        # A 413 is final for the SDK: no retry storm for a request that can never fit.
+        result = await anyio.to_thread.run_sync(lambda: sdk_export(c.url, spans))
+        assert result is SpanExportResult.FAILURE
+        m = await c.scrape()
+    assert m.value("rastir_collector_rejected_requests_total", reason="too_large") == 1
+    assert m.total("rastir_collector_rejected_requests_total") == 1
+    assert m.total("rastir_collector_ingested_spans_total") == 0
+    assert m.total("rastir_llm_calls_total") == 0
+    assert m.total("rastir_llm_tokens_total") == 0
 
 
 async def test_invalid_bodies_get_400_with_a_status_and_bad_media_types_415(

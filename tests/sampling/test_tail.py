@@ -6,8 +6,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 import msgspec
 import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from rastir._wire import WireSpan
 from rastir.collector import CollectorSettings
@@ -291,3 +299,106 @@ async def test_the_collector_stores_only_error_slow_and_ratio_traces(tmp_path: P
             == 60
         )
         assert m.total("rastir_spans_total") == 180
+
+
+def test_with_default_windows_a_span_flushed_5s_after_the_root_finds_its_trace_open() -> None:
+    # The OpenTelemetry SDKs' BatchSpanProcessor sends every 5 s by default: a failed
+    # span of an OTel service may arrive that long after the root of its trace.
+    out, clock, metrics = Delivered(), Clock(), Metrics()
+    settings = CollectorSettings(tail_sampling=True, tail_ratio=0.0)
+    s = TailSampler(settings, metrics, out, clock=clock)
+    tid, spans = trace(error=True)
+    failed, rest = spans[:1], spans[1:]
+    s("agent", RESOURCE, rest)  # the root and its other child: no error
+    clock.now += 5.5
+    assert s.tick() == 0
+    s("otel-tools", RESOURCE, failed)
+    clock.now += settings.tail_root_grace + 0.1
+    assert s.tick() == 1
+    assert out.trace_ids == {tid}
+    assert out.span_count == 3
+    assert s.decisions["kept", "error"] == 1
+
+
+def test_an_error_arriving_after_its_trace_was_dropped_keeps_it_from_then_on() -> None:
+    s, out, clock, metrics = sampler()
+    tid, spans = trace(error=True)
+    failed, rest = spans[:1], spans[1:]
+    s("agent", RESOURCE, rest)
+    clock.now += 3
+    assert s.tick() == 1
+    assert out.calls == []
+    assert s.decisions["dropped", "ratio"] == 1
+    dropped_before = metrics.sampled_out.child(("tail",)).value
+    assert dropped_before == 2
+    # The failed span arrives late, with an ordinary one of the same batch...
+    sibling = wire(span(trace=tid, parent=spans[-1].span_id, kind="tool"))
+    s("otel-tools", RESOURCE, failed + sibling)
+    assert [x.span_id for x in out.calls[-1][2]] == [failed[0].span_id, sibling[0].span_id]
+    # ...and what comes after it is kept too; what was dropped before stays counted.
+    after = wire(span(trace=tid, parent=spans[-1].span_id, kind="tool"))
+    s("agent", RESOURCE, after)
+    assert out.span_count == 3
+    assert s.late_errors == 1
+    assert s.late == {"kept": 3, "dropped": 0}
+    assert metrics.sampled_out.child(("tail",)).value == dropped_before
+    # An ordinary late span of another dropped trace is still dropped.
+    other, other_spans = trace()
+    s("agent", RESOURCE, other_spans)
+    clock.now += 3
+    s.tick()
+    s("agent", RESOURCE, wire(span(trace=other, parent=other_spans[-1].span_id, kind="tool")))
+    assert s.late == {"kept": 3, "dropped": 1}
+    assert s.late_errors == 1
+
+
+@pytest.mark.anyio
+async def test_an_otel_sdk_error_span_after_the_decision_is_stored_and_counted(
+    tmp_path: Path,
+) -> None:
+    async with running_collector(
+        tmp_path, tail_sampling=True, tail_root_grace=0.05, tail_ratio=0.0
+    ) as c:
+        tid = trace_id()
+        root = span(trace=tid, kind="agent", name="agent")
+        r = await c.post(
+            msgspec.json.encode({"resource": {"service.name": "agent"}, "spans": [root]})
+        )
+        assert r.status_code == 202
+        sampler_ = c.app.state.tail_sampler
+        await wait_for(lambda: sampler_.decisions["dropped", "ratio"] == 1)
+
+        def otel_service() -> SpanExportResult:
+            # A downstream OTel service that failed, its span sent after the decision.
+            exporter = OTLPSpanExporter(endpoint=f"{c.url}/v1/traces", timeout=10)
+            provider = TracerProvider(resource=Resource.create({"service.name": "otel-tools"}))
+            memory = InMemorySpanExporter()
+            provider.add_span_processor(SimpleSpanProcessor(memory))
+            parent = TraceContextTextMapPropagator().extract(
+                {"traceparent": f"00-{tid}-{root['span_id']}-01"}
+            )
+            tracer = provider.get_tracer("tools")
+            with tracer.start_as_current_span(
+                "POST /tool",
+                context=parent,
+                kind=SpanKind.SERVER,
+                attributes={"http.request.method": "POST", "http.response.status_code": 500},
+            ) as s:
+                s.set_status(Status(StatusCode.ERROR, "tool crashed"))
+            provider.shutdown()
+            try:
+                return exporter.export(memory.get_finished_spans())
+            finally:
+                exporter.shutdown()  # type: ignore[no-untyped-call]
+
+        assert await anyio.to_thread.run_sync(otel_service) is SpanExportResult.SUCCESS
+        detail = await c.client.get(f"/v1/traces/{tid}")
+        assert detail.status_code == 200
+        spans = detail.json()["spans"]
+        assert [(n["name"], n["status"], n.get("orphan")) for n in spans] == [
+            ("POST /tool", "error", True)  # its root was dropped before the error came
+        ]
+        m = await c.scrape()
+    assert m.value("rastir_collector_tail_sampling_late_error_traces_total") == 1
+    assert m.value("rastir_collector_tail_sampling_late_spans_total", decision="kept") == 1
+    assert m.value("rastir_collector_sampled_out_spans_total", stage="tail") == 1

@@ -14,7 +14,9 @@ Decoding maps OpenTelemetry spans back to rastir spans, so the same metrics move
   (mcp.server for a SERVER span, else mcp.client), then ``gen_ai.operation.name``
   (chat, text_completion, generate_content, embeddings: llm; invoke_agent: agent;
   execute_tool: tool; retrieval), then ``http.request.method`` with a SERVER or
-  CLIENT span (http.server, http.client), else ``trace``.
+  CLIENT span (http.server, http.client), else ``trace``. Its own OTel kind is kept
+  in ``rastir.otel.kind`` and an explicit status OK in ``rastir.otel.status``, so
+  that the collector's OTLP export sends it on as it came (name, kind, status, events).
 
 Deprecated attribute names (``gen_ai.system``, ``http.method``, ...) are read under
 their current names. A span that cannot be a rastir span (ids of the wrong length,
@@ -44,12 +46,21 @@ from rastir._wire import (
     WireLink,
     WireSpan,
 )
-from rastir.collector.ingest import IngestEndpoint, Receive, Rejection, Scope, Send
+from rastir.collector.ingest import IngestEndpoint, Receive, Rejection, Scope, Send, SpanGroup
 from rastir.collector.metrics import Metrics, counter
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.state import CollectorState
 from rastir.errors import classify_status
-from rastir.export.otlp import CLIENT, RENAMED, SERVER, STATUS_ERROR
+from rastir.export.otlp import (
+    CLIENT,
+    OTEL_KIND_ATTR,
+    OTEL_KIND_NAMES,
+    OTEL_STATUS_ATTR,
+    RENAMED,
+    SERVER,
+    STATUS_ERROR,
+    STATUS_OK,
+)
 
 try:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -188,8 +199,16 @@ def to_wire(
             value = attrs.pop(old)
             attrs.setdefault(RENAMED[old], value)
     kind = attrs.pop("rastir.span.kind", None)
-    if kind.__class__ is not str or kind not in _KINDS:
+    ours = kind.__class__ is str and kind in _KINDS
+    if not ours:
+        # Another SDK's span: rastir's kind is inferred, and what it cannot say is kept
+        # for export (rastir.export.otlp sends the span back out as it came).
         kind = infer_kind(otel_kind, attrs)
+        attrs[OTEL_KIND_ATTR] = (
+            OTEL_KIND_NAMES[otel_kind] if 0 <= otel_kind < len(OTEL_KIND_NAMES) else "unspecified"
+        )
+        if status_code == STATUS_OK:
+            attrs[OTEL_STATUS_ATTR] = "ok"
     original = attrs.pop("rastir.span.name", None)
     if original.__class__ is str:
         name = original
@@ -207,11 +226,13 @@ def to_wire(
                 if not message:
                     message = str(ev.attributes.get("exception.message", ""))
                 if (
-                    i == len(events) - 1
+                    ours
+                    and i == len(events) - 1
                     and ev.time_unix_nano == end
                     and _EXCEPTION_KEYS.issuperset(ev.attributes)
                 ):
                     # The event rastir's exporter makes from the error: it is the error.
+                    # (Another SDK's exception event is the sender's own: kept.)
                     del events[i]
                 break
         error = WireError(
@@ -225,7 +246,7 @@ def to_wire(
         trace_id=trace_id,
         span_id=span_id,
         name=name,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         start_time_unix_nano=start,
         end_time_unix_nano=end,
         parent_span_id=parent_span_id,
@@ -677,14 +698,17 @@ class OtlpReceiveEndpoint(IngestEndpoint):
                 "too_many_spans",
                 f"request has {total} spans; the limit is {self._max_spans}",
             )
-        accepted = 0
+        groups: list[SpanGroup] = []
         for resource, spans in decoded.groups:
             if not spans:
                 continue
             service = resource.get("service.name")
             if service.__class__ is not str or not service:
                 service = "unknown_service"
-            accepted += await self.accept(service, resource, spans)
+            groups.append((service, resource, spans, 0))
+        # One call for every resource: a refusal (429) after the first groups were
+        # counted would have the sender's retry count them again.
+        accepted = await self.accept_groups(groups) if groups else 0
         if decoded.rejected:
             self.rejected_spans += decoded.rejected
             scope["rastir.otlp.rejected"] = (decoded.rejected, decoded.reason)
