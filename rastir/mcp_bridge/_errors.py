@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
 from mcp.shared.exceptions import MCPError
 from mcp_types import (
     CONNECTION_CLOSED,
@@ -22,13 +27,14 @@ from mcp_types import (
     PARSE_ERROR,
     REQUEST_TIMEOUT,
     UNSUPPORTED_PROTOCOL_VERSION,
+    CallToolResult,
 )
 
 from rastir import _config
 from rastir._instrument import record_exception
 from rastir.spans import Span
 
-__all__ = ["record_mcp_exception", "record_result"]
+__all__ = ["is_error_result", "record_mcp_exception", "record_result"]
 
 TOOL_ERROR: Final = "tool_error"
 
@@ -71,9 +77,9 @@ def record_mcp_exception(span: Span, exc: BaseException, *, server: bool) -> Non
                 str(exc)[:_MAX_MESSAGE],
             )
             return
-        if server and isinstance(exc, ToolError) and not isinstance(exc, UnexpectedToolError):
-            # A ToolError is the tool reporting failure to the model: MCPServer turns
-            # it into an isError result, so it is recorded as one.
+        if server and _deliberate(exc):
+            # A ToolError (or ResourceError) is the tool reporting failure to the model:
+            # MCPServer turns it into an isError result, so it is recorded as one.
             span.set_error(
                 TOOL_ERROR, f"{type(exc).__module__}.{type(exc).__qualname__}", _message(exc)
             )
@@ -84,6 +90,14 @@ def record_mcp_exception(span: Span, exc: BaseException, *, server: bool) -> Non
     record_exception(span, exc)
 
 
+def _deliberate(exc: BaseException) -> bool:
+    """A failure the tool raised on purpose, as MCPServer tells it (``Tool.run``): a
+    ``ToolError`` or ``ResourceError``, not their ``Unexpected*`` crash wrappers."""
+    if isinstance(exc, ToolError):
+        return not isinstance(exc, UnexpectedToolError)
+    return isinstance(exc, ResourceError) and not isinstance(exc, UnexpectedResourceError)
+
+
 def _message(exc: BaseException) -> str:
     try:
         return str(exc)[:_MAX_MESSAGE]
@@ -91,26 +105,27 @@ def _message(exc: BaseException) -> str:
         return ""
 
 
-def _is_error(result: Any) -> bool:
-    if isinstance(result, dict):
-        # A raw-dict result: only a literal true counts (what reaches the wire as one).
-        return result.get("isError") is True
-    return getattr(result, "is_error", None) is True
+def is_error_result(result: Any) -> bool:
+    """Whether ``result`` is a ``CallToolResult`` with ``isError`` set.
+
+    Only a ``CallToolResult`` is: MCPServer passes it through as the result, while any
+    other value a tool returns, a dict with an ``"isError"`` key included, is the
+    tool's output (content and structured content), never the result's flag.
+    """
+    return isinstance(result, CallToolResult) and result.is_error is True
 
 
 def record_result(span: Span, result: Any) -> None:
-    """Mark the span ``tool_error`` when a tool result has ``isError``. Never raises."""
+    """Mark the span ``tool_error`` when ``result`` is a ``CallToolResult`` with
+    ``isError``. Never raises."""
     try:
-        if not _is_error(result):
+        if not is_error_result(result):
             return
         message = "the tool returned isError"
         if _config.get_settings().capture_content:
             # Tool output may hold user data: kept only when content capture is on.
-            content = result.get("content") if isinstance(result, dict) else result.content
-            for block in content or ():
-                text = (
-                    block.get("text") if isinstance(block, dict) else getattr(block, "text", None)
-                )
+            for block in result.content or ():
+                text = getattr(block, "text", None)
                 if isinstance(text, str):
                     message = text[:_MAX_MESSAGE]
                     break

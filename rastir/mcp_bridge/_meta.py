@@ -22,6 +22,7 @@ from rastir.propagation import (
     extract,
     format_baggage,
     inject,
+    parse_baggage,
 )
 from rastir.sampling import HEAD as _HEAD
 from rastir.spans import Span, SpanContext
@@ -29,6 +30,8 @@ from rastir.spans import Span, SpanContext
 __all__ = ["TRACE_KEYS", "merge_meta", "read_meta"]
 
 TRACE_KEYS: Final = (TRACEPARENT, TRACESTATE, BAGGAGE)
+
+_Entries = tuple[tuple[str, str], ...]
 
 # A _meta with more keys than this is not scanned for a traceparent spelled in
 # another case; the exact key is still read. Bounds the work a hostile _meta costs.
@@ -38,9 +41,14 @@ _MAX_SCAN: Final = 64
 def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> dict[str, Any]:
     """A new ``_meta`` dict: the user's keys, then the trace keys of ``context``.
 
-    The user's entries are kept, except the trace keys themselves: those describe the
-    call being made, so they are ours. ``baggage`` comes from the current context.
-    The user's mapping is never modified.
+    The user's entries are kept, except the trace keys: those describe the call being
+    made, so they are ours. A ``traceparent`` or ``tracestate`` the user passed is
+    dropped even when ``context`` has no tracestate (W3C Trace Context §3.3: a
+    tracestate belongs to the traceparent it came with). A ``baggage`` the user passed
+    is merged with the current baggage: the current entries first and winning on a
+    duplicate key, then the user's others, within the W3C limits (180 entries, 8192
+    bytes; what does not fit is dropped, the user's entries first). The user's
+    mapping is never modified.
 
     Args:
         user: The ``meta`` the caller passed, or None.
@@ -49,10 +57,21 @@ def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> d
     Returns:
         The merged ``_meta``.
     """
-    merged: dict[str, Any] = dict(user) if user else {}
+    extra: Any = None
+    if user:
+        merged: dict[str, Any] = dict(user)
+        merged.pop(TRACEPARENT, None)
+        merged.pop(TRACESTATE, None)
+        extra = merged.pop(BAGGAGE, None)
+    else:
+        merged = {}
     tid = context.tid
     if type(context) is not Span or not 0 < tid <= _MASK128:
         inject(merged, context)
+        if extra is not None:
+            ours = merged.get(BAGGAGE)
+            entries = _with_user_baggage(parse_baggage(ours) if ours else (), extra)
+            _write_baggage(merged, entries)
         return merged
     # inject() for a span of this process, inlined: its span id is valid by
     # construction (the trace id may come from a remote parent, hence the check), and
@@ -66,11 +85,30 @@ def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> d
         if ctx.tracestate:
             merged[TRACESTATE] = ctx.tracestate
     entries = _current_baggage.get()
+    if extra is not None:
+        entries = _with_user_baggage(entries, extra)
     if entries:
-        header = format_baggage(entries)
-        if header:
-            merged[BAGGAGE] = header
+        _write_baggage(merged, entries)
     return merged
+
+
+def _with_user_baggage(ours: _Entries, theirs: Any) -> _Entries:
+    """``ours``, then the entries of the user's ``baggage`` whose keys ours lacks."""
+    extra = parse_baggage(theirs)  # never raises; anything but text gives ()
+    if not extra:
+        return ours
+    if not ours:
+        return extra
+    keys = {key for key, _ in ours}
+    return (*ours, *(entry for entry in extra if entry[0] not in keys))
+
+
+def _write_baggage(meta: dict[str, Any], entries: _Entries) -> None:
+    header = format_baggage(entries)
+    if header:
+        meta[BAGGAGE] = header
+    else:
+        meta.pop(BAGGAGE, None)
 
 
 def read_meta(meta: Any) -> tuple[SpanContext | None, bool]:

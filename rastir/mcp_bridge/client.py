@@ -190,8 +190,6 @@ def _wrap_operation(
     # the client has no cache (see the module docstring).
     cacheable = is_client and op_name in _CACHED
     session_listing = not is_client and op_name.startswith("list_")
-    # A cache hit sends no request, so no id can be attributed to the span.
-    find_id = not cacheable
     target_param = op.target
     target_attr: str = op.target_attr or ""
     by_name = target_param == "name"  # resource URIs stay out of the name (cardinality)
@@ -245,7 +243,9 @@ def _wrap_operation(
                 session = None
         if session is not known.session:
             known.switch(session)
-        counter = known.counter if find_id else None
+        # Read for cached methods too: a cache hit sends nothing, so the counter does
+        # not move and no id is recorded; a fetch sends exactly one request.
+        counter = known.counter
         before = counter._next_id if counter is not None else 0
         try:
             result = await fn(*args, **(kwargs if injected is None else injected))

@@ -23,7 +23,11 @@ Parents, in order:
    (W3C Trace Context: an invalid ``traceparent`` restarts the trace), marked
    ``rastir.mcp.invalid_trace_context=true``.
 3. No ``traceparent``: whatever is current, as for any span (the HTTP request's span,
-   or with the bridge the OTel context mcp set up).
+   or with the bridge the OTel context mcp set up). A static resource, which gets no
+   ``Context`` (``@mcp_endpoint(uri=...)``), takes the OTel context mcp set up.
+
+While the span is open it is also OpenTelemetry's current span (see ``_otel``), so a
+plain mcp client used in the tool sends the tool's context on, not the caller's.
 
 **How the tool's ``_meta`` is reached.** MCPServer hands the request to a tool only
 through a parameter annotated with its ``Context``. When the tool has one, it is read;
@@ -48,11 +52,13 @@ from typing import Any, Final, TypeVar, overload
 
 from mcp.server.mcpserver.context import Context
 from mcp.server.mcpserver.utilities.context_injection import find_context_parameter
+from mcp_types import CallToolResult
 
 from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.mcp_bridge._errors import record_mcp_exception, record_result
 from rastir.mcp_bridge._meta import read_meta
+from rastir.mcp_bridge._otel import attach_for_mcp, detach_for_mcp, otel_parent
 from rastir.spans import AttributeValue, Span, SpanContext
 
 __all__ = ["HIDDEN_CONTEXT", "mcp_endpoint"]
@@ -64,6 +70,7 @@ HIDDEN_CONTEXT: Final = "rastir_mcp_context"
 MCPServer refuses parameter names starting with ``_``, hence a plain name."""
 
 _SESSION_HEADER: Final = "mcp-session-id"
+_READ: Final = "resources/read"
 
 
 _Opened = tuple[
@@ -78,9 +85,12 @@ def _close(opened: _Opened) -> None:
     span, token, otel, baggage = opened
     if baggage is not None:
         _current_baggage.reset(baggage)
-    bridge = PIPELINE.bridge
-    if otel is not None and bridge is not None:
-        bridge.detach(otel)
+    if otel is not None:
+        bridge = PIPELINE.bridge
+        if bridge is not None:
+            bridge.detach(otel)
+        else:
+            detach_for_mcp(otel)
     _current_span.reset(token)
     span._t1 = time.perf_counter_ns()
     PIPELINE.on_end(span)
@@ -104,11 +114,11 @@ def _request_context(ctx: Any) -> Any:
 
 
 def _attributes(
-    rc: Any, default_target: str, static: dict[str, AttributeValue]
+    rc: Any, default_method: str, default_target: str, static: dict[str, AttributeValue]
 ) -> tuple[str, dict[str, Any]]:
     """The span name and attributes for one request (``rc`` may be None)."""
     attrs: dict[str, Any] = static.copy()
-    method = "tools/call"
+    method = default_method
     target: Any = default_target
     if rc is not None:
         try:
@@ -161,9 +171,11 @@ def _parent(remote: SpanContext, bridge: Any, ambient: Span | SpanContext | None
     return remote
 
 
-def _open(ctx: Any, default_target: str, static: dict[str, AttributeValue]) -> _Opened:
+def _open(
+    ctx: Any, default_method: str, default_target: str, static: dict[str, AttributeValue]
+) -> _Opened:
     rc = _request_context(ctx)
-    name, attrs = _attributes(rc, default_target, static)
+    name, attrs = _attributes(rc, default_method, default_target, static)
     ambient = _current_span.get()
     bridge = PIPELINE.bridge
     remote, refused = read_meta(rc.meta if rc is not None else None)
@@ -178,19 +190,30 @@ def _open(ctx: Any, default_target: str, static: dict[str, AttributeValue]) -> _
         # than the ambient one (W3C Trace Context: restart the trace).
         attrs["rastir.mcp.invalid_trace_context"] = True
         parent = None
+    elif rc is None and default_method == _READ:
+        # A static resource: MCPServer gives it no Context, so no _meta; the context
+        # mcp's own server middleware extracted from _meta is in OpenTelemetry's.
+        parent = otel_parent(ambient) if bridge is None else bridge.parent(ambient)
     else:
         parent = ambient if bridge is None else bridge.parent(ambient)
     span = Span(name, "mcp.server", parent, attrs)
     token = _current_span.set(span)
-    otel = None if bridge is None else bridge.attach(span)
+    # mcp's server middleware leaves the context it extracted from _meta (the caller's
+    # span) as OpenTelemetry's current one, and mcp's client injects that into the
+    # _meta of any request the tool sends: a plain ClientSession used in the tool
+    # would attach its server to our caller. Our span is made current there too, as
+    # on the client (_otel.attach_for_mcp; skipped when OpenTelemetry's context is
+    # empty and there is no SDK: then nothing reads it).
+    otel = attach_for_mcp(span, True) if bridge is None else bridge.attach(span)
     if type(ambient) is Span and ambient.kind == "http.server" and span.psid != ambient.sid:
         span.add_link(ambient.context, {"rastir.link.type": "http.request"})
     return span, token, otel, baggage
 
 
 def _outcome(span: Span, result: Any) -> None:
-    # The cheap test first: most results are plain values with no isError.
-    if type(result) is dict or getattr(result, "is_error", None) is True:
+    # Only a CallToolResult carries isError; anything else is the tool's output, a
+    # dict with an "isError" key too (MCPServer makes it structured content).
+    if isinstance(result, CallToolResult):
         record_result(span, result)
 
 
@@ -215,15 +238,32 @@ def _signature(fn: Callable[..., Any], hidden: bool) -> inspect.Signature:
     return sig.replace(parameters=params)
 
 
-def _endpoint(fn: F, name: str | None, attributes: Mapping[str, AttributeValue] | None) -> F:
+def _endpoint(
+    fn: F, name: str | None, attributes: Mapping[str, AttributeValue] | None, uri: str | None
+) -> F:
     if isinstance(fn, (staticmethod, classmethod)) or not callable(fn):
         raise TypeError(f"@mcp_endpoint goes on a tool function, got {fn!r}")
     if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
         raise TypeError("@mcp_endpoint: MCP tools return a result; generators are not supported")
-    context_param = find_context_parameter(fn)
-    hidden = context_param is None
+    if uri is not None:
+        # A static resource: MCPServer refuses any parameter on it, a Context included
+        # ("Context injection for static resources is not supported").
+        if _signature(fn, False).parameters:
+            raise ValueError(
+                f"@mcp_endpoint(uri={uri!r}) is for a static resource, which takes no "
+                f"parameters; {getattr(fn, '__name__', fn)!r} has some. A template "
+                f"resource (with {{...}} in its URI) needs no uri=."
+            )
+        context_param = None
+        hidden = False
+        default_method = _READ
+        default_target = uri
+    else:
+        context_param = find_context_parameter(fn)
+        hidden = context_param is None
+        default_method = "tools/call"
+        default_target = name or str(getattr(fn, "__name__", "tool"))
     key: str = HIDDEN_CONTEXT if context_param is None else context_param
-    default_target = name or str(getattr(fn, "__name__", "tool"))
     static: dict[str, AttributeValue] = dict(attributes or {})
     pipeline = PIPELINE
 
@@ -233,7 +273,7 @@ def _endpoint(fn: F, name: str | None, attributes: Mapping[str, AttributeValue] 
             ctx = kwargs.pop(key, None) if hidden else kwargs.get(key)
             if not pipeline.enabled:
                 return await fn(*args, **kwargs)
-            opened = _open(ctx, default_target, static)
+            opened = _open(ctx, default_method, default_target, static)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
@@ -252,7 +292,7 @@ def _endpoint(fn: F, name: str | None, attributes: Mapping[str, AttributeValue] 
             ctx = kwargs.pop(key, None) if hidden else kwargs.get(key)
             if not pipeline.enabled:
                 return fn(*args, **kwargs)
-            opened = _open(ctx, default_target, static)
+            opened = _open(ctx, default_method, default_target, static)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -289,6 +329,7 @@ def mcp_endpoint(
     *,
     name: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
+    uri: str | None = None,
 ) -> Callable[[F], F]: ...
 def mcp_endpoint(
     fn: Any = None,
@@ -296,17 +337,23 @@ def mcp_endpoint(
     *,
     name: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
+    uri: str | None = None,
 ) -> Any:
     """Trace an MCP server tool as an ``mcp.server`` span joined to the client's trace.
 
     Use it under ``@server.tool()`` (so MCPServer registers the traced function), bare
-    or with arguments. Works on sync and async tools, and on prompt functions.
+    or with arguments. Works on sync and async tools, on prompt functions and resource
+    templates, and, with ``uri=``, on static resources.
 
     Args:
         fn: The tool function, when used bare.
         name: The tool name used when the request does not say it (direct calls);
             defaults to the function's name. The span takes the requested name.
         attributes: Constant attributes put on every span.
+        uri: Only on a static resource (``@server.resource(uri)`` with no ``{...}``
+            in the URI): its URI. MCPServer gives a static resource no ``Context``, so
+            no parameter is added to it; the span is ``resources/read``, the child of
+            the context mcp's own middleware extracted from ``_meta``.
 
     Returns:
         The traced function, with the same parameters as far as MCPServer can tell:
@@ -314,10 +361,13 @@ def mcp_endpoint(
 
     Raises:
         TypeError: ``fn`` is not a plain function, or is a generator.
-        ValueError: ``name`` is empty.
+        ValueError: ``name`` or ``uri`` is empty, or ``uri`` is given for a function
+            with parameters (a static resource has none).
     """
     if name is not None and (not isinstance(name, str) or not name):
         raise ValueError(f"name must be a non-empty string, got {name!r}")
+    if uri is not None and (not isinstance(uri, str) or not uri):
+        raise ValueError(f"uri must be a non-empty string, got {uri!r}")
     if fn is None:
-        return lambda f: _endpoint(f, name, attributes)
-    return _endpoint(fn, name, attributes)
+        return lambda f: _endpoint(f, name, attributes, uri)
+    return _endpoint(fn, name, attributes, uri)

@@ -15,6 +15,7 @@ from mcp import Client, ClientSession
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, PaginatedRequestParams
+from opentelemetry import trace as otel_trace
 
 import rastir
 from rastir.export._pipeline import PIPELINE
@@ -47,6 +48,9 @@ def waiter(rastir_spans: CapturedSpans) -> Iterator[SpanWaiter]:
 async def client(probe: Probe, mode: str) -> AsyncIterator[Client]:
     async with rastir.wrap(Client(build(probe), mode=mode)) as c:
         yield c
+
+
+FOREIGN = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def traceparent(span: Span) -> str:
@@ -128,6 +132,8 @@ async def test_user_meta_is_kept_and_the_trace_keys_are_the_spans(
     user_meta: dict[str, Any] = {
         "user": "u-1",
         "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        # A tracestate of another trace: it must not travel with our traceparent.
+        "tracestate": "vendor=from-another-trace",
     }
     result = await client.call_tool("meta_echo", {}, meta=as_meta(user_meta))
     seen = result.structured_content
@@ -135,6 +141,22 @@ async def test_user_meta_is_kept_and_the_trace_keys_are_the_spans(
     span = rastir_spans.one("tools/call meta_echo", kind="mcp.client")
     assert seen == {"user": "u-1", "traceparent": traceparent(span)}
     assert user_meta["traceparent"].startswith("00-0af7")  # the caller's dict is untouched
+    assert user_meta["tracestate"] == "vendor=from-another-trace"
+
+
+@MODES
+async def test_baggage_passed_in_meta_is_merged_with_the_current_baggage(
+    client: Client, rastir_spans: CapturedSpans, mode: str
+) -> None:
+    user_meta = as_meta({"baggage": "tenant=other,user=u%201"})
+    alone = await client.call_tool("baggage", {}, meta=user_meta)
+    # With no current baggage, the caller's is sent.
+    assert alone.structured_content == {"tenant": "other", "user": "u 1"}
+    upstream = {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01", "baggage": "tenant=acme"}
+    with rastir.continue_trace(upstream):
+        merged = await client.call_tool("baggage", {}, meta=user_meta)
+    # The current baggage wins on a key both have; the caller's other entries are kept.
+    assert merged.structured_content == {"tenant": "acme", "user": "u 1"}
 
 
 async def test_a_wrapped_session_merges_into_the_params_of_listings(probe: Probe) -> None:
@@ -225,10 +247,49 @@ async def test_the_tool_error_text_is_kept_when_content_capture_is_on(
 
 
 @MODES
+async def test_a_returned_dict_with_an_is_error_key_is_output_not_an_error(
+    client: Client, rastir_spans: CapturedSpans, mode: str
+) -> None:
+    result = await client.call_tool("report", {"ok": False})
+    # MCPServer makes the dict structured content: the result itself is no error.
+    assert result.is_error is False
+    assert result.structured_content == {"isError": True, "detail": "disk full"}
+    for kind in ("mcp.client", "mcp.server"):
+        span = rastir_spans.one("tools/call report", kind=kind)
+        assert (span.status, span.error) == ("ok", None)
+
+
+@MODES
+async def test_what_mcpserver_checks_around_the_tool_is_outside_the_server_span(
+    client: Client, rastir_spans: CapturedSpans, mode: str
+) -> None:
+    # The known limits in docs/mcp.md: MCPServer validates the arguments before it
+    # calls the traced function and converts the result after it returned.
+    await client.list_tools()
+    refused = await client.call_tool("add", {"a": "not a number", "b": 1})
+    assert refused.is_error
+    assert rastir_spans.find("tools/call add", kind="mcp.server") == []
+    error = rastir_spans.one("tools/call add", kind="mcp.client").error
+    assert error is not None
+    assert error["type"] == "tool_error"
+
+    wrong = await client.call_tool("miscount", {})
+    assert wrong.is_error  # "many" is not the int the tool declares
+    assert rastir_spans.one("tools/call miscount", kind="mcp.server").status == "ok"
+    error = rastir_spans.one("tools/call miscount", kind="mcp.client").error
+    assert error is not None
+    assert error["type"] == "tool_error"
+
+
+@MODES
 @pytest.mark.parametrize(
     ("tool", "server_error"),
     [
         ("deliberate", ("tool_error", "mcp.server.mcpserver.exceptions.ToolError", "bad input")),
+        (
+            "missing",
+            ("tool_error", "mcp.server.mcpserver.exceptions.ResourceError", "no such document"),
+        ),
         ("crash", ("validation_error", "ValueError", "boom")),
     ],
 )
@@ -353,6 +414,31 @@ async def test_disabled_rastir_neither_records_nor_injects(
 
 
 @MODES
+@pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
+async def test_listings_and_reads_record_the_id_of_the_request_they_sent(
+    probe: Probe, rastir_spans: CapturedSpans, mode: str, cache: bool
+) -> None:
+    options: dict[str, Any] = {} if cache else {"cache": None}
+    async with rastir.wrap(Client(build(probe), mode=mode, **options)) as client:
+        await client.list_tools()
+        await client.list_prompts()
+        await client.list_resources()
+        await client.read_resource("res://doc")
+        await client.read_resource("res://doc")
+    handshake = ("initialize", "server/discover")
+    sent = [(m, str(i)) for m, i in probe.requests if i is not None and m not in handshake]
+    recorded = [
+        (s.attributes["mcp.method.name"], s.attributes.get("jsonrpc.request.id"))
+        for s in rastir_spans.find(kind="mcp.client")
+    ]
+    # MCPServer sends no cache hints (ttlMs), so nothing is served from the cache:
+    # every call sent one request and records its id. (A cache hit sends none, the
+    # request counter does not move, and no id is recorded.)
+    assert len(sent) == 5
+    assert recorded == sent
+
+
+@MODES
 async def test_concurrent_calls_never_take_each_others_request_id(
     client: Client, rastir_spans: CapturedSpans, mode: str
 ) -> None:
@@ -396,3 +482,41 @@ async def test_a_tool_that_calls_another_mcp_server_nests_the_second_hop(
     assert second.psid == front_span.sid
     assert back_span.psid == second.sid
     assert len({s.tid for s in rastir_spans}) == 1
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize("outer", ["wrapped", "foreign"])
+async def test_a_plain_client_inside_a_tool_nests_the_second_hop_under_the_tool(
+    probe: Probe, rastir_spans: CapturedSpans, mode: str, outer: str
+) -> None:
+    # No OTel SDK and no bridge, and a plain Client in the tool (over JSON-RPC, where
+    # mcp's client injects OpenTelemetry's current context): mcp's server middleware
+    # made that the context it received (the caller's span), so the second hop would
+    # skip the tool unless the server span is made current there too. The caller is
+    # rastir's, or a plain client sending a traceparent of its own ("foreign").
+    backend = build(probe)
+    front = MCPServer("front")
+
+    @front.tool()
+    @mcp_endpoint
+    async def relay(a: int) -> str:
+        async with Client(backend, mode="legacy") as inner:
+            result = await inner.call_tool("add", {"a": a, "b": 1})
+        return str(result.content[0].text)  # type: ignore[union-attr]
+
+    meta = None if outer == "wrapped" else as_meta({"traceparent": FOREIGN})
+    plain = Client(front, mode=mode)
+    async with rastir.wrap(plain) if outer == "wrapped" else plain as client:
+        result = await client.call_tool("relay", {"a": 1}, meta=meta)
+    assert result.content[0].text == "2"  # type: ignore[union-attr]
+    front_span = rastir_spans.one("tools/call relay", kind="mcp.server")
+    back_span = rastir_spans.one("tools/call add", kind="mcp.server")
+    assert back_span.psid == front_span.sid
+    assert rastir_spans.one("tool.inner").psid == back_span.sid
+    if outer == "wrapped":
+        assert front_span.psid == rastir_spans.one("tools/call relay", kind="mcp.client").sid
+    else:
+        assert front_span.parent_span_id == FOREIGN[36:52]
+    assert len({s.tid for s in rastir_spans}) == 1
+    # The OpenTelemetry context is left as it was found.
+    assert not otel_trace.get_current_span().get_span_context().is_valid

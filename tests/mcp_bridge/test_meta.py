@@ -6,17 +6,29 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import rastir
+from rastir.context import _current_baggage
 from rastir.mcp_bridge._meta import merge_meta, read_meta
-from rastir.propagation import format_traceparent
+from rastir.propagation import format_baggage, format_traceparent, parse_baggage
 from rastir.spans import Span, SpanContext
 
 VALID = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@contextmanager
+def _baggage(entries: tuple[tuple[str, str], ...]) -> Iterator[None]:
+    token = _current_baggage.set(entries)
+    try:
+        yield
+    finally:
+        _current_baggage.reset(token)
 
 
 def test_merge_keeps_the_users_keys_and_writes_the_trace_keys() -> None:
@@ -38,6 +50,78 @@ def test_merge_carries_the_current_baggage() -> None:
     with rastir.continue_trace({"traceparent": VALID, "baggage": "tenant=acme"}):
         span = Span("call", "mcp.client", None)
         assert merge_meta({}, span)["baggage"] == "tenant=acme"
+
+
+@pytest.mark.parametrize(
+    "context",
+    [Span("call", "mcp.client", None), SpanContext(1, 2, 1)],
+    ids=["span", "remote-context"],
+)
+def test_merge_drops_the_users_trace_keys_even_when_the_span_has_no_tracestate(
+    context: Span | SpanContext,
+) -> None:
+    user = {"traceparent": "00-user", "tracestate": "vendor=another-trace", "k": "v"}
+    merged = merge_meta(user, context)
+    assert merged == {"k": "v", "traceparent": format_traceparent(context.tid, context.sid, 1)}
+    assert user["tracestate"] == "vendor=another-trace"
+
+
+@pytest.mark.parametrize(
+    ("current", "passed", "sent"),
+    [
+        (None, "user=u%201", "user=u%201"),
+        ("tenant=acme", "tenant=evil,user=u", "tenant=acme,user=u"),
+        ("tenant=acme", "", "tenant=acme"),
+        ("tenant=acme", 7, "tenant=acme"),
+        (None, "not baggage", None),
+    ],
+    ids=["alone", "current-wins", "empty", "not-text", "invalid"],
+)
+@pytest.mark.parametrize("remote", [False, True], ids=["span", "remote-context"])
+def test_merge_adds_the_users_baggage_after_the_current_one(
+    current: str | None, passed: Any, sent: str | None, remote: bool
+) -> None:
+    carrier = (
+        {"traceparent": VALID} if current is None else {"traceparent": VALID, "baggage": current}
+    )
+    with rastir.continue_trace(carrier) as upstream:
+        assert upstream is not None
+        context: Span | SpanContext = upstream if remote else Span("call", "mcp.client", None)
+        merged = merge_meta({"baggage": passed}, context)
+    assert merged.get("baggage") == sent
+
+
+def test_merged_baggage_keeps_within_the_w3c_limits_dropping_the_users_entries_first() -> None:
+    current = ",".join(f"c{i}=v" for i in range(100))
+    passed = ",".join(f"u{i}=v" for i in range(150))
+    with rastir.continue_trace({"traceparent": VALID, "baggage": current}):
+        merged = merge_meta({"baggage": passed}, Span("call", "mcp.client", None))
+    keys = [entry.partition("=")[0] for entry in merged["baggage"].split(",")]
+    assert len(keys) == 180  # W3C Baggage §3.3.1: at most 180 list-members
+    assert keys[:100] == [f"c{i}" for i in range(100)]
+    assert keys[100:] == [f"u{i}" for i in range(80)]
+
+
+_baggage_entries = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c", "tenant"]), st.text("xyz %", max_size=5)),
+    max_size=5,
+)
+
+
+@given(current=_baggage_entries, passed=_baggage_entries, state=st.sampled_from([None, "v=1"]))
+def test_merge_never_sends_a_foreign_trace_key_and_the_current_baggage_wins(
+    current: list[tuple[str, str]], passed: list[tuple[str, str]], state: str | None
+) -> None:
+    user = {"baggage": format_baggage(passed), "tracestate": "other=1", "traceparent": "x"}
+    parent = SpanContext(7, 9, 1, state)
+    with _baggage(tuple(current)):
+        span = Span("call", "mcp.client", parent)
+        merged = merge_meta(user, span)
+    assert merged["traceparent"] == format_traceparent(7, span.sid, 1)
+    assert merged.get("tracestate") == state
+    sent = dict(reversed(parse_baggage(merged.get("baggage", ""))))  # first of a key wins
+    expected = {**dict(reversed(passed)), **dict(reversed(current))}
+    assert sent == expected
 
 
 def test_read_gives_the_remote_parent_with_its_baggage() -> None:

@@ -326,3 +326,66 @@ def test_sync_tools_keep_working_from_many_threads(rastir_spans: CapturedSpans) 
     for t in threads:
         t.join()
     assert len(rastir_spans.find("tools/call work")) == 8
+
+
+# -- resources ----------------------------------------------------------------------------
+def _resource_server() -> MCPServer:
+    server = MCPServer("resources")
+
+    @server.resource("res://doc")
+    @mcp_endpoint(uri="res://doc")
+    def doc() -> str:
+        return "the doc"
+
+    @server.resource("res://items/{item}")
+    @mcp_endpoint
+    async def item(item: str) -> str:
+        return f"item {item}"
+
+    return server
+
+
+@MODES
+@pytest.mark.parametrize("cache", [True, False], ids=["cache", "no-cache"])
+async def test_static_and_template_resources_are_server_spans_under_the_read(
+    rastir_spans: CapturedSpans, mode: str, cache: bool
+) -> None:
+    options: dict[str, Any] = {} if cache else {"cache": None}
+    async with rastir.wrap(Client(_resource_server(), mode=mode, **options)) as client:
+        static = await client.read_resource("res://doc")
+        template = await client.read_resource("res://items/7")
+    assert static.contents[0].text == "the doc"  # type: ignore[union-attr]
+    assert template.contents[0].text == "item 7"  # type: ignore[union-attr]
+    reads = rastir_spans.find("resources/read", kind="mcp.client")
+    served = rastir_spans.find("resources/read", kind="mcp.server")
+    assert [s.attributes["mcp.resource.uri"] for s in served] == ["res://doc", "res://items/7"]
+    for read, server in zip(reads, served, strict=True):
+        assert server.psid == read.sid
+        assert server.attributes["mcp.method.name"] == "resources/read"
+    # The template resource is given the request; the static one (no Context) is not.
+    assert "jsonrpc.request.id" not in served[0].attributes
+    assert served[1].attributes["jsonrpc.request.id"] == reads[1].attributes["jsonrpc.request.id"]
+
+
+def test_a_static_resource_needs_uri_as_mcpserver_gives_it_no_context() -> None:
+    server = MCPServer("static")
+
+    def doc() -> str:
+        return "d"
+
+    # Without uri=, the hidden Context parameter is one MCPServer refuses here.
+    with pytest.raises(ValueError, match="Context injection for static resources"):
+        server.resource("res://doc")(mcp_endpoint(doc))
+    traced = mcp_endpoint(uri="res://doc")(doc)
+    assert list(inspect.signature(traced).parameters) == []
+    assert server.resource("res://doc")(traced) is traced
+
+
+def test_uri_is_refused_on_a_function_with_parameters_and_when_empty() -> None:
+    def item(item: str) -> str:
+        return item
+
+    with pytest.raises(ValueError, match="static resource"):
+        mcp_endpoint(uri="res://items/{item}")(item)
+    with pytest.raises(ValueError, match="uri"):
+        mcp_endpoint(uri="")

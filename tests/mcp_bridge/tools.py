@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, CallToolResult, RequestParamsMeta, TextContent
 
@@ -25,6 +25,8 @@ class Probe:
     def __init__(self) -> None:
         self.started = anyio.Event()
         self.metas: list[tuple[str, dict[str, Any]]] = []
+        # (method, JSON-RPC request id) of every request the server was sent.
+        self.requests: list[tuple[str, Any]] = []
 
 
 def as_meta(entries: dict[str, Any]) -> RequestParamsMeta:
@@ -81,6 +83,22 @@ def build(probe: Probe) -> MCPServer:
 
     @server.tool()
     @mcp_endpoint
+    async def missing() -> str:
+        raise ResourceError("no such document")
+
+    @server.tool()
+    @mcp_endpoint
+    async def report(ok: bool) -> dict[str, Any]:
+        # "isError" is a field of the tool's own output here, not the result's flag.
+        return {"isError": not ok, "detail": "disk full"}
+
+    @server.tool()
+    @mcp_endpoint
+    async def miscount() -> int:
+        return "many"  # type: ignore[return-value]  # fails MCPServer's output check
+
+    @server.tool()
+    @mcp_endpoint
     async def crash() -> str:
         raise ValueError("boom")
 
@@ -108,6 +126,7 @@ def build(probe: Probe) -> MCPServer:
     class Recorder:
         async def __call__(self, ctx: Any, call_next: Any) -> Any:
             probe.metas.append((ctx.method, user_keys(ctx.meta)))
+            probe.requests.append((ctx.method, ctx.request_id))
             return await call_next(ctx)
 
     server._lowlevel_server.middleware.append(Recorder())
