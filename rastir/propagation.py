@@ -35,6 +35,7 @@ __all__ = [
     "format_baggage",
     "format_traceparent",
     "inject",
+    "merge_baggage",
     "parse_baggage",
     "parse_traceparent",
     "parse_tracestate",
@@ -517,7 +518,9 @@ def extract(carrier: Mapping[str, Any]) -> SpanContext | None:
 def inject(carrier: MutableMapping[str, Any], context: Span | SpanContext | None = None) -> None:
     """Write ``traceparent``, and ``tracestate`` and ``baggage`` when non-empty.
 
-    The exact lowercase keys are overwritten; keys in other cases are left alone.
+    The exact lowercase keys are overwritten; keys in other cases are left alone. A
+    ``baggage`` already in the carrier is merged with the context's (see
+    :func:`merge_baggage`): the context's entries first, winning on a duplicate key.
 
     Args:
         carrier: HTTP headers, an MCP ``_meta`` dict, or any mutable mapping.
@@ -545,9 +548,27 @@ def inject(carrier: MutableMapping[str, Any], context: Span | SpanContext | None
     if not entries:
         entries = _current_baggage.get()
     if entries:
+        # A baggage header the caller set by hand is merged, not replaced: the
+        # context's entries first and winning on a duplicate key.
+        mine = carrier.get(BAGGAGE)
+        if mine:
+            entries = merge_baggage(entries, mine)
         header = format_baggage(entries)
         if header:
             carrier[BAGGAGE] = header
+
+
+def merge_baggage(ours: _Baggage, theirs: Any) -> _Baggage:
+    """``ours``, then the entries of the ``baggage`` value ``theirs`` whose keys ours
+    lacks. ``format_baggage`` then applies the W3C limits, so what does not fit is
+    dropped from the end: theirs first. Never raises."""
+    extra = parse_baggage(theirs)  # anything but text gives ()
+    if not extra:
+        return ours
+    if not ours:
+        return extra
+    keys = {key for key, _ in ours}
+    return (*ours, *(entry for entry in extra if entry[0] not in keys))
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from rastir.propagation import (
     extract,
     format_baggage,
     inject,
+    merge_baggage,
     parse_baggage,
 )
 from rastir.sampling import HEAD as _HEAD
@@ -70,7 +71,7 @@ def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> d
         inject(merged, context)
         if extra is not None:
             ours = merged.get(BAGGAGE)
-            entries = _with_user_baggage(parse_baggage(ours) if ours else (), extra)
+            entries = merge_baggage(parse_baggage(ours) if ours else (), extra)
             _write_baggage(merged, entries)
         return merged
     # inject() for a span of this process, inlined: its span id is valid by
@@ -86,21 +87,10 @@ def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> d
             merged[TRACESTATE] = ctx.tracestate
     entries = _current_baggage.get()
     if extra is not None:
-        entries = _with_user_baggage(entries, extra)
+        entries = merge_baggage(entries, extra)
     if entries:
         _write_baggage(merged, entries)
     return merged
-
-
-def _with_user_baggage(ours: _Entries, theirs: Any) -> _Entries:
-    """``ours``, then the entries of the user's ``baggage`` whose keys ours lacks."""
-    extra = parse_baggage(theirs)  # never raises; anything but text gives ()
-    if not extra:
-        return ours
-    if not ours:
-        return extra
-    keys = {key for key, _ in ours}
-    return (*ours, *(entry for entry in extra if entry[0] not in keys))
 
 
 def _write_baggage(meta: dict[str, Any], entries: _Entries) -> None:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import rastir
 from rastir import propagation
 from rastir.context import _current_baggage, _current_span, attach, current_trace_id, detach
 from rastir.propagation import (
@@ -922,3 +923,24 @@ def test_remote_child_is_the_span_a_remote_parent_would_give(flags: int) -> None
     carrier: dict[str, str] = {}
     propagation.inject(carrier, quick)
     assert carrier["traceparent"] == f"00-{tid:032x}-{quick.sid:016x}-{flags:02x}"
+
+
+def test_inject_merges_a_baggage_header_already_in_the_carrier() -> None:
+    headers = {"baggage": "user.id=42,tenant=mine"}
+    with rastir.continue_trace(
+        {
+            "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "baggage": "tenant=acme",
+        }
+    ):
+        rastir.inject(headers)
+    # The context's entries first and winning on "tenant"; the caller's others kept.
+    assert headers["baggage"] == "tenant=acme,user.id=42"
+
+
+def test_inject_without_context_baggage_leaves_the_callers_baggage_alone() -> None:
+    headers = {"baggage": "user.id=42"}
+    with rastir.span("call"):
+        rastir.inject(headers)
+    assert headers["baggage"] == "user.id=42"
+    assert "traceparent" in headers
