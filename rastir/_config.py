@@ -2,8 +2,11 @@
 
 Precedence: an argument given to ``configure()`` wins over the environment variable,
 which wins over the default. Calling ``configure()`` again replaces the settings
-cleanly: the previous exporter delivers what it holds (bounded by its shutdown
-timeout) and a new one takes over the same queue, so no span is lost in between.
+cleanly: the previous exporter delivers the spans queued until then to its own
+target (bounded by the new ``shutdown_timeout``; what it cannot send in time is
+counted as dropped), and a new one takes over the queue for every later span. A
+configuration that is refused (``ValueError``) changes nothing: the previous one
+stays in force.
 """
 
 from __future__ import annotations
@@ -168,6 +171,16 @@ def _parse_bool(name: str, raw: str) -> bool:
 
 
 def _parse_headers(name: str, raw: str) -> dict[str, str]:
+    """``k=v,k2=v2``, values percent-decoded.
+
+    As the OpenTelemetry environment specification defines
+    ``OTEL_EXPORTER_OTLP_HEADERS`` (values URL-encoded, W3C Baggage style), and as the
+    collector reads its own ``RASTIR_COLLECTOR_OTLP_HEADERS``: a ``,`` or a line break
+    in a value is written ``%2C``/``%0A`` (the latter is then refused). A ``%`` not
+    followed by two hex digits is kept as it is.
+    """
+    from urllib.parse import unquote
+
     headers: dict[str, str] = {}
     for part in raw.split(","):
         if not part.strip():
@@ -175,7 +188,7 @@ def _parse_headers(name: str, raw: str) -> dict[str, str]:
         key, sep, value = part.partition("=")
         if not sep or not key.strip():
             raise ValueError(f"{name}: {part!r} is not key=value")
-        headers[key.strip()] = value.strip()
+        headers[key.strip()] = unquote(value.strip())
     return headers
 
 
@@ -202,9 +215,26 @@ def _resolve(arg: Any, var: str, kind: type, default: Any) -> Any:
             return float(raw)
         except ValueError:
             raise ValueError(f"{var}={raw!r} is not a number") from None
-    if kind is dict:
-        return _parse_headers(var, raw)
     return raw
+
+
+def _resolve_headers(arg: Any, exporter: str) -> dict[str, str]:
+    """``headers``, else ``RASTIR_HEADERS``; in direct OTLP mode, else the OTel SDK's
+    ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``, else ``OTEL_EXPORTER_OTLP_HEADERS``.
+
+    The first one set is used whole, not merged with the others: the OTel SDKs do the
+    same with the signal-specific and the generic variable.
+    """
+    if arg is not _UNSET:
+        return dict(arg or {})
+    names = ["RASTIR_HEADERS"]
+    if exporter == "otlp":
+        names += ["OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS"]
+    for name in names:
+        raw = _env(name)
+        if raw is not None:
+            return _parse_headers(name, raw)
+    return {}
 
 
 def _resolve_bridge(arg: Any) -> bool | None:
@@ -263,11 +293,38 @@ def _validate(s: Settings) -> None:
     if not isinstance(s.gzip, bool):
         raise ValueError(f"gzip must be True, False or None, got {s.gzip!r}")
     _validate_exporter(s)
+    _validate_http_fields(s)
+
+
+# RFC 9110 §5.6.2: a field name is a token.
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _sendable(what: str, text: str) -> None:
+    # HTTP/1.1 field values are Latin-1 octets (RFC 9110 §5.5, obs-text) and may not
+    # hold a line break: one would end the header and start another (injection).
+    if "\r" in text or "\n" in text:
+        raise ValueError(f"{what} contains a line break")
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} cannot be sent in an HTTP header: not Latin-1") from None
+
+
+def _validate_http_fields(s: Settings) -> None:
+    """Headers and token the exporter can send, checked before anything changes."""
+    if s.token is not None:
+        if not isinstance(s.token, str):
+            raise ValueError("token must be a string")
+        _sendable("token", s.token)
     for key, value in s.headers.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise ValueError("headers must map strings to strings")
-        if any(c in key + value for c in "\r\n"):
-            raise ValueError(f"header {key!r} contains a line break")
+        if not key or not _TOKEN_CHARS.issuperset(key):
+            raise ValueError(f"header name {key!r} is not an HTTP token")
+        _sendable(f"header {key!r}", value)
 
 
 def _resolve_otlp_endpoint(arg: Any) -> str | None:
@@ -340,14 +397,18 @@ def configure(
         env: ``deployment.environment.name`` (``RASTIR_ENV``).
         version: ``service.version`` (``RASTIR_VERSION``).
         enabled: False turns every decorator into a plain call (``RASTIR_ENABLED``).
-        token: bearer token for the collector (``RASTIR_TOKEN``).
+        token: bearer token for the collector (``RASTIR_TOKEN``); Latin-1, no line break.
         batch_size: spans per POST (``RASTIR_BATCH_SIZE``).
         flush_interval: seconds between sends of a partial batch (``RASTIR_FLUSH_INTERVAL``).
         max_queue: spans held while waiting to be sent; beyond it new spans are
             dropped and counted (``RASTIR_MAX_QUEUE``).
         capture_content: record prompts, responses and tool arguments
             (``RASTIR_CAPTURE_CONTENT``). Off by default.
-        headers: extra HTTP headers for the collector (``RASTIR_HEADERS``, ``k=v,k2=v2``).
+        headers: extra HTTP headers for the collector (``RASTIR_HEADERS``, ``k=v,k2=v2``,
+            values percent-decoded as in ``OTEL_EXPORTER_OTLP_HEADERS``). In direct
+            OTLP mode, when neither is given, ``OTEL_EXPORTER_OTLP_TRACES_HEADERS``,
+            else ``OTEL_EXPORTER_OTLP_HEADERS``. Names must be HTTP tokens, values
+            Latin-1 without line breaks.
         timeout: seconds for one HTTP request to the collector (``RASTIR_TIMEOUT``).
         shutdown_timeout: bound on the flush at exit (``RASTIR_SHUTDOWN_TIMEOUT``).
         otel_bridge: join OpenTelemetry's context both ways (``RASTIR_OTEL_BRIDGE``):
@@ -383,6 +444,7 @@ def configure(
     global _settings, _exporter
     d = Settings()
     gzip_choice = _resolve(gzip, "RASTIR_GZIP", bool, None)
+    exporter_choice = _resolve(exporter, "RASTIR_EXPORTER", str, d.exporter)
     new = Settings(
         service=_resolve(service, "RASTIR_SERVICE", str, d.service),
         push_url=_resolve(push_url, "RASTIR_PUSH_URL", str, d.push_url),
@@ -394,7 +456,7 @@ def configure(
         flush_interval=_resolve(flush_interval, "RASTIR_FLUSH_INTERVAL", float, d.flush_interval),
         max_queue=_resolve(max_queue, "RASTIR_MAX_QUEUE", int, d.max_queue),
         capture_content=_resolve(capture_content, "RASTIR_CAPTURE_CONTENT", bool, False),
-        headers=dict(_resolve(headers, "RASTIR_HEADERS", dict, {}) or {}),
+        headers=_resolve_headers(headers, exporter_choice),
         timeout=_resolve(timeout, "RASTIR_TIMEOUT", float, d.timeout),
         shutdown_timeout=_resolve(
             shutdown_timeout, "RASTIR_SHUTDOWN_TIMEOUT", float, d.shutdown_timeout
@@ -402,7 +464,7 @@ def configure(
         otel_bridge=_resolve_bridge(otel_bridge),
         gzip=gzip_choice,
         sample_ratio=_resolve(sample_ratio, "RASTIR_SAMPLE_RATIO", float, d.sample_ratio),
-        exporter=_resolve(exporter, "RASTIR_EXPORTER", str, d.exporter),
+        exporter=exporter_choice,
         otlp_endpoint=_resolve_otlp_endpoint(otlp_endpoint),
     )
     if isinstance(new.push_url, str):
@@ -411,22 +473,31 @@ def configure(
         target = new.otlp_endpoint if new.exporter == "otlp" else new.push_url
         object.__setattr__(new, "gzip", not _is_loopback(target))
     _validate(new)
+    exporting = new.enabled and bool(new.otlp_endpoint if new.exporter == "otlp" else new.push_url)
+    transport = None
+    if exporting:
+        from rastir.export.batch import BatchExporter
+
+        # Built before anything changes: a URL, header or token it refuses raises
+        # here and leaves the previous configuration in force.
+        transport = BatchExporter.transport_for(new)
     with _lock:
         old = _exporter
         _exporter = None
         if old is not None:
-            # Let the old exporter deliver what it holds before the new one starts.
-            old.shutdown(new.shutdown_timeout, drain=True)
+            # The old exporter sends what is queued now to its own target; every
+            # later span is the new exporter's.
+            old.retire(new.shutdown_timeout)
         _settings = new
         PIPELINE.bridge = _bridge_for(new)
         HEAD.set_ratio(new.sample_ratio)
         PIPELINE.enabled = new.enabled
         PIPELINE.max_queue = new.max_queue
-        if new.enabled and (new.otlp_endpoint if new.exporter == "otlp" else new.push_url):
+        if transport is not None:
             from rastir.export.batch import BatchExporter
 
             PIPELINE.queueing = True
-            _exporter = BatchExporter(PIPELINE, new)
+            _exporter = BatchExporter(PIPELINE, new, transport)
         else:
             PIPELINE.queueing = False
             PIPELINE.on_wake = None

@@ -255,11 +255,58 @@ def to_wire(span: Span) -> WireSpan:
 _encoder = msgspec.json.Encoder()
 
 
+def _utf8_safe(value: Any) -> Any:
+    """``value`` with lone surrogates in its strings replaced by ``?``.
+
+    ``os.fsdecode`` of a file name that is not UTF-8 gives such strings; no UTF-8
+    encoder takes them. Parts that need no change are returned as they are (the
+    same objects), and nothing is changed in place: attribute dicts may be the
+    span's own, and the shared empty ones.
+    """
+    t = type(value)
+    if t is str:
+        s: str = value
+        if s.isascii():
+            return s
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            return s.encode("utf-8", "replace").decode("utf-8")
+        return s
+    if t is list or t is tuple:
+        items = [_utf8_safe(x) for x in value]
+        return items if any(a is not b for a, b in zip(items, value, strict=True)) else value
+    if t is dict:
+        pairs = [(_utf8_safe(k), _utf8_safe(v)) for k, v in value.items()]
+        if all(k2 is k and v2 is v for (k2, v2), (k, v) in zip(pairs, value.items(), strict=True)):
+            return value
+        return dict(pairs)
+    if isinstance(value, msgspec.Struct):
+        changes = {}
+        for name in value.__struct_fields__:
+            old = getattr(value, name)
+            new = _utf8_safe(old)
+            if new is not old:
+                changes[name] = new
+        return msgspec.structs.replace(value, **changes) if changes else value
+    return value
+
+
 def encode_batch(spans: Iterable[Span], resource: dict[str, Any], dropped: int) -> bytes:
-    """The JSON body of one ``POST /v1/telemetry``, encoded in one msgspec call."""
+    """The JSON body of one ``POST /v1/telemetry``, encoded in one msgspec call.
+
+    A batch the fast path cannot encode is encoded again, more carefully, rather than
+    dropped (D12: one odd value must never cost the whole batch): every attribute
+    dict sanitised, keys included; then, if a string is still not valid UTF-8, its
+    lone surrogates become ``?`` (as the OTLP encoder does, decision OTLP-1).
+    """
     spans = spans if isinstance(spans, (list, tuple)) else list(spans)
     try:
         return _encoder.encode(WireBatch(wire_spans(spans), resource, dropped))
-    except TypeError:
-        # A key the fast check let through (None, a tuple): sanitise everything.
-        return _encoder.encode(WireBatch(wire_spans(spans, strict=True), resource, dropped))
+    except (TypeError, UnicodeEncodeError):
+        pass  # a key the fast check let through (None, a tuple), or a lone surrogate
+    wire = wire_spans(spans, strict=True)
+    try:
+        return _encoder.encode(WireBatch(wire, resource, dropped))
+    except UnicodeEncodeError:
+        return _encoder.encode(WireBatch(_utf8_safe(wire), _utf8_safe(resource), dropped))

@@ -7,10 +7,15 @@ Before ``configure()`` the queue is live but nothing drains it, so spans from ca
 made during start-up wait (bounded, drops counted) for the exporter that
 ``configure()`` starts. ``configure(push_url=None)`` turns the queue off: spans then
 reach only the test captures.
+
+After ``fork()`` the child's copy of the queue is emptied (decision D10: those spans
+are the parent's to send), whether or not an exporter exists yet, so spans queued
+before ``configure()`` are not exported again by every child that configures.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -107,6 +112,14 @@ class Pipeline:
         """The exporter took the wake-up; the next full batch may wake it again."""
         self._wake_pending = False
 
+    def _reset_after_fork(self) -> None:
+        # Only this thread exists in the child: no lock is needed, and the drop lock
+        # may have been held by a parent thread that no longer exists.
+        self.queue.clear()
+        self.dropped = 0
+        self._drop_lock = threading.RLock()
+        self._wake_pending = False
+
     def add_sink(self, sink: SpanSink) -> None:
         self.sinks = (*self.sinks, sink)
 
@@ -115,3 +128,13 @@ class Pipeline:
 
 
 PIPELINE = Pipeline()
+
+
+def _after_fork_in_child() -> None:
+    PIPELINE._reset_after_fork()
+
+
+# Registered here, not by the exporter: spans wait in this queue before configure()
+# (D6) when there is no exporter yet. Costs one cleared deque per fork.
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

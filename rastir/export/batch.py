@@ -8,10 +8,19 @@ Guarantees to the application:
   the count travels in the next batch's ``dropped`` field to the collector.
 
 Delivery: batches of ``batch_size`` spans, or whatever is queued every
-``flush_interval`` seconds. Connection errors, 408, 429 and 5xx are retried with
-exponential backoff and full jitter, honouring ``Retry-After``, for at most
-``retry_budget`` seconds per batch. Other 4xx answers are final for that batch
-(413 first splits the batch in two).
+``flush_interval`` seconds. To a rastir collector, connection errors, 408, 429 and
+5xx are retried (decision D9); in direct OTLP mode only connection errors, 429, 502,
+503 and 504 are, as the OTLP/HTTP specification allows, and a 2xx answer's
+``partial_success.rejected_spans`` are counted as dropped. Retries use exponential
+backoff and full jitter, honour ``Retry-After``, and last at most ``retry_budget``
+seconds per batch. Other 4xx answers are final for that batch (413 first splits the
+batch in two).
+
+Reconfiguring: :meth:`BatchExporter.retire` takes the spans queued at that moment
+off the shared queue for the retiring exporter, which sends them to its own target
+within its shutdown timeout and counts the rest as dropped (the new exporter reports
+the count). It never takes another span from the shared queue: spans made after
+``configure()`` are the new exporter's only.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import random
 import threading
 import time
 import weakref
+from collections import deque
 from typing import TYPE_CHECKING
 
 from rastir.export._encode import encode_batch
@@ -40,6 +50,9 @@ _log = logging.getLogger("rastir.export")
 _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 10.0
 _RETRY_AFTER_CAP = 60.0
+# OTLP/HTTP specification, "Retryable Response Codes": only these; every other
+# answer is final (a 500 will not get better by sending the same body again).
+_OTLP_RETRYABLE = frozenset((429, 502, 503, 504))
 
 
 class ExporterStats:
@@ -105,34 +118,71 @@ class BatchExporter:
         self.settings = settings
         self._encode = encode_batch
         if self._otlp:
-            from rastir.export.otlp import CONTENT_TYPE_PROTOBUF, encode_batch_otlp
+            from rastir.export.otlp import encode_batch_otlp
 
             self._encode = encode_batch_otlp
-        self.transport = transport or HttpTransport(
-            url,
-            token=settings.token,
-            headers=settings.headers,
-            timeout=settings.timeout,
-            gzip=settings.gzip,
-            path="" if self._otlp else "/v1/telemetry",
-            content_type=CONTENT_TYPE_PROTOBUF if self._otlp else "application/json",
-        )
+        self.transport = transport or self.transport_for(settings)
         self.stats = ExporterStats()
+        # The deque this exporter takes spans from: the pipeline's shared queue, or,
+        # once retired, a deque of its own holding what was queued at retirement.
+        self._queue: deque[Span] = pipeline.queue
         self._resource = settings.resource()
         self._init_sync()
         _live.add(self)
         _install_process_hooks()
+        # A wake-up meant for an earlier exporter may still be marked pending (its
+        # thread ended before taking it): without this, no batch would wake this one.
+        pipeline.woken()
         pipeline.on_wake = self._on_wake
         pipeline.wake_at = 1
         if pipeline.queue:
             self._on_wake()  # spans from before configure() are waiting
 
+    @staticmethod
+    def transport_for(settings: Settings) -> HttpTransport:
+        """The HTTP transport ``settings`` ask for.
+
+        Raises:
+            ValueError: the URL, a header or the token cannot be sent (checked here,
+                so ``configure()`` refuses them before it changes anything).
+        """
+        otlp = settings.exporter == "otlp"
+        url = settings.otlp_endpoint if otlp else settings.push_url
+        if url is None:
+            raise ValueError("BatchExporter needs settings with a push_url or an otlp_endpoint")
+        content_type = "application/json"
+        if otlp:
+            from rastir.export.otlp import CONTENT_TYPE_PROTOBUF
+
+            content_type = CONTENT_TYPE_PROTOBUF
+        return HttpTransport(
+            url,
+            token=settings.token,
+            headers=settings.headers,
+            timeout=settings.timeout,
+            gzip=settings.gzip,
+            path="" if otlp else "/v1/telemetry",
+            content_type=content_type,
+            # OTLP: a 2xx answer may carry partial_success (rejected spans).
+            read_body=otlp,
+        )
+
     def _init_sync(self) -> None:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._cond = threading.Condition(threading.Lock())
+        # Rounds: a flush is done when a round that started after it has ended.
         self._flush_requested = 0
         self._flush_done = 0
+        # Spans: taken off the queue so far (under _take_lock, written by the exporter
+        # thread only), and how many of those are sent or given up (under _cond). A
+        # flush is also done once _through reaches what was queued when it was called,
+        # so it completes under steady load, where a round never ends.
+        self._take_lock = threading.Lock()
+        self._taken = 0
+        self._through = 0
+        # Once stopping, the exporter takes no span beyond this count (shutdown()).
+        self._stop_after = 0
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._deadline: float | None = None
@@ -150,34 +200,80 @@ class BatchExporter:
                 return
             self._thread = threading.Thread(target=self._run, name="rastir-exporter", daemon=True)
             self._thread.start()
-            self.pipeline.wake_at = self.settings.batch_size
+            if self.pipeline.on_wake == self._on_wake:
+                self.pipeline.wake_at = self.settings.batch_size
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Block until every span queued before this call is sent (or given up)."""
+        """Block until every span queued before this call is sent (or given up).
+
+        Done when the spans queued at the call have gone out, counted, so a steady
+        stream of newer spans does not hold it; or when a round of the exporter that
+        started after the call has ended (which also reports a pending drop count).
+        """
         if self._thread is None:
-            if not self.pipeline.queue and not self.pipeline.dropped:
+            if not self._queue and not self.pipeline.dropped:
                 return True
             self._start()
+        with self._take_lock:
+            queued = len(self._queue)
+            target = self._taken + queued
+        if not queued and self.pipeline.dropped:
+            # Nothing queued, but a loss to report: the next batch carries it (or
+            # the round's report with no span, which also ends the wait).
+            target += 1
         with self._cond:
             self._flush_requested += 1
-            target = self._flush_requested
+            round_target = self._flush_requested
         self._wake.set()
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._flush_done < target:
+            while self._through < target and self._flush_done < round_target:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._thread is None or not self._thread.is_alive():
-                    return self._flush_done >= target
+                    return self._through >= target or self._flush_done >= round_target
                 self._cond.wait(left)
         return True
 
+    def retire(self, timeout: float) -> bool:
+        """Hand the shared queue over to the next exporter (``configure()`` again).
+
+        The spans queued now are taken off the shared queue and sent by this exporter,
+        to its own target, within ``timeout``; those it cannot send in time are
+        counted as dropped (the next exporter reports the count). After this call the
+        exporter never takes a span from the shared queue again, even if its thread
+        is still stuck in a request when this returns.
+        """
+        pipeline = self.pipeline
+        if pipeline.on_wake == self._on_wake:
+            pipeline.on_wake = None
+        own: deque[Span] = deque()
+        with self._take_lock:
+            shared = self._queue
+            if shared is pipeline.queue:
+                # The FIFO's first len() entries are the ones queued before this call;
+                # application threads may append behind them meanwhile.
+                try:
+                    for _ in range(len(shared)):
+                        own.append(shared.popleft())
+                except IndexError:
+                    pass
+                self._queue = own
+        return self.shutdown(timeout, drain=True)
+
     def shutdown(self, timeout: float = 2.0, *, drain: bool = True) -> bool:
-        """Stop the thread, first sending what is queued when ``drain`` (bounded)."""
+        """Stop the thread, first sending what is queued now when ``drain``.
+
+        Bounded twice: the spans queued at this call are the last ones taken (newer
+        ones from a steady stream are not waited for), and ``timeout`` cuts even
+        those short. Returns False if the thread was still running at ``timeout``.
+        """
         if self.pipeline.on_wake == self._on_wake:
             self.pipeline.on_wake = None
         thread = self._thread
         self._deadline = time.monotonic() + timeout
-        if drain and thread is None and (self.pipeline.queue or self.pipeline.dropped):
+        with self._take_lock:
+            self._stop_after = self._taken + (len(self._queue) if drain else 0)
+        if drain and thread is None and (self._queue or self.pipeline.dropped):
             self._start()
             thread = self._thread
         self._stop.set()
@@ -192,14 +288,13 @@ class BatchExporter:
         return ok
 
     def _reset_after_fork(self) -> None:
-        # The child has a copy of the parent's queue: those spans are the parent's
-        # to send. Locks may have been held by threads that no longer exist.
+        # The pipeline itself (queue, drop count, lock) is reset by its own at-fork
+        # hook (rastir.export._pipeline). Locks here may have been held by threads
+        # that no longer exist.
         if self._pid == os.getpid():
             return
-        self.pipeline.queue.clear()
-        self.pipeline.dropped = 0
-        self.pipeline._drop_lock = threading.RLock()
-        self.pipeline.woken()
+        if self._queue is not self.pipeline.queue:
+            self._queue.clear()  # a retired exporter's spans: the parent's to send
         self.transport.abandon()  # the parent's socket; never write to it here
         self._resource = self.settings.resource()  # a new process.pid
         stopped = self._stop.is_set()
@@ -220,39 +315,81 @@ class BatchExporter:
             stopping = self._stop.is_set()
             with self._cond:
                 target = self._flush_requested
+            stopped = False
             try:
-                self._drain(stopping)
+                stopped = self._drain()
             except Exception:  # pragma: no cover - defensive: the thread must survive
                 _log.exception("rastir exporter: unexpected error")
             with self._cond:
                 self._flush_done = max(self._flush_done, target)
+                self._through = max(self._through, self._taken)
                 self._cond.notify_all()
-            if stopping:
-                left = len(self.pipeline.queue)
-                if left:
-                    _log.warning("rastir exporter: %d spans not sent at shutdown", left)
+            if stopping or stopped:
+                self._left_at_stop()
+                # Closed here too: shutdown() closes it only when the join did not
+                # time out (a retired exporter stuck in a request finishes later).
+                self.transport.close()
                 return
 
-    def _drain(self, stopping: bool) -> None:
-        q = self.pipeline.queue
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
+    def _left_at_stop(self) -> None:
+        q = self._queue
+        left = len(q)
+        if not left:
+            return
+        if q is not self.pipeline.queue:
+            # Retired by configure(): the new exporter reports the loss.
+            q.clear()
+            self.pipeline.add_dropped(left)
+            _log.warning("rastir exporter: %d spans not sent before reconfiguring", left)
+        else:
+            _log.warning("rastir exporter: %d spans not sent at shutdown", left)
+
+    def _drain(self) -> bool:
+        """Send batches until the queue is empty; True when it stopped for shutdown."""
         size = self.settings.batch_size
+        pipeline = self.pipeline
+        take_lock = self._take_lock
         _clock.resync()
         reported = False
-        # Drops are reported even with no span to carry them, but only once per
-        # round, so a collector refusing every batch cannot keep this loop spinning.
-        while q or (self.pipeline.dropped and not reported):
-            if stopping and self._deadline is not None and time.monotonic() > self._deadline:
-                return
+        while True:
+            # Checked before every batch, not once per round: under steady load a
+            # round never ends, and shutdown (or retirement) must still end it.
+            n = size
+            stopping = self._stop.is_set()
+            if stopping:
+                if self._past_deadline():
+                    return True
+                n = min(size, self._stop_after - self._taken)
             batch: list[Span] = []
-            try:
-                for _ in range(size):
-                    batch.append(q.popleft())
-            except IndexError:
-                pass
-            reported = reported or not batch
-            self._deliver(batch)
+            with take_lock:
+                q = self._queue  # re-read: retire() may have swapped it
+                try:
+                    for _ in range(n):
+                        batch.append(q.popleft())
+                except IndexError:
+                    pass
+                start = self._taken
+                self._taken = end = start + len(batch)
+            if not batch:
+                # Drops are reported even with no span to carry them, but only once
+                # per round, so a collector refusing every batch cannot spin this loop.
+                if reported or not pipeline.dropped:
+                    return stopping
+                reported = True
+            lost = self._deliver(batch)
+            # A batch given up is done once the next request, which carries its loss
+            # in ``dropped``, has gone out: until then a flush waiting on it waits.
+            done = start if lost else end
+            with self._cond:
+                if done > self._through:
+                    self._through = done
+                    self._cond.notify_all()
 
-    def _deliver(self, batch: list[Span]) -> None:
+    def _deliver(self, batch: list[Span]) -> bool:
+        """Send one batch; True when spans were given up (counted as dropped)."""
         dropped = self.pipeline.take_dropped()
         if self._otlp:
             # OTLP has no field for spans lost before sending: they are counted here
@@ -262,36 +399,54 @@ class BatchExporter:
                 _log.warning("rastir exporter: %d spans dropped before export", dropped)
                 dropped = 0
             if not batch:
-                return
+                return False
         try:
             body = self._encode(batch, self._resource, dropped)
         except Exception as e:  # a span that cannot be encoded must not stall the rest
             _log.warning("rastir exporter: could not encode a batch: %s", e)
             self.pipeline.add_dropped(dropped + len(batch))
             self.stats.batches_failed += 1
-            return
+            return True
         result = self._send_with_retries(body)
         if result.ok:
+            rejected = 0
+            if self._otlp and result.body:
+                rejected, message = _partial_success(result.body, len(batch))
+                if rejected:
+                    # OTLP/HTTP "Partial Success": final, the sender must not retry.
+                    self.stats.spans_dropped += rejected
+                    _log.warning(
+                        "rastir exporter: the OTLP target rejected %d of %d spans: %s",
+                        rejected,
+                        len(batch),
+                        message,
+                    )
             self.stats.batches_sent += 1
-            self.stats.spans_sent += len(batch)
-            return
+            self.stats.spans_sent += len(batch) - rejected
+            return False
         if result.status == 413 and len(batch) > 1:
             self.pipeline.add_dropped(dropped)
             half = len(batch) // 2
-            self._deliver(batch[:half])
-            self._deliver(batch[half:])
-            return
+            first_lost = self._deliver(batch[:half])
+            second_lost = self._deliver(batch[half:])
+            return first_lost or second_lost
         self.stats.batches_failed += 1
         self.stats.last_error = f"{result.status} {result.error}".strip()
         _log.warning("rastir exporter: gave up on %d spans (%s)", len(batch), self.stats.last_error)
         self.pipeline.add_dropped(dropped + len(batch))
+        return True
+
+    def _retryable(self, result: PushResult) -> bool:
+        if self._otlp:
+            return result.status == 0 or result.status in _OTLP_RETRYABLE
+        return result.retryable  # D9: connection errors, 408, 429, 5xx
 
     def _send_with_retries(self, body: bytes) -> PushResult:
         give_up_at = time.monotonic() + self.settings.retry_budget
         attempt = 0
         while True:
             result = self.transport.send(body)
-            if result.ok or not result.retryable:
+            if result.ok or not self._retryable(result):
                 return result
             delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * (2**attempt)))
             if result.retry_after is not None:
@@ -310,3 +465,66 @@ class BatchExporter:
             else:
                 # A shutdown cuts the wait short; the next round re-checks the deadline.
                 self._stop.wait(delay)
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        b = buf[i]  # IndexError when truncated
+        i += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            return n, i
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _message_fields(buf: bytes) -> dict[int, int | bytes]:
+    """The last value of each field of one protobuf message (unknown fields skipped)."""
+    out: dict[int, int | bytes] = {}
+    i, end = 0, len(buf)
+    while i < end:
+        key, i = _varint(buf, i)
+        wire_type = key & 7
+        value: int | bytes
+        if wire_type == 0:
+            value, i = _varint(buf, i)
+        elif wire_type == 2:
+            n, i = _varint(buf, i)
+            value, i = buf[i : i + n], i + n
+        elif wire_type == 1:
+            value, i = buf[i : i + 8], i + 8
+        elif wire_type == 5:
+            value, i = buf[i : i + 4], i + 4
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+        if i > end:
+            raise ValueError("truncated message")
+        out[key >> 3] = value
+    return out
+
+
+def _partial_success(body: bytes, n: int) -> tuple[int, str]:
+    """``(rejected_spans, error_message)`` of an OTLP ``ExportTraceServiceResponse``.
+
+    opentelemetry-proto, collector/trace/v1/trace_service.proto:
+    ``ExportTraceServiceResponse.partial_success = 1`` and
+    ``ExportTracePartialSuccess.rejected_spans = 1`` (int64), ``error_message = 2``.
+    Read by hand, like the request is written (decision OTLP-1): the core does not
+    depend on protobuf. A body that is not such a message reports nothing.
+    """
+    try:
+        partial = _message_fields(body).get(1)
+        if not isinstance(partial, bytes):
+            return 0, ""
+        fields = _message_fields(partial)
+        rejected = fields.get(1, 0)
+        message = fields.get(2, b"")
+        if not isinstance(rejected, int) or not isinstance(message, bytes):
+            return 0, ""
+        if rejected >= 1 << 63:
+            rejected -= 1 << 64  # int64, two's complement
+        return max(0, min(n, rejected)), message[:200].decode("utf-8", "replace")
+    except (IndexError, ValueError):
+        return 0, ""

@@ -33,14 +33,21 @@ _ONE_PACKET = 64 * 1024  # bodies up to this go out in one send, with the head
 
 
 class PushResult:
-    """What one POST came to. ``status`` is 0 when no HTTP answer arrived."""
+    """What one POST came to. ``status`` is 0 when no HTTP answer arrived.
 
-    __slots__ = ("error", "retry_after", "status")
+    ``body`` is the answer's body when the transport was asked to read it
+    (``read_body``) and the answer was a 2xx; otherwise empty.
+    """
 
-    def __init__(self, status: int, retry_after: float | None = None, error: str = "") -> None:
+    __slots__ = ("body", "error", "retry_after", "status")
+
+    def __init__(
+        self, status: int, retry_after: float | None = None, error: str = "", body: bytes = b""
+    ) -> None:
         self.status = status
         self.retry_after = retry_after
         self.error = error
+        self.body = body
 
     @property
     def ok(self) -> bool:
@@ -48,7 +55,11 @@ class PushResult:
 
     @property
     def retryable(self) -> bool:
-        # No answer (connection refused, reset, timeout), overload, or a server fault.
+        """Worth sending again to a rastir collector (decision D9).
+
+        No answer (connection refused, reset, timeout), overload, or a server fault.
+        Direct OTLP export uses the narrower OTLP/HTTP set instead (``batch.py``).
+        """
         return self.status == 0 or self.status in (408, 429) or self.status >= 500
 
     def __repr__(self) -> str:
@@ -74,20 +85,25 @@ class _Closed(ConnectionError):
 
 
 class _Answer:
-    __slots__ = ("keep_alive", "retry_after", "status")
+    __slots__ = ("body", "keep_alive", "retry_after", "status")
 
-    def __init__(self, status: int, retry_after: float | None, keep_alive: bool) -> None:
+    def __init__(
+        self, status: int, retry_after: float | None, keep_alive: bool, body: bytes = b""
+    ) -> None:
         self.status = status
         self.retry_after = retry_after
         self.keep_alive = keep_alive
+        self.body = body
 
 
 class HttpTransport:
     """POSTs bodies to ``{push_url}{path}`` over one kept-alive connection.
 
     ``path`` is ``/v1/telemetry`` for a rastir collector; direct OTLP export passes
-    the full endpoint as ``push_url``, an empty ``path`` and its own content type.
-    Used by the exporter's single thread only; not thread-safe.
+    the full endpoint as ``push_url``, an empty ``path`` and its own content type, and
+    ``read_body`` to get a 2xx answer's body back (OTLP ``partial_success``); otherwise
+    answer bodies are skipped unread. Used by the exporter's single thread only; not
+    thread-safe.
 
     Raises:
         ValueError: ``push_url`` is not an http(s) URL, or a header or the path
@@ -104,6 +120,7 @@ class HttpTransport:
         gzip: bool = True,
         path: str = "/v1/telemetry",
         content_type: str = "application/json",
+        read_body: bool = False,
     ) -> None:
         parts = urlsplit(push_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -115,6 +132,7 @@ class HttpTransport:
         self._path = (parts.path.rstrip("/") + path) or "/"
         self._timeout = timeout
         self._gzip = gzip
+        self._read_body = read_body
         fields = {"Content-Type": content_type, "User-Agent": "rastir-python"}
         if headers:
             fields.update(headers)
@@ -134,6 +152,7 @@ class HttpTransport:
         self._ssl: ssl.SSLContext | None = None
         self._conn: socket.socket | None = None
         self._buf = bytearray()  # bytes received and not yet parsed
+        self._keep = False  # whether the answer being read keeps its body
 
     # -- connection -----------------------------------------------------------------
     def _connection(self) -> socket.socket:
@@ -211,7 +230,7 @@ class HttpTransport:
                 return PushResult(0, None, f"{type(e).__name__}: {e}")
             if not answer.keep_alive:
                 self.close()
-            return PushResult(answer.status, answer.retry_after)
+            return PushResult(answer.status, answer.retry_after, "", answer.body)
         return PushResult(0, None, "unreachable")  # pragma: no cover
 
     # -- the answer -----------------------------------------------------------------
@@ -233,11 +252,13 @@ class HttpTransport:
         del buf[: end + 2]
         return line
 
-    def _take(self, sock: socket.socket, n: int) -> None:
+    def _take(self, sock: socket.socket, n: int) -> bytes:
         buf = self._buf
         while len(buf) < n:
             self._fill(sock)
+        data = bytes(buf[:n]) if self._keep else b""
         del buf[:n]
+        return data
 
     def _read_answer(self, sock: socket.socket) -> _Answer:
         buf = self._buf
@@ -276,28 +297,32 @@ class HttpTransport:
                     keep_alive = True
             elif name == b"retry-after":
                 retry_after = parse_retry_after(value.decode("latin-1"))
+        # Only a 2xx body is ever wanted (OTLP partial_success); others are skipped.
+        self._keep = self._read_body and 200 <= status < 300
+        body = b""
         if status in (204, 304):
             pass  # never a body
         elif chunked:
-            self._skip_chunked(sock)
+            body = self._read_chunked(sock)
         elif length is not None:
             if length > _MAX_BODY:
                 keep_alive = False  # not worth reading: drop the connection instead
             else:
-                self._take(sock, length)
+                body = self._take(sock, length)
         else:
             keep_alive = False  # the body runs to the end of the connection
-        return _Answer(status, retry_after, keep_alive)
+        return _Answer(status, retry_after, keep_alive, body)
 
-    def _skip_chunked(self, sock: socket.socket) -> None:
+    def _read_chunked(self, sock: socket.socket) -> bytes:
         total = 0
+        parts: list[bytes] = []
         while True:
             size = int(self._line(sock).split(b";", 1)[0], 16)
             if size == 0:
                 while self._line(sock):  # trailer fields, then the empty line
                     pass
-                return
+                return b"".join(parts)
             total += size
             if total > _MAX_BODY:
                 raise ValueError("answer body too large")
-            self._take(sock, size + 2)
+            parts.append(self._take(sock, size + 2)[:size])
