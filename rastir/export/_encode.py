@@ -37,6 +37,10 @@ from rastir.spans import Span, _clock
 __all__ = ["encode_batch", "sanitize_attributes", "to_wire", "wire_spans"]
 
 _MAX_STR = 8192
+# Integers travel as JSON numbers the collector reads as int64 (as OTLP's intValue):
+# one outside that range is sent as its decimal string instead.
+_I64_MIN = -(1 << 63)
+_I64_MAX = (1 << 63) - 1
 _isfinite = math.isfinite
 # Shared, never mutated: the encoder omits an empty list as the field's default.
 _NO_ITEMS: list[Any] = []
@@ -48,9 +52,11 @@ def _clean(value: Any) -> AttrValue | None:
     if t is str:
         s: str = value
         return s if len(s) <= _MAX_STR else s[:_MAX_STR]
-    if t is int or t is bool:
+    if t is int:
         n: int = value
-        return n
+        return n if _I64_MIN <= n <= _I64_MAX else str(n)
+    if t is bool:
+        return bool(value)
     if t is float:
         x: float = value
         return x if _isfinite(x) else str(x)
@@ -68,7 +74,7 @@ def _clean(value: Any) -> AttrValue | None:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
-        return int(value)
+        return _clean(int(value))
     if isinstance(value, float):
         return _clean(float(value))
     if isinstance(value, str):
@@ -87,7 +93,10 @@ def _scalars_ok(items: list[Any] | tuple[Any, ...]) -> bool:
         if t is str:
             if len(x) > _MAX_STR:
                 return False
-        elif t is not int and t is not bool and (t is not float or x - x != 0.0):
+        elif t is int:
+            if not _I64_MIN <= x <= _I64_MAX:
+                return False
+        elif t is not bool and (t is not float or x - x != 0.0):
             return False
     return True
 
@@ -108,7 +117,10 @@ def sanitize_attributes(attrs: dict[str, Any]) -> dict[str, AttrValue]:
         if t is str:
             if len(v) > _MAX_STR:
                 break
-        elif t is int or t is bool:
+        elif t is int:
+            if not _I64_MIN <= v <= _I64_MAX:
+                break
+        elif t is bool:
             continue
         elif t is float:
             # Finite exactly when v - v is 0: inf - inf and nan - nan are nan.
@@ -183,7 +195,10 @@ def wire_spans(spans: Iterable[Span], *, strict: bool = False) -> list[WireSpan]
                     if t is str:
                         if len(v) > _MAX_STR:
                             break
-                    elif t is int or t is bool:
+                    elif t is int:
+                        if not _I64_MIN <= v <= _I64_MAX:
+                            break
+                    elif t is bool:
                         continue
                     elif t is float:
                         if v - v != 0.0:

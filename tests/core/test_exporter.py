@@ -509,7 +509,12 @@ _ODD_VALUES: list[tuple[object, object]] = [
     (_Odd(), "odd"),
     (_Colour.RED, 1),
     ({"nested": 1}, "{'nested': 1}"),
-    (1 << 70, 1 << 70),
+    # Integers are int64 on the wire (as OTLP's intValue): beyond, their decimal text.
+    (1 << 70, str(1 << 70)),
+    ((1 << 63) - 1, (1 << 63) - 1),
+    (1 << 63, str(1 << 63)),
+    (-(1 << 63), -(1 << 63)),
+    ([1 << 64, 2], [str(1 << 64), 2]),
     ([], []),
 ]
 
@@ -611,7 +616,9 @@ def test_any_attribute_values_encode_to_a_batch_the_collector_decodes(
     for d, w in zip(dicts, decoded.spans, strict=True):
         assert set(w.attributes) == {k for k, v in d.items() if v is not None}
         for k, v in w.attributes.items():
-            if type(d[k]) in (str, int, bool) or (type(d[k]) is float and math.isfinite(d[k])):
+            if type(d[k]) is int and not -(1 << 63) <= d[k] < 1 << 63:
+                assert v == str(d[k])
+            elif type(d[k]) in (str, int, bool) or (type(d[k]) is float and math.isfinite(d[k])):
                 assert v == d[k]
 
 
