@@ -287,6 +287,9 @@ def _wrap_sync(
             raise
         else:
             if complete is not None:
+                # The call's own time: what the hook does (adapters, the price table's
+                # first load) is rastir's work, not the call's.
+                span._t1 = perf()
                 _safe_complete(complete, span, result)
             return result
         finally:
@@ -295,7 +298,8 @@ def _wrap_sync(
             cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
-            span._t1 = perf()
+            if not span._t1:
+                span._t1 = perf()
             on_end(span)
 
     return wrapper
@@ -363,6 +367,9 @@ def _wrap_async(
             raise
         else:
             if complete is not None:
+                # The call's own time: what the hook does (adapters, the price table's
+                # first load) is rastir's work, not the call's.
+                span._t1 = perf()
                 _safe_complete(complete, span, result)
             return result
         finally:
@@ -371,7 +378,8 @@ def _wrap_async(
             cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
-            span._t1 = perf()
+            if not span._t1:
+                span._t1 = perf()
             on_end(span)
 
     return wrapper
@@ -460,13 +468,16 @@ def _wrap_sync_adopt(
             raise
         else:
             # The stream hook either adopts a stream (which then ends the span) or
-            # completes the span from the result itself.
+            # completes the span from the result itself. The call's own time ends
+            # here, before the hook's work (a stream sets its own end).
+            span._t1 = perf()
             try:
                 proxy = adopt(span, result)
             except Exception:
                 _log_debug("rastir: stream hook failed")
                 proxy = None
             if proxy is not None:
+                span._t1 = 0  # open until the stream ends
                 owned = True
                 return proxy
             return result
@@ -478,7 +489,8 @@ def _wrap_sync_adopt(
                 for var, tok in reversed(tokens):
                     var.reset(tok)
             if not owned:
-                span._t1 = perf()
+                if not span._t1:
+                    span._t1 = perf()
                 on_end(span)
 
     return wrapper
@@ -525,12 +537,14 @@ def _wrap_async_adopt(
             record_exception(span, exc)
             raise
         else:
+            span._t1 = perf()  # the call's own time (see _wrap_sync_adopt)
             try:
                 proxy = adopt(span, result)
             except Exception:
                 _log_debug("rastir: stream hook failed")
                 proxy = None
             if proxy is not None:
+                span._t1 = 0  # open until the stream ends
                 owned = True
                 return proxy
             return result
@@ -542,7 +556,8 @@ def _wrap_async_adopt(
                 for var, tok in reversed(tokens):
                     var.reset(tok)
             if not owned:
-                span._t1 = perf()
+                if not span._t1:
+                    span._t1 = perf()
                 on_end(span)
 
     return wrapper

@@ -450,7 +450,7 @@ _warming_lock = threading.Lock()
 
 
 def warm_pricing() -> threading.Thread | None:
-    """Load the price data on a daemon thread, once per process.
+    """Load the adapter registry and the price data on a daemon thread, once per process.
 
     Importing genai-prices' tables takes a few hundred milliseconds. ``@llm`` calls
     this when it decorates a function (usually at import time, long before the first
@@ -466,6 +466,9 @@ def warm_pricing() -> threading.Thread | None:
 
             def load() -> None:
                 try:
+                    # The adapter registry too: building it imports the 15 built-in
+                    # adapters (tens of ms), which the first call would otherwise pay.
+                    _get_registry()
                     pricing = _load_pricing()
                     if pricing is not False:
                         from rastir.pricing import get_pricing

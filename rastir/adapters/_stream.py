@@ -19,12 +19,15 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, Final
 
 from rastir import _config
-from rastir._instrument import finish_span, record_exception
+from rastir._instrument import record_exception
 from rastir.adapters import _content
 from rastir.adapters._apply import write_result
 from rastir.adapters.base import AdapterResult
 from rastir.adapters.registry import get_registry
+from rastir.export._pipeline import PIPELINE
 from rastir.spans import Span
+
+_perf_ns = time.perf_counter_ns
 
 __all__ = ["StreamHook", "StreamProxy", "StreamRecorder"]
 
@@ -274,11 +277,13 @@ class StreamProxy:
         if self._done:
             return
         self._done = True
+        end = _perf_ns()  # the stream's own end: what follows is rastir's work
         if exc is not None:
             record_exception(self._span, exc)
         final, complete = _final_of(self._obj)
         self._rec.end(partial and not complete, final)
-        finish_span(self._span)
+        self._span._t1 = end
+        PIPELINE.on_end(self._span)
 
     # -- sync -------------------------------------------------------------------------
     def __iter__(self) -> StreamProxy:

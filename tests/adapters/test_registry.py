@@ -3,6 +3,8 @@ failure containment."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -330,3 +332,59 @@ def test_import_rastir_loads_no_adapter() -> None:
     code = "import sys, rastir\nprint(sorted(m for m in sys.modules if 'adapters' in m))\n"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class _SlowReply:
+    def __init__(self) -> None:
+        self.model = "slow-model"
+
+
+class _SlowAdapter(BaseAdapter):
+    """Records when the response phase starts: after the call's own time has ended."""
+
+    name = "slow-reader"
+    kind = "provider"
+    priority = 190
+
+    def __init__(self) -> None:
+        self.started_at: list[int] = []
+
+    def match_type(self, cls: type) -> bool | None:
+        return cls is _SlowReply
+
+    def transform(self, result: Any) -> AdapterResult:
+        self.started_at.append(time.perf_counter_ns())
+        time.sleep(0.05)  # slow work after the call (a price table loading, say)
+        return AdapterResult(model=result.model, provider="acme")
+
+
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+def test_an_llm_spans_duration_is_the_calls_own_not_the_response_phases(is_async: bool) -> None:
+    adapter = _SlowAdapter()
+    register_adapter(adapter)
+    try:
+        if is_async:
+
+            @rastir.llm
+            async def acall() -> _SlowReply:
+                return _SlowReply()
+
+            def call() -> None:
+                asyncio.run(acall())
+        else:
+
+            @rastir.llm
+            def call() -> _SlowReply:  # type: ignore[misc]
+                return _SlowReply()
+
+        with capture_spans() as spans:
+            before = time.perf_counter_ns()
+            call()
+        span = spans.one(kind="llm")
+        assert span.attributes["gen_ai.response.model"] == "slow-model"
+        # The span started after `before` and ended before the adapter ran: its
+        # duration cannot exceed that interval, whatever the machine's speed.
+        (adapter_start,) = adapter.started_at
+        assert 0 < span.duration_ns <= adapter_start - before
+    finally:
+        unregister_adapter("slow-reader")
