@@ -9,6 +9,7 @@ rastir trace ID                print one trace as a tree
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("trace", help="print one trace as a tree (rastir trace ID)", add_help=False)
     if args and args[0] in ("-h", "--help"):
         parser.print_help(sys.stdout)
+        return 0
+    if args and args[0] == "--version":
+        print(f"rastir {_version()}")
         return 0
     if not args or args[0] not in ("collector", "demo", "traces", "trace"):
         parser.print_help(sys.stderr)
@@ -47,15 +51,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rastir.demo.cli import main as demo_main
 
         return demo_main(rest, prog="rastir demo")
-    if command == "traces":
-        from rastir.viewer.cli import traces_main
+    from rastir.viewer.cli import trace_main, traces_main
 
-        return traces_main(rest)
-    if command == "trace":
-        from rastir.viewer.cli import trace_main
+    try:
+        return (traces_main if command == "traces" else trace_main)(rest)
+    except BrokenPipeError:
+        # The reader went away (`rastir trace latest | head`): stop quietly, as a
+        # command killed by SIGPIPE would, without a traceback at exit either.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
-        return trace_main(rest)
-    return 2  # pragma: no cover
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("rastir")
+    except Exception:
+        from rastir import __version__
+
+        return __version__
 
 
 if __name__ == "__main__":

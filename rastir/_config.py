@@ -443,7 +443,13 @@ def configure(
     """
     global _settings, _exporter
     d = Settings()
-    gzip_choice = _resolve(gzip, "RASTIR_GZIP", bool, None)
+    # RASTIR_GZIP=auto is the default spelled out (compress for a remote target).
+    gzip_env = _env("RASTIR_GZIP")
+    gzip_choice: Any
+    if gzip is _UNSET and gzip_env is not None and gzip_env.strip().lower() == "auto":
+        gzip_choice = None
+    else:
+        gzip_choice = _resolve(gzip, "RASTIR_GZIP", bool, None)
     exporter_choice = _resolve(exporter, "RASTIR_EXPORTER", str, d.exporter)
     new = Settings(
         service=_resolve(service, "RASTIR_SERVICE", str, d.service),

@@ -59,13 +59,25 @@ def _limit(raw: str) -> int:
     return value
 
 
+def _timeout(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{raw!r}: give a number of seconds above 0, at most 3600")
+    return value
+
+
 def _add_connection(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--url",
         help=f"the collector (default: $RASTIR_QUERY_URL, $RASTIR_PUSH_URL or {DEFAULT_URL})",
     )
     p.add_argument("--token", help="query bearer token (default: $RASTIR_QUERY_TOKEN)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    p.add_argument(
+        "--timeout", type=_timeout, default=10.0, help="seconds per request (default 10)"
+    )
     p.add_argument("--json", action="store_true", help="print the API's JSON as it came")
     p.add_argument(
         "--color",

@@ -403,6 +403,10 @@ def test_gzip_can_be_forced_either_way_by_argument_or_environment(
     assert rastir.configure(push_url="http://collector.example").gzip is False
     # The argument wins over the environment; None asks for the automatic choice.
     assert rastir.configure(push_url="http://collector.example", gzip=None).gzip is True
+    # "auto" (the README's name for the default) is the automatic choice.
+    monkeypatch.setenv("RASTIR_GZIP", "Auto")
+    assert rastir.configure(push_url="http://127.0.0.1:1").gzip is False
+    assert rastir.configure(push_url="http://collector.example").gzip is True
     monkeypatch.setenv("RASTIR_GZIP", "sometimes")
     with pytest.raises(ValueError, match="RASTIR_GZIP"):
         rastir.configure(push_url="http://127.0.0.1:1")
