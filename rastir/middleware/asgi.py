@@ -158,10 +158,23 @@ class _Response:
     would hold the same state.
     """
 
-    __slots__ = ("_send", "done", "middleware", "root_path", "scope", "span", "status", "trailers")
+    __slots__ = (
+        "_send",
+        "done",
+        "middleware",
+        "name",
+        "root_path",
+        "scope",
+        "span",
+        "status",
+        "trailers",
+    )
 
     def __init__(self, span: Span, scope: Scope, send: Send, middleware: RastirMiddleware) -> None:
         self.span = span
+        # The name the span started with (the method). A name a hook set is the
+        # user's: the route is appended only while the span still has this one.
+        self.name = span.name
         self.scope = scope
         self._send = send
         self.middleware = middleware
@@ -215,8 +228,9 @@ class _Response:
         if template is not None:
             attributes["http.route"] = template
             # HTTP semconv span name: "{method} {http.route}".
-            if span.name in SPAN_NAMES:
-                span.name = f"{span.name} {template}"
+            name = span.name
+            if name is self.name:
+                span.name = f"{name} {template}"
         status = self.status
         if status:
             attributes["http.response.status_code"] = status
@@ -400,9 +414,9 @@ class RastirMiddleware:
         baggage_token = None
         if ctx is not None and ctx.baggage:
             baggage_token = _current_baggage.set(ctx.baggage)
+        response = _Response(span, scope, send, self)
         if self.request_hook is not None:
             call_hook(self.request_hook, span, scope)
-        response = _Response(span, scope, send, self)
         try:
             await self.app(scope, receive, response.send)
         except BaseException as exc:

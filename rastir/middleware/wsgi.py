@@ -23,7 +23,6 @@ from rastir.export._pipeline import PIPELINE
 from rastir.middleware._http import (
     DEFAULT_EXCLUDED,
     KNOWN_METHODS,
-    SPAN_NAMES,
     HeaderCapture,
     call_hook,
     header_names,
@@ -96,6 +95,7 @@ class _Request:
         "baggage",
         "environ",
         "middleware",
+        "name",
         "route",
         "span",
         "status",
@@ -112,6 +112,9 @@ class _Request:
         middleware: RastirWSGIMiddleware,
     ) -> None:
         self.span = span
+        # The name the span started with: the route is appended only while the span
+        # still has it (a name a hook set is the user's).
+        self.name = span.name
         self.environ = environ
         self.baggage = baggage
         self._start_response = start_response
@@ -168,8 +171,9 @@ class _Request:
         if route:
             attributes["http.route"] = route
             # HTTP semconv span name: "{method} {http.route}".
-            if span.name in SPAN_NAMES:
-                span.name = f"{span.name} {route}"
+            name = span.name
+            if name is self.name:
+                span.name = f"{name} {route}"
         status = self.status
         if status:
             attributes["http.response.status_code"] = status
