@@ -14,6 +14,8 @@ import msgspec
 
 __all__ = [
     "ERROR_CATEGORIES",
+    "INT64_MAX",
+    "INT64_MIN",
     "WIRE_VERSION",
     "AttrValue",
     "WireBatch",
@@ -26,6 +28,13 @@ __all__ = [
 ]
 
 WIRE_VERSION: Final = 1
+
+#: Bounds of the typed integers (times, ``dropped``, ``version``): SQLite's integers.
+#: msgspec checks them in C while decoding, so a larger value is a 400 naming its
+#: path, never an overflow later. Attribute values are not bounded: the SDK sends an
+#: integer beyond 64 bits as it is, and the collector copes where it reads one.
+INT64_MAX: Final = (1 << 63) - 1
+INT64_MIN: Final = -(1 << 63)
 
 ErrorCategory = Literal[
     "timeout",
@@ -66,7 +75,8 @@ TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
 SpanId = Annotated[str, msgspec.Meta(min_length=16, max_length=16)]
 Scalar = str | int | float | bool
 AttrValue = Scalar | list[Scalar]
-UnixNano = Annotated[int, msgspec.Meta(ge=0)]
+# Unix nanoseconds fit int64 until 2262.
+UnixNano = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
 
 class WireError(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
@@ -113,8 +123,9 @@ class WireBatch(msgspec.Struct, omit_defaults=True):
 
     spans: list[WireSpan]
     resource: dict[str, Scalar] = {}
-    dropped: Annotated[int, msgspec.Meta(ge=0)] = 0
-    version: int = WIRE_VERSION
+    dropped: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
+    #: Only ``WIRE_VERSION`` is accepted; the collector answers 400 to any other.
+    version: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = WIRE_VERSION
 
 
 def batch_decoder() -> msgspec.json.Decoder[WireBatch]:

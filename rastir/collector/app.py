@@ -33,7 +33,7 @@ import anyio
 import anyio.to_thread
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import Metric
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -329,6 +329,14 @@ def _header(request: Request, name: bytes) -> bytes | None:
     return None
 
 
+# rastir_collector_store_failed_spans_total{reason}: the StoreStats.extra key of each.
+_STORE_FAILURES = (
+    ("write_error", "failed_spans"),
+    ("invalid", "invalid_spans"),
+    ("shutdown", "lost_spans"),
+)
+
+
 def _health_metrics(state: CollectorState) -> Iterable[Metric]:
     """Gauges read at scrape time: the store's counters and the collector's load."""
     yield gauge(
@@ -377,3 +385,16 @@ def _health_metrics(state: CollectorState) -> Iterable[Metric]:
         "Spans the store dropped because its write queue was full.",
         st.dropped_spans,
     )
+    # Spans accepted (202, queued mode) that the store then lost: the SQLite store's
+    # counts, under names a dashboard can read. The memory store loses none.
+    failed = CounterMetricFamily(
+        "rastir_collector_store_failed_spans_total",
+        "Accepted spans the store could not keep, by reason: write_error (the "
+        "transaction failed), invalid (times beyond 64-bit integers), shutdown "
+        "(still queued when the store closed).",
+        labels=["reason"],
+    )
+    extra = st.extra
+    for reason, key in _STORE_FAILURES:
+        failed.add_metric([reason], extra.get(key, 0))
+    yield failed

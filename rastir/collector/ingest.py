@@ -9,9 +9,11 @@ A pure ASGI endpoint, in this order, each step cheaper than the next:
    overloaded collector spends its CPU decoding what it then refuses; PERFORMANCE.md)
 4. the body, counted while it streams in ..................... 413
 5. gunzip, bounded: never more than the limit is inflated .... 413 / 400
-6. msgspec decode with the wire Structs ...................... 400
-7. what the schema cannot say: hex ids, not all zero, end >= start, span count
-8. cut over-long strings and over-large attribute maps, and count the cuts
+6. msgspec decode with the wire Structs (int64 bounds too) ... 400
+7. what the schema cannot say: hex ids, not all zero, end >= start ... 400;
+   the span count ................................................ 413 (the SDK splits)
+8. cut over-long strings, attribute maps, the service name and the resource, and
+   count the cuts
 9. the store, then metrics (cached children) and sinks ....... 202 {"accepted": n}
    (metrics only once the store has taken the spans: a 429 from a full store queue
    must not count spans the sender will send again)
@@ -33,7 +35,7 @@ from typing import Any, Final
 
 import msgspec
 
-from rastir._wire import WireBatch, WireSpan
+from rastir._wire import WIRE_VERSION, AttrValue, Scalar, WireBatch, WireSpan
 from rastir.collector.auth import check_bearer
 from rastir.collector.metrics import Metrics, label_value
 from rastir.collector.settings import CollectorSettings
@@ -41,7 +43,7 @@ from rastir.collector.state import CollectorState
 from rastir.collector.store.base import SpanRow, TraceStore
 from rastir.collector.store.errors import StoreClosedError, StoreError, StoreFullError
 
-__all__ = ["IngestEndpoint", "Rejection", "SpanGroup"]
+__all__ = ["MAX_SERVICE_LEN", "IngestEndpoint", "Rejection", "SpanGroup"]
 
 logger = logging.getLogger("rastir.collector")
 
@@ -77,6 +79,11 @@ _set_row_service = SpanRow.__dict__["service"].__set__
 _set_row_span = SpanRow.__dict__["span"].__set__
 
 _JSON: Final = (b"content-type", b"application/json")
+
+#: The longest service name (``resource["service.name"]``) kept; longer ones are cut.
+#: It is stored with every span, and it is the longest ``service`` filter the query
+#: API takes (rastir.collector.query), so every stored service can be queried.
+MAX_SERVICE_LEN: Final = 256
 
 #: ``(service, resource, spans, dropped)``: one batch of one sender, for
 #: :meth:`IngestEndpoint.accept_groups`.
@@ -237,8 +244,17 @@ class IngestEndpoint:
         # 6. decode
         try:
             batch = self._decoder.decode(body)
-        except msgspec.DecodeError as e:  # ValidationError is a subclass
+        except msgspec.ValidationError as e:
+            raise Rejection(400, "invalid", f"invalid body: {_name_the_key(body, str(e))}")
+        except msgspec.DecodeError as e:
             raise Rejection(400, "invalid", f"invalid body: {e}")
+        if batch.version != WIRE_VERSION:
+            raise Rejection(
+                400,
+                "invalid",
+                f"invalid body: wire version {batch.version} is not supported; this "
+                f"collector accepts version {WIRE_VERSION} - at `$.version`",
+            )
         raw_service = batch.resource.get("service.name")
         service = raw_service if raw_service.__class__ is str else label_value(raw_service)
         return await self.accept(
@@ -282,14 +298,31 @@ class IngestEndpoint:
         for group in groups:
             total += len(group[2])
         if total > self._max_spans:
+            # 413, not 400: the batch is fine but too big, and rastir's SDK splits a
+            # batch answered 413 (rastir/export/batch.py) where it drops one answered 400.
             raise Rejection(
-                400,
+                413,
                 "too_many_spans",
                 f"batch has {total} spans; the limit is {self._max_spans}",
             )
-        for group in groups:
+        max_attrs = self._max_attrs
+        cut_groups: list[SpanGroup] | None = None
+        for i, group in enumerate(groups):
             if group[2]:
                 self._check(group[2], strings_fit)  # and 8. limits
+            # The service is stored with every span and is a query filter: cut it
+            # (and the resource) once per batch, before it is multiplied by the spans.
+            resource = group[1]
+            if (
+                len(group[0]) > MAX_SERVICE_LEN
+                or len(resource) > max_attrs
+                or (not strings_fit and _has_long_str([resource], self._max_len))
+            ):
+                if cut_groups is None:
+                    cut_groups = list(groups)  # the caller's list stays as it was
+                cut_groups[i] = self._cut_group(group)
+        if cut_groups is not None:
+            groups = cut_groups
         # Head sampling (rastir.sampling): an unsampled span was sent for the metrics
         # only; it is neither stored nor exported.
         kept: list[list[WireSpan]] = []
@@ -504,6 +537,27 @@ class IngestEndpoint:
                 _check_id(link.span_id, _ZERO_SPAN, f"{where}.span_id")
             link.attributes = self._cut_attrs(link.attributes)
 
+    def _cut_group(self, group: SpanGroup) -> SpanGroup:
+        """``group`` with its service and resource cut to the limits, and the cuts counted."""
+        service, resource, spans, dropped = group
+        raw_name = resource.get("service.name")
+        resource = dict(resource)
+        if len(resource) > self._max_attrs:
+            self.metrics.truncated_count("resource")
+            resource = dict(islice(resource.items(), self._max_attrs))
+        max_len = self._max_len
+        for key, v in resource.items():
+            if v.__class__ is str and len(v) > max_len:
+                resource[key] = _cut(v, max_len)
+                self.metrics.truncated_count("resource")
+        if len(service) > MAX_SERVICE_LEN:
+            self.metrics.truncated_count("service_name")
+            cut = _cut(service, MAX_SERVICE_LEN)
+            if raw_name == service:
+                resource["service.name"] = cut  # exporters see the name the store has
+            service = cut
+        return (service, resource, spans, dropped)
+
     def _cut_attrs(self, attrs: dict[str, Any]) -> dict[str, Any]:
         max_len = self._max_len
         if len(attrs) > self._max_attrs:
@@ -564,6 +618,42 @@ def _has_long_str(attrs: list[dict[str, Any]], max_len: int) -> bool:
                 if e.__class__ is str and len(e) > max_len:
                     return True
     return False
+
+
+_ATTR_VALUE = msgspec.json.Decoder(AttrValue)
+_RESOURCE_VALUE = msgspec.json.Decoder(Scalar)
+_RAW_MAP = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_RAW_LIST = msgspec.json.Decoder(list[msgspec.Raw])
+_PATH_STEP = re.compile(r"\.([A-Za-z_]+)|\[(\d+)\]")
+
+
+def _name_the_key(body: bytes, message: str) -> str:
+    """msgspec's ``message`` with the ``[...]`` of a map path replaced by the bad key.
+
+    msgspec names a map value's path ``$.spans[0].attributes[...]``; a sender needs
+    the key. Only refused bodies get here, so decoding the body again is affordable.
+    """
+    head, sep, tail = message.rpartition(" - at `$")
+    if not sep or "[...]" not in tail:
+        return message
+    prefix, _, rest = tail.partition("[...]")
+    try:
+        # Walked as raw JSON: the bad value may be a number no decoder can hold.
+        node = msgspec.Raw(body)
+        for m in _PATH_STEP.finditer(prefix):
+            if m.group(1):
+                node = _RAW_MAP.decode(node)[m.group(1)]
+            else:
+                node = _RAW_LIST.decode(node)[int(m.group(2))]
+        decoder = _RESOURCE_VALUE if prefix == ".resource" else _ATTR_VALUE
+        for key, value in _RAW_MAP.decode(node).items():
+            try:
+                decoder.decode(value)
+            except msgspec.DecodeError:
+                return f"{head} - at `${prefix}[{msgspec.json.encode(key).decode()}]{rest}"
+    except Exception:  # the body is refused anyway: keep msgspec's own message
+        pass
+    return message
 
 
 def _find_bad_id(spans: list[WireSpan]) -> None:

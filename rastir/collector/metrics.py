@@ -40,6 +40,10 @@ __all__ = ["OTHER", "Metrics", "collector_version"]
 
 OTHER: Final = "__other__"
 _INF: Final = math.inf
+# Attribute values read as numbers must stay below this: JSON integers have no range,
+# and one beyond a float's (10**400) would raise OverflowError when added. Any cost,
+# duration or score that large is a sender's bug; it is ignored like a negative one.
+_BIG: Final = 2.0**63
 _MAX_LABEL_LEN: Final = 128  # longer label values are cut; a label is a name, not a text
 
 # Buckets, in seconds unless named otherwise. LLM calls run from sub-second to many
@@ -721,17 +725,25 @@ class Metrics(Collector):
         if status == "error":
             err = s.error
             b.errors[err.type if err is not None else "unknown"].value += 1
+        # Token counts are ints: only one beyond a float's range (10**400) fails, and a
+        # try costs nothing until it does (a bound check here costs every LLM span).
         v = get("gen_ai.usage.input_tokens")
         if v.__class__ is int and v > 0:
-            b.tokens_in.value += v
+            try:
+                b.tokens_in.value += v
+            except OverflowError:
+                pass
         v = get("gen_ai.usage.output_tokens")
         if v.__class__ is int and v > 0:
-            b.tokens_out.value += v
+            try:
+                b.tokens_out.value += v
+            except OverflowError:
+                pass
         v = get("rastir.cost.usd")
-        if v is not None and (v.__class__ is float or v.__class__ is int) and 0 < v < _INF:
+        if v is not None and (v.__class__ is float or v.__class__ is int) and 0 < v < _BIG:
             b.cost.value += v
         v = get("rastir.ttft_ms")
-        if v is not None and (v.__class__ is float or v.__class__ is int) and 0 <= v < _INF:
+        if v is not None and (v.__class__ is float or v.__class__ is int) and 0 <= v < _BIG:
             ttft = b.ttft
             if ttft is None:
                 ttft = b.ttft = self.llm_ttft.child(b.key)
@@ -795,7 +807,10 @@ class Metrics(Collector):
         b = self._timed(self.g_retrieval, (service, a.get("gen_ai.agent.name") or ""), s, dur)
         n = a.get("rastir.retrieval.documents")
         if n.__class__ is int and n > 0:
-            b.documents.inc(n)
+            try:
+                b.documents.inc(n)
+            except OverflowError:  # beyond a float's range, as tokens
+                pass
 
     def _mcp_client(self, service: str, s: WireSpan, dur: float, a: dict[str, Any]) -> None:
         key = (
@@ -856,7 +871,7 @@ class Metrics(Collector):
         else:
             b.results["passed" if passed is True else "failed" if passed is False else "none"].inc()
         score = a.get("rastir.evaluation.score")
-        if (score.__class__ is float or score.__class__ is int) and -_INF < score < _INF:
+        if (score.__class__ is float or score.__class__ is int) and -_BIG < score < _BIG:
             b.score.observe(score)
 
     # --- the collector's own health, off the span path

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from starlette.datastructures import QueryParams
 
-from rastir._wire import ERROR_CATEGORIES
+from rastir._wire import ERROR_CATEGORIES, INT64_MAX
 from rastir.collector.store.base import TraceQuery
 
 __all__ = [
@@ -25,7 +25,10 @@ __all__ = [
 
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 50
-_MAX_TEXT: Final = 256
+_MAX_TEXT: Final = 256  # = ingest.MAX_SERVICE_LEN: every stored service can be asked for
+_MAX_CURSOR: Final = 4 * _MAX_TEXT
+# Stores keep Unix nanoseconds in 64-bit integers: nothing starts after 2262-04-11.
+_MAX_MS: Final = INT64_MAX // 1_000_000
 
 _PARAMS: Final = frozenset(
     (
@@ -77,7 +80,7 @@ def parse_time(name: str, raw: str) -> int:
     m = _UNIX.fullmatch(text)
     if m is not None:
         frac = (m.group(2) or "").ljust(9, "0")
-        return int(m.group(1)) * 1_000_000_000 + int(frac)
+        return _in_range(name, raw, int(m.group(1)) * 1_000_000_000 + int(frac))
     m = _RFC3339.fullmatch(text)
     if m is None:
         raise QueryError(
@@ -90,7 +93,10 @@ def parse_time(name: str, raw: str) -> int:
         tz = timezone.utc
     else:
         sign = -1 if offset[0] == "-" else 1
-        tz = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6])))
+        hours, minutes = int(offset[1:3]), int(offset[4:6])
+        if hours > 23 or minutes > 59:  # RFC 3339 §5.6: time-numoffset is a time of day
+            raise QueryError(f"{name}={raw[:64]!r} has an invalid offset {offset!r}")
+        tz = timezone(sign * timedelta(hours=hours, minutes=minutes))
     try:
         # RFC 3339 §5.6 allows a leap second (60); fold it into the next second.
         leap = second == 60
@@ -101,7 +107,16 @@ def parse_time(name: str, raw: str) -> int:
     seconds = delta.days * 86400 + delta.seconds + (1 if leap else 0)
     if seconds < 0:
         raise QueryError(f"{name}={raw[:64]!r} is before 1970")
-    return seconds * 1_000_000_000 + int((m.group(7) or "").ljust(9, "0"))
+    return _in_range(name, raw, seconds * 1_000_000_000 + int((m.group(7) or "").ljust(9, "0")))
+
+
+def _in_range(name: str, raw: str, ns: int) -> int:
+    if ns > INT64_MAX:
+        raise QueryError(
+            f"{name}={raw[:64]!r} is too late: times are 64-bit Unix nanoseconds, "
+            "up to 2262-04-11T23:47:16Z"
+        )
+    return ns
 
 
 def parse_trace_query(params: QueryParams) -> TraceQuery:
@@ -122,8 +137,9 @@ def parse_trace_query(params: QueryParams) -> TraceQuery:
         raw = params.get(key)
         if raw is None:
             continue
-        if not raw or len(raw) > _MAX_TEXT * (4 if key == "cursor" else 1):
-            raise QueryError(f"{key} must be 1 to {_MAX_TEXT} characters")
+        most = _MAX_CURSOR if key == "cursor" else _MAX_TEXT
+        if not raw or len(raw) > most:
+            raise QueryError(f"{key} must be 1 to {most} characters")
         values[key] = raw
     status = params.get("status")
     if status is not None:
@@ -143,8 +159,10 @@ def parse_trace_query(params: QueryParams) -> TraceQuery:
             ms = float(raw)
         except ValueError:
             ms = -1.0
-        if not 0 <= ms < 1e15:  # also refuses nan and inf
-            raise QueryError(f"min_duration_ms={raw[:32]!r} must be a number of milliseconds >= 0")
+        if not 0 <= ms <= _MAX_MS:  # also refuses nan and inf
+            raise QueryError(
+                f"min_duration_ms={raw[:32]!r} must be a number of milliseconds from 0 to {_MAX_MS}"
+            )
         values["min_duration_ns"] = int(ms * 1_000_000)
     if "start" in params:
         values["start_ns"] = parse_time("start", params["start"])

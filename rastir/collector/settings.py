@@ -414,7 +414,7 @@ class CollectorSettings:
     def store_options(self) -> dict[str, Any]:
         """Keyword options for ``open_store`` for the configured kind of store."""
         if self.store == "memory":
-            return {"max_spans": self.memory_max_spans}
+            return {"max_spans": self.memory_max_spans, "retention_seconds": self.retention}
         return {
             "queue_max_spans": self.queue_capacity,
             "retention_seconds": self.retention,

@@ -84,6 +84,9 @@ def run_collector(tmp_path: Path) -> RunCollector:
             # lags the loop past the limit and the collector sheds it with 429, which
             # only tests of shedding want (they pass max_loop_lag themselves).
             "max_loop_lag": None,
+            # The test spans start in 2025 (spans.T0): no retention pass may delete
+            # them while a slow test runs. Retention tests pass it themselves.
+            "retention": None,
         }
         options.update(overrides)
         app = create_app(CollectorSettings(**options), store=trace_store)

@@ -162,9 +162,26 @@ async def test_a_flood_is_refused_by_how_long_each_request_waited(tmp_path: Path
     # holds more than one request: the excess waits as uvicorn tasks that have not
     # run, seen only through the time each request waited (stamped by the CLI's
     # HTTP protocol). Past --max-queue-delay it is refused, before its body is read.
-    body = encode(batch([span for _ in range(25) for span in agent_trace(n_llm=8)[1]]))
+    # Distinct traces in every request, 1,000 spans each: enough work per batch for
+    # the burst to wait. (A repeated body only replaces the same spans, which the
+    # memory store does cheaply since it compacts repeats.)
+    bodies = [
+        encode(batch([span for _ in range(100) for span in agent_trace(n_llm=8)[1]]))
+        for _ in range(3 * 64 + 1)
+    ]
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    args = ("--store", "memory", "--max-queue-delay", "20ms", "--max-loop-lag", "off")
+    # Retention off: these spans are dated 2025, and a sweep deleting each batch at
+    # once would make the work too light for any request to wait.
+    args = (
+        "--store",
+        "memory",
+        "--retention",
+        "off",
+        "--max-queue-delay",
+        "20ms",
+        "--max-loop-lag",
+        "off",
+    )
     async with (
         collector_process("--data-dir", str(tmp_path / "data"), *args) as c,
         httpx.AsyncClient(base_url=c.url, timeout=30, limits=limits) as client,
@@ -172,7 +189,7 @@ async def test_a_flood_is_refused_by_how_long_each_request_waited(tmp_path: Path
         replies: list[httpx.Response] = []
 
         async def post() -> None:
-            replies.append(await client.post("/v1/telemetry", content=body))
+            replies.append(await client.post("/v1/telemetry", content=bodies.pop()))
 
         for _ in range(3):  # bursts of 64 at once
             async with anyio.create_task_group() as tg:
@@ -187,7 +204,7 @@ async def test_a_flood_is_refused_by_how_long_each_request_waited(tmp_path: Path
             assert r.headers["retry-after"] == "1"
             assert "queue_delay" in r.text
         # Once the burst is over, intake is open again.
-        r = await client.post("/v1/telemetry", content=body)
+        r = await client.post("/v1/telemetry", content=bodies.pop())
         assert r.status_code == 202
         metrics = (await client.get("/metrics")).text
         line = 'rastir_collector_rejected_requests_total{reason="queue_delay"} '

@@ -271,6 +271,32 @@ BAD_BODIES: list[tuple[str, bytes, str]] = [
         encode(batch([span(status="error", error_type="oops")])),
         "at `$.spans[0].error.type`",
     ),
+    # Typed integers beyond int64 would overflow the metrics' floats and SQLite's integers.
+    (
+        "dropped beyond int64",
+        encode({"spans": [], "dropped": 2**63}),
+        "Expected `int` <= 9223372036854775807 - at `$.dropped`",
+    ),
+    (
+        "a time beyond int64",
+        encode(batch([span(start=2**63 + 5, duration_ms=0)])),
+        "Expected `int` <= 9223372036854775807 - at `$.spans[0].start_time_unix_nano`",
+    ),
+    (
+        "another wire version",
+        encode({**batch([span()]), "version": 99}),
+        "wire version 99 is not supported; this collector accepts version 1 - at `$.version`",
+    ),
+    (
+        "a resource value too long for any integer",
+        b'{"resource": {"service.name": "a", "n": 1' + b"0" * 5000 + b'}, "spans": []}',
+        'Integer value out of range - at `$.resource["n"]`',
+    ),
+    (
+        "a nested attribute",
+        encode(batch([span(a={"b": 1})])),
+        'got `object` - at `$.spans[0].attributes["a"]`',
+    ),
 ]
 
 
@@ -305,11 +331,48 @@ async def test_gzip_errors_and_unknown_encodings_are_refused(run_collector: RunC
         assert r.json()["error"] == "unsupported_encoding"
 
 
-async def test_a_batch_over_the_span_limit_is_refused(run_collector: RunCollector) -> None:
+async def test_a_batch_over_the_span_limit_is_413_so_the_sdk_splits_it(
+    run_collector: RunCollector,
+) -> None:
     async with run_collector(max_spans_per_batch=3) as c:
         r = await c.post(encode(batch([span() for _ in range(4)])))
-        assert (r.status_code, r.json()["message"]) == (400, "batch has 4 spans; the limit is 3")
+        assert (r.status_code, r.json()) == (
+            413,
+            {"error": "too_many_spans", "message": "batch has 4 spans; the limit is 3"},
+        )
         assert (await c.post(encode(batch([span() for _ in range(3)])))).status_code == 202
+        m = await c.scrape()
+    assert m.value("rastir_collector_rejected_requests_total", reason="too_many_spans") == 1
+    assert m.total("rastir_collector_ingested_spans_total") == 3
+
+
+def test_the_sdk_splits_a_batch_over_the_span_limit_and_delivers_every_span(
+    tmp_path: Path,
+) -> None:
+    import rastir
+    from tests.collector.server import RunningServer
+
+    app = create_app(
+        CollectorSettings(
+            store="memory", data_dir=tmp_path, access_log=False, max_spans_per_batch=10
+        )
+    )
+    server = RunningServer(app)
+    server.start()
+    try:
+
+        @rastir.tool(tool_name="t")
+        def work(i: int) -> int:
+            return i
+
+        # One batch of 64 spans, 413 at the collector: halved until each half fits.
+        rastir.configure(service="app", push_url=server.url, otel_bridge=False, batch_size=64)
+        for i in range(64):
+            work(i)
+        assert rastir.flush(10.0)
+        assert app.state.collector.store.stats().spans_stored == 64
+    finally:
+        server.stop()
 
 
 async def test_a_saturated_collector_answers_429_before_reading_the_body(
@@ -671,3 +734,135 @@ async def test_non_string_resource_and_label_values_do_not_break_metrics(
     assert m.value("rastir_llm_calls_total", **labels, status="ok") == 1
     assert m.value("rastir_llm_tokens_total", **labels, token_type="input") == 0
     assert m.value("rastir_llm_cost_usd_total", **labels) == 0
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize(
+    ("kind", "key"),
+    [
+        ("llm", "gen_ai.usage.input_tokens"),
+        ("llm", "gen_ai.usage.output_tokens"),
+        ("llm", "rastir.cost.usd"),
+        ("llm", "rastir.ttft_ms"),
+        ("evaluation", "rastir.evaluation.score"),
+        ("retrieval", "rastir.retrieval.documents"),
+        ("custom", "rastir.cost.usd"),
+        ("http.server", "http.response.status_code"),
+    ],
+)
+async def test_an_attribute_integer_beyond_any_float_is_stored_and_left_out_of_the_metrics(
+    run_collector: RunCollector, store: str, kind: str, key: str
+) -> None:
+    # JSON integers have no range and the SDK sends big ones as they are: 10**400
+    # used to overflow the metrics' floats (503 for ever) or the store's writer.
+    s = span(kind=kind)
+    s["attributes"][key] = 10**400
+    async with run_collector(store=store, ack="committed" if store == "sqlite" else "queued") as c:
+        r = await c.post(encode(batch([s])))
+        assert r.status_code == 202, r.text
+        tree = (await c.client.get(f"/v1/traces/{s['trace_id']}")).json()
+        m = await c.scrape()
+    assert tree["spans"][0]["attributes"][key] == 10**400
+    assert tree["summary"]["cost_usd"] == 0
+    assert tree["summary"]["input_tokens"] == 0
+    assert m.total("rastir_llm_tokens_total") == 0
+    assert m.total("rastir_llm_cost_usd_total") == 0
+    assert m.total("rastir_spans_total") == 1
+    assert m.value("rastir_collector_rejected_requests_total", reason="internal_error") == 0
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+async def test_integers_at_the_int64_limits_are_accepted_and_counted(
+    run_collector: RunCollector, store: str
+) -> None:
+    big = 2**63 - 1
+    llm = llm_span(model="m")
+    llm["attributes"].update(
+        {"gen_ai.usage.input_tokens": big, "rastir.cost.usd": big, "rastir.ttft_ms": big}
+    )
+    ev = span(kind="evaluation", trace=llm["trace_id"], rastir__evaluation__score=big, n=-big - 1)
+    async with run_collector(store=store) as c:
+        r = await c.post(encode({**batch([llm, ev]), "dropped": big}))
+        assert r.status_code == 202, r.text
+        await c.app.state.collector.store.flush()
+        summary = (await c.client.get(f"/v1/traces/{llm['trace_id']}")).json()["summary"]
+        m = await c.scrape()
+    assert summary["span_count"] == 2
+    assert summary["cost_usd"] == float(big)
+    assert m.total("rastir_llm_tokens_total", token_type="input") == float(big)
+    assert m.total("rastir_collector_client_dropped_spans_total") == float(big)
+
+
+async def test_a_long_service_name_is_cut_once_per_batch_and_stays_queryable(
+    run_collector: RunCollector,
+) -> None:
+    from rastir.collector.ingest import MAX_SERVICE_LEN
+
+    name = "s" * (1 << 20)
+    spans = [span(trace=trace_id()) for _ in range(20)]
+    resource = {"service.name": name, "host.name": "h" * 5000, "ok": "fine"}
+    async with run_collector(store="sqlite", max_attr_value_len=100) as c:
+        r = await c.post(encode({"resource": resource, "spans": spans}))
+        assert r.status_code == 202
+        await c.app.state.collector.store.flush()
+        cut = "s" * (MAX_SERVICE_LEN - 1) + "…"
+        listed = (await c.client.get("/v1/traces", params={"service": cut})).json()["traces"]
+        tree = (await c.client.get(f"/v1/traces/{spans[0]['trace_id']}")).json()
+        m = await c.scrape()
+    assert len(listed) == 20
+    assert tree["summary"]["services"] == [cut]
+    assert tree["spans"][0]["service"] == cut
+    assert m.value("rastir_collector_truncated_total", field="service_name") == 1
+    assert m.value("rastir_collector_truncated_total", field="resource") == 2  # name, host
+    assert m.value("rastir_collector_ingested_spans_total", service=cut[:128]) == 20
+
+
+async def test_a_long_resource_reaches_the_sinks_cut(run_collector: RunCollector) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    resource = {"service.name": "x" * 300, **{f"k{i}": "v" * 50 for i in range(10)}}
+    async with run_collector(max_attr_value_len=20, max_attrs_per_span=4) as c:
+        c.app.state.collector.sinks.append(lambda svc, res, spans: seen.append((svc, res)))
+        assert (await c.post(encode({"resource": resource, "spans": [span()]}))).status_code == 202
+        m = await c.scrape()
+    ((service, res),) = seen
+    assert len(service) == 256
+    assert list(res) == ["service.name", "k0", "k1", "k2"]
+    assert res["service.name"] == service  # the name the store has
+    assert res["k0"] == "v" * 19 + "…"
+    # the map, then three values cut (service.name counted as the service's cut)
+    assert m.value("rastir_collector_truncated_total", field="resource") == 1 + 4
+    assert m.value("rastir_collector_truncated_total", field="service_name") == 1
+
+
+def _otlp_json(value: dict[str, Any], start: str = "1750000000000000000") -> bytes:
+    span_json = {
+        "traceId": trace_id(),
+        "spanId": "00f067aa0ba902b7",
+        "name": "op",
+        "startTimeUnixNano": start,
+        "endTimeUnixNano": start,
+        "attributes": [{"key": "n", "value": value}],
+    }
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span_json]}]}]}
+    return json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (_otlp_json({"intValue": "1" + "0" * 400}), 400, "intValue: '1000"),
+        (_otlp_json({"intValue": 2**64}), 400, "intValue: 18446744073709551616... is not"),
+        (_otlp_json({"intValue": -(2**63) - 1}), 400, "Expected `int` >= -9223372036854775808"),
+    ],
+    ids=["a string beyond 64 bits", "a number beyond 64 bits", "a number below int64"],
+)
+async def test_otlp_integers_beyond_64_bits_are_refused_not_overflowed(
+    run_collector: RunCollector, body: bytes, status: int, message: str
+) -> None:
+    async with run_collector() as c:
+        r = await c.client.post(
+            "/v1/traces", content=body, headers={"content-type": "application/json"}
+        )
+        assert (await c.client.get("/v1/traces")).json()["traces"] == []
+    assert r.status_code == status, r.text
+    assert message in r.text

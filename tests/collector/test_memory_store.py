@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import time
 from typing import Any
 
 import pytest
 
 from rastir._wire import WireError, WireEvent, WireLink, WireSpan
-from rastir.collector.store import MemoryStore, SpanRow
+from rastir.collector.store import MemoryStore, SpanRow, TraceQuery
 
 pytestmark = pytest.mark.anyio
 
@@ -142,3 +143,104 @@ async def test_an_integer_beyond_64_bits_is_stored_and_read_back() -> None:
     detail = await store.get_trace(TRACE)
     assert detail is not None
     assert [row.span for row in detail.spans] == spans
+
+
+async def test_a_trace_sent_again_and_again_keeps_one_copy_of_its_spans() -> None:
+    store = MemoryStore(max_spans=2000)
+    rows = [SpanRow("svc", _span(n, attrs={"x": "y" * 500})) for n in range(1, 201)]
+    store.submit(rows)
+    once = store._traces[TRACE].chunks
+    size = sum(len(data) for _, data in once)
+    for _ in range(30):
+        store.submit(rows[:150])  # a retried batch, some of it
+        store.submit(rows)
+    chunks = store._traces[TRACE].chunks
+    # Compacted on every repeat: what is kept is what the span bound counts.
+    assert len(chunks) == 1
+    assert sum(len(data) for _, data in chunks) == size
+    assert store.stats().spans_stored == 200
+    detail = await store.get_trace(TRACE)
+    assert detail is not None
+    assert [row.span for row in detail.spans] == [row.span for row in rows]
+
+
+async def test_a_repeat_from_two_services_compacts_by_service_in_order() -> None:
+    store = MemoryStore()
+    a, b = SpanRow("a", _span(1)), SpanRow("b", _span(2, parent=1))
+    for _ in range(5):
+        store.submit([a, b])
+    assert [service for service, _ in store._traces[TRACE].chunks] == ["a", "b"]
+    detail = await store.get_trace(TRACE)
+    assert detail is not None
+    assert [row.service for row in detail.spans] == ["a", "b"]
+
+
+def _trace(trace_id: str, start: int, end: int) -> list[SpanRow]:
+    return [
+        SpanRow(
+            "svc",
+            WireSpan(
+                trace_id=trace_id,
+                span_id=f"{n:016x}",
+                name="s",
+                kind="tool",
+                start_time_unix_nano=start,
+                end_time_unix_nano=end,
+            ),
+        )
+        for n in (1, 2)
+    ]
+
+
+async def test_retention_deletes_traces_that_ended_before_the_cutoff() -> None:
+    now = time.time_ns()
+    hour = 3600 * 10**9
+    store = MemoryStore(retention_seconds=60, maintenance_interval=0)
+    old, running, recent = "a1" * 16, "b2" * 16, "c3" * 16
+    store.submit(_trace(old, now - 2 * hour, now - hour))
+    store.submit(_trace(running, now - 2 * hour, now))  # started long ago, still going
+    store.submit(_trace(recent, now, now + 1))
+    assert await store.get_trace(old) is None
+    assert await store.get_trace(running) is not None
+    assert await store.get_trace(recent) is not None
+    page = await store.list_traces(TraceQuery(service="svc"))
+    assert {t.trace_id for t in page.traces} == {running, recent}
+    stats = store.stats()
+    assert (stats.spans_stored, stats.traces_stored) == (4, 2)
+    assert (stats.extra["retention_deleted_spans"], stats.extra["retention_deleted_traces"]) == (
+        2,
+        1,
+    )
+
+
+async def test_the_span_bound_still_evicts_in_order_after_retention_deleted_some() -> None:
+    now = time.time_ns()
+    hour = 3600 * 10**9
+    store = MemoryStore(max_spans=4, retention_seconds=60, maintenance_interval=0)
+    ids = [f"{n:032x}" for n in range(1, 6)]
+    old = "a1" * 16
+    store.submit(_trace(ids[0], now, now + 1))
+    store.submit(_trace(ids[1], now, now + 1))
+    store.submit(_trace(old, now - 2 * hour, now - hour))  # over the bound: ids[0] goes
+    for trace_id in ids[2:]:  # old is deleted by retention on the next write
+        store.submit(_trace(trace_id, now, now + 1))
+    # Evicted first seen first, the place old held in that order skipped.
+    assert [await store.get_trace(t) is not None for t in ids] == [False] * 3 + [True] * 2
+    assert await store.get_trace(old) is None
+    stats = store.stats()
+    assert (stats.spans_stored, stats.extra["evicted_traces"]) == (4, 3)
+    assert stats.extra["retention_deleted_traces"] == 1
+
+
+async def test_a_store_without_retention_keeps_old_traces() -> None:
+    store = MemoryStore(maintenance_interval=0)
+    store.submit(_trace("a1" * 16, 1, 2))
+    assert await store.get_trace("a1" * 16) is not None
+
+
+@pytest.mark.parametrize(
+    "options", [{"retention_seconds": 0}, {"retention_seconds": -1}, {"maintenance_interval": -1}]
+)
+def test_retention_options_out_of_range_are_refused(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        MemoryStore(**options)

@@ -6,11 +6,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
+from rastir._wire import WireSpan
 from rastir.collector import CollectorSettings, create_app
 from rastir.collector.metrics import OTHER, CounterChild, Family, Group, Metrics, label_value
+from rastir.collector.store import SpanRow
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import batch, encode, llm_span, span, trace_id
 
@@ -220,3 +223,27 @@ async def test_the_collectors_own_health_is_exposed(run_collector: RunCollector)
     (info,) = m.families["rastir_collector_build_info"].samples
     assert info.value == 1
     assert info.labels["version"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+async def test_spans_the_store_could_not_keep_are_counted_by_reason(
+    run_collector: RunCollector, store: str
+) -> None:
+    # The wire refuses times beyond int64; a span made inside the collector is not
+    # decoded from it, and SQLite's 64-bit integers cannot hold it: counted, not kept.
+    far = msgspec.structs.replace(
+        msgspec.convert(span(), WireSpan), start_time_unix_nano=2**63, end_time_unix_nano=2**64
+    )
+    async with run_collector(store=store) as c:
+        trace_store = c.app.state.collector.store
+        assert trace_store.submit([SpanRow("svc", far)])
+        await trace_store.flush()
+        m = await c.scrape()
+    failed = "rastir_collector_store_failed_spans_total"
+    assert m.value(failed, reason="invalid") == (1 if store == "sqlite" else 0)
+    assert m.value(failed, reason="write_error") == 0
+    assert m.value(failed, reason="shutdown") == 0
+    assert m.series(failed.removesuffix("_total")) == {
+        frozenset({("reason", r)}) for r in ("write_error", "invalid", "shutdown")
+    }

@@ -7,6 +7,7 @@ from starlette.datastructures import QueryParams
 
 from rastir._wire import json_schema
 from rastir.collector.query import QueryError, parse_time, parse_trace_id, parse_trace_query
+from rastir.collector.store._cursor import encode_cursor
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import T0, agent_trace, batch, encode, llm_span, span, trace_id
 
@@ -27,6 +28,12 @@ SECOND = 1_000_000_000
         ("2025-06-15T17:06:40+02:00", T0),
         ("2025-06-15T10:36:40-04:30", T0),
         ("2016-12-31T23:59:60Z", 1483228800 * SECOND),  # a leap second
+        ("2262-04-11T23:47:16.854775807Z", 2**63 - 1),  # the last one the stores hold
+        ("9223372036.854775807", 2**63 - 1),
+        (
+            "2025-06-15T15:29:40+23:59",
+            T0 - 23 * 3600 * SECOND - 59 * 60 * SECOND + 23 * 60 * SECOND,
+        ),
     ],
 )
 def test_times_are_rfc3339_or_unix_seconds(text: str, ns: int) -> None:
@@ -44,6 +51,15 @@ def test_times_are_rfc3339_or_unix_seconds(text: str, ns: int) -> None:
         "-5",
         "1e9",
         "1969-12-31T23:59:59Z",
+        # beyond the 64-bit nanoseconds the stores keep (2262-04-11T23:47:16Z)
+        "999999999999",
+        "9223372037",
+        "9999-12-31T23:59:59Z",
+        "2262-04-11T23:47:17Z",
+        # offsets are times of day (RFC 3339 §5.6)
+        "2025-01-01T00:00:00+24:00",
+        "2025-01-01T00:00:00+05:99",
+        "2025-01-01T00:00:00-99:00",
     ],
 )
 def test_other_times_are_refused_naming_the_parameter(text: str) -> None:
@@ -93,6 +109,9 @@ def test_a_query_is_built_from_every_parameter() -> None:
         ("start=10&end=5", "end must be after start"),
         ("start=tomorrow", "start='tomorrow' is not a time"),
         ("service=", "service must be 1 to 256 characters"),
+        ("cursor=" + "x" * 1025, "cursor must be 1 to 1024 characters"),
+        ("min_duration_ms=99999999999999", "must be a number of milliseconds from 0 to"),
+        ("min_duration_ms=inf", "must be a number of milliseconds from 0 to"),
     ],
 )
 def test_bad_parameters_raise_a_precise_error(query: str, message: str) -> None:
@@ -233,3 +252,28 @@ async def test_a_chain_too_deep_for_json_comes_back_flattened(run_collector: Run
     assert len(tree["spans"]) == 3001
     assert tree["spans"][0]["span_id"] == chain[0]["span_id"]
     assert tree["summary"]["span_count"] == 3001
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("start=999999999999", "start='999999999999' is too late"),
+        ("end=9999-12-31T23:59:59Z", "end='9999-12-31T23:59:59Z' is too late"),
+        ("start=2025-01-01T00:00:00%2B24:00", "has an invalid offset '+24:00'"),
+        ("min_duration_ms=99999999999999", "min_duration_ms='99999999999999' must be"),
+        ("cursor=" + encode_cursor(2**64 - 1, 1), "invalid cursor"),
+        ("cursor=" + encode_cursor(2**63, "x"), "invalid cursor"),
+        ("cursor=" + encode_cursor(1, 2**63), "invalid cursor"),
+    ],
+)
+async def test_values_beyond_64_bits_are_400_on_either_store(
+    run_collector: RunCollector, store: str, query: str, message: str
+) -> None:
+    async with run_collector(store=store) as c:
+        assert (await c.post(encode(batch([span()])))).status_code == 202
+        r = await c.client.get("/v1/traces?" + query)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == "bad_request"
+    assert message in r.json()["message"]

@@ -111,7 +111,10 @@ def test_durations_and_sizes() -> None:
 
 
 def test_store_options_follow_the_store_kind() -> None:
-    assert CollectorSettings(store="memory", memory_max_spans=5).store_options() == {"max_spans": 5}
+    assert CollectorSettings(store="memory", memory_max_spans=5, retention=9.0).store_options() == {
+        "max_spans": 5,
+        "retention_seconds": 9.0,
+    }
     opts = CollectorSettings(
         retention=60.0, retention_bytes=1 << 20, queue_capacity=7
     ).store_options()

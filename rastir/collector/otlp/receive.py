@@ -33,12 +33,13 @@ from __future__ import annotations
 import base64
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Final, get_args
+from typing import Annotated, Any, Final, get_args
 
 import msgspec
 
 from rastir._wire import (
     ERROR_CATEGORIES,
+    INT64_MIN,
     AttrValue,
     Kind,
     WireError,
@@ -382,7 +383,10 @@ def _pb_span(s: PbSpan, out: Decoded) -> WireSpan | None:
 # Field names in lowerCamelCase, ids in hex, enums as integers, 64-bit integers as
 # decimal strings or numbers (OTLP spec, "JSON Protobuf Encoding").
 
-Int64 = int | str
+# A 64-bit integer, signed (intValue) or not (fixed64 times), as protobuf carries:
+# msgspec checks the lower bound (it cannot bound above int64), _int64 the rest.
+_UINT64_MAX: Final = (1 << 64) - 1
+Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN)] | str
 
 
 class _JArray(msgspec.Struct):
@@ -476,11 +480,17 @@ _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
 def _int64(value: Int64, where: str) -> int:
     if value.__class__ is int:
+        if value > _UINT64_MAX:
+            raise OtlpDecodeError(f"{where}: {str(value)[:64]}... is not a 64-bit integer")
         return value
+    text = str(value)
     try:
-        return int(value)
+        n = int(text)
     except ValueError:
-        raise OtlpDecodeError(f"{where}: {value!r} is not an integer") from None
+        raise OtlpDecodeError(f"{where}: {text[:64]!r} is not an integer") from None
+    if not INT64_MIN <= n <= _UINT64_MAX:
+        raise OtlpDecodeError(f"{where}: {text[:64]!r} is not a 64-bit integer")
+    return n
 
 
 def _enum(value: int | str, names: Mapping[str, int], where: str) -> int:
@@ -694,7 +704,7 @@ class OtlpReceiveEndpoint(IngestEndpoint):
         total = decoded.span_count
         if total > self._max_spans:
             raise Rejection(
-                400,
+                413,  # as on /v1/telemetry: too big, not malformed
                 "too_many_spans",
                 f"request has {total} spans; the limit is {self._max_spans}",
             )

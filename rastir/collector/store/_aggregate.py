@@ -91,7 +91,10 @@ def _usd(value: object) -> float:
     if type(value) is float:
         return value if math.isfinite(value) else 0.0
     if type(value) is int:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # JSON integers have no range: 10**400 is no cost
+            return 0.0
     return 0.0
 
 

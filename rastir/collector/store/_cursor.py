@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 import msgspec
+
+from rastir._wire import INT64_MAX
 
 __all__ = ["decode_cursor", "encode_cursor"]
 
 T = TypeVar("T", int, str)
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(tuple[int, int | str])
+# Both stores keep keys in 64-bit integers (SQLite's columns); msgpack carries up to
+# 2**64 - 1, which SQLite cannot bind, so a forged cursor beyond is invalid here.
+_Key = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+_decoder = msgspec.msgpack.Decoder(tuple[_Key, _Key | str])
 
 
 def encode_cursor(start_ns: int, tiebreak: int | str) -> str:

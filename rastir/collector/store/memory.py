@@ -14,10 +14,21 @@ CPU) and cost about 1.5 kB each. A chunk is one untracked ``bytes`` of about 380
 bytes per span. Reads are rare next to writes, and decoding a 100-span trace takes
 about 0.1 ms. Span ids, to tell a repeated span from a new one, are kept as a sorted
 array of their hashes (8 bytes each).
+
+A write that repeats spans already stored (a sender retrying a batch whose 202 was
+lost) rewrites its trace as one chunk per service of its distinct spans: the chunks
+never hold more spans than the count the bound is checked against, however often a
+trace is sent again.
+
+With ``retention_seconds``, traces that ended longer ago are deleted by a sweep
+that runs, at most every ``maintenance_interval`` seconds, on the next write or
+read (as the SQLite store's retention pass, which also judges by span times).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from array import array
 from bisect import bisect_left, insort
 from collections import deque
@@ -124,22 +135,47 @@ class MemoryStore:
 
     Args:
         max_spans: the most spans kept; older traces are evicted whole beyond it.
+        retention_seconds: delete traces that ended longer ago than this.
+        maintenance_interval: seconds between retention sweeps (0: before every
+            write and read).
 
     Raises:
-        ValueError: ``max_spans`` is less than 1.
+        ValueError: an argument is out of range.
     """
 
-    def __init__(self, max_spans: int = 100_000) -> None:
+    def __init__(
+        self,
+        max_spans: int = 100_000,
+        *,
+        retention_seconds: float | None = None,
+        maintenance_interval: float = 10.0,
+    ) -> None:
         if max_spans < 1:
             raise ValueError(f"max_spans must be at least 1, not {max_spans}")
+        if retention_seconds is not None and not retention_seconds > 0:
+            raise ValueError(f"retention_seconds must be positive, not {retention_seconds}")
+        if not maintenance_interval >= 0:
+            raise ValueError(f"maintenance_interval must be >= 0, not {maintenance_interval}")
         self._max_spans = max_spans
         self._traces: dict[str, _Trace] = {}
-        self._first_seen: deque[str] = deque()  # eviction order
+        # Eviction order. An entry whose trace was deleted by retention (or deleted
+        # and made again) is stale: skipped when reached, pruned when they pile up.
+        self._first_seen: deque[tuple[str, _Trace]] = deque()
+        self._stale = 0
         self._order: list[_Key] = []  # sorted ascending; listed from the end
         self._by_tag: dict[Tag, set[str]] = {}
         self._span_count = 0
         self._evicted_spans = 0
         self._evicted_traces = 0
+        self._retention_ns = (
+            None if retention_seconds is None else math.ceil(retention_seconds * 1e9)
+        )
+        self._sweep_interval = maintenance_interval
+        self._next_sweep = (
+            math.inf if retention_seconds is None else time.monotonic() + maintenance_interval
+        )
+        self._retention_deleted_spans = 0
+        self._retention_deleted_traces = 0
 
     async def start(self) -> None:
         """Nothing to open."""
@@ -162,6 +198,8 @@ class MemoryStore:
             self._apply(rows)
 
     async def get_trace(self, trace_id: str) -> TraceDetail | None:
+        if time.monotonic() >= self._next_sweep:
+            self._expire()
         trace = self._traces.get(trace_id)
         if trace is None:
             return None
@@ -175,9 +213,11 @@ class MemoryStore:
         """
         if query.limit < 1:
             raise ValueError(f"limit must be at least 1, not {query.limit}")
+        high: _Key = decode_cursor(query.cursor, str) if query.cursor else (1 << 64, "")
+        if time.monotonic() >= self._next_sweep:
+            self._expire()
         order = self._order
         low: _Key = (query.start_ns, "") if query.start_ns is not None else (-1, "")
-        high: _Key = decode_cursor(query.cursor, str) if query.cursor else (1 << 64, "")
         if query.end_ns is not None:
             high = min(high, (query.end_ns, ""))
 
@@ -233,10 +273,14 @@ class MemoryStore:
                 "max_spans": self._max_spans,
                 "evicted_spans": self._evicted_spans,
                 "evicted_traces": self._evicted_traces,
+                "retention_deleted_spans": self._retention_deleted_spans,
+                "retention_deleted_traces": self._retention_deleted_traces,
             },
         )
 
     def _apply(self, rows: list[SpanRow]) -> None:
+        if time.monotonic() >= self._next_sweep:
+            self._expire()
         # The rows of each trace, in order (a batch is most often one trace).
         groups: dict[str, list[SpanRow]] = {}
         for row in rows:
@@ -255,7 +299,7 @@ class MemoryStore:
             old_start: int | None = None
             if trace is None:
                 trace = traces[trace_id] = _Trace()
-                self._first_seen.append(trace_id)
+                self._first_seen.append((trace_id, trace))
             else:
                 old_start = trace.aggregate.start_ns
             aggregate = trace.aggregate
@@ -283,9 +327,14 @@ class MemoryStore:
                 replaced = True  # rare (one request has one service): recounted below
 
             if replaced:
-                # A replaced span cannot be subtracted from a min/max: recount.
+                # A replaced span cannot be subtracted from a min/max: recount. And
+                # keep only the latest copy of each span: a trace sent again and again
+                # must not pile up chunks the span bound does not see.
                 before = aggregate.tags()
-                aggregate = trace.aggregate = TraceAggregate.from_rows(trace.rows())
+                stored = trace.rows()
+                trace.chunks = []
+                _append_by_service(trace.chunks, stored)
+                aggregate = trace.aggregate = TraceAggregate.from_rows(stored)
                 for tag in before - aggregate.tags():
                     self._untag(tag, trace_id)
             self._span_count += aggregate.span_count - counted
@@ -301,18 +350,55 @@ class MemoryStore:
                 else:
                     ids.add(trace_id)
 
+        first_seen = self._first_seen
         while self._span_count > self._max_spans:
-            self._evict(self._first_seen.popleft())
+            trace_id, trace = first_seen.popleft()
+            if traces.get(trace_id) is trace:
+                aggregate = self._evict(trace_id)
+                _remove(order, (aggregate.start_ns, trace_id))
+                self._evicted_spans += aggregate.span_count
+                self._evicted_traces += 1
+            else:
+                self._stale -= 1
 
-    def _evict(self, trace_id: str) -> None:
+    def _evict(self, trace_id: str) -> TraceAggregate:
+        """Forget a trace, but for its place in ``_order`` (the caller's to remove)."""
         trace = self._traces.pop(trace_id)
         aggregate = trace.aggregate
-        _remove(self._order, (aggregate.start_ns, trace_id))
         for tag in aggregate.tags():
             self._untag(tag, trace_id)
         self._span_count -= aggregate.span_count
-        self._evicted_spans += aggregate.span_count
-        self._evicted_traces += 1
+        return aggregate
+
+    def _expire(self) -> None:
+        """Delete the traces that ended before the retention cutoff."""
+        assert self._retention_ns is not None
+        self._next_sweep = time.monotonic() + self._sweep_interval
+        cutoff = time.time_ns() - self._retention_ns
+        order = self._order
+        # A trace that ended before the cutoff started before it: only the start of
+        # the order is looked at (traces still running past the cutoff are kept).
+        head = bisect_left(order, (cutoff, ""))
+        if not head:
+            return
+        traces = self._traces
+        kept: list[_Key] = []
+        deleted = 0
+        for key in order[:head]:
+            if traces[key[1]].aggregate.end_ns < cutoff:
+                aggregate = self._evict(key[1])
+                self._retention_deleted_spans += aggregate.span_count
+                deleted += 1
+            else:
+                kept.append(key)
+        if not deleted:
+            return
+        order[:head] = kept  # one splice, not one deletion per trace
+        self._retention_deleted_traces += deleted
+        self._stale += deleted
+        if self._stale > len(traces):
+            self._first_seen = deque(e for e in self._first_seen if traces.get(e[0]) is e[1])
+            self._stale = 0
 
     def _untag(self, tag: Tag, trace_id: str) -> None:
         ids = self._by_tag.get(tag)
