@@ -48,7 +48,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # framework -> (integration module, module prefixes of its objects)
 FRAMEWORKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "langgraph": ("rastir.frameworks._langchain", ("langgraph.", "langchain")),
-    "llamaindex": ("rastir.frameworks._llamaindex", ("llama_index.",)),
+    # LlamaIndex's Workflow lives in the llama-index-workflows package (``workflows``);
+    # ``llama_index.core.workflow`` re-exports it.
+    "llamaindex": ("rastir.frameworks._llamaindex", ("llama_index.", "workflows.")),
     "crewai": ("rastir.frameworks._crewai", ("crewai.",)),
     "adk": ("rastir.frameworks._adk", ("google.adk.",)),
     "strands": ("rastir.frameworks._strands", ("strands.",)),
@@ -67,13 +69,16 @@ def _activator(framework: str) -> Activate:
 def detect_framework(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """The framework whose objects (graph, agent, crew, runner, ...) the call receives.
 
-    Objects are recognised by the module of their class, so no framework is imported.
+    Objects are recognised by the modules of their class and its bases, so no framework
+    is imported, and a user's subclass (a ``Workflow`` defined in ``__main__``, a custom
+    LLM, ...) is found like the framework's own classes.
     """
     for obj in iter_objects(args, kwargs):
-        module = type(obj).__module__ + "."
-        for framework, (_, prefixes) in FRAMEWORKS.items():
-            if module.startswith(prefixes):
-                return framework
+        for cls in type(obj).__mro__[:-1]:  # every class but ``object``
+            module = cls.__module__ + "."
+            for framework, (_, prefixes) in FRAMEWORKS.items():
+                if module.startswith(prefixes):
+                    return framework
     return None
 
 
@@ -105,7 +110,7 @@ def _decorator(
         if isinstance(f, (staticmethod, classmethod)):
             return type(f)(make(f.__func__))
         name = agent_name or _shortname(f)
-        begin = make_begin(name, static, choose)
+        begin = make_begin(name, static, choose, f"{f.__module__}.{f.__qualname__}")
         if inspect.isasyncgenfunction(f):
             wrapper = wrap_agen(f, begin)
         elif inspect.isgeneratorfunction(f):

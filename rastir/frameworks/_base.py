@@ -38,9 +38,21 @@ _active: ContextVar[FrameworkCall | None] = ContextVar("rastir_framework_call", 
 Labels = list[tuple[ContextVar[Any], Any]]
 
 
-def active_call() -> FrameworkCall | None:
-    """The framework call running in this context, or None."""
-    return _active.get()
+def active_call(framework: str | None = None) -> FrameworkCall | None:
+    """The innermost decorated call running in this context, or None.
+
+    With ``framework``, the innermost call *of that framework*: a framework's hooks
+    record only for a call that turned them on, whichever other decorated calls (of
+    another framework, or with no framework found) run inside it. Without this, hooks
+    registered by an earlier call would record into any later call, and what a call
+    traces would depend on which calls came before it.
+    """
+    call = _active.get()
+    if framework is None:
+        return call
+    while call is not None and call.framework != framework:
+        call = call.outer
+    return call
 
 
 def capture_enabled() -> bool:
@@ -84,12 +96,25 @@ class FrameworkCall:
         "data",
         "finalizers",
         "framework",
+        "function",
+        "outer",
     )
 
-    def __init__(self, agent: Span, agent_name: str, framework: str | None) -> None:
+    def __init__(
+        self,
+        agent: Span,
+        agent_name: str,
+        framework: str | None,
+        outer: FrameworkCall | None = None,
+        function: str = "",
+    ) -> None:
         self.agent = agent
         self.agent_name = agent_name
         self.framework = framework
+        # The decorated call this one runs inside, if any (see active_call).
+        self.outer = outer
+        # ``module.qualname`` of the decorated function, for once-per-function warnings.
+        self.function = function
         self._runs: dict[Hashable, _Run] = {}
         # Runs without a span of their own (routing functions, sequences, ...): their
         # children belong to the span of the nearest ancestor that has one.
@@ -273,6 +298,7 @@ def make_begin(
     agent_name: str,
     attributes: dict[str, AttributeValue],
     choose: Callable[[tuple[Any, ...], dict[str, Any]], tuple[str | None, Activate | None]],
+    function: str = "",
 ) -> Begin:
     """Build the function that opens a call: the agent span, the call state, the hooks."""
     static: dict[str, Any] = dict(attributes)
@@ -294,7 +320,7 @@ def make_begin(
         span = Span(agent_name, "agent", parent, dict(static))
         if framework is not None:
             span.attributes["rastir.framework"] = framework
-        call = FrameworkCall(span, agent_name, framework)
+        call = FrameworkCall(span, agent_name, framework, _active.get(), function)
         labels: Labels = [(_current_span, span), (_current_agent, agent_name), (_active, call)]
         if activate is not None:
             try:

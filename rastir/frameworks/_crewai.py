@@ -147,7 +147,7 @@ def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any])
 
 
 def _nodes() -> _Nodes | None:
-    call = active_call()
+    call = active_call("crewai")
     if call is None:
         return None
     nodes = call.data.get("crewai")

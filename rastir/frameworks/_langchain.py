@@ -14,14 +14,17 @@ from those ids, never from whatever context the callback runs in.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
+from types import FrameType
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models import BaseChatModel, BaseLLM
 from langchain_core.tracers.context import register_configure_hook
 
 from rastir.adapters import apply_request, apply_response
@@ -55,6 +58,42 @@ def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any])
     return [(_handler_var, RastirCallbackHandler(call))]
 
 
+# The methods that run a model between its start and end callbacks without handing
+# control back to the caller: only there can the LLM span be current while the model
+# runs. ``stream``/``astream`` call the start callback and then yield chunks to the
+# caller, so a span made current there would be current in the caller's loop body.
+_GENERATE = frozenset(
+    getattr(method, "__code__", None)
+    for method in (
+        BaseChatModel.generate,
+        BaseChatModel.agenerate,
+        BaseLLM.generate,
+        BaseLLM.agenerate,
+    )
+)
+# Frames between a handler method and the model's method: the callback manager's
+# on_*_start, handle_event (and, async, _ahandle_event_for_handler) and our own.
+_GENERATE_DEPTH = 8
+
+
+def _runs_to_completion(batch_size: Any) -> bool:
+    """Whether the model run whose start callback is being handled will have ended
+    before control returns to the code that called the model (``invoke``,
+    ``generate``, and their async forms), rather than yielding chunks to it."""
+    if batch_size not in (None, 1):
+        # Several prompts: their runs start one after another and end in any order,
+        # so no single one can be the current span.
+        return False
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_GENERATE_DEPTH):
+        if frame is None:
+            return False
+        if frame.f_code in _GENERATE:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _model_of(metadata: dict[str, Any] | None, kwargs: dict[str, Any]) -> str | None:
     if metadata:
         model = metadata.get("ls_model_name")
@@ -80,6 +119,17 @@ class RastirCallbackHandler(BaseCallbackHandler):
         self.call = call
         self._namespaces: dict[int, Any] = {}  # node span id -> LangGraph task namespace
 
+    def _nested(self) -> bool:
+        """Whether the run belongs to another decorated call nested inside this one.
+
+        A run's callbacks are inherited by its children: a tool of this call's graph
+        that runs a decorated sub-agent hands this handler down to the sub-agent's
+        runs, and the sub-agent's own call adds its handler next to it (FW-1). The
+        ContextVar names the innermost call's handler; the runs are that call's.
+        """
+        current = _handler_var.get()
+        return current is not None and current is not self
+
     # -- chains and LangGraph nodes ---------------------------------------------------
     def on_chain_start(
         self,
@@ -92,6 +142,8 @@ class RastirCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if self._nested():
+            return
         call = self.call
         name = kwargs.get("name") or (serialized or {}).get("name")
         node = metadata.get("langgraph_node") if metadata else None
@@ -117,9 +169,13 @@ class RastirCallbackHandler(BaseCallbackHandler):
             self._namespaces[span.sid] = namespace
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         self.call.close(run_id)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         if type(error).__name__ in _CONTROL_FLOW:
             span = self.call.span_of(run_id)
             if span is not None:
@@ -143,7 +199,16 @@ class RastirCallbackHandler(BaseCallbackHandler):
         provider = metadata.get("ls_provider") if metadata else None
         node = metadata.get("langgraph_node") if metadata else None
         name = f"{operation} {model}" if model else operation
-        span = call.open(run_id, name, "llm", call.parent_for(parent_run_id))
+        # Current while the model runs, so spans opened inside it (a provider client
+        # the user instruments, an OpenTelemetry-instrumented SDK with the bridge on)
+        # nest under it; not for a stream the caller iterates (see _GENERATE).
+        span = call.open(
+            run_id,
+            name,
+            "llm",
+            call.parent_for(parent_run_id),
+            current=_runs_to_completion(kwargs.get("batch_size")),
+        )
         attrs = span.attributes
         params = kwargs.get("invocation_params")
         if isinstance(params, dict):
@@ -169,6 +234,8 @@ class RastirCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if self._nested():
+            return
         self._start_llm(serialized, "chat", run_id, parent_run_id, metadata, kwargs)
 
     def on_llm_start(
@@ -182,21 +249,29 @@ class RastirCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if self._nested():
+            return
         self._start_llm(serialized, "text_completion", run_id, parent_run_id, metadata, kwargs)
 
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         span = self.call.span_of(run_id)
         if span is not None and "rastir.ttft_ms" not in span.attributes:
             span.attributes["rastir.ttft_ms"] = (time.perf_counter_ns() - span._t0) / 1e6
             span.add_event("gen_ai.first_token")
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         span = self.call.span_of(run_id)
         if span is not None:
             apply_response(span, _first_generation(response))
         self.call.close(run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         self.call.close(run_id, error)
 
     # -- tools --------------------------------------------------------------------------
@@ -212,6 +287,8 @@ class RastirCallbackHandler(BaseCallbackHandler):
         inputs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if self._nested():
+            return
         call = self.call
         name = kwargs.get("name") or (serialized or {}).get("name") or "tool"
         attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
@@ -228,12 +305,16 @@ class RastirCallbackHandler(BaseCallbackHandler):
         call.open(run_id, str(name), "tool", call.parent_for(parent_run_id), attrs, current=True)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         # A ToolMessage the tool returned with status="error" is a failed call that
         # raised nothing (DESIGN §5's tool_error).
         failed = getattr(output, "status", None) == "error"
         self.call.close(run_id, category="tool_error" if failed else None, exc_type="ToolMessage")
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         self.call.close(run_id, error)
 
     # -- retrievers ---------------------------------------------------------------------
@@ -248,6 +329,8 @@ class RastirCallbackHandler(BaseCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        if self._nested():
+            return
         call = self.call
         name = kwargs.get("name") or (serialized or {}).get("name") or "retriever"
         attrs: dict[str, Any] = {"rastir.retrieval.name": name}
@@ -256,12 +339,16 @@ class RastirCallbackHandler(BaseCallbackHandler):
         call.open(run_id, str(name), "retrieval", call.parent_for(parent_run_id), attrs)
 
     def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         span = self.call.span_of(run_id)
         if span is not None:
             span.attributes["rastir.retrieval.documents"] = len(documents)
         self.call.close(run_id)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        if self._nested():
+            return
         self.call.close(run_id, error)
 
 

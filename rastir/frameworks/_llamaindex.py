@@ -3,8 +3,9 @@
 LlamaIndex's extension point is its root dispatcher (``llama_index.core.instrumentation``),
 which has no per-call registration: handlers are process-wide. One handler pair is added
 once, on the first decorated call, and does nothing unless the context it is called in
-belongs to a decorated call (``active_call()``). LlamaIndex runs workflow steps as
-asyncio tasks created inside the call, so they inherit that context.
+belongs to a LlamaIndex call (``active_call("llamaindex")``: a call of another framework,
+or one that found none, does not count). LlamaIndex runs workflow steps as asyncio tasks
+created inside the call, so they inherit that context.
 
 Dispatcher spans carry their own id and their parent's; LLM calls are read from the
 LLM start/end events (a streamed chat ends after its dispatcher span has exited).
@@ -40,6 +41,7 @@ from llama_index_instrumentation import get_dispatcher
 
 from rastir.adapters import apply_request, apply_response
 from rastir.frameworks._base import FrameworkCall, Labels, active_call, capture_enabled, truncate
+from rastir.spans import Span
 
 __all__ = ["activate"]
 
@@ -83,7 +85,7 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        call = active_call()
+        call = active_call("llamaindex")
         if call is None:
             return
         if isinstance(instance, Workflow):
@@ -111,7 +113,11 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
                 attrs["gen_ai.tool.call.arguments"] = truncate(dict(bound_args.arguments))
             call.open(id_, name, "tool", call.parent_for(parent_id), attrs, current=True)
             return
-        call.alias(id_, parent_id)
+        # A method an LLM call runs inside the LLM's own call (CustomLLM.chat() over
+        # complete(), acomplete() over complete(), ...) belongs to its LLM span: the
+        # inner call's start event then finds it and adds no second span.
+        llm_key = ("llm", parent_id)
+        call.alias(id_, llm_key if call.span_of(llm_key) is not None else parent_id)
         if instance is not None:
             # LLM objects: their start event (same span id) reads model and provider.
             call.data[id_] = instance
@@ -124,7 +130,7 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         result: Any | None = None,
         **kwargs: Any,
     ) -> None:
-        call = active_call()
+        call = active_call("llamaindex")
         if call is None:
             return
         # A tool that returns a ToolOutput with is_error failed without raising.
@@ -141,11 +147,14 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        call = active_call()
+        call = active_call("llamaindex")
         if call is None:
             return
         call.close(id_, err)
+        # A failed model call emits no end event: its LLM span fails with it.
+        call.close(("llm", id_), err)
         call.data.pop(id_, None)
+        call.data.pop(("llm", id_), None)
 
     # The dispatcher calls span_enter/exit/drop; these abstract hooks are unused.
     def new_span(self, *args: Any, **kwargs: Any) -> BaseSpan | None:
@@ -158,6 +167,12 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         return None
 
 
+def _served_by(call: FrameworkCall, key: tuple[str, str]) -> Span | None:
+    """The outer call's LLM span an inner model call is part of, if it is one."""
+    span = call.data.get(key)
+    return span if isinstance(span, Span) else None
+
+
 class _EventHandler(BaseEventHandler):
     """LLM events → llm spans, keyed by the dispatcher span that emitted them."""
 
@@ -166,14 +181,17 @@ class _EventHandler(BaseEventHandler):
         return "RastirEventHandler"
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> Any:
-        call = active_call()
+        call = active_call("llamaindex")
         if call is None or event.span_id is None:
             return
         key = ("llm", event.span_id)
         if isinstance(event, (LLMChatStartEvent, LLMCompletionStartEvent)):
             operation = "chat" if isinstance(event, LLMChatStartEvent) else "text_completion"
             parent = call.parent_for(event.span_id)
-            if parent.kind == "llm":  # a completion served by a chat call: one span
+            if parent.kind == "llm":
+                # A chat served by complete() (or the reverse): one span, the outer
+                # call's; the inner response is read into it when the inner call ends.
+                call.data[key] = parent
                 return
             span = call.open(key, operation, "llm", parent, {"gen_ai.operation.name": operation})
             llm = call.data.get(event.span_id)
@@ -198,12 +216,21 @@ class _EventHandler(BaseEventHandler):
             if model and model != "unknown":
                 span.name = f"{operation} {model}"
         elif isinstance(event, (LLMChatInProgressEvent, LLMCompletionInProgressEvent)):
-            running = call.span_of(key)
+            running = call.span_of(key) or _served_by(call, key)
             if running is not None and "rastir.ttft_ms" not in running.attributes:
                 running.attributes["rastir.ttft_ms"] = (time.perf_counter_ns() - running._t0) / 1e6
                 running.add_event("gen_ai.first_token")
         elif isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
             ending = call.span_of(key)
-            if ending is not None and event.response is not None:
+            if ending is None:
+                # The inner call of a served one: its response (the one with the
+                # provider's usage) goes to the outer span, whose own end event
+                # follows and overwrites only what it also carries.
+                served = _served_by(call, key)
+                call.data.pop(key, None)
+                if served is not None and event.response is not None:
+                    apply_response(served, event.response)
+                return
+            if event.response is not None:
                 apply_response(ending, event.response)
             call.close(key)

@@ -13,6 +13,11 @@ tasks of the invocation, so the ContextVar reaches every hook.
 * tool calls → ``tool`` spans, current while the tool runs (an agent used as a tool
   nests under it).
 
+Agents used as tools through Strands' own API (``tools=[specialist]`` or
+``specialist.as_tool()``) are hooked when the agent that holds them is about to call
+them: the tool object names its agent. An agent called from inside a plain ``@tool``
+function cannot be seen from any hook; pass it to the decorated function as well.
+
 Strands' hooks do not see streamed chunks, so no time to first token is recorded.
 """
 
@@ -46,13 +51,18 @@ _hooked_lock = threading.Lock()
 def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
     """Add the hook provider (once) to every Strands agent among the arguments."""
     for obj in iter_objects(args, kwargs):
-        registry = getattr(obj, "hooks", None)
-        if isinstance(registry, _hooks.HookRegistry) and obj not in _hooked:
-            with _hooked_lock:
-                if obj not in _hooked:
-                    registry.add_hook(RastirHooks())
-                    _hooked.add(obj)
+        _hook(obj)
     return []
+
+
+def _hook(agent: Any) -> None:
+    """Add the hook provider to a Strands agent's registry, once per agent."""
+    registry = getattr(agent, "hooks", None)
+    if isinstance(registry, _hooks.HookRegistry) and agent not in _hooked:
+        with _hooked_lock:
+            if agent not in _hooked:
+                registry.add_hook(RastirHooks())
+                _hooked.add(agent)
 
 
 def _model_info(agent: Any) -> tuple[str | None, str | None]:
@@ -85,7 +95,7 @@ class RastirHooks:
 
     @staticmethod
     def before_model(event: Any) -> None:
-        call = active_call()
+        call = active_call("strands")
         if call is None:
             return
         model, provider = _model_info(event.agent)
@@ -99,7 +109,7 @@ class RastirHooks:
 
     @staticmethod
     def after_model(event: Any) -> None:
-        call = active_call()
+        call = active_call("strands")
         if call is None:
             return
         key = ("model", id(event.agent))
@@ -121,9 +131,14 @@ class RastirHooks:
 
     @staticmethod
     def before_tool(event: Any) -> None:
-        call = active_call()
+        call = active_call("strands")
         if call is None:
             return
+        # An agent used as a tool (``_AgentAsTool``, what ``tools=[agent]`` and
+        # ``agent.as_tool()`` make) has its own hook registry: hook it before it runs.
+        inner = getattr(event.selected_tool, "agent", None)
+        if inner is not None and inner is not event.agent:
+            _hook(inner)
         use = event.tool_use
         name = str(use.get("name") or "tool")
         attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
@@ -132,14 +147,17 @@ class RastirHooks:
             attrs["gen_ai.tool.call.id"] = str(tool_use_id)
         if capture_enabled():
             attrs["gen_ai.tool.call.arguments"] = truncate(use.get("input"))
-        call.open(("tool", tool_use_id), name, "tool", call.parent_for(None), attrs, current=True)
+        # Keyed by agent too: an agent-as-tool's own tool calls run while the outer
+        # agent's tool call is open, and scripted or replayed ids can repeat.
+        key = ("tool", id(event.agent), tool_use_id)
+        call.open(key, name, "tool", call.parent_for(None), attrs, current=True)
 
     @staticmethod
     def after_tool(event: Any) -> None:
-        call = active_call()
+        call = active_call("strands")
         if call is None:
             return
-        key = ("tool", event.tool_use.get("toolUseId"))
+        key = ("tool", id(event.agent), event.tool_use.get("toolUseId"))
         if event.exception is not None:
             call.close(key, event.exception)
             return

@@ -51,10 +51,15 @@ def add(a: int, b: int) -> int:
 
 
 class ScriptedModel(_Model):
-    """Asks for ``multiply`` on the question's two numbers, then states the result."""
+    """Asks for ``multiply`` on the question's two numbers, then states the result.
 
-    def __init__(self) -> None:
+    With ``delegate``, asks the agent-as-tool of that name instead (Strands' agent tools
+    take ``{"input": prompt}``) and passes its answer on.
+    """
+
+    def __init__(self, delegate: str | None = None) -> None:
         self.config: dict[str, Any] = {"model_id": MODEL}
+        self.delegate = delegate
 
     def update_config(self, **model_config: Any) -> None:
         self.config.update(model_config)
@@ -85,15 +90,20 @@ class ScriptedModel(_Model):
         yield {"messageStart": {"role": "assistant"}}
         if results:
             text = results[-1]["content"][0].get("text", "")
-            for word in f"The answer is {text}".split(" "):
+            answer = text.strip() if self.delegate else f"The answer is {text}"
+            for word in answer.split(" "):
                 yield {"contentBlockDelta": {"delta": {"text": word + " "}}}
             yield {"contentBlockStop": {}}
             stop = "end_turn"
         else:
-            a, b = (int(n) for n in re.findall(r"-?\d+", question)[:2])
-            use = {"toolUseId": "tooluse_1", "name": "multiply"}
+            if self.delegate:
+                use = {"toolUseId": "tooluse_1", "name": self.delegate}
+                args = json.dumps({"input": question})
+            else:
+                a, b = (int(n) for n in re.findall(r"-?\d+", question)[:2])
+                use = {"toolUseId": "tooluse_1", "name": "multiply"}
+                args = json.dumps({"a": a, "b": b})
             yield {"contentBlockStart": {"start": {"toolUse": use}}}
-            args = json.dumps({"a": a, "b": b})
             yield {"contentBlockDelta": {"delta": {"toolUse": {"input": args}}}}
             yield {"contentBlockStop": {}}
             stop = "tool_use"
@@ -103,5 +113,15 @@ class ScriptedModel(_Model):
         yield {"metadata": {"usage": usage, "metrics": {"latencyMs": 1}}}
 
 
-def build_agent() -> Any:
-    return Agent(model=ScriptedModel(), tools=[multiply, add], callback_handler=None)
+def build_agent(name: str | None = None) -> Any:
+    return Agent(model=ScriptedModel(), tools=[multiply, add], callback_handler=None, name=name)
+
+
+def build_orchestrator(specialist_tool: Any) -> Any:
+    """An agent whose one tool is another agent (``Agent`` or ``agent.as_tool()``)."""
+    return Agent(
+        model=ScriptedModel(delegate="specialist"),
+        tools=[specialist_tool],
+        callback_handler=None,
+        name="orchestrator",
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,14 +16,20 @@ from rastir.testing import CapturedSpans
 from tests.frameworks.adk_agent import (
     MODEL,
     USAGE,
+    ScriptedLlm,
     ToolFailure,
     build_runner,
     final_text,
+    multiply,
     user_message,
 )
 from tests.frameworks.trees import leaf, shape
 
 _agents = importlib.import_module("google.adk.agents")
+_runners = importlib.import_module("google.adk.runners")
+_sessions = importlib.import_module("google.adk.sessions")
+# After tests.frameworks.adk_agent has put the fake in place when the SDK is absent.
+provider_of = importlib.import_module("rastir.frameworks._adk").provider_of
 
 LLM = leaf(f"generate_content {MODEL}", "llm")
 TREE = (
@@ -57,6 +64,8 @@ def check(spans: CapturedSpans, *, streamed: bool = False) -> None:
     ] == list(USAGE)
     for s in llms:
         assert s.attributes["gen_ai.request.model"] == MODEL
+        # The scripted model is a user's BaseLlm: the provider comes from its name.
+        assert s.attributes["gen_ai.provider.name"] == "gcp.gemini"
     # Only the streamed text answer has partial responses before the final one.
     assert ["rastir.ttft_ms" in s.attributes for s in llms] == [False, streamed]
     tool = spans.one("multiply", kind="tool")
@@ -166,3 +175,106 @@ async def test_framework_agent_detects_an_adk_runner(rastir_spans: CapturedSpans
 
     assert await run(build_runner()) == "The answer is 42"
     check(rastir_spans)
+
+
+# -- provider ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("name", "provider"),
+    [
+        ("gemini-2.5-flash", "gcp.gemini"),
+        ("gemma-3-27b-it", "gcp.gemini"),
+        ("projects/p/locations/l/endpoints/123", "gcp.gemini"),
+        ("claude-3-5-sonnet-v2@20241022", "gcp.vertex_ai"),
+        ("openai/gpt-4o", "openai"),
+        ("anthropic/claude-sonnet-4", "anthropic"),
+        ("my-local-model", None),
+    ],
+)
+def test_the_provider_follows_the_model_name(name: str, provider: str | None) -> None:
+    # A model given by name (LlmAgent(model="...")), or a user's own BaseLlm.
+    assert provider_of(name, None) == provider
+    assert provider_of(ScriptedLlm(model=name), name) == provider  # type: ignore[call-arg]
+
+
+def test_the_provider_follows_adks_model_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    gemini = importlib.import_module("google.adk.models.google_llm").Gemini
+    # Gemini's class wins over a name that says nothing.
+    assert provider_of(gemini(model="tuned-endpoint"), "tuned-endpoint") == "gcp.gemini"
+    monkeypatch.setenv("GOOGLE_GENAI_USE_VERTEXAI", "true")
+    assert provider_of(gemini(model="tuned-endpoint"), "tuned-endpoint") == "gcp.vertex_ai"
+
+
+@pytest.mark.parametrize(
+    ("model", "provider"),
+    [("openai/gpt-4o", "openai"), ("vertex_ai/gemini-2.5-pro", "gcp.vertex_ai")],
+)
+def test_the_provider_of_a_litellm_model_is_its_prefix(model: str, provider: str) -> None:
+    try:
+        lite_llm = importlib.import_module("google.adk.models.lite_llm")
+    except ImportError:  # the real SDK without its litellm extra
+        pytest.skip("google-adk's LiteLlm needs litellm")
+    assert provider_of(lite_llm.LiteLlm(model=model), model.partition("/")[2]) == provider
+
+
+@pytest.mark.anyio
+async def test_the_llm_span_names_the_provider_of_the_agents_model_object(
+    rastir_spans: CapturedSpans,
+) -> None:
+    gemini = importlib.import_module("google.adk.models.google_llm").Gemini
+
+    class ScriptedGemini(gemini):  # type: ignore[misc,valid-type]
+        generate_content_async = ScriptedLlm.generate_content_async
+
+    runner = build_runner()
+    runner.agent.model = ScriptedGemini(model="tuned-endpoint")
+    assert await ask(runner, "multiply 6 and 7") == "The answer is 42"
+    llms = rastir_spans.find(kind="llm")
+    assert len(llms) == 2
+    for s in llms:
+        assert s.attributes["gen_ai.request.model"] == "tuned-endpoint"
+        assert s.attributes["gen_ai.provider.name"] == "gcp.gemini"
+
+
+# -- no runner --------------------------------------------------------------------------
+@pytest.mark.anyio
+async def test_an_agent_without_a_runner_logs_one_warning_per_function(
+    rastir_spans: CapturedSpans, caplog: pytest.LogCaptureFixture
+) -> None:
+    @framework_agent(agent_name="solo")
+    async def run(agent: Any, question: str) -> str:
+        # As ADK's quickstarts do: the Runner is built inside, out of rastir's reach.
+        runner = _runners.Runner(
+            app_name="calc",
+            agent=agent,
+            session_service=_sessions.InMemorySessionService(),
+            auto_create_session=True,
+        )
+        events = [
+            e
+            async for e in runner.run_async(
+                user_id="u", session_id="s", new_message=user_message(question)
+            )
+        ]
+        return final_text(events)
+
+    def agent() -> Any:
+        return _agents.LlmAgent(
+            name="solo_agent",
+            model=ScriptedLlm(model=MODEL),  # type: ignore[call-arg]
+            instruction="Use the tools.",
+            tools=[multiply],
+        )
+
+    with caplog.at_level(logging.WARNING, logger="rastir"):
+        assert await run(agent(), "multiply 6 and 7") == "The answer is 42"
+        assert await run(agent(), "multiply 2 and 7") == "The answer is 14"
+    warnings = [r for r in caplog.records if "no ADK Runner" in r.getMessage()]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "run" in message
+    assert "LlmAgent" in message
+    # The calls themselves are plain agent spans: nothing else was recorded.
+    roots = rastir_spans.find("solo", kind="agent")
+    assert len(roots) == 2
+    assert all(r.attributes["rastir.framework"] == "adk" for r in roots)
+    assert len(rastir_spans) == 2

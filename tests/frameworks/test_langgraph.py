@@ -361,3 +361,164 @@ def test_an_interrupt_ends_the_node_without_an_error(rastir_spans: CapturedSpans
     assert node.status == "ok"
     assert node.attributes["langgraph.control_flow"] == "GraphInterrupt"
     assert rastir_spans.one("approver", kind="agent").status == "ok"
+
+
+# -- nesting ------------------------------------------------------------------------------
+def test_a_decorated_sub_agent_called_from_a_tool_records_each_span_once(
+    rastir_spans: CapturedSpans,
+) -> None:
+    from langchain_core.tools import StructuredTool
+
+    from tests.frameworks.react_graph import multiply
+
+    inner_graph = build_graph()
+
+    @langgraph_agent(agent_name="math_expert")
+    def ask_expert(question: str) -> str:
+        return answer(inner_graph.invoke({"messages": [("user", question)]}))
+
+    def add_via_expert(a: int, b: int) -> int:
+        assert ask_expert(f"add {a} and {b}, times 2") == f"The answer is {(a + b) * 2}"
+        return a + b
+
+    # The supervisor's "add" tool asks the math expert, itself a decorated graph run:
+    # the supervisor's handler reaches the expert's runs through the tool's callbacks.
+    add = StructuredTool.from_function(add_via_expert, name="add", description="Add.")
+    outer_graph = build_graph([add, multiply])
+
+    @langgraph_agent(agent_name="supervisor")
+    def supervise() -> Any:
+        return outer_graph.invoke(INPUT)
+
+    assert answer(supervise()) == "The answer is 20"
+    root = rastir_spans.one("supervisor", kind="agent")
+    expert = rastir_spans.one("math_expert", kind="agent")
+    tree = react_tree("supervisor")
+    add_node = ("node:tools", "trace", (("add", "tool", (react_tree("math_expert"),)),))
+    assert shape(rastir_spans, root) == (tree[0], tree[1], (tree[2][0], add_node, *tree[2][2:]))
+    assert len(rastir_spans.find(kind="llm")) == 6
+    assert len(rastir_spans.find(kind="tool")) == 4
+    # Each span is labelled with the agent whose run it is, and is there once.
+    inner = [s for s in rastir_spans if s.attributes["gen_ai.agent.name"] == "math_expert"]
+    assert len(inner) == 11  # the expert's agent span, 5 nodes, 3 model calls, 2 tools
+    assert all(s.trace_id == root.trace_id for s in rastir_spans)
+    (outer_add,) = [
+        s for s in rastir_spans.find("add") if s.attributes["gen_ai.agent.name"] == "supervisor"
+    ]
+    assert expert.psid == outer_add.sid
+
+
+# -- a user's @llm inside a chat model ------------------------------------------------------
+def _provider_llm() -> Any:
+    """A chat model whose ``_generate`` calls the provider through a function the user
+    decorated with ``@rastir.llm`` (as ChatOpenAI over a client the user instruments)."""
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForLLMRun,
+        CallbackManagerForLLMRun,
+    )
+    from langchain_core.messages import BaseMessage
+    from langchain_core.outputs import ChatResult
+    from openai.types.chat import ChatCompletion
+
+    from tests.frameworks.react_graph import ScriptedChatModel
+
+    @rastir.llm
+    def provider_call(**kwargs: Any) -> ChatCompletion:
+        return ChatCompletion.model_validate(
+            {
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": MODEL,
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "hi"},
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
+            }
+        )
+
+    class ProviderModel(ScriptedChatModel):
+        def _generate(
+            self,
+            messages: list[BaseMessage],
+            stop: list[str] | None = None,
+            run_manager: CallbackManagerForLLMRun | None = None,
+            **kwargs: Any,
+        ) -> ChatResult:
+            provider_call(model=MODEL, messages=[{"role": "user", "content": "x"}])
+            return super()._generate(messages, stop, run_manager, **kwargs)
+
+        async def _agenerate(
+            self,
+            messages: list[BaseMessage],
+            stop: list[str] | None = None,
+            run_manager: AsyncCallbackManagerForLLMRun | None = None,
+            **kwargs: Any,
+        ) -> ChatResult:
+            return self._generate(messages, stop, None, **kwargs)
+
+    return ProviderModel()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
+async def test_a_users_llm_span_inside_a_chat_model_nests_under_the_models_span(
+    rastir_spans: CapturedSpans, mode: str
+) -> None:
+    model = _provider_llm()
+
+    @langgraph_agent(agent_name="a")
+    async def run() -> Any:
+        if mode == "invoke":
+            return model.invoke("add 1 and 2")
+        return await model.ainvoke("add 1 and 2")
+
+    await run()
+    outer = rastir_spans.one(f"chat {MODEL}", kind="llm")
+    inner = rastir_spans.one("provider_call", kind="llm")
+    assert inner.psid == outer.sid
+    assert outer.psid == rastir_spans.one("a", kind="agent").sid
+
+
+@pytest.mark.anyio
+async def test_a_streamed_model_call_is_not_current_in_the_callers_loop(
+    rastir_spans: CapturedSpans,
+) -> None:
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    from tests.frameworks.react_graph import ScriptedChatModel
+
+    model = ScriptedChatModel()
+    # The last turn: the model streams its text answer word by word.
+    call = {"name": "add", "args": {"a": 1, "b": 2}, "id": "call_add"}
+    history = [
+        HumanMessage("add 1 and 2"),
+        AIMessage(content="", tool_calls=[call]),
+        ToolMessage("3", tool_call_id="call_add"),
+        AIMessage(content="", tool_calls=[{**call, "name": "multiply", "id": "call_mul"}]),
+        ToolMessage("6", tool_call_id="call_mul"),
+    ]
+
+    @rastir.trace
+    def handle(chunk: Any) -> None:
+        pass
+
+    @langgraph_agent(agent_name="a")
+    async def run() -> None:
+        for chunk in model.stream(history):
+            handle(chunk)
+        async for chunk in model.astream(history):
+            handle(chunk)
+
+    await run()
+    root = rastir_spans.one("a", kind="agent")
+    handled = rastir_spans.find("handle")
+    assert len(handled) > 2
+    # The model's span is not current between the chunks it yields: the caller's
+    # spans stay under the caller's own span.
+    assert {s.psid for s in handled} == {root.sid}
+    assert len(rastir_spans.find(kind="llm")) == 2

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.base.llms.types import ChatMessage
+from llama_index.core.llms import CompletionResponse, CompletionResponseGen, CustomLLM, LLMMetadata
+from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.tools import FunctionTool
+from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
 
 import rastir
 from rastir import framework_agent, llamaindex_agent
+from rastir.frameworks import detect_framework
 from rastir.testing import CapturedSpans
 from tests.frameworks.li_agent import MODEL, USAGE, MeteredMockLLM, build_agent, multiply
 from tests.frameworks.trees import leaf, shape
@@ -141,3 +147,143 @@ def test_sync_calls_are_traced_too(rastir_spans: CapturedSpans) -> None:
         "agent",
         (leaf(f"chat {MODEL}", "llm"), leaf("multiply", "tool")),
     )
+
+
+# -- model calls served by another model call, failed model calls --------------------------
+class LocalLLM(CustomLLM):
+    """LlamaIndex's documented base for a custom model: ``chat`` and ``acomplete`` are
+    built on ``complete``; the usage comes back in ``additional_kwargs``."""
+
+    model: str = "local-7b"
+    fail: bool = False
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name=self.model)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        if self.fail:
+            raise TimeoutError("model timed out")
+        usage = {"prompt_tokens": 10, "completion_tokens": 2}
+        return CompletionResponse(text="ok", additional_kwargs=usage)
+
+    @llm_completion_callback()
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize(
+    ("method", "operation"),
+    [("chat", "chat"), ("acomplete", "text_completion"), ("achat", "chat")],
+)
+async def test_a_call_served_by_complete_is_one_llm_span(
+    rastir_spans: CapturedSpans, method: str, operation: str
+) -> None:
+    llm = LocalLLM()
+
+    @llamaindex_agent(agent_name="local")
+    async def run() -> str:
+        if method == "acomplete":
+            return str((await llm.acomplete("hi")).text)
+        message = [ChatMessage(role="user", content="hi")]
+        response = llm.chat(message) if method == "chat" else await llm.achat(message)
+        return str(response.message.content)
+
+    assert await run() == "ok"
+    root = rastir_spans.one("local", kind="agent")
+    assert shape(rastir_spans, root) == ("local", "agent", (leaf(f"{operation} local-7b", "llm"),))
+    span = rastir_spans.one(kind="llm")
+    # The usage complete() reported is on the one span.
+    assert span.attributes["gen_ai.usage.input_tokens"] == 10
+    assert span.attributes["gen_ai.usage.output_tokens"] == 2
+    assert span.status == "ok"
+
+
+@pytest.mark.parametrize("method", ["complete", "chat"])
+def test_a_failed_model_call_fails_its_llm_span(rastir_spans: CapturedSpans, method: str) -> None:
+    llm = LocalLLM(fail=True)
+
+    @llamaindex_agent(agent_name="local")
+    def run() -> Any:
+        if method == "complete":
+            return llm.complete("hi")
+        return llm.chat([ChatMessage(role="user", content="hi")])
+
+    with pytest.raises(TimeoutError, match="model timed out"):
+        run()
+    span = rastir_spans.one(kind="llm")
+    assert span.status == "error"
+    assert span.error == {
+        "type": "timeout",
+        "exception_type": "TimeoutError",
+        "message": "model timed out",
+    }
+    assert "rastir.span.unfinished" not in span.attributes
+    assert rastir_spans.one("local", kind="agent").status == "error"
+
+
+# -- detection ------------------------------------------------------------------------------
+class AnswerFlow(Workflow):
+    """A user's workflow: its class lives in this module, its base in ``workflows``."""
+
+    @step
+    async def answer(self, ev: StartEvent) -> StopEvent:
+        response = await MeteredMockLLM().achat([ChatMessage(role="user", content="hi")])
+        return StopEvent(result=str(response.message.content))
+
+
+async def test_framework_agent_detects_a_user_defined_workflow(
+    rastir_spans: CapturedSpans,
+) -> None:
+    assert type(AnswerFlow()).__module__ == __name__
+    assert detect_framework((AnswerFlow(),), {}) == "llamaindex"
+
+    @framework_agent(agent_name="flow")
+    async def run(flow: Workflow) -> str:
+        return str(await flow.run())
+
+    await run(AnswerFlow(timeout=5))
+    root = rastir_spans.one("flow", kind="agent")
+    assert root.attributes["rastir.framework"] == "llamaindex"
+    assert shape(rastir_spans, root) == (
+        "flow",
+        "agent",
+        (("node:answer", "trace", (leaf(f"chat {MODEL}", "llm"),)),),
+    )
+
+
+async def test_llamaindex_spans_belong_only_to_llamaindex_calls_whatever_ran_before(
+    rastir_spans: CapturedSpans,
+) -> None:
+    llm = MeteredMockLLM()
+    message = [ChatMessage(role="user", content="hi")]
+
+    @framework_agent(agent_name="plain")
+    async def plain(question: str) -> str:  # no LlamaIndex object among the arguments
+        return str((await llm.achat(message)).message.content)
+
+    @llamaindex_agent(agent_name="outer")
+    async def outer() -> str:
+        return await plain("hi")
+
+    # A call that finds no framework records its agent span only, before and after a
+    # LlamaIndex call has registered the process-wide dispatcher handlers ...
+    await plain("hi")
+    assert [s.name for s in rastir_spans] == ["plain"]
+    await outer()
+    rastir_spans.clear()
+    await plain("hi")
+    assert [s.name for s in rastir_spans] == ["plain"]
+    rastir_spans.clear()
+    # ... and inside a LlamaIndex call, the model call belongs to that call.
+    await outer()
+    root = rastir_spans.one("outer", kind="agent")
+    assert shape(rastir_spans, root) == (
+        "outer",
+        "agent",
+        (("plain", "agent", (leaf(f"chat {MODEL}", "llm"),)),),
+    )
+    assert rastir_spans.one(kind="llm").attributes["gen_ai.agent.name"] == "outer"

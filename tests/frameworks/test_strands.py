@@ -10,7 +10,7 @@ import pytest
 import rastir
 from rastir import framework_agent, strands_agent
 from rastir.testing import CapturedSpans
-from tests.frameworks.strands_agent import MODEL, USAGE, build_agent
+from tests.frameworks.strands_agent import MODEL, USAGE, build_agent, build_orchestrator
 from tests.frameworks.trees import leaf, shape
 
 TREE = (
@@ -127,3 +127,32 @@ def test_framework_agent_detects_a_strands_agent(rastir_spans: CapturedSpans) ->
 
     assert run(build_agent()) == "The answer is 42"
     check(rastir_spans)
+
+
+@pytest.mark.parametrize("as_tool", [False, True], ids=["agent_in_tools", "as_tool"])
+def test_an_agent_used_as_a_tool_is_traced_under_its_tool_call(
+    rastir_spans: CapturedSpans, as_tool: bool
+) -> None:
+    # Strands' agents-as-tools: only the orchestrator is passed to the decorated
+    # function; the specialist is hooked when the orchestrator is about to call it.
+    specialist = build_agent(name="specialist")
+    orchestrator = build_orchestrator(specialist.as_tool() if as_tool else specialist)
+
+    assert ask(orchestrator, "multiply 6 and 7") == "The answer is 42"
+    root = rastir_spans.one("calculator", kind="agent")
+    llm = leaf(f"chat {MODEL}", "llm")
+    assert shape(rastir_spans, root) == (
+        "calculator",
+        "agent",
+        (llm, ("specialist", "tool", (llm, leaf("multiply", "tool"), llm)), llm),
+    )
+    llms = sorted(rastir_spans.find(kind="llm"), key=lambda s: s.start_time_unix_nano)
+    # orchestrator turn 1, specialist turns 1 and 2, orchestrator turn 2
+    assert [s.attributes["gen_ai.usage.input_tokens"] for s in llms] == [15, 15, 40, 40]
+    for s in rastir_spans:
+        assert s.trace_id == root.trace_id
+        assert s.status == "ok"
+    # The specialist's hooks, added during the first call, stay idle outside one.
+    rastir_spans.clear()
+    assert str(specialist("multiply 2 and 2")).strip() == "The answer is 4"
+    assert list(rastir_spans) == []

@@ -3,7 +3,8 @@
 Same module and class names as the SDK for what rastir and the tests touch:
 ``google.adk.runners.Runner`` (``run_async``; ``run`` on a worker thread with a copy of
 the caller's context), ``google.adk.agents.LlmAgent`` and ``RunConfig``,
-``google.adk.sessions.InMemorySessionService``, ``google.adk.models.base_llm.BaseLlm``,
+``google.adk.sessions.InMemorySessionService``, ``google.adk.models.base_llm.BaseLlm``
+(and the ``Gemini`` and ``LiteLlm`` model classes, by name and module, without a client),
 ``google.adk.models.llm_response.LlmResponse`` and ``google.adk.plugins.base_plugin.
 BasePlugin`` with the SDK's keyword-only callbacks. The run follows the SDK's order:
 before-agent; per model call before-model, one after-model per (partial) response;
@@ -129,6 +130,20 @@ class BaseLlm:
         self, llm_request: LlmRequest, stream: bool = False
     ) -> AsyncIterator[LlmResponse]:
         raise NotImplementedError
+
+
+class Gemini(BaseLlm):
+    """``google.adk.models.google_llm.Gemini`` (what a model name like gemini-* gives)."""
+
+    def __init__(self, model: str = "gemini-2.5-flash") -> None:
+        super().__init__(model)
+
+
+class LiteLlm(BaseLlm):
+    """``google.adk.models.lite_llm.LiteLlm``: ``model`` is LiteLLM's provider/model."""
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        super().__init__(model)
 
 
 # -- google.adk.agents, sessions, runners --------------------------------------------------
@@ -363,6 +378,8 @@ def modules() -> dict[str, types.ModuleType]:
         "google.adk.sessions": {"InMemorySessionService": InMemorySessionService},
         "google.adk.models": {},
         "google.adk.models.base_llm": {"BaseLlm": BaseLlm},
+        "google.adk.models.google_llm": {"Gemini": Gemini},
+        "google.adk.models.lite_llm": {"LiteLlm": LiteLlm},
         "google.adk.models.llm_response": {"LlmResponse": LlmResponse},
         "google.adk.plugins": {"BasePlugin": BasePlugin},
         "google.adk.plugins.base_plugin": {"BasePlugin": BasePlugin},
@@ -377,4 +394,7 @@ def modules() -> dict[str, types.ModuleType]:
     # The classes report the SDK's modules, which @framework_agent detects.
     Runner.__module__ = "google.adk.runners"
     LlmAgent.__module__ = "google.adk.agents.llm_agent"
+    BaseLlm.__module__ = "google.adk.models.base_llm"
+    Gemini.__module__ = "google.adk.models.google_llm"
+    LiteLlm.__module__ = "google.adk.models.lite_llm"
     return made

@@ -8,7 +8,12 @@ Same module and class names as the SDK for what rastir and the tests touch:
 events with the SDK's fields. The agent loop follows the SDK's order: before-model,
 stream, usage attached to the message's ``metadata``, after-model; tool uses run as
 concurrent tasks between before-tool and after-tool events; a raising tool becomes an
-error ``toolResult`` handed back to the model.
+error ``toolResult`` handed back to the model. Agents as tools follow
+``strands.agent._agent_as_tool``: ``Agent.as_tool()`` (and an ``Agent`` in ``tools``,
+auto-wrapped by the tool registry) gives a tool whose ``agent`` property is the wrapped
+agent, whose input is ``{"input": prompt}``, which resets the agent's conversation
+before each call unless ``preserve_context``, and which runs the agent inside the tool
+call (same task, between the outer agent's before-tool and after-tool events).
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextvars
+import copy
 import inspect
 import json
+import threading
 import types
 from collections.abc import AsyncIterable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -155,6 +162,48 @@ def tool(func: Callable[..., Any]) -> DecoratedFunctionTool:
     return DecoratedFunctionTool(func)
 
 
+class _AgentAsTool:
+    """``strands.agent._agent_as_tool._AgentAsTool``: an agent exposed as a tool."""
+
+    def __init__(self, agent: Agent, *, name: str, preserve_context: bool = False) -> None:
+        self._agent = agent
+        self._tool_name = name
+        self._preserve_context = preserve_context
+        self._initial_messages = copy.deepcopy(agent.messages)
+        self._lock = threading.Lock()
+
+    @property
+    def agent(self) -> Agent:
+        return self._agent
+
+    @property
+    def tool_name(self) -> str:
+        return self._tool_name
+
+    async def run(self, tool_use: dict[str, Any]) -> dict[str, Any]:
+        """What the SDK's ``stream`` ends with: the tool result of one agent call."""
+        tool_input = tool_use["input"]
+        prompt = tool_input.get("input", "") if isinstance(tool_input, dict) else str(tool_input)
+        if not self._lock.acquire(blocking=False):
+            text = f"Agent '{self._tool_name}' is already processing a request"
+            return {
+                "toolUseId": tool_use["toolUseId"],
+                "status": "error",
+                "content": [{"text": text}],
+            }
+        try:
+            if not self._preserve_context:
+                self._agent.messages = copy.deepcopy(self._initial_messages)
+            result = await self._agent.invoke_async(prompt)
+        finally:
+            self._lock.release()
+        return {
+            "toolUseId": tool_use["toolUseId"],
+            "status": "success",
+            "content": [{"text": str(result)}],
+        }
+
+
 class AgentResult:
     def __init__(self, stop_reason: str, message: Message) -> None:
         self.stop_reason = stop_reason
@@ -168,16 +217,23 @@ class Agent:
     def __init__(
         self,
         model: Model,
-        tools: list[DecoratedFunctionTool] | None = None,
+        tools: list[DecoratedFunctionTool | _AgentAsTool | Agent] | None = None,
         hooks: list[HookProvider] | None = None,
         callback_handler: Any = None,
+        name: str | None = None,
     ) -> None:
         self.model = model
-        self.tool_registry = {t.tool_name: t for t in tools or []}
+        self.name = name or "Strands Agents"
         self.messages: list[Message] = []
+        # The tool registry wraps an Agent given as a tool with ``as_tool()``.
+        wrapped = [t.as_tool() if isinstance(t, Agent) else t for t in tools or []]
+        self.tool_registry = {t.tool_name: t for t in wrapped}
         self.hooks = HookRegistry()
         for hook in hooks or []:
             self.hooks.add_hook(hook)
+
+    def as_tool(self, *, name: str | None = None, preserve_context: bool = False) -> _AgentAsTool:
+        return _AgentAsTool(self, name=name or self.name, preserve_context=preserve_context)
 
     def __call__(self, prompt: str) -> AgentResult:
         # strands._async.run_async: a worker thread running a copy of the context.
@@ -252,9 +308,13 @@ class Agent:
         try:
             if selected is None:
                 raise KeyError(use["name"])
-            value = await asyncio.to_thread(selected, **use["input"])
-            result = {"toolUseId": use["toolUseId"], "status": "success"}
-            result["content"] = [{"text": str(value)}]
+            if isinstance(selected, _AgentAsTool):
+                # The sub-agent runs in the tool call's own task and context.
+                result = await selected.run(use)
+            else:
+                value = await asyncio.to_thread(selected, **use["input"])
+                result = {"toolUseId": use["toolUseId"], "status": "success"}
+                result["content"] = [{"text": str(value)}]
         except Exception as exc:
             exception = exc
             result = {"toolUseId": use["toolUseId"], "status": "error"}
