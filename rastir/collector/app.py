@@ -115,7 +115,13 @@ def create_app(
     otlp_receive = OtlpReceiveEndpoint(settings, metrics, state)
     evaluation = EvaluationService(settings, metrics, ingest.accept)  # reads eval_config
     if evaluation.enabled:
-        state.sinks.append(evaluation.sink)
+        # With tail sampling, evaluation still sees every trace, before the sampler
+        # decides: evaluating kept traces only (errors, slow ones and a ratio) would
+        # bias pass rates. Results of dropped traces reach the metrics only.
+        if settings.tail_sampling:
+            state.presample_sinks.append(evaluation.sink)
+        else:
+            state.sinks.append(evaluation.sink)
     # OTLP export is a span sink; tail sampling sits between ingest and the store and
     # sinks (docs/sampling.md). Their families exist, at zero, when they are off.
     exporter = (

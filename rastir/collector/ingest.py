@@ -43,7 +43,7 @@ from rastir.collector.state import CollectorState
 from rastir.collector.store.base import SpanRow, TraceStore
 from rastir.collector.store.errors import StoreClosedError, StoreError, StoreFullError
 
-__all__ = ["MAX_SERVICE_LEN", "IngestEndpoint", "Rejection", "SpanGroup"]
+__all__ = ["MAX_SERVICE_LEN", "TRUNCATION_MARK", "IngestEndpoint", "Rejection", "SpanGroup"]
 
 logger = logging.getLogger("rastir.collector")
 
@@ -58,7 +58,9 @@ Send = Callable[[Message], Awaitable[None]]
 _HEX: Final = re.compile(r"[0-9a-f]*")
 _ZERO_TRACE: Final = "0" * 32
 _ZERO_SPAN: Final = "0" * 16
-_TRUNCATION_MARK: Final = "…"
+#: Ends every string cut to ``max_attr_value_len``; evaluation reads it to skip cut
+#: texts (rastir.collector.evaluation.content.is_cut).
+TRUNCATION_MARK: Final = "…"
 
 _get_trace_id = attrgetter("trace_id")
 _get_span_id = attrgetter("span_id")
@@ -353,7 +355,13 @@ class IngestEndpoint:
                 continue
             if sampler is not None:
                 # Tail sampling: the sampler buffers the trace and, once it decides to
-                # keep it, hands it to the store and the sinks itself.
+                # keep it, hands it to the store and the sinks itself. Pre-sample sinks
+                # (evaluation) see every trace first.
+                for sink in self.state.presample_sinks:
+                    try:
+                        sink(service, resource, keep)
+                    except Exception:
+                        logger.exception("span sink %r failed", sink)
                 sampler(service, resource, keep)
                 continue
             for sink in sinks:
@@ -676,7 +684,7 @@ def _find_bad_time(spans: list[WireSpan]) -> None:
 
 
 def _cut(text: str, max_len: int) -> str:
-    return text[: max_len - 1] + _TRUNCATION_MARK if max_len > 1 else text[:max_len]
+    return text[: max_len - 1] + TRUNCATION_MARK if max_len > 1 else text[:max_len]
 
 
 def _check_id(value: str, zero: str, where: str) -> None:

@@ -126,6 +126,19 @@ class TailSampler:
         """Traces buffered, not yet decided."""
         return len(self._open) + len(self._rooted)
 
+    def find(self, trace_id: str) -> tuple[bool | None, list[SpanRow]]:
+        """What the sampler knows of ``trace_id``: ``(decision, buffered spans)``.
+
+        The decision is ``None`` while the trace waits (its spans are returned),
+        else whether it was kept (and no spans: they went on, or were dropped). A
+        trace it never saw, or whose decision it has forgotten, gives ``(None, [])``.
+        For ``POST /v1/scores``, which must tell "not decided yet" from "dropped".
+        """
+        tr = self._open.get(trace_id) or self._rooted.get(trace_id)
+        if tr is not None:
+            return None, [SpanRow(svc, s) for svc, _, spans in tr.chunks for s in spans]
+        return self._decided.get(trace_id), []
+
     # -- intake -----------------------------------------------------------------------
     def __call__(self, service: str, resource: Mapping[str, Any], spans: list[WireSpan]) -> None:
         self.offer(service, resource, spans)
@@ -147,7 +160,7 @@ class TailSampler:
             if kept is not None:
                 if not kept:
                     for s in group:
-                        if s.status == "error":
+                        if s.status == "error" and s.kind != "evaluation":
                             # An error arriving after the trace was dropped (a service
                             # whose SDK flushes later than the grace) still keeps it:
                             # what was dropped is gone, but from here on it is kept.
@@ -173,6 +186,11 @@ class TailSampler:
             self.spans += len(group)
             start, end = tr.start, tr.end
             for s in group:
+                if s.kind == "evaluation":
+                    # An evaluation judges the trace: its failure (a judge's 500) or
+                    # its duration (a slow judge) must not keep the trace as an error
+                    # or a slow one, as the store's aggregate leaves them out too.
+                    continue
                 if s.status == "error":
                     tr.error = True
                 if s.parent_span_id is None:

@@ -35,6 +35,7 @@ class CollectorState:
         "closing",
         "inflight",
         "loop_lag",
+        "presample_sinks",
         "pressure",
         "sampler",
         "sinks",
@@ -52,6 +53,10 @@ class CollectorState:
         #: The tail sampler (rastir.collector.sampling), when on: accepted spans go to it
         #: instead of the store, and it hands kept traces to the store and the sinks.
         self.sampler: SpanSink | None = None
+        #: Sinks that see every accepted span before the tail sampler decides, when it
+        #: is on (evaluation: judging only kept traces, errors and slow ones first,
+        #: would bias its pass rates). Without a sampler they are not used.
+        self.presample_sinks: list[SpanSink] = []
         #: Downstream queues that can push back on intake (the OTLP exporter): each
         #: returns a 429 reason while it is too full, else None.
         self.pressure: list[Callable[[], str | None]] = []

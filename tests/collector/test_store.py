@@ -259,6 +259,63 @@ async def test_summaries_add_up_tokens_cost_and_errors(store: Store) -> None:
     assert detail.summary == summary
 
 
+@pytest.mark.parametrize("together", [True, False], ids=["one_batch", "later_batch"])
+async def test_evaluation_spans_leave_the_traces_status_errors_and_duration_alone(
+    store: Store, together: bool
+) -> None:
+    # An evaluation judged the trace a minute after it ended, and failed (a judge's
+    # 500): the trace stays ok, 20 ms long, and found by neither error nor duration.
+    app = [
+        SpanRow("api", span(3, 1, name="agent", kind="agent", duration=20 * MS)),
+        SpanRow("api", span(3, 2, parent=1, kind="llm", start=T0 + MS)),
+    ]
+    judged = SpanRow(
+        "api",
+        span(
+            3,
+            3,
+            parent=2,
+            kind="evaluation",
+            start=T0 + 60_000 * MS,
+            duration=2_000 * MS,
+            status="error",
+            error="provider_error",
+        ),
+    )
+    await ingest(store, *([[*app, judged]] if together else [app, [judged]]))
+    detail = await store.get_trace(tid(3))
+    assert detail is not None
+    summary = detail.summary
+    assert (summary.span_count, summary.error_count, summary.status) == (3, 0, "ok")
+    assert (summary.start_time_unix_nano, summary.duration_ns) == (T0, 20 * MS)
+    assert await trace_ids(store, TraceQuery(status="error")) == []
+    assert await trace_ids(store, TraceQuery(error_type="provider_error")) == []
+    assert await trace_ids(store, TraceQuery(min_duration_ns=20 * MS + 1)) == []
+    assert await trace_ids(store, TraceQuery(status="ok")) == [tid(3)]
+    (listed,) = (await store.list_traces(TraceQuery())).traces
+    assert listed == summary
+    # The evaluation span itself is stored as it came, error and all.
+    (ev,) = [row.span for row in detail.spans if row.span.kind == "evaluation"]
+    assert ev.status == "error"
+    assert ev.error is not None
+    assert ev.error.type == "provider_error"
+
+
+async def test_an_application_error_still_makes_an_error_trace_beside_evaluations(
+    store: Store,
+) -> None:
+    await ingest(
+        store,
+        [
+            SpanRow("api", span(4, 1, kind="agent", status="error", error="timeout")),
+            SpanRow("api", span(4, 2, parent=1, kind="evaluation", start=T0 + 5 * MS)),
+        ],
+    )
+    (summary,) = (await store.list_traces(TraceQuery(status="error"))).traces
+    assert (summary.error_count, summary.span_count, summary.duration_ns) == (1, 2, MS)
+    assert await trace_ids(store, TraceQuery(error_type="timeout")) == [tid(4)]
+
+
 # -- listing ------------------------------------------------------------------------
 
 # Six traces, each with something the filters can tell apart. Starts are 10 ms apart,
@@ -533,7 +590,7 @@ _spans = st.builds(
     trace_id=st.just(TRACE),
     span_id=_span_ids,
     name=st.text(max_size=12),
-    kind=st.sampled_from(["agent", "llm", "tool", "custom", "http.server"]),
+    kind=st.sampled_from(["agent", "llm", "tool", "custom", "http.server", "evaluation"]),
     start_time_unix_nano=st.integers(min_value=0, max_value=2**63 - 1),
     end_time_unix_nano=st.integers(min_value=0, max_value=2**63 - 1),
     # Parents among the ids (cycles included), unknown ones, or none.
@@ -572,7 +629,10 @@ def test_any_set_of_spans_assembles_with_each_span_exactly_once(rows: list[SpanR
     summary = detail.summary
     assert summary.span_count == len(latest)
     assert summary.services == sorted({row.service for row in latest.values()})
-    assert summary.error_count == sum(row.span.status == "error" for row in latest.values())
+    # Evaluation spans judge the trace: their errors are not the trace's.
+    assert summary.error_count == sum(
+        row.span.status == "error" and row.span.kind != "evaluation" for row in latest.values()
+    )
 
 
 def _split(rows: list[SpanRow], cuts: list[int]) -> list[list[SpanRow]]:

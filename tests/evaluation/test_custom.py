@@ -107,6 +107,57 @@ async def test_a_custom_evaluator_that_raises_or_hangs_is_a_failure(
     assert m.total("rastir_evaluation_in_progress") == 0
 
 
+INVALID_VERDICTS = {
+    "returns_none": ("ReturnsNone", "evaluator returned NoneType, not a Verdict"),
+    "returns_dict": ("ReturnsDict", "evaluator returned dict, not a Verdict"),
+    "out_of_range": ("ScoreOutOfRange", "evaluator returned score 7.5, not a number in 0..1"),
+    "nan": ("ScoreNaN", "evaluator returned score nan, not a number in 0..1"),
+    "passed_str": (
+        "PassedNotBool",
+        "evaluator returned passed of type str, not true, false or None",
+    ),
+    "no_verdict": ("NoVerdict", "evaluator returned a Verdict with neither a score nor passed"),
+}
+
+
+@pytest.mark.anyio
+async def test_an_invalid_verdict_is_an_internal_error_never_a_pass(
+    run_collector: RunCollector,
+) -> None:
+    config = {
+        "evaluators": [
+            *(
+                {"name": name, "type": f"tests.evaluation.custom:{cls}"}
+                for name, (cls, _) in INVALID_VERDICTS.items()
+            ),
+            {"name": "valid", "type": "tests.evaluation.custom:PassesWithoutScore"},
+        ]
+    }
+    async with run_collector(config) as c:
+        tid, spans = agent_with_llms(("q", "a"))
+        assert (await c.post(encode(batch(spans)))).status_code == 202
+        n = len(INVALID_VERDICTS) + 1
+        m = await wait_for(c, lambda m: m.total("rastir_evaluations_total") == n)
+        tree = (await c.client.get(f"/v1/traces/{tid}")).json()
+    ev = evaluations_under(tree, spans[1]["span_id"])
+    for name, (_, message) in INVALID_VERDICTS.items():
+        attrs = ev[name]["attributes"]
+        assert ev[name]["status"] == "error", name
+        assert ev[name]["error"]["type"] == "internal_error"
+        assert ev[name]["error"]["message"] == message
+        assert "rastir.evaluation.score" not in attrs
+        assert "rastir.evaluation.passed" not in attrs
+        labels = {"evaluation": name}
+        assert m.total("rastir_evaluations_total", **labels, result="error") == 1, name
+        assert m.total("rastir_evaluations_total", **labels) == 1
+        assert m.total("rastir_evaluation_score_count", **labels) == 0
+        assert m.total("rastir_evaluation_failures_total", **labels, reason="internal_error") == 1
+    # A pass/fail without a score is a valid verdict.
+    assert ev["valid"]["status"] == "ok"
+    assert ev["valid"]["attributes"]["rastir.evaluation.passed"] is True
+    assert m.total("rastir_evaluations_total", evaluation="valid", result="passed") == 1
+
+
 @pytest.mark.anyio
 async def test_a_custom_evaluator_can_ask_the_judge_and_text_is_still_redacted(
     run_collector: RunCollector,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +32,24 @@ from rastir.collector.evaluation import (
     load_config,
     parse_judge_reply,
 )
-from rastir.collector.evaluation.content import input_text, output_text
+from rastir.collector.evaluation.content import (
+    INPUT_KEYS,
+    OUTPUT_KEYS,
+    input_text,
+    is_cut,
+    output_text,
+)
 from rastir.collector.evaluation.judge import (
     HALLUCINATION_PROMPT,
     RELEVANCE_PROMPT,
     SYSTEM_PROMPT,
     TOXICITY_PROMPT,
+    JudgeClient,
+    _clip,
+    _fill,
 )
+from rastir.collector.otlp.receive import decode_json
+from tests.evaluation.judge_server import run_judge
 
 CTX = EvalContext(judge=None, redact=str)
 
@@ -93,6 +106,103 @@ def test_completion_text_has_no_role_prefix_and_falls_back_to_old_attributes() -
     assert output_text({"gen_ai.output.messages": "[]", "gen_ai.completion": "x"}) == "x"
     assert output_text({}) is None
     assert output_text({"gen_ai.output.messages": json.dumps([{"role": "a"}])}) is None
+
+
+def _otlp_string(text: str) -> dict[str, Any]:
+    return {"stringValue": text}
+
+
+def _otlp_kvlist(**values: dict[str, Any]) -> dict[str, Any]:
+    return {"kvlistValue": {"values": [{"key": k, "value": v} for k, v in values.items()]}}
+
+
+def _otlp_messages(*messages: tuple[str, list[tuple[str, str]]]) -> dict[str, Any]:
+    """GenAI messages as structured OTLP values: an array of kvlists, parts likewise."""
+    return {
+        "arrayValue": {
+            "values": [
+                _otlp_kvlist(
+                    role=_otlp_string(role),
+                    parts={
+                        "arrayValue": {
+                            "values": [
+                                _otlp_kvlist(type=_otlp_string(kind), content=_otlp_string(text))
+                                for kind, text in parts
+                            ]
+                        }
+                    },
+                )
+                for role, parts in messages
+            ]
+        }
+    }
+
+
+def test_structured_genai_messages_received_over_otlp_are_read_as_text() -> None:
+    span = {
+        "traceId": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "spanId": "00f067aa0ba902b7",
+        "name": "chat gpt-4o",
+        "kind": 3,
+        "startTimeUnixNano": "1750000000000000000",
+        "endTimeUnixNano": "1750000001000000000",
+        "attributes": [
+            {
+                "key": "gen_ai.input.messages",
+                "value": _otlp_messages(
+                    ("system", [("text", "be brief")]),
+                    ("user", [("text", "hello?"), ("text", "anyone")]),
+                ),
+            },
+            {
+                "key": "gen_ai.output.messages",
+                "value": _otlp_messages(("assistant", [("text", '{"answer": "hello there"}')])),
+            },
+        ],
+    }
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+    ((_, (wire,)),) = decode_json(json.dumps(body).encode()).groups
+    a = wire.attributes
+    # What the OTLP receiver makes of them: a list of JSON texts, nested likewise.
+    assert isinstance(a["gen_ai.output.messages"], list)
+    assert input_text(a) == "system: be brief\nuser: hello?\nanyone"
+    # The completion's own JSON is its text, not decoded any further.
+    assert output_text(a) == '{"answer": "hello there"}'
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (['{"a": 1}', "plain"], '{"a": 1}\nplain'),  # JSON texts that are no message
+        (['{"role": "user", "parts": "[\\"hi\\"]"}'], "user: hi"),  # parts kept as JSON
+        (['{"role": "user", "content": "[1, 2]"}'], "user: [1, 2]"),  # content is the text
+        (["{not json"], "{not json"),
+    ],
+)
+def test_json_texts_in_lists_are_decoded_only_when_they_hold_a_message(
+    value: list[str], text: str
+) -> None:
+    assert input_text({"gen_ai.input.messages": value}) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "cut"),
+    [
+        ("x" * 99 + "…", True),  # what ingest makes of a longer text at max_len=100
+        ("x" * 100, False),
+        ("x" * 98 + "…", False),  # shorter than the limit: never cut
+        (["short", "x" * 99 + "…"], True),  # a list item cut
+        (["short", "x" * 100], False),
+        ("", False),
+    ],
+)
+def test_a_text_cut_at_ingest_is_recognised(value: str | list[str], cut: bool) -> None:
+    assert is_cut({"gen_ai.output.messages": value}, OUTPUT_KEYS, 100) is cut
+    assert is_cut({"gen_ai.prompt": value}, INPUT_KEYS, 100) is cut
+    # The first key holding a value is the one read.
+    assert not is_cut(
+        {"gen_ai.input.messages": "fine", "gen_ai.prompt": "x" * 99 + "…"}, INPUT_KEYS, 100
+    )
 
 
 @given(
@@ -192,6 +302,77 @@ def test_redaction_keeps_ordinary_text_and_can_be_configured() -> None:
     assert Redactor(RedactionConfig(replacement=r"\1"))("x a@b.io") == r"x \1"
     with pytest.raises(ValueError, match="unknown patterns: nope"):
         Redactor(RedactionConfig(disable=["nope"]))
+
+
+def test_the_jwt_pattern_starts_a_match_only_where_a_token_run_starts() -> None:
+    # Why this makes redaction linear: each run of token characters is tried once,
+    # and that attempt scans the run a bounded number of times. The old pattern
+    # (``\beyJ...``) also started a match at every "eyJ" inside a run: "eyJ-" * 3000
+    # meant 3000 scans of the rest of the run, 0.4 s on the event loop.
+    jwt = re.compile(DEFAULT_PATTERNS["jwt"])
+    crafted = "eyJ-" * 3000
+    assert [p for p in range(len(crafted)) if jwt.match(crafted, p)] == []
+    token = crafted + ".abcdefgh.ijklmnop"
+    assert [p for p in range(len(token)) if jwt.match(token, p)] == [0]
+    assert jwt.fullmatch(token) is not None  # the whole run, as one match
+    # A token glued to a prefix is still masked, prefix included.
+    glued = "id-eyJhbGciOi.eyJzdWIiOiIx.c2lnbmF0dXJl"
+    assert Redactor()(f"see {glued}.") == "see [REDACTED]."
+    # Each dotted segment is its own run: matches take three segments each.
+    dotted = ".".join(["eyJhbGciOi"] * 50)
+    assert [m.span() for m in jwt.finditer(dotted)] == [(33 * i, 33 * i + 32) for i in range(16)]
+
+
+@pytest.mark.parametrize(
+    ("text", "clipped"),
+    [
+        ("short text", "short text"),
+        ("one two threefour", "one two [cut]"),  # "three" of "threefour" is dropped
+        ("one two three", "one two three"),  # exactly the limit
+        ("one two thre four", "one two thre [cut]"),  # the limit falls on a space
+        ("onetwothreefour", "[cut]"),  # one token: nothing of it is kept
+        ("one\ntwo\tthreefour", "one\ntwo [cut]"),
+    ],
+)
+def test_clipping_for_the_judge_drops_the_word_the_limit_falls_in(text: str, clipped: str) -> None:
+    assert _clip(text, limit=13) == clipped
+
+
+def test_texts_are_redacted_before_they_are_clipped_for_the_judge() -> None:
+    email = "jane.doe.private@example.com"
+    text = "a " * 5994 + email + " and more"  # the email straddles the 12,000 clip
+    filled = _fill("<r>{output}</r>", sample(text), Redactor())
+    assert "jane" not in filled
+    assert filled.endswith("a a [REDACTED] [cut]</r>")
+    # Clipped first, the fragment "jane.doe.pri" would match no pattern.
+    assert "jane" in Redactor()(text[:12_000])
+
+
+@pytest.mark.anyio
+async def test_redaction_and_deterministic_rules_run_off_the_event_loop() -> None:
+    loop_thread = threading.get_ident()
+    threads: list[int] = []
+
+    def redact(text: str) -> str:
+        threads.append(threading.get_ident())
+        return text
+
+    class Recording(LengthBound):
+        def check(self, sample: Sample) -> Verdict:
+            threads.append(threading.get_ident())
+            return super().check(sample)
+
+    rule = Recording(EvaluatorConfig(name="n", type="length", options={"max_chars": 5}))
+    assert (await rule.evaluate(sample("abc"), CTX)).passed is True
+    async with run_judge() as judge:
+        client = JudgeClient(judge.base_url, "j", redact=redact)
+        await client.open()
+        try:
+            await client.score("system", "user")
+        finally:
+            await client.aclose()
+    assert len(threads) == 3  # the rule, then the system and the user message
+    assert loop_thread not in threads
 
 
 # --- config --------------------------------------------------------------------------

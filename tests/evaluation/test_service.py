@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import anyio
@@ -348,3 +350,235 @@ async def test_evaluation_spans_are_not_evaluated_again(run_collector: RunCollec
         m = await c.scrape()
     assert m.total("rastir_evaluations_total") == 1
     assert m.value("rastir_spans_total", service="svc", kind="evaluation", status="ok") == 1
+
+
+# -- text cut at ingest ------------------------------------------------------------------
+
+CUT_CONFIG = {
+    "evaluators": [
+        {"name": "short", "type": "length", "options": {"max_chars": 5000}},
+        {"name": "is_json", "type": "json_valid"},
+    ]
+}
+LONG_PLAIN = "word " * 1200  # 6000 characters: fails max_chars=5000
+LONG_JSON = json.dumps({"items": ["x" * 40] * 110})  # 4851 characters of valid JSON
+
+
+@pytest.mark.anyio
+async def test_text_cut_at_ingest_is_skipped_never_passed_or_failed(
+    run_collector: RunCollector,
+) -> None:
+    async with run_collector(CUT_CONFIG) as c:  # max_attr_value_len: 4096 by default
+        spans = [
+            llm_with_text("q", LONG_PLAIN),
+            llm_with_text("q", LONG_JSON),
+            llm_with_text("q", '{"a": 1}'),  # short: evaluated
+        ]
+        assert (await c.post(encode(batch(spans)))).status_code == 202
+        m = await wait_for(c, lambda m: m.total("rastir_evaluations_total") == 2)
+        # The evaluations of the short text are done; give the cut ones no more time.
+        m = await wait_for(
+            c, lambda m: m.total("rastir_evaluation_skipped_total", reason="truncated") == 4
+        )
+    skipped = "rastir_evaluation_skipped_total"
+    for name in ("short", "is_json"):
+        assert m.value(skipped, evaluation=name, reason="truncated") == 2
+        assert m.value(skipped, evaluation=name, reason="no_content") == 0
+        assert m.total("rastir_evaluations_total", evaluation=name, result="passed") == 1
+        assert m.total("rastir_evaluations_total", evaluation=name, result="failed") == 0
+    assert m.value("rastir_collector_truncated_total", field="attribute_value") == 2
+
+
+@pytest.mark.anyio
+async def test_a_raised_value_limit_lets_long_text_be_evaluated_whole(
+    run_collector: RunCollector,
+) -> None:
+    async with run_collector(CUT_CONFIG, max_attr_value_len=65_536) as c:
+        tid = trace_id()
+        plain = llm_with_text("q", LONG_PLAIN, trace=tid)
+        as_json = llm_with_text("q", LONG_JSON, trace=tid)
+        assert (await c.post(encode(batch([plain, as_json])))).status_code == 202
+        m = await wait_for(c, lambda m: m.total("rastir_evaluations_total") == 4)
+        tree = (await c.client.get(f"/v1/traces/{tid}")).json()
+    assert m.total("rastir_evaluation_skipped_total") == 0
+    ev_plain = evaluations_under(tree, plain["span_id"])
+    ev_json = evaluations_under(tree, as_json["span_id"])
+    assert ev_plain["short"]["attributes"]["rastir.evaluation.passed"] is False
+    assert (
+        ev_plain["short"]["attributes"]["rastir.evaluation.reason"]
+        == "5999 characters; the maximum is 5000"  # the text, stripped
+    )
+    assert ev_json["is_json"]["attributes"]["rastir.evaluation.passed"] is True
+    assert ev_json["short"]["attributes"]["rastir.evaluation.passed"] is True
+
+
+# -- evaluation spans and the application's trace ------------------------------------------
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+async def test_a_failing_judge_leaves_the_applications_trace_ok_and_its_duration_alone(
+    run_collector: RunCollector, store: str
+) -> None:
+    config = {"evaluators": [{"name": "relevance", "type": "relevance"}]}
+    async with (
+        run_judge(mode="error", status=500) as judge,
+        run_collector(
+            config,
+            store=store,
+            retention=None,
+            **judge_settings(judge.base_url, eval_judge_retries=0),
+        ) as c,
+    ):
+        tid, spans = agent_with_llms(("What is the weather in Lisbon?", "Sunny."))
+        assert (await c.post(encode(batch(spans)))).status_code == 202
+        await wait_for(c, lambda m: m.total("rastir_evaluations_total", result="error") == 1)
+        with anyio.fail_after(5):  # the evaluation span is written by the store queue
+            while True:
+                tree = (await c.client.get(f"/v1/traces/{tid}")).json()
+                if tree["summary"]["span_count"] == 3:
+                    break
+                await anyio.sleep(0.02)
+        errors = (await c.client.get("/v1/traces", params={"status": "error"})).json()
+        # The app's spans last 1.5 s (tests.collector.spans); the evaluation ran now,
+        # long after them: counted, it would stretch the trace to months.
+        slow = (await c.client.get("/v1/traces", params={"min_duration_ms": 1501})).json()
+    (ev,) = evaluations_under(tree, spans[1]["span_id"]).values()
+    assert ev["status"] == "error"  # the evaluation itself failed, and says so
+    assert ev["error"]["type"] == "provider_error"
+    summary = tree["summary"]
+    assert (summary["status"], summary["error_count"]) == ("ok", 0)
+    assert summary["duration_ns"] == 1_500_000_000
+    assert errors["traces"] == []
+    assert slow["traces"] == []
+
+
+# -- tail sampling ------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_with_tail_sampling_every_trace_is_evaluated_and_results_follow_the_decision(
+    run_collector: RunCollector,
+) -> None:
+    config = {
+        "evaluators": [
+            {"name": "is_json", "type": "json_valid"},
+            # Fails on every span: a failed evaluation must not keep a trace as an error.
+            {"name": "raises", "type": "tests.evaluation.custom:Raises"},
+        ]
+    }
+    async with run_collector(
+        config,
+        tail_sampling=True,
+        tail_ratio=0.0,  # keep errors only
+        tail_decision_wait=600.0,  # decided by the test (flush), not by the clock
+        tail_root_grace=600.0,
+        retention=None,
+    ) as c:
+        ok = [trace_id() for _ in range(10)]
+        failed = [trace_id() for _ in range(2)]
+        spans = [llm_with_text("q", '{"valid": true}', trace=t) for t in ok]
+        bad = [llm_with_text("q", "not json", trace=t) for t in failed]
+        for s in bad:
+            s["status"] = "error"
+        assert (await c.post(encode(batch(spans + bad)))).status_code == 202
+        # Every trace is evaluated while the sampler still holds it: unbiased counts.
+        m = await wait_for(c, lambda m: m.total("rastir_evaluations_total") == 24)
+        assert m.total("rastir_evaluations_total", evaluation="is_json", result="passed") == 10
+        assert m.total("rastir_evaluations_total", evaluation="is_json", result="failed") == 2
+
+        # A score for a trace still waiting for its decision goes to the spans held.
+        waiting = await c.client.post(
+            "/v1/scores", json={"trace_id": ok[0], "name": "thumbs", "passed": True}
+        )
+        assert waiting.status_code == 202, waiting.text
+        assert waiting.json()["parent_span_id"] == spans[0]["span_id"]
+
+        sampler = c.app.state.tail_sampler
+        sampler.flush()
+        # Only the two traces with an application error are kept; the evaluation
+        # failures (status error) on the other ten did not keep them.
+        assert sampler.decisions[("kept", "error")] == 2
+        assert sampler.decisions[("dropped", "ratio")] == 10
+
+        dropped = await c.client.post(
+            "/v1/scores", json={"trace_id": ok[1], "name": "thumbs", "passed": True}
+        )
+        assert dropped.status_code == 404
+        assert dropped.json() == {
+            "error": "sampled_out",
+            "message": f"trace {ok[1]} was dropped by tail sampling: its spans are not "
+            "stored, so there is nothing to attach a score to",
+        }
+        unknown = trace_id()
+        never = await c.client.post(
+            "/v1/scores", json={"trace_id": unknown, "name": "thumbs", "passed": True}
+        )
+        assert never.status_code == 404
+        assert "were dropped by tail sampling" in never.json()["message"]
+
+        with anyio.fail_after(5):  # kept: the store writes it from its queue
+            while True:
+                r = await c.client.get(f"/v1/traces/{failed[0]}")
+                if r.status_code == 200:
+                    break
+                await anyio.sleep(0.02)
+        tree = r.json()
+        assert (await c.client.get(f"/v1/traces/{ok[0]}")).status_code == 404
+        m = await c.scrape()
+    # The kept trace has its evaluations stored; the score on the dropped trace counts.
+    assert set(evaluations_under(tree, bad[0]["span_id"])) == {"is_json", "raises"}
+    assert m.total("rastir_evaluations_total", evaluation="thumbs", result="passed") == 1
+
+
+# -- redaction at the judge's clip ------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_secret_cut_by_the_judges_length_limit_does_not_reach_it_in_part(
+    run_collector: RunCollector,
+) -> None:
+    config = {"evaluators": [{"name": "relevance", "type": "relevance"}]}
+    email, key = "jane.doe.private@example.com", "sk-proj-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    # 12,000 characters reach the judge: each secret straddles that clip.
+    prompt = "a " * 5994 + email + " " + "b " * 100
+    completion = "c " * 5995 + key + " the end"
+    assert prompt.index(email) < 12_000 < prompt.index(email) + len(email)
+    assert completion.index(key) < 12_000 < completion.index(key) + len(key)
+    async with (
+        run_judge() as judge,
+        run_collector(config, max_attr_value_len=65_536, **judge_settings(judge.base_url)) as c,
+    ):
+        assert (await c.post(encode(batch([llm_with_text(prompt, completion)])))).status_code == 202
+        await wait_for(c, lambda m: m.total("rastir_evaluations_total") == 1)
+    (body,) = judge.bodies()
+    text = json.loads(body)["messages"][1]["content"]
+    for fragment in ("jane", "jane.doe", "sk-proj", "sk-", "ABCDE"):
+        assert fragment not in text
+    assert text.count("[cut]") == 2  # both texts were clipped
+
+
+# -- shutdown --------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_evaluations_lost_at_shutdown_are_logged_as_a_warning(
+    run_collector: RunCollector, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = {"evaluators": [{"name": "toxicity", "type": "toxicity"}]}
+    caplog.set_level(logging.WARNING, logger="rastir.collector.evaluation")
+    async with (
+        run_judge(mode="slow") as judge,
+        run_collector(
+            config, **judge_settings(judge.base_url, eval_queue_size=10, eval_workers=1)
+        ) as c,
+    ):
+        spans = [llm_with_text("q", f"a{i}") for i in range(5)]
+        assert (await c.post(encode(batch(spans)))).status_code == 202
+        await wait_for(c, lambda m: judge.received() == 1)
+    (record,) = [r for r in caplog.records if "not done" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        "evaluation stopped with 5 evaluation(s) not done (4 queued, 1 running): dropped, "
+        'counted in rastir_evaluation_dropped_total{reason="shutdown"}'
+    )

@@ -7,6 +7,16 @@ so reading is lenient: OpenAI-style ``{"role", "content"}`` messages (content a 
 or a list of ``{"type": "text", "text": ...}``), a single message, plain strings, and
 the older ``gen_ai.prompt``/``gen_ai.completion`` attributes are all taken. Parts
 that are not text (tool calls, images) are left out.
+
+Structured values received over OTLP (an ``arrayValue`` of ``kvlistValue`` messages)
+arrive as a list whose items are JSON texts, and a message's ``parts`` as a list of
+JSON texts (rastir.collector.otlp.receive keeps nested values as JSON): those items
+are decoded when they hold a message or a part, so the text is evaluated, not its
+JSON envelope.
+
+Values cut at ingest (``max_attr_value_len``) are recognised by :func:`is_cut`: an
+evaluation of a cut text would judge something the model never wrote (a cut JSON
+envelope, a shortened answer), so such samples are skipped, never passed or failed.
 """
 
 from __future__ import annotations
@@ -16,7 +26,9 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["INPUT_KEYS", "OUTPUT_KEYS", "has_text", "input_text", "output_text"]
+from rastir.collector.ingest import TRUNCATION_MARK
+
+__all__ = ["INPUT_KEYS", "OUTPUT_KEYS", "has_text", "input_text", "is_cut", "output_text"]
 
 INPUT_KEYS: Final = ("gen_ai.input.messages", "gen_ai.prompt")
 OUTPUT_KEYS: Final = ("gen_ai.output.messages", "gen_ai.completion")
@@ -29,6 +41,31 @@ def has_text(attributes: Mapping[str, Any], keys: tuple[str, ...]) -> bool:
         if v:
             return True
     return False
+
+
+def is_cut(attributes: Mapping[str, Any], keys: tuple[str, ...], max_len: int) -> bool:
+    """Whether the value the text is read from was cut at ingest to ``max_len``.
+
+    Ingest cuts a longer string to ``max_len - 1`` characters and the mark ``…``
+    (rastir.collector.ingest), list items one by one. An uncut value of exactly
+    that length ending in the mark would be taken for a cut one: the evaluation is
+    skipped, which is the safe side (a GenAI messages value ends in ``]`` anyway).
+    """
+    for key in keys:
+        v = attributes.get(key)
+        if not v:
+            continue
+        if isinstance(v, str):
+            return _cut_str(v, max_len)
+        if isinstance(v, list):
+            return any(isinstance(e, str) and _cut_str(e, max_len) for e in v)
+        return False
+    return False
+
+
+def _cut_str(v: str, max_len: int) -> bool:
+    # below 2 characters ingest cuts without the mark
+    return len(v) == max_len and (max_len < 2 or v.endswith(TRUNCATION_MARK))
 
 
 def input_text(attributes: Mapping[str, Any]) -> str | None:
@@ -75,6 +112,8 @@ def _render(value: Any, with_roles: bool) -> str:
     lines: list[str] = []
     for item in value:
         if isinstance(item, str):
+            item = _nested(item, _MESSAGE_KEYS)
+        if isinstance(item, str):
             if item.strip():
                 lines.append(item.strip())
             continue
@@ -91,8 +130,31 @@ def _render(value: Any, with_roles: bool) -> str:
     return "\n".join(lines)
 
 
+#: A JSON text among list items is decoded only when it is an object with one of
+#: these keys: a completion that is itself JSON (``'{"a": 1}'``) stays text.
+_MESSAGE_KEYS: Final = frozenset({"role", "parts", "content"})
+_PART_KEYS: Final = frozenset({"type", "content", "text"})
+
+
+def _nested(item: str, keys: frozenset[str]) -> str | dict[str, Any]:
+    """``item`` decoded when it is a JSON object with one of ``keys`` (OTLP kvlists)."""
+    if not item.startswith("{"):
+        return item
+    try:
+        value = msgspec.json.decode(item)
+    except msgspec.DecodeError:
+        return item
+    if isinstance(value, dict) and not keys.isdisjoint(value):
+        return value
+    return item
+
+
 def _message_text(message: dict[str, Any]) -> str:
     parts = message.get("parts")
+    if isinstance(parts, str):
+        # GenAI ``parts`` is a list; as a string it is an OTLP array kept as JSON.
+        decoded = _parse(parts)
+        parts = decoded if isinstance(decoded, list) else [parts]
     if parts is None:
         parts = message.get("content")
     if isinstance(parts, str):
@@ -103,6 +165,8 @@ def _message_text(message: dict[str, Any]) -> str:
         return ""
     texts: list[str] = []
     for part in parts:
+        if isinstance(part, str):
+            part = _nested(part, _PART_KEYS)
         if isinstance(part, str):
             texts.append(part)
         elif isinstance(part, dict) and part.get("type", "text") == "text":

@@ -1,7 +1,10 @@
 """Evaluators that need no judge: JSON validity, a regex/keyword policy, a length bound.
 
-They run on the event loop: each is one pass over a text the collector has already
-cut to ``max_attr_value_len``, so microseconds. Their score is 1 (passed) or 0
+Each is one pass over the text, so microseconds for ordinary texts; they run in a
+worker thread all the same (``anyio.to_thread``, one per busy evaluation worker), so
+a long text or a costly ``policy`` regex never stalls the event loop that ingests
+spans. (A single regex call holds the GIL until it returns: a policy's patterns
+must still be linear, with no nested quantifiers.) Their score is 1 (passed) or 0
 (failed), and their reason names the rule, never the matched text, which may be the
 very thing that should not be repeated.
 """
@@ -9,8 +12,11 @@ very thing that should not be repeated.
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
+import anyio.to_thread
 import msgspec
 
 from rastir.collector.evaluation.base import EvalContext, Evaluator, Sample, Verdict
@@ -38,6 +44,19 @@ def _verdict(passed: bool, reason: str) -> Verdict:
     return Verdict(1.0 if passed else 0.0, passed, reason)
 
 
+class _Rule(Evaluator):
+    """A deterministic check: :meth:`check` runs in a worker thread, off the loop."""
+
+    async def evaluate(self, sample: Sample, ctx: EvalContext) -> Verdict:
+        # Not abandoned on cancellation: the thread finishes its one pass, so busy
+        # threads stay bounded by the evaluation workers.
+        return await anyio.to_thread.run_sync(self.check, sample)
+
+    @abstractmethod
+    def check(self, sample: Sample) -> Verdict:
+        """The verdict for ``sample``; plain CPU work, called in a worker thread."""
+
+
 class _JsonOptions(msgspec.Struct, forbid_unknown_fields=True):
     #: also accept output wrapped in a Markdown code fence (```json ... ```)
     strip_code_fences: bool = False
@@ -48,7 +67,7 @@ class _JsonOptions(msgspec.Struct, forbid_unknown_fields=True):
 _FENCE = re.compile(r"^\s*```[A-Za-z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 
 
-class JsonValid(Evaluator):
+class JsonValid(_Rule):
     """The completion is valid JSON (type ``json_valid``)."""
 
     needs_output = True
@@ -57,7 +76,7 @@ class JsonValid(Evaluator):
         super().__init__(config)
         self.options: _JsonOptions = _options(config, _JsonOptions)
 
-    async def evaluate(self, sample: Sample, ctx: EvalContext) -> Verdict:
+    def check(self, sample: Sample) -> Verdict:
         text = sample.output or ""
         if self.options.strip_code_fences:
             m = _FENCE.match(text)
@@ -102,7 +121,7 @@ class _PolicyOptions(msgspec.Struct, forbid_unknown_fields=True):
     ignore_case: bool = True
 
 
-class Policy(Evaluator):
+class Policy(_Rule):
     """A regex and keyword policy over the completion or prompt (type ``policy``)."""
 
     def __init__(self, config: EvaluatorConfig) -> None:
@@ -128,7 +147,7 @@ class Policy(Evaluator):
         self.needs_input = o.target in ("input", "both")
         self.needs_output = o.target in ("output", "both")
 
-    async def evaluate(self, sample: Sample, ctx: EvalContext) -> Verdict:
+    def check(self, sample: Sample) -> Verdict:
         texts = []
         if self.needs_input:
             texts.append(sample.input or "")
@@ -155,7 +174,7 @@ class _LengthOptions(msgspec.Struct, forbid_unknown_fields=True):
     max_words: int | None = None
 
 
-class LengthBound(Evaluator):
+class LengthBound(_Rule):
     """The completion's length is within bounds, in characters or words (type ``length``)."""
 
     needs_output = True
@@ -172,7 +191,7 @@ class LengthBound(Evaluator):
             raise ValueError(f"evaluator {config.name!r}: length bounds must be >= 0")
         self.options = o
 
-    async def evaluate(self, sample: Sample, ctx: EvalContext) -> Verdict:
+    def check(self, sample: Sample) -> Verdict:
         o = self.options
         text = sample.output or ""
         chars = len(text)

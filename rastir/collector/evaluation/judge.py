@@ -2,7 +2,12 @@
 
 The client sends one system and one user message, asks for temperature 0, and reads
 the reply's first JSON object: ``{"score": <0..1>, "reason": "..."}``. Every message
-goes through the redactor first: nothing reaches the judge unredacted.
+goes through the redactor first: nothing reaches the judge unredacted. Redaction
+runs in a worker thread, never on the event loop that ingests spans.
+
+The evaluated texts are redacted whole, then clipped to 12,000 characters: a secret
+that straddles the clip was masked before it, and the partial word left at the clip
+is dropped, so no fragment of a token reaches the judge.
 
 Retries: a timeout, a connection error, 408, 429 and 5xx are retried up to
 ``retries`` times, with exponential backoff (base 0.5 s, cap 8 s, full jitter) or the
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import anyio.to_thread
 import msgspec
 
 from rastir.collector.evaluation.base import (
@@ -53,6 +59,8 @@ _BACKOFF_BASE: Final = 0.5
 _BACKOFF_CAP: Final = 8.0
 _MAX_TEXT: Final = 12_000  # characters of prompt or completion sent to the judge
 _FENCE: Final = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
+_SPACE: Final = re.compile(r"\s")
+_CLIP_MARK: Final = "[cut]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +136,15 @@ class JudgeClient:
                 a reply without a score in 0..1.
         """
         model = model or self.model
-        body = msgspec.json.encode(
+        body = await anyio.to_thread.run_sync(self._body, system, user, model)
+        reply = await self._post(body)
+        content, answered_model = _reply_content(reply)
+        score, reason = parse_judge_reply(content)
+        return JudgeScore(score, reason, answered_model or model)
+
+    def _body(self, system: str, user: str, model: str) -> bytes:
+        """The request body, messages redacted (CPU work: called in a worker thread)."""
+        return msgspec.json.encode(
             {
                 "model": model,
                 "temperature": 0,
@@ -138,10 +154,6 @@ class JudgeClient:
                 ],
             }
         )
-        reply = await self._post(body)
-        content, answered_model = _reply_content(reply)
-        score, reason = parse_judge_reply(content)
-        return JudgeScore(score, reason, answered_model or model)
 
     async def _post(self, body: bytes) -> bytes:
         import httpx
@@ -284,17 +296,35 @@ RELEVANCE_PROMPT: Final = (
 )
 
 
-def _fill(template: str, sample: Sample) -> str:
+def _fill(template: str, sample: Sample, redact: Callable[[str], str] = str) -> str:
+    """``template`` with the sample's texts, each redacted whole and then clipped.
+
+    Redacting before clipping matters: a secret cut in two by the clip matches no
+    pattern, and its first half would reach the judge.
+    """
     # str.replace, not str.format: braces in the template or the text stay literal.
-    return template.replace("{input}", _clip(sample.input)).replace(
-        "{output}", _clip(sample.output)
-    )
+    inp = _clip(redact(sample.input)) if sample.input and "{input}" in template else ""
+    out = _clip(redact(sample.output)) if sample.output and "{output}" in template else ""
+    return template.replace("{input}", inp).replace("{output}", out)
 
 
-def _clip(text: str | None) -> str:
+def _clip(text: str | None, limit: int = _MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters at a whitespace, then `` [cut]``.
+
+    The word the limit falls in is dropped whole: a fragment of a token (a key, an
+    address) cut in two matches no redaction pattern. A text without whitespace
+    before the limit is one token, and is dropped entirely.
+    """
     if not text:
         return ""
-    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + " [cut]"
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    if not text[limit].isspace():
+        # the last whitespace of ``head``, found in C on the reversed text
+        m = _SPACE.search(head[::-1])
+        head = head[: len(head) - m.start() - 1] if m is not None else ""
+    return f"{head.rstrip()} {_CLIP_MARK}" if head.strip() else _CLIP_MARK
 
 
 class JudgeEvaluator(Evaluator):
@@ -329,7 +359,11 @@ class JudgeEvaluator(Evaluator):
         judge = ctx.judge
         if judge is None:
             raise EvaluationFailed("internal_error", "no LLM judge is configured")
-        result = await judge.score(self.system, _fill(self.prompt, sample), self.judge_model)
+        # The texts are redacted before they are clipped (in a worker thread: CPU
+        # work off the loop); score() redacts the whole message once more, which
+        # covers the template and costs one more linear pass.
+        user = await anyio.to_thread.run_sync(_fill, self.prompt, sample, ctx.redact)
+        result = await judge.score(self.system, user, self.judge_model)
         if self.higher_is_better:
             passed = result.score >= self.threshold
         else:

@@ -12,8 +12,10 @@ collector's own evaluators (``rastir.evaluation.source`` tells them apart).
 
 Auth: the ingest token, when one is set. A score is written data, like spans; the
 query token only reads. Answers: 202 with the new span's ids, 400 naming the
-problem, 401/403, 404 for a trace or span the store does not know, 413 over 64 KiB,
-503 while the store is not open.
+problem, 401/403, 404 for a trace or span the store does not know (``sampled_out``
+for a trace tail sampling dropped), 413 over 64 KiB, 503 while the store is not open.
+With tail sampling, a trace still waiting for its decision is found among the
+spans the sampler holds.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from rastir.collector.evaluation.base import Verdict
 from rastir.collector.evaluation.service import EvaluationService, evaluation_span
 from rastir.collector.ingest import Rejection
 from rastir.collector.query import QueryError, parse_trace_id
+from rastir.collector.sampling import TailSampler
 from rastir.collector.state import CollectorState
 from rastir.collector.store.base import SpanRow
 
@@ -93,14 +96,14 @@ class ScoresEndpoint:
         if store is None or not self.state.started:
             return _error(503, "not_ready", "the trace store is not open")
         detail = await store.get_trace(score.trace_id)
-        if detail is None:
-            return _error(
-                404,
-                "not_found",
-                f"trace {score.trace_id} is unknown: its spans have not reached this "
-                "collector (or were deleted by retention)",
-            )
-        target = _target(detail.spans, score.span_id)
+        if detail is not None:
+            rows = detail.spans
+        else:
+            found = self._awaiting_sampler(score.trace_id)
+            if isinstance(found, Response):
+                return found
+            rows = found
+        target = _target(rows, score.span_id)
         if target is None:
             return _error(
                 404, "not_found", f"span {score.span_id} is not part of trace {score.trace_id}"
@@ -132,6 +135,39 @@ class ScoresEndpoint:
             ),
             status_code=202,
             media_type="application/json",
+        )
+
+    def _awaiting_sampler(self, trace_id: str) -> list[SpanRow] | Response:
+        """A trace the store lacks: its spans held by the tail sampler, or why not.
+
+        With ``--tail-sampling`` a trace reaches the store only once it is decided
+        and kept. A score for a trace still waiting goes to the spans the sampler
+        holds (the evaluation span then waits with them); a dropped trace is a 404
+        that says so, not "unknown".
+        """
+        sampler = self.state.sampler
+        if isinstance(sampler, TailSampler):
+            kept, rows = sampler.find(trace_id)
+            if rows:
+                return rows
+            if kept is False:
+                return _error(
+                    404,
+                    "sampled_out",
+                    f"trace {trace_id} was dropped by tail sampling: its spans are not "
+                    "stored, so there is nothing to attach a score to",
+                )
+            if kept is True:  # decided a moment ago; the store has not written it yet
+                return _error(
+                    404, "not_found", f"trace {trace_id} is not stored yet: retry shortly"
+                )
+        sampled = ", were dropped by tail sampling" if sampler is not None else ""
+        return _error(
+            404,
+            "not_found",
+            f"trace {trace_id} is unknown: its spans have not reached this collector "
+            f"(or are still in the store's write queue: retry){sampled}, or were "
+            "deleted by retention",
         )
 
 

@@ -16,16 +16,20 @@ the evaluation and counts it (``rastir_evaluation_dropped_total{reason="queue_fu
 ingest never waits for evaluation.
 
 Workers are tasks on the collector's event loop; judge calls are async HTTP (httpx),
-so a slow judge holds a worker, not the loop. At most ``eval_workers`` evaluations
-run at once. Results are fed back through ``accept()`` (store, metrics, other sinks
-such as the OTLP exporter). They cannot re-enter evaluation: their kind is
-``evaluation``, and only ``llm`` spans are selected.
+so a slow judge holds a worker, not the loop. CPU work on the evaluated text
+(redaction, the deterministic evaluators, decoding a long text) runs in a worker
+thread (``anyio.to_thread``), one per busy worker at most, so it never stalls ingest.
+At most ``eval_workers`` evaluations run at once. Results are fed back through
+``accept()`` (store, metrics, other sinks such as the OTLP exporter). They cannot
+re-enter evaluation: their kind is ``evaluation``, and only ``llm`` spans are
+selected.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import logging
+import math
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from random import getrandbits
@@ -34,6 +38,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskStatus
 from prometheus_client.metrics_core import Metric
 
@@ -52,6 +57,7 @@ from rastir.collector.evaluation.content import (
     OUTPUT_KEYS,
     has_text,
     input_text,
+    is_cut,
     output_text,
 )
 from rastir.collector.evaluation.judge import JudgeClient, JudgeEvaluator
@@ -76,6 +82,9 @@ COPIED_LABELS: Final = (
 MAX_REASON: Final = 500
 _MAX_ERROR_MESSAGE: Final = 300
 _SAMPLE_SPACE: Final = 1 << 64
+#: Raw text (characters) beyond which a sample is decoded in a worker thread rather
+#: than on the loop: below it msgspec takes microseconds, a thread hop more.
+_OFF_LOOP_CHARS: Final = 16_384
 
 Accept = Callable[[str, dict[str, Any], list[WireSpan]], Awaitable[int]]
 
@@ -112,6 +121,7 @@ class _Route:
         "needs_output",
         "services",
         "skipped",
+        "truncated",
     )
 
     def __init__(self, evaluator: Evaluator, config: EvaluatorConfig, metrics: Metrics) -> None:
@@ -129,6 +139,7 @@ class _Route:
         self.needs_output = evaluator.needs_output
         self.filters = self.agents is not None or self.models is not None
         self.skipped = metrics.eval_skipped.child((config.name, "no_content"))
+        self.truncated = metrics.eval_skipped.child((config.name, "truncated"))
         self.duration = metrics.eval_duration.child((config.name,))
 
     def selects(self, span: WireSpan) -> bool:
@@ -222,6 +233,65 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _raw_chars(attributes: Mapping[str, Any], route: _Route) -> int:
+    """Characters of the raw values a sample is decoded from (strings only)."""
+    n = 0
+    for keys, needed in ((INPUT_KEYS, route.needs_input), (OUTPUT_KEYS, route.needs_output)):
+        if needed:
+            for key in keys:
+                v = attributes.get(key)
+                if isinstance(v, str):
+                    n += len(v)
+                elif isinstance(v, list):
+                    n += sum(len(e) for e in v if isinstance(e, str))
+    return n
+
+
+def _sample(service: str, span: WireSpan, route: _Route) -> Sample:
+    a = span.attributes
+    return Sample(
+        service=service,
+        trace_id=span.trace_id,
+        span_id=span.span_id,
+        input=input_text(a) if route.needs_input else None,
+        output=output_text(a) if route.needs_output else None,
+        attributes=MappingProxyType(a),  # read only for evaluators
+    )
+
+
+def _invalid_verdict(verdict: object) -> str | None:
+    """What is wrong with an evaluator's return value, or ``None`` for a valid Verdict.
+
+    Valid: a :class:`Verdict` whose ``score`` is ``None`` or a finite number in 0..1,
+    whose ``passed`` is a bool or ``None``, not both ``None``, and whose ``reason``
+    and ``judge_model`` are texts. The answer never quotes the evaluated text.
+    """
+    if not isinstance(verdict, Verdict):
+        return f"returned {type(verdict).__name__}, not a Verdict"
+    # Read as ``object``: a Verdict's annotations are not enforced at run time.
+    score: object = verdict.score
+    passed: object = verdict.passed
+    reason: object = verdict.reason
+    judge_model: object = verdict.judge_model
+    if score is not None and (
+        isinstance(score, bool)
+        or not isinstance(score, (int, float))
+        or not math.isfinite(score)
+        or not 0.0 <= score <= 1.0
+    ):
+        shown = repr(score) if isinstance(score, (int, float)) else type(score).__name__
+        return f"returned score {_cut(shown, 40)}, not a number in 0..1"
+    if passed is not None and not isinstance(passed, bool):
+        return f"returned passed of type {type(passed).__name__}, not true, false or None"
+    if score is None and passed is None:
+        return "returned a Verdict with neither a score nor passed"
+    if not isinstance(reason, str):
+        return f"returned a reason of type {type(reason).__name__}, not a text"
+    if judge_model is not None and not isinstance(judge_model, str):
+        return f"returned a judge_model of type {type(judge_model).__name__}, not a text"
+    return None
+
+
 class EvaluationService:
     """Evaluators, their queue and workers, for one collector app.
 
@@ -256,6 +326,7 @@ class EvaluationService:
         #: the ingest path's ``accept()``: where evaluation spans go
         self.accept = accept
         self.queue_size = settings.eval_queue_size
+        self.max_len = settings.max_attr_value_len  # where ingest cuts a text
         self.workers = settings.eval_workers
         self.routes: list[_Route] = []
         for ev_config in config.evaluators:
@@ -357,14 +428,15 @@ class EvaluationService:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Own the queue and the workers until cancelled (the app's lifespan does that).
 
-        At cancellation, queued and running evaluations are dropped and counted
-        (``reason="shutdown"``): evaluation is best-effort, and shutdown must stay
-        bounded by the store's flush, not by a judge.
+        At cancellation, queued and running evaluations are dropped, counted
+        (``reason="shutdown"``) and logged as a warning: evaluation is best-effort,
+        and shutdown must stay bounded by the store's flush, not by a judge.
         """
         if not self.routes:
             task_status.started()
             return
         queue: BoundedQueue[_Job] = BoundedQueue(self.queue_size)
+        dropped_before = self._dropped_shutdown.value
         try:
             if self.judge is not None:
                 await self.judge.open()
@@ -376,7 +448,19 @@ class EvaluationService:
                 await anyio.sleep_forever()
         finally:
             self._queue = None
-            self._dropped_shutdown.value += queue.clear()
+            # The workers have been cancelled by now, each counting its running one.
+            running = int(self._dropped_shutdown.value - dropped_before)
+            queued = queue.clear()
+            self._dropped_shutdown.value += queued
+            if running or queued:
+                logger.warning(
+                    "evaluation stopped with %d evaluation(s) not done (%d queued, %d "
+                    "running): dropped, counted in "
+                    'rastir_evaluation_dropped_total{reason="shutdown"}',
+                    running + queued,
+                    queued,
+                    running,
+                )
             with anyio.CancelScope(shield=True):
                 if self.judge is not None:
                     await self.judge.aclose()
@@ -402,14 +486,19 @@ class EvaluationService:
 
     async def _run(self, job: _Job) -> None:
         service, resource, span, route = job
-        sample = Sample(
-            service=service,
-            trace_id=span.trace_id,
-            span_id=span.span_id,
-            input=input_text(span.attributes) if route.needs_input else None,
-            output=output_text(span.attributes) if route.needs_output else None,
-            attributes=MappingProxyType(span.attributes),  # read only for evaluators
-        )
+        a = span.attributes
+        max_len = self.max_len
+        if (route.needs_output and is_cut(a, OUTPUT_KEYS, max_len)) or (
+            route.needs_input and is_cut(a, INPUT_KEYS, max_len)
+        ):
+            # Cut at ingest: a verdict on part of a text (a cut JSON envelope, a
+            # shortened answer) would be wrong either way. Skipped and counted.
+            route.truncated.value += 1
+            return
+        if _raw_chars(a, route) > _OFF_LOOP_CHARS:
+            sample = await anyio.to_thread.run_sync(_sample, service, span, route)
+        else:
+            sample = _sample(service, span, route)
         if (route.needs_input and not sample.input) or (route.needs_output and not sample.output):
             route.skipped.value += 1  # the attribute was there, but held no text
             return
@@ -425,6 +514,13 @@ class EvaluationService:
             except Exception as e:
                 logger.exception("evaluator %s raised", route.name)
                 failure = EvaluationFailed("internal_error", f"evaluator raised {type(e).__name__}")
+            else:
+                problem = _invalid_verdict(verdict)
+                if problem is not None:
+                    # A bug in the evaluator, recorded as a failure: an out-of-range
+                    # score or a missing verdict must never be stored as a pass.
+                    logger.warning("evaluator %s %s", route.name, problem)
+                    failure = EvaluationFailed("internal_error", f"evaluator {problem}")
         if scope.cancelled_caught:
             failure = EvaluationFailed(
                 "timeout", f"evaluation did not finish within {self.deadline:.0f}s"

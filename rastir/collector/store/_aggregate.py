@@ -7,6 +7,12 @@ from a min/max, so the stores rebuild that trace's aggregate from its spans
 instead (:meth:`TraceAggregate.from_rows`). Duplicates are rare (an SDK retrying a
 batch the collector had already accepted), so the common path stays O(1).
 
+Evaluation spans (kind ``evaluation``, rastir.collector.evaluation) describe the
+trace; they are not part of what the application did. They count as spans of the
+trace, but neither their status, their error type nor their end time reaches the
+aggregate: a failed or slow judge must not turn an application's trace into an
+error trace or a slow one (``?status=error``, ``min_duration_ms``).
+
 The aggregate also yields the trace's *tags*: the (key, value) pairs that
 ``GET /v1/traces`` filters on (service, agent, model, error type, and "has an
 error"). Stores index traces by tag.
@@ -61,6 +67,8 @@ Tag = tuple[int, str]
 
 # Larger than any Unix-nanosecond start an int64 column can hold.
 _NO_START: Final = 1 << 63
+#: The span kind that judges a trace rather than being part of it.
+_EVALUATION: Final = "evaluation"
 
 
 # A token count beyond this is a sender's bug. Bounding each span's count keeps a
@@ -74,6 +82,7 @@ _get_status = attrgetter("status")
 _get_error = attrgetter("error")
 _get_parent = attrgetter("parent_span_id")
 _get_attributes = attrgetter("attributes")
+_get_kind = attrgetter("kind")
 _start_and_id = attrgetter("start_time_unix_nano", "span_id")
 _not_none = partial(is_not, None)
 
@@ -157,15 +166,16 @@ class TraceAggregate:
         start = span.start_time_unix_nano
         if start < self.start_ns:
             self.start_ns = start
-        end = span.end_time_unix_nano
-        if end > self.end_ns:
-            self.end_ns = end
         self.span_count += 1
         self.services.add(service)
-        if span.status == "error":
-            self.error_count += 1
-        if span.error is not None:
-            self.error_types.add(span.error.type)
+        if span.kind != _EVALUATION:  # see the module docstring
+            end = span.end_time_unix_nano
+            if end > self.end_ns:
+                self.end_ns = end
+            if span.status == "error":
+                self.error_count += 1
+            if span.error is not None:
+                self.error_types.add(span.error.type)
         rank = 0 if span.parent_span_id is None else 1
         if rank < self.root_rank or (
             rank == self.root_rank and (start, span.span_id) < (self.root_start, self.root_span_id)
@@ -207,16 +217,22 @@ class TraceAggregate:
         start = min(map(_get_start, spans))
         if start < self.start_ns:
             self.start_ns = start
-        end = max(map(_get_end, spans))
-        if end > self.end_ns:
-            self.end_ns = end
         self.span_count += len(spans)
         self.services.add(service)
-        self.error_count += list(map(_get_status, spans)).count("error")
-        if any(map(_get_error, spans)):
-            for span in spans:
-                if span.error is not None:
-                    self.error_types.add(span.error.type)
+        # Evaluation spans leave out end, status and error (module docstring). They
+        # come alone, one per accept(), so the common batch has none: one pass in C.
+        own = spans
+        if _EVALUATION in list(map(_get_kind, spans)):
+            own = [s for s in spans if s.kind != _EVALUATION]
+        if own:
+            end = max(map(_get_end, own))
+            if end > self.end_ns:
+                self.end_ns = end
+            self.error_count += list(map(_get_status, own)).count("error")
+            if any(map(_get_error, own)):
+                for span in own:
+                    if span.error is not None:
+                        self.error_types.add(span.error.type)
         roots = list(compress(spans, map(is_, map(_get_parent, spans), repeat(None))))
         rank = 0 if roots else 1
         first = min(roots or spans, key=_start_and_id)
