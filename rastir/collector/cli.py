@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -244,6 +245,26 @@ def serve(settings: CollectorSettings) -> int:
     return 0 if server.started or terminated else 1
 
 
+def _data_dir_problem(settings: CollectorSettings) -> str | None:
+    """Why the SQLite store's directory cannot be used, in one line; None if it can.
+
+    Checked before the server starts, so a mistyped --data-dir is one clear message
+    rather than a failed start-up with a traceback in the log.
+    """
+    if settings.store != "sqlite":
+        return None
+    path = settings.data_dir
+    if path.exists() and not path.is_dir():
+        return f"cannot use --data-dir {str(path)!r}: it is a file, not a directory"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return f"cannot use --data-dir {str(path)!r}: {e.strerror or e}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"cannot use --data-dir {str(path)!r}: not writable"
+    return None
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "rastir collector") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -251,6 +272,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "rastir collector") -> i
         settings = settings_from_args(args)
     except ValueError as e:
         parser.error(str(e))
+    problem = _data_dir_problem(settings)
+    if problem is not None:
+        print(f"{prog}: {problem}", file=sys.stderr)
+        return 1
     try:
         return serve(settings)
     except KeyboardInterrupt:

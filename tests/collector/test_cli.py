@@ -282,3 +282,26 @@ def test_python_dash_m_rastir_collector_runs_the_same_cli() -> None:
         check=True,
     )
     assert "usage: python -m rastir.collector" in out.stdout
+
+
+@pytest.mark.parametrize("kind", ["file", "missing-parent"])
+def test_an_unusable_data_dir_is_one_clear_line_and_exit_1(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rastir.collector.cli import main
+
+    if kind == "file":
+        target = tmp_path / "not-a-dir"
+        target.write_text("")
+        expected = "it is a file, not a directory"
+    else:
+        blocker = tmp_path / "blocker"
+        blocker.write_text("")
+        target = blocker / "data"  # a directory under a file cannot be made
+        expected = "cannot use --data-dir"
+    assert main(["--data-dir", str(target), "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("rastir collector: cannot use --data-dir ")
+    assert expected in err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -456,14 +456,20 @@ class SQLiteStore:
         """Open (or create) the database and start the writer thread.
 
         Raises:
-            StoreError: the file is not a database this version can use.
+            StoreError: the file is not a database this version can use, or it cannot
+                be opened or created (the message names the path and why).
             StoreClosedError: the store was closed.
         """
         if self._closed:
             raise StoreClosedError("the trace store is closed")
         if self._started:
             return
-        self._connection = await anyio.to_thread.run_sync(self._open)
+        try:
+            self._connection = await anyio.to_thread.run_sync(self._open)
+        except (OSError, sqlite3.Error) as e:
+            # A data dir that is a file, unwritable, or on a vanished mount: one
+            # readable line (the collector logs it and exits), not a traceback.
+            raise StoreError(f"cannot open the SQLite store at {self._path}: {e}") from None
         self._pool = _ReaderPool(self._path, self._readers)
         self._limiter = anyio.CapacityLimiter(self._readers)
         if self._maintains:
