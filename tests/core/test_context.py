@@ -434,12 +434,16 @@ def test_a_block_span_held_across_a_yield_ends_when_closed_from_another_context(
             yield 1
             yield 2
 
-    with capture_spans() as spans:
+    def read_then_close_elsewhere() -> None:
         reader = lines()
-        next(reader)
+        next(reader)  # "read" is now current here, as any `with` across a yield leaves it
         # The token belongs to this context; close() runs in a copy of it. No
         # ValueError reaches the caller, and the span still ends.
         contextvars.copy_context().run(reader.close)
+
+    with capture_spans() as spans:
+        # In a context of its own, so the span the generator left current stays there.
+        contextvars.copy_context().run(read_then_close_elsewhere)
     assert spans.one("read").status == "ok"
 
 
