@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from rastir.collector import CollectorSettings, create_app
 from rastir.collector.ingest import _strings_fit
 from rastir.collector.store.base import SpanRow, StoreStats
-from rastir.collector.store.errors import StoreFullError
 from rastir.collector.store.memory import MemoryStore
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import (
@@ -33,6 +32,7 @@ from tests.collector.spans import (
     span,
     trace_id,
 )
+from tests.collector.stores import FullOnceStore
 
 pytestmark = pytest.mark.anyio
 
@@ -66,26 +66,6 @@ class RefusingStore(MemoryStore):
 
     def submit(self, rows: list[SpanRow]) -> bool:
         return False
-
-
-class FullOnceStore(MemoryStore):
-    """A store whose write queue is full for the first batch only (both ack modes)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refused = 0
-
-    def submit(self, rows: list[SpanRow]) -> bool:
-        if not self.refused:
-            self.refused += 1
-            return False
-        return super().submit(rows)
-
-    async def write(self, rows: list[SpanRow]) -> None:
-        if not self.refused:
-            self.refused += 1
-            raise StoreFullError(len(rows), 1000)
-        await super().write(rows)
 
 
 async def test_an_accepted_batch_comes_back_as_a_tree_and_in_the_metrics(

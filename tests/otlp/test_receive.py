@@ -26,10 +26,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from rastir._wire import WireSpan
-from rastir.collector.store.base import SpanRow, StoreStats
+from rastir.collector.store.base import StoreStats
 from rastir.collector.store.memory import MemoryStore
 from rastir.export.otlp import encode_request
 from tests.collector.conftest import Collector, RunCollector
+from tests.collector.stores import FullOnceStore
 
 pytestmark = pytest.mark.anyio
 
@@ -293,20 +294,6 @@ async def test_a_saturated_collector_answers_429_with_retry_after_before_decodin
         assert r.status_code == 429
         assert r.headers["retry-after"] == "1"
         assert _status(r.content)[0] == 8  # RESOURCE_EXHAUSTED
-
-
-class FullOnceStore(MemoryStore):
-    """A memory store whose write queue is full for the first request only."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.refused = 0
-
-    def submit(self, rows: list[SpanRow]) -> bool:
-        if not self.refused:
-            self.refused += 1
-            return False
-        return super().submit(rows)
 
 
 async def test_the_sdk_retrying_after_a_full_store_is_counted_once_for_every_resource(
