@@ -22,6 +22,8 @@ async def running_collector(tmp_path: Path, **overrides: Any) -> AsyncIterator[C
         "store": "memory",
         "data_dir": tmp_path / "data",
         "access_log": False,
+        # The test spans are dated 2025: no retention sweep may delete them mid-test.
+        "retention": None,
     }
     options.update(overrides)
     app = create_app(CollectorSettings(**options))
