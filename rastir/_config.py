@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from rastir.export._pipeline import PIPELINE
 from rastir.sampling import HEAD, rejection_threshold
@@ -226,6 +226,8 @@ def _resolve_headers(arg: Any, exporter: str) -> dict[str, str]:
     same with the signal-specific and the generic variable.
     """
     if arg is not _UNSET:
+        if arg is not None and not isinstance(arg, Mapping):
+            raise ValueError(f"headers must be a mapping of names to values, got {arg!r}")
         return dict(arg or {})
     names = ["RASTIR_HEADERS"]
     if exporter == "otlp":
@@ -272,13 +274,33 @@ def _is_loopback(url: str | None) -> bool:
     return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)
 
 
+def _check_url(what: str, url: Any) -> None:
+    """A ValueError naming the setting for anything but an http(s) URL with a host."""
+    if not isinstance(url, str):
+        raise ValueError(f"{what} must be a URL string, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (reading it checks the port)
+    except ValueError as e:
+        raise ValueError(f"{what} {url!r} is not a valid URL: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{what} {url!r} must be an http:// or https:// URL")
+
+
+# The longest any of the time settings may be: a day. Beyond it (or NaN, or infinity)
+# the exporter's waits and deadlines overflow.
+_MAX_SECONDS: Final = 86_400.0
+
+
 def _validate(s: Settings) -> None:
     if not s.service or not isinstance(s.service, str):
         raise ValueError("service must be a non-empty string")
+    for name in ("enabled", "capture_content"):
+        value = getattr(s, name)
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
     if s.push_url is not None:
-        parts = urlsplit(s.push_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"push_url {s.push_url!r} must be an http:// or https:// URL")
+        _check_url("push_url", s.push_url)
     for name in ("batch_size", "max_queue"):
         value = getattr(s, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -287,8 +309,15 @@ def _validate(s: Settings) -> None:
         raise ValueError(f"max_queue ({s.max_queue}) must be at least batch_size ({s.batch_size})")
     for name in ("flush_interval", "timeout", "shutdown_timeout", "retry_budget"):
         value = getattr(s, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value <= _MAX_SECONDS  # NaN fails too
+        ):
+            raise ValueError(
+                f"{name} must be a number of seconds above 0, at most {_MAX_SECONDS:.0f}, "
+                f"got {value!r}"
+            )
     rejection_threshold(s.sample_ratio)  # raises ValueError naming the ratio
     if not isinstance(s.gzip, bool):
         raise ValueError(f"gzip must be True, False or None, got {s.gzip!r}")
@@ -336,8 +365,13 @@ def _resolve_otlp_endpoint(arg: Any) -> str | None:
             base = _env("OTEL_EXPORTER_OTLP_ENDPOINT")
             # OTel SDK environment spec: the generic endpoint is a base URL.
             url = None if base is None else base.rstrip("/") + "/v1/traces"
-    if isinstance(url, str) and urlsplit(url).path in ("", "/"):
-        url = url.rstrip("/") + "/v1/traces"
+    if isinstance(url, str):
+        try:
+            path = urlsplit(url).path
+        except ValueError:
+            return url  # refused by _check_url, with the setting's name
+        if path in ("", "/"):
+            url = url.rstrip("/") + "/v1/traces"
     return url  # type: ignore[no-any-return]
 
 
@@ -350,11 +384,7 @@ def _validate_exporter(s: Settings) -> None:
                 "exporter='otlp' needs otlp_endpoint (or RASTIR_OTLP_ENDPOINT), for "
                 "example http://127.0.0.1:4318/v1/traces"
             )
-        parts = urlsplit(s.otlp_endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(
-                f"otlp_endpoint {s.otlp_endpoint!r} must be an http:// or https:// URL"
-            )
+        _check_url("otlp_endpoint", s.otlp_endpoint)
 
 
 _lock = threading.RLock()
@@ -473,8 +503,12 @@ def configure(
         exporter=exporter_choice,
         otlp_endpoint=_resolve_otlp_endpoint(otlp_endpoint),
     )
-    if isinstance(new.push_url, str):
+    # The URLs first: the automatic gzip choice below reads them.
+    if new.push_url is not None:
+        _check_url("push_url", new.push_url)
         object.__setattr__(new, "push_url", new.push_url.rstrip("/") or None)
+    if new.otlp_endpoint is not None:
+        _check_url("otlp_endpoint", new.otlp_endpoint)
     if gzip_choice is None:  # automatic: off for a loopback target
         target = new.otlp_endpoint if new.exporter == "otlp" else new.push_url
         object.__setattr__(new, "gzip", not _is_loopback(target))

@@ -42,12 +42,16 @@ def _check_name(value: object, what: str) -> None:
 
 
 def _apply(fn: Any, make: Callable[[F], F]) -> Any:
-    """Support both ``@deco`` and ``@deco(...)``."""
+    """Support both ``@deco`` and ``@deco(...)``; refuse what is not a function at once."""
+
+    def checked(target: Any) -> Any:
+        if not callable(target) and not isinstance(target, (staticmethod, classmethod)):
+            raise TypeError(f"expected a function to decorate, got {target!r}")
+        return make(target)
+
     if fn is None:
-        return make
-    if not callable(fn) and not isinstance(fn, (staticmethod, classmethod)):
-        raise TypeError(f"expected a function to decorate, got {fn!r}")
-    return make(fn)
+        return checked
+    return checked(fn)
 
 
 def _qualname(fn: Any) -> str:
@@ -431,11 +435,12 @@ def span(
     name: str,
     kind: str = "custom",
     attributes: Mapping[str, AttributeValue] | None = None,
-) -> Iterator[Span | None]:
+) -> Iterator[Span]:
     """A span around a block: ``with rastir.span("parse") as s: s.set_attribute(...)``.
 
-    Yields None when rastir is disabled. An exception leaving the block is recorded
-    and re-raised unchanged.
+    When rastir is disabled the block gets a span that is never current and never
+    recorded, so the same code runs either way. An exception leaving the block is
+    recorded and re-raised unchanged.
 
     Raises:
         ValueError: an unknown kind.
@@ -443,7 +448,7 @@ def span(
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {sorted(KINDS)}, got {kind!r}")
     if not PIPELINE.enabled:
-        yield None
+        yield Span(name, kind, None)  # goes nowhere: only the block sees it
         return
     s, token, otel = start_span(name, kind, dict(attributes) if attributes else None)
     try:

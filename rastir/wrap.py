@@ -25,12 +25,13 @@ also carries the trace to the server in ``_meta``.
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 import types
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, SupportsIndex, TypeVar
 
 from rastir._instrument import (
     Hooks,
@@ -67,7 +68,7 @@ class _Proxy:
     __slots__ = ("__weakref__", "_rastir_factory", "_rastir_methods", "_rastir_target")
 
     _rastir_target: Any
-    _rastir_methods: dict[str, Any]
+    _rastir_methods: dict[str, tuple[Any, Any]]  # name -> (method read, its wrapper)
     _rastir_factory: Factory
 
     def __init__(self, target: Any, factory: Factory) -> None:
@@ -76,17 +77,34 @@ class _Proxy:
         object.__setattr__(self, "_rastir_factory", factory)
 
     def __getattr__(self, name: str) -> Any:
-        # Only reached for names the proxy class lacks, so the slots above never come here.
-        found = self._rastir_methods.get(name)
-        if found is not None:
-            return found
+        # Only reached for names the proxy class lacks, and for the slots above while
+        # they are unset (a copy made without __init__): those must not recurse.
+        if name[:8] == "_rastir_":
+            raise AttributeError(name)
+        # Read live every time, so a method patched on the class, rebound on the
+        # object, or returned by a property is the one called; the wrapper is reused
+        # only while it wraps an equal method (same function, same object).
         value = getattr(self._rastir_target, name)
         if name[:1] == "_":
             return value
+        cached = self._rastir_methods.get(name)
+        if cached is not None and cached[0] == value:
+            return cached[1]
         out, keep = self._rastir_factory(self, name, value)
         if keep:
-            self._rastir_methods[name] = out
+            self._rastir_methods[name] = (value, out)
         return out
+
+    def __copy__(self) -> Any:
+        return type(self)(copy.copy(self._rastir_target), self._rastir_factory)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return type(self)(copy.deepcopy(self._rastir_target, memo), self._rastir_factory)
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> Any:
+        # Pickling a proxy pickles the object: what is loaded is untraced (wrap it
+        # again), since a proxy's tracing is this process's, not the data's.
+        return self._rastir_target.__reduce_ex__(protocol)
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._rastir_target, name, value)
@@ -349,7 +367,10 @@ def _generic_factory(
     exclude: frozenset[str],
 ) -> Factory:
     cls = type(target)
-    owner = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls.__name__)}"
+    if isinstance(target, types.ModuleType):
+        owner = target.__name__  # json.dumps, not builtins.module.dumps
+    else:
+        owner = f"{getattr(cls, '__module__', '?')}.{getattr(cls, '__qualname__', cls.__name__)}"
 
     def factory(proxy: Any, name: str, value: Any) -> tuple[Any, bool]:
         if (include is not None and name not in include) or name in exclude:

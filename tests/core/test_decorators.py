@@ -315,11 +315,16 @@ def test_disabled_rastir_calls_straight_through_and_records_nothing() -> None:
         yield 1
 
     rastir.configure(enabled=False)
+    with pytest.raises(TypeError, match="expected a function"):
+        rastir.trace(name="x")(5)  # type: ignore[type-var]
     with capture_spans() as spans:
         assert run() == 42
         assert list(gen()) == [1]
         with rastir.span("x") as s:
-            assert s is None
+            # A span the block can use as usual, which goes nowhere.
+            s.set_attribute("size", 3)
+            s.add_event("step")
+            assert rastir.current_span() is None
     assert list(spans) == []
 
 

@@ -8,10 +8,13 @@ tests pin what users could rely on: argument order, defaults, immutability, ``==
 from __future__ import annotations
 
 import inspect
+import math
 import pickle
+import re
 import subprocess
 import sys
 import typing
+from typing import Any
 
 import pytest
 
@@ -107,3 +110,33 @@ def test_configure_returns_settings_and_validates_urls_without_urllib_at_import(
 
 def test_get_settings_is_a_settings() -> None:
     assert isinstance(rastir.get_settings(), Settings)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"enabled": "false"}, "enabled must be True or False"),
+        ({"enabled": None}, "enabled must be True or False"),
+        ({"capture_content": "false"}, "capture_content must be True or False"),
+        ({"flush_interval": math.inf}, "flush_interval must be a number of seconds"),
+        ({"flush_interval": 1e10}, "flush_interval must be a number of seconds"),
+        ({"timeout": math.nan}, "timeout must be a number of seconds"),
+        ({"shutdown_timeout": -1}, "shutdown_timeout must be a number of seconds"),
+        ({"push_url": 5}, "push_url must be a URL string"),
+        ({"push_url": "http://[::1"}, "push_url 'http://[::1' is not a valid URL"),
+        ({"push_url": "http://h:99999"}, "is not a valid URL: Port out of range"),
+        ({"exporter": "otlp", "otlp_endpoint": 5}, "otlp_endpoint must be a URL string"),
+        ({"headers": "a=b"}, "headers must be a mapping"),
+    ],
+)
+def test_a_bad_setting_is_a_value_error_naming_it(options: dict[str, Any], message: str) -> None:
+    before = rastir.get_settings()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        rastir.configure(**options)
+    assert rastir.get_settings() is before  # nothing changed
+
+
+def test_a_bad_time_from_the_environment_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RASTIR_FLUSH_INTERVAL", "inf")
+    with pytest.raises(ValueError, match="flush_interval"):
+        rastir.configure()

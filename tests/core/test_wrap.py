@@ -600,3 +600,62 @@ def test_a_collection_inside_the_registry_lock_cannot_deadlock_wrap() -> None:
     worker.start()
     worker.join(60)
     assert not worker.is_alive(), "wrap() deadlocked on its own registry lock"
+
+
+class _Switch:
+    def __init__(self) -> None:
+        self.state = "a"
+
+    def ping(self) -> str:
+        return "real"
+
+    def handle_a(self) -> str:
+        return "a"
+
+    def handle_b(self) -> str:
+        return "b"
+
+    @property
+    def handler(self) -> Any:
+        return self.handle_a if self.state == "a" else self.handle_b
+
+
+def test_the_proxy_calls_the_method_the_object_has_now(rastir_spans: CapturedSpans) -> None:
+    obj = _Switch()
+    proxy = rastir.wrap(obj, name="sw")
+    assert proxy.ping() == "real"
+    assert proxy.handler() == "a"
+    obj.state = "b"  # a property now returns another bound method
+    assert proxy.handler() == "b"
+    from unittest import mock
+
+    def patched(self: _Switch) -> str:
+        return "patched on the class"
+
+    with mock.patch.object(_Switch, "ping", patched):
+        assert proxy.ping() == "patched on the class"
+    obj.ping = lambda: "rebound on the object"  # type: ignore[method-assign]
+    assert proxy.ping() == "rebound on the object"
+    names = [s.name for s in rastir_spans]
+    assert names[:3] == ["sw.ping", "sw.handler", "sw.handler"]
+    assert names.count("sw.ping") == 3
+
+
+def test_a_proxy_copies_as_a_proxy_and_pickles_as_its_object() -> None:
+    import copy
+    import pickle
+
+    proxy = rastir.wrap(_Switch(), name="sw")
+    for duplicate in (copy.copy(proxy), copy.deepcopy(proxy)):
+        assert isinstance(duplicate, _Switch)
+        assert type(duplicate) is type(proxy)  # still traced
+        assert duplicate.ping() == "real"
+    loaded = pickle.loads(pickle.dumps(proxy))
+    assert type(loaded) is _Switch  # the object itself: wrap it again to trace it
+    assert loaded.state == "a"
+
+
+def test_wrapping_a_module_names_its_functions_by_module(rastir_spans: CapturedSpans) -> None:
+    rastir.wrap(json, name="json").dumps({"a": 1})
+    span = rastir_spans.one("json.dumps")
+    assert span.attributes["code.function.name"] == "json.dumps"
