@@ -173,7 +173,8 @@ def _llm_hooks(
     from rastir.adapters._apply import request_phase, response_phase, warm_pricing
     from rastir.adapters._stream import StreamHook
 
-    warm_pricing()
+    if PIPELINE.enabled:  # disabled: nothing is priced, so nothing is loaded ahead
+        warm_pricing()
 
     static: dict[str, AttributeValue] = dict(attributes or {})
     static["gen_ai.operation.name"] = operation

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
@@ -412,3 +414,21 @@ def test_constant_attributes_reach_every_kind_of_function_and_each_span_owns_its
         assert span.attributes["app.tier"] == "gold"
         assert span.attributes["app.shard"] == 3
     assert constant == {"app.tier": "gold", "app.shard": 3}  # the caller's dict untouched
+
+
+def test_decorating_while_disabled_loads_no_price_data() -> None:
+    code = (
+        "import sys, time\n"
+        "import rastir\n"
+        "rastir.configure(enabled=False)\n"
+        "@rastir.llm(model='gpt-4o')\n"
+        "def chat():\n"
+        "    return {}\n"
+        "chat()\n"
+        "time.sleep(0.5)\n"  # a warm-up thread, had one started, would be importing by now
+        "print(sorted(m for m in sys.modules if m.startswith('genai_prices')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+    assert out == "[]"
