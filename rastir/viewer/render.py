@@ -113,7 +113,10 @@ def format_cost(usd: float) -> str:
         return f"${usd:,.2f}"
     if usd >= 0.01:
         return f"${usd:.4f}"
-    return f"${usd:.6f}"
+    if usd >= 0.000001 or usd <= 0:
+        return f"${usd:.6f}"
+    # Below a millionth (a few embedding tokens): two significant digits, never $0.
+    return f"${usd:.2g}"
 
 
 def format_time(unix_ns: int) -> str:

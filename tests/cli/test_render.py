@@ -66,7 +66,14 @@ def test_durations_read_in_the_unit_that_fits(ns: int, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("usd", "text"), [(0.000135, "$0.000135"), (0.0421, "$0.0421"), (1234.5, "$1,234.50")]
+    ("usd", "text"),
+    [
+        (0.000135, "$0.000135"),
+        (0.0421, "$0.0421"),
+        (1234.5, "$1,234.50"),
+        (6e-08, "$6e-08"),  # a 3-token embedding call: a real cost, not $0.000000
+        (0.0, "$0.000000"),
+    ],
 )
 def test_costs_keep_the_digits_small_calls_need(usd: float, text: str) -> None:
     assert format_cost(usd) == text
