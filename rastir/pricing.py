@@ -21,6 +21,11 @@ token count; Anthropic and Bedrock's Converse API report ``input_tokens`` *witho
 the cache reads and writes. :class:`TokenUsage` takes ``input_tokens`` exactly as the
 provider reported it, and the registry prices each part once.
 
+Some parts of those counts have prices of their own where genai-prices lists them:
+1-hour cache writes (Anthropic), audio input tokens and audio read from the cache
+(Gemini, OpenAI's audio models). :class:`TokenUsage` carries them as parts of the
+counts above, as genai-prices' own ``Usage`` does.
+
 Hot path: the resolved price of a ``(provider, model)`` pair is cached as a tuple of
 per-token floats, so a repeated :meth:`PricingRegistry.price` is a dict lookup, a few
 type checks and four multiplications.
@@ -70,12 +75,24 @@ class TokenUsage:
     ``input_tokens`` is the provider's own prompt count: for OpenAI-style APIs it
     already contains the cached tokens, for Anthropic and Bedrock it does not. The
     registry knows which is which (see :meth:`PricingRegistry.price`).
+
+    The last three fields are *parts* of the others, priced apart when the model's
+    data has a price for them (else as the count they belong to):
+    ``cache_write_1h_tokens`` are the cache writes with a 1-hour lifetime (part of
+    ``cache_write_tokens``; Anthropic's ``cache_creation.ephemeral_1h_input_tokens``),
+    ``input_audio_tokens`` the prompt's audio tokens, cached ones included (OpenAI's
+    ``prompt_tokens_details.audio_tokens``, Gemini's ``AUDIO`` prompt modality), and
+    ``cache_audio_read_tokens`` the audio tokens read from the cache (part of both
+    ``cache_read_tokens`` and ``input_audio_tokens``).
     """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    input_audio_tokens: int = 0
+    cache_audio_read_tokens: int = 0
 
 
 class PricingProfile:
@@ -161,13 +178,18 @@ class ModelPrice:
 
     Prices are USD per million tokens after the profile is applied; a cache price the
     data does not list is the input price (that is what such tokens are billed at).
+    Likewise a 1-hour cache write without a price of its own costs ``cache_write``,
+    audio input ``input`` and audio read from the cache ``cache_read``.
     """
 
     __slots__ = (
+        "cache_audio_read",
         "cache_read",
         "cache_write",
+        "cache_write_1h",
         "cached_in_input",
         "input",
+        "input_audio",
         "output",
         "per_request",
         "source",
@@ -178,6 +200,9 @@ class ModelPrice:
     output: float
     cache_read: float
     cache_write: float
+    cache_write_1h: float
+    input_audio: float
+    cache_audio_read: float
     per_request: float
     cached_in_input: bool
     tiered: bool
@@ -194,11 +219,17 @@ class ModelPrice:
         cached_in_input: bool,
         tiered: bool,
         source: str,
+        cache_write_1h: float | None = None,
+        input_audio: float | None = None,
+        cache_audio_read: float | None = None,
     ) -> None:
         self.input = input
         self.output = output
         self.cache_read = cache_read
         self.cache_write = cache_write
+        self.cache_write_1h = cache_write if cache_write_1h is None else cache_write_1h
+        self.input_audio = input if input_audio is None else input_audio
+        self.cache_audio_read = cache_read if cache_audio_read is None else cache_audio_read
         self.per_request = per_request
         self.cached_in_input = cached_in_input
         self.tiered = tiered
@@ -208,6 +239,8 @@ class ModelPrice:
         return (
             f"ModelPrice(input={self.input!r}, output={self.output!r}, "
             f"cache_read={self.cache_read!r}, cache_write={self.cache_write!r}, "
+            f"cache_write_1h={self.cache_write_1h!r}, input_audio={self.input_audio!r}, "
+            f"cache_audio_read={self.cache_audio_read!r}, "
             f"per_request={self.per_request!r}, cached_in_input={self.cached_in_input!r}, "
             f"tiered={self.tiered!r}, source={self.source!r})"
         )
@@ -265,6 +298,24 @@ _NO_PROVIDER: Final = frozenset({"", "unknown", "none", "null"})
 # cached_tokens``, Gemini's ``cachedContentTokenCount``, ...) counts them inside.
 _CACHE_EXCLUDED: Final = frozenset({"anthropic", "aws"})
 _CLAUDE_HOSTS: Final = frozenset({None, "google", "azure"})
+
+
+def _cache_excluded(canonical: str | None, model: str, home: str | None) -> bool:
+    """Whether a call's reported input count leaves the cache reads and writes out.
+
+    ``canonical`` is the caller's provider, ``model`` the model's id (as resolved or as
+    called) and ``home`` the provider that lists it (None when unknown). One rule for
+    genai-prices' prices and for overrides, so that setting a price never changes how
+    the counts are read.
+    """
+    if canonical in _CACHE_EXCLUDED:
+        return True
+    if canonical in _CLAUDE_HOSTS and "claude" in model.lower():
+        # Claude on Vertex AI or Azure AI Foundry answers with Anthropic's own usage
+        # shape, where input_tokens leaves out the cache.
+        return True
+    # No provider from the caller: assume the model's home provider's API shape.
+    return canonical is None and home in _CACHE_EXCLUDED
 
 
 def _canonical_provider(provider: str | None) -> str | None:
@@ -354,20 +405,38 @@ def _candidates(provider: str | None, model: str) -> Iterator[tuple[str | None, 
 
 # A resolved price, as the hot path reads it:
 # (input, output, cache_read, cache_write, per_request  -- USD per token / per call,
-#  cache_excluded, tiers, expires, info)
-# ``tiers`` is None or ((start, (input, output, cache_read, cache_write)), ...), highest
-# start first: the prices once the whole prompt exceeds ``start`` tokens. ``expires``
-# is a Unix time after which the record is rebuilt (0.0: never).
-_Tiers = tuple[tuple[int, tuple[float, float, float, float]], ...]
-_Record = tuple[float, float, float, float, float, bool, _Tiers | None, float, ModelPrice | None]
-_UNKNOWN: Final[_Record] = (0.0, 0.0, 0.0, 0.0, 0.0, False, None, 0.0, None)
+#  cache_excluded, tiers, expires, info, details)
+# ``details`` are the per-token prices of the parts TokenUsage counts apart:
+# (cache_write_1h, input_audio, cache_audio_read). ``tiers`` is None or
+# ((start, (input, output, cache_read, cache_write), details), ...), highest start
+# first: the prices once the whole prompt exceeds ``start`` tokens. ``expires`` is a
+# Unix time after which the record is rebuilt (0.0: never).
+_Base = tuple[float, float, float, float]
+_Details = tuple[float, float, float]
+_Tiers = tuple[tuple[int, _Base, _Details], ...]
+_Record = tuple[
+    float, float, float, float, float, bool, _Tiers | None, float, ModelPrice | None, _Details
+]
+_UNKNOWN: Final[_Record] = (0.0, 0.0, 0.0, 0.0, 0.0, False, None, 0.0, None, (0.0, 0.0, 0.0))
+# An override: USD per million tokens of (input, output, cache_read, cache_write,
+# cache_write_1h, input_audio, cache_audio_read).
+_Prices = tuple[float, float, float, float, float, float, float]
+_FIELDS: Final = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+)
 
 
 def _check_usage(usage: object) -> None:
     """Raise the clear error for a usage that cannot be priced (int subclasses pass)."""
     if not isinstance(usage, TokenUsage):
         raise TypeError(f"usage must be a rastir.pricing.TokenUsage, got {type(usage).__name__}")
-    for field in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"):
+    for field in _FIELDS:
         value = getattr(usage, field)
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"TokenUsage.{field} must be an int, got {type(value).__name__}")
@@ -398,7 +467,10 @@ class PricingRegistry:
     ) -> None:
         self._lock = threading.RLock()
         self._records: dict[tuple[str | None, str], _Record] = {}
-        self._overrides: dict[tuple[str | None, str], tuple[float, float, float, float]] = {}
+        self._overrides: dict[tuple[str | None, str], _Prices] = {}
+        # The model genai-prices resolves each override's name to (None: none), filled
+        # on first use: an override for ``gpt-4o`` also prices ``gpt-4o-2024-08-06``.
+        self._override_ids: dict[tuple[str | None, str], str | None] = {}
         self._profile = STANDARD if profile is None else _check_profile(profile)
         self._provider_profiles: dict[str, PricingProfile] = {}
         self._use_data = bool(use_genai_prices)
@@ -439,14 +511,22 @@ class PricingRegistry:
         o = usage.output_tokens
         r = usage.cache_read_tokens
         w = usage.cache_write_tokens
+        w1 = usage.cache_write_1h_tokens
+        a = usage.input_audio_tokens
+        ra = usage.cache_audio_read_tokens
         if (
             type(i) is not int
             or type(o) is not int
             or type(r) is not int
             or type(w) is not int
-            or (i | o | r | w) < 0
+            or type(w1) is not int
+            or type(a) is not int
+            or type(ra) is not int
+            or (i | o | r | w | w1 | a | ra) < 0
         ):
             _check_usage(usage)
+        if w1 or a or ra:
+            return self.price_parts(provider, model, i, o, r, w, cached_in_input, w1, a, ra)
         return self.price_counts(provider, model, i, o, r, w, cached_in_input)
 
     def price_counts(
@@ -462,7 +542,8 @@ class PricingRegistry:
         """:meth:`price` for counts already known to be ints (the adapters' hot path).
 
         The counts mean what :class:`TokenUsage`'s fields mean; no ``TokenUsage`` is
-        built, and only their signs are checked.
+        built, and only their signs are checked. Counts with parts priced apart (1-hour
+        cache writes, audio) go to :meth:`price_parts`.
 
         Raises:
             TypeError: ``provider``/``model`` have the wrong type.
@@ -480,7 +561,7 @@ class PricingRegistry:
             raise ValueError(f"token counts must be >= 0, got {(i, o, r, w)}")
         if rec is _UNKNOWN:
             return None
-        pin, pout, pcr, pcw, fixed, excluded, tiers, _, _ = rec
+        pin, pout, pcr, pcw, fixed, excluded, tiers, _, _, _ = rec
         if cached_in_input is not None:
             excluded = not cached_in_input
         if not excluded:
@@ -494,11 +575,73 @@ class PricingRegistry:
             # genai-prices' rule: the whole prompt (cached parts included) picks the
             # tier, whose prices then apply to every token ("cliff" pricing).
             total = i + r + w
-            for start, tier in tiers:
+            for start, tier, _ in tiers:
                 if total > start:
                     pin, pout, pcr, pcw = tier
                     break
         return i * pin + o * pout + r * pcr + w * pcw + fixed
+
+    def price_parts(
+        self,
+        provider: str | None,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cached_in_input: bool | None = None,
+        cache_write_1h_tokens: int = 0,
+        input_audio_tokens: int = 0,
+        cache_audio_read_tokens: int = 0,
+    ) -> float | None:
+        """:meth:`price_counts` with the parts :class:`TokenUsage` prices apart.
+
+        ``cache_write_1h_tokens``, ``input_audio_tokens`` and
+        ``cache_audio_read_tokens`` mean what the ``TokenUsage`` fields of those
+        names mean. Kept apart from :meth:`price_counts` so that the common call pays
+        nothing for them.
+
+        Raises:
+            TypeError: ``provider``/``model`` have the wrong type.
+            ValueError: A count is negative, the cache counts exceed an input count
+                that should contain them, or a part exceeds the count it is part of.
+        """
+        base = self.price_counts(
+            provider,
+            model,
+            input_tokens,
+            output_tokens,
+            cache_read_tokens,
+            cache_write_tokens,
+            cached_in_input,
+        )
+        w1, a, ra = cache_write_1h_tokens, input_audio_tokens, cache_audio_read_tokens
+        if (w1 | a | ra) < 0:
+            raise ValueError(f"token counts must be >= 0, got {(w1, a, ra)}")
+        if base is None:
+            return None
+        i, r, w = input_tokens, cache_read_tokens, cache_write_tokens
+        rec = self._resolve(provider, model)
+        if not (rec[5] if cached_in_input is None else not cached_in_input):
+            i -= r + w  # price_counts checked that this is not negative
+        uncached_audio = a - ra
+        if w1 > w or ra > r or uncached_audio < 0 or uncached_audio > i:
+            raise ValueError(
+                f"token parts exceed their counts: cache_write_1h {w1} of {w} cache "
+                f"writes, cache_audio_read {ra} of {r} cache reads and of {a} audio, "
+                f"{uncached_audio} uncached audio of {i} uncached input"
+            )
+        pin, _, pcr, pcw, _, _, tiers, _, _, details = rec
+        if tiers is not None:
+            total = i + r + w
+            for start, tier, tier_details in tiers:
+                if total > start:
+                    pin, _, pcr, pcw = tier
+                    details = tier_details
+                    break
+        p1h, paudio, pcaudio = details
+        # Each part replaces its share of the count it belongs to.
+        return base + w1 * (p1h - pcw) + uncached_audio * (paudio - pin) + ra * (pcaudio - pcr)
 
     # -- configuration ------------------------------------------------------------
 
@@ -511,6 +654,9 @@ class PricingRegistry:
         cache_read: float | None = None,
         cache_write: float | None = None,
         provider: str | None = None,
+        cache_write_1h: float | None = None,
+        input_audio: float | None = None,
+        cache_audio_read: float | None = None,
     ) -> None:
         """Set your own price for a model, in USD per million tokens.
 
@@ -524,6 +670,11 @@ class PricingRegistry:
         ARNs that name no model (application inference profiles) are priced only by an
         override for the ARN itself.
 
+        With genai-prices installed, an override also prices every name genai-prices
+        resolves to the same model: one for ``gpt-4o`` prices a response that names
+        ``gpt-4o-2024-08-06``. An override for the name itself (any provider) wins
+        over those.
+
         Args:
             model: The model id.
             input: Price of uncached input tokens.
@@ -531,6 +682,10 @@ class PricingRegistry:
             cache_read: Price of cache-read tokens; the input price when omitted.
             cache_write: Price of cache-write tokens; the input price when omitted.
             provider: Restrict the override to one provider.
+            cache_write_1h: Price of 1-hour cache writes; ``cache_write`` when omitted.
+            input_audio: Price of audio input tokens; the input price when omitted.
+            cache_audio_read: Price of audio read from the cache; ``cache_read`` when
+                omitted.
 
         Raises:
             TypeError: A price is not a number, or ``model``/``provider`` is not a str.
@@ -541,8 +696,13 @@ class PricingRegistry:
         pout = _non_negative("output", output)
         pcr = pin if cache_read is None else _non_negative("cache_read", cache_read)
         pcw = pin if cache_write is None else _non_negative("cache_write", cache_write)
+        p1h = pcw if cache_write_1h is None else _non_negative("cache_write_1h", cache_write_1h)
+        pau = pin if input_audio is None else _non_negative("input_audio", input_audio)
+        pcau = (
+            pcr if cache_audio_read is None else _non_negative("cache_audio_read", cache_audio_read)
+        )
         with self._lock:
-            self._overrides[key] = (pin, pout, pcr, pcw)
+            self._overrides[key] = (pin, pout, pcr, pcw, p1h, pau, pcau)
             self._records = {}
 
     def remove_model_price(self, model: str, *, provider: str | None = None) -> bool:
@@ -550,6 +710,7 @@ class PricingRegistry:
         key = self._override_key(provider, model)
         with self._lock:
             found = self._overrides.pop(key, None) is not None
+            self._override_ids.pop(key, None)
             self._records = {}
         return found
 
@@ -682,7 +843,7 @@ class PricingRegistry:
         for p, m in _override_lookups(canonical, model, candidates):
             found = self._overrides.get((p, m))
             if found is not None:
-                return _from_override(canonical, found, mult, f"override:{p or '*'}/{m}")
+                return _from_override(canonical, model, found, mult, f"override:{p or '*'}/{m}")
 
         data = self._load_data()
         if data is None:
@@ -693,8 +854,54 @@ class PricingRegistry:
                 gp_provider, info = snapshot.find_provider_model(m, None, p, None)
             except LookupError:
                 continue
+            if self._overrides:
+                # No override names the model as called; one may name the model
+                # genai-prices resolves it to (``gpt-4o`` for ``gpt-4o-2024-08-06``).
+                key = self._override_for_id(snapshot, canonical, model, str(info.id))
+                if key is not None:
+                    return _from_override(
+                        canonical,
+                        str(info.id),
+                        self._overrides[key],
+                        mult,
+                        f"override:{key[0] or '*'}/{key[1]} (as genai-prices:{info.id})",
+                    )
             return _from_genai_prices(canonical, gp_provider, info, profile, f"{p or '*'}/{m}")
         return _UNKNOWN
+
+    def _override_for_id(
+        self, snapshot: Any, canonical: str | None, model: str, model_id: str
+    ) -> tuple[str | None, str] | None:
+        """The override whose name genai-prices resolves to ``model_id``, or None.
+
+        The providers an override may be restricted to are those of the exact-name
+        lookups: the caller's (and AWS for a Bedrock id), then any. Within one, an
+        override named ``model_id`` itself wins, then the first one set.
+        """
+        target = model_id.lower()
+        billed_by: list[str | None] = [canonical]
+        if _bedrock_parts(model) is not None:
+            billed_by.append("aws")
+        billed_by.append(None)
+        ids = self._override_ids
+        for provider in dict.fromkeys(billed_by):
+            matches: list[tuple[str | None, str]] = []
+            for key in self._overrides:
+                if key[0] != provider:
+                    continue
+                if key not in ids:
+                    try:
+                        _, info = snapshot.find_provider_model(key[1], None, key[0], None)
+                    except LookupError:
+                        ids[key] = None
+                    else:
+                        ids[key] = str(info.id).lower()
+                if ids[key] == target:
+                    matches.append(key)
+            if matches:
+                exact = [k for k in matches if k[1] == target]
+                return (exact or matches)[0]
+        return None
 
 
 def _bedrock_names(model: str) -> list[str] | None:
@@ -747,22 +954,28 @@ def _override_lookups(
 
 
 def _from_override(
-    canonical: str | None, found: tuple[float, float, float, float], mult: float, source: str
+    canonical: str | None, model: str, found: _Prices, mult: float, source: str
 ) -> _Record:
-    pin, pout, pcr, pcw = (x * mult for x in found)
-    excluded = canonical in _CACHE_EXCLUDED
+    pin, pout, pcr, pcw, p1h, pau, pcau = (x * mult for x in found)
+    # A Bedrock id names its host whatever the caller called the provider.
+    home = "aws" if _bedrock_parts(model) is not None else None
+    excluded = _cache_excluded(canonical, model, home)
     info = ModelPrice(
         input=pin,
         output=pout,
         cache_read=pcr,
         cache_write=pcw,
+        cache_write_1h=p1h,
+        input_audio=pau,
+        cache_audio_read=pcau,
         per_request=0.0,
         cached_in_input=not excluded,
         tiered=False,
         source=source,
     )
     m = _PER_MILLION
-    return (pin / m, pout / m, pcr / m, pcw / m, 0.0, excluded, None, 0.0, info)
+    details = (p1h / m, pau / m, pcau / m)
+    return (pin / m, pout / m, pcr / m, pcw / m, 0.0, excluded, None, 0.0, info, details)
 
 
 def _check_profile(profile: object) -> PricingProfile:
@@ -791,10 +1004,26 @@ def _from_genai_prices(
             return []
         return sorted(((int(t.start), float(t.price) * mult) for t in value.tiers), reverse=True)
 
+    excluded = _cache_excluded(canonical, str(info.id), gp_provider.id)
     raw_in = prices.input_mtok
     raw_out = prices.output_mtok
     if raw_in is None and raw_out is None:
-        return _UNKNOWN  # priced per second, per page...: not by token
+        if any(v is not None for v in vars(prices).values()):
+            return _UNKNOWN  # priced per second, per page...: not by token
+        # An empty price entry: genai-prices lists the model as free
+        # (``mistral-nemo:free``, ``moderation``) and prices its calls at $0.
+        model_price = ModelPrice(
+            input=0.0,
+            output=0.0,
+            cache_read=0.0,
+            cache_write=0.0,
+            per_request=0.0,
+            cached_in_input=not excluded,
+            tiered=False,
+            source=f"genai-prices:{gp_provider.id}/{info.id} (free; looked up as {found})",
+        )
+        free = (0.0, 0.0, 0.0)
+        return (0.0, 0.0, 0.0, 0.0, 0.0, excluded, None, _expiry(info, now), model_price, free)
     raw_cr = prices.cache_read_mtok
     raw_cw = prices.cache_write_mtok
     if raw_cw is None:
@@ -805,7 +1034,21 @@ def _from_genai_prices(
         raw_cr = raw_in
     if raw_cw is None:
         raw_cw = raw_in
-    raw = (raw_in, raw_out, raw_cr, raw_cw)
+    # The parts TokenUsage counts apart, billed as the count they belong to when the
+    # data has no price for them (genai-prices' leaf rule): a 1-hour write as a write,
+    # audio as input, cached audio as a cache read.
+    raw_1h = prices.cache_write_1h_mtok
+    raw_audio = prices.input_audio_mtok
+    raw_caudio = prices.cache_audio_read_mtok
+    raw = (
+        raw_in,
+        raw_out,
+        raw_cr,
+        raw_cw,
+        raw_cw if raw_1h is None else raw_1h,
+        raw_in if raw_audio is None else raw_audio,
+        raw_cr if raw_caudio is None else raw_caudio,
+    )
     bases = [per_million(v) for v in raw]
     kind_steps = [steps(v) for v in raw]
     # Each kind has its own tiers. Merge them into one list of breakpoints, each with
@@ -813,37 +1056,42 @@ def _from_genai_prices(
     starts = sorted({start for st in kind_steps for start, _ in st}, reverse=True)
     tiers: _Tiers | None = None
     if starts:
-        tiers = tuple((s, _prices_at(kind_steps, s, bases)) for s in starts)
+        tiers = tuple((s, *_prices_at(kind_steps, s, bases)) for s in starts)
     m = _PER_MILLION
-    pin, pout, pcr, pcw = (x / m for x in bases)
+    pin, pout, pcr, pcw, p1h, paudio, pcaudio = (x / m for x in bases)
     requests = prices.requests_kcount
     per_request = float(requests) * mult / 1000.0 if requests is not None else 0.0
-
-    if canonical in _CACHE_EXCLUDED:
-        excluded = True
-    elif canonical in _CLAUDE_HOSTS and "claude" in str(info.id):
-        # Claude on Vertex AI or Azure AI Foundry answers with Anthropic's own usage
-        # shape, where input_tokens leaves out the cache.
-        excluded = True
-    else:
-        # No provider from the caller: assume the model's home provider's API shape.
-        excluded = canonical is None and gp_provider.id in _CACHE_EXCLUDED
     model_price = ModelPrice(
         input=bases[0],
         output=bases[1],
         cache_read=bases[2],
         cache_write=bases[3],
+        cache_write_1h=bases[4],
+        input_audio=bases[5],
+        cache_audio_read=bases[6],
         per_request=per_request,
         cached_in_input=not excluded,
         tiered=tiers is not None,
         source=f"genai-prices:{gp_provider.id}/{info.id} (looked up as {found})",
     )
-    return (pin, pout, pcr, pcw, per_request, excluded, tiers, _expiry(info, now), model_price)
+    details = (p1h, paudio, pcaudio)
+    return (
+        pin,
+        pout,
+        pcr,
+        pcw,
+        per_request,
+        excluded,
+        tiers,
+        _expiry(info, now),
+        model_price,
+        details,
+    )
 
 
 def _prices_at(
     kind_steps: list[list[tuple[int, float]]], start: int, bases: list[float]
-) -> tuple[float, float, float, float]:
+) -> tuple[_Base, _Details]:
     """Per-token prices once the prompt exceeds ``start``: per kind, its highest tier
     starting at or below ``start``, else its base price."""
     found = list(bases)
@@ -853,7 +1101,10 @@ def _prices_at(
                 found[k] = price
                 break
     m = _PER_MILLION
-    return (found[0] / m, found[1] / m, found[2] / m, found[3] / m)
+    return (
+        (found[0] / m, found[1] / m, found[2] / m, found[3] / m),
+        (found[4] / m, found[5] / m, found[6] / m),
+    )
 
 
 def _expiry(info: Any, now: datetime) -> float:

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from rastir import _config
 from rastir.adapters import _content
-from rastir.adapters.base import AdapterResult
+from rastir.adapters.base import AdapterResult, get, int_or_none
 from rastir.adapters.registry import AdapterRegistry, get_registry
 
 __all__ = [
@@ -81,6 +81,25 @@ _HOSTS: Final[dict[str, frozenset[str]]] = {
     "anthropic": frozenset(("aws.bedrock", "gcp.vertex_ai", "azure.ai.inference")),
     "gcp.gemini": frozenset(("gcp.vertex_ai",)),
 }
+
+# Providers whose Chat Completions ``completion_tokens`` leave the reasoning tokens
+# out (genai-prices' x-ai "chat" extractor adds them); OpenAI's include them.
+_REASONING_OUTSIDE: Final = frozenset(("x_ai", "xai", "x-ai", "xAI", "X_AI", "XAI"))
+
+
+def _chat_reasoning(result: Any) -> int | None:
+    """``usage.completion_tokens_details.reasoning_tokens`` of a Chat Completions
+    response (object or dict), else None. The Responses API's ``output_tokens``
+    include the reasoning tokens for xAI too: not read there."""
+    try:
+        usage = get(result, "usage")
+        if usage is None or get(usage, "prompt_tokens") is None:
+            return None
+        details = get(usage, "completion_tokens_details")
+        return None if details is None else int_or_none(get(details, "reasoning_tokens"))
+    except Exception:
+        return None
+
 
 _registry: AdapterRegistry | None = None
 
@@ -281,6 +300,8 @@ def _merge(results: list[AdapterResult]) -> AdapterResult:
             merged.cache_read_tokens = r.cache_read_tokens
         if r.cache_write_tokens is not None:
             merged.cache_write_tokens = r.cache_write_tokens
+        if r.usage_details:
+            merged.usage_details = {**(merged.usage_details or {}), **r.usage_details}
         if r.finish_reason:
             merged.finish_reason = r.finish_reason
         if r.finish_reasons:
@@ -315,8 +336,13 @@ def write_result(
     r: AdapterResult,
     explicit_model: str | None = None,
     explicit_provider: str | None = None,
+    result: Any = None,
 ) -> None:
-    """Put one (merged) result on a span's attributes, then price it."""
+    """Put one (merged) result on a span's attributes, then price it.
+
+    ``result`` is the response ``r`` was read from, if any: a few counts that matter
+    for a single provider are read from it only then.
+    """
     if r.extra_attributes:
         attrs.update(r.extra_attributes)
     model = r.model
@@ -329,20 +355,31 @@ def write_result(
             # The decorator's word wins the label; what the provider said is kept.
             attrs["rastir.response.model_reported"] = model
     provider = r.provider
-    if provider and explicit_provider is None:
-        # An OpenAI-shaped response says nothing about who served it (Azure, Groq, a
-        # gateway): any provider found in the request stays. Anthropic's and
-        # google-genai's classes are the same whoever hosts the model, so a host the
-        # request named (Bedrock, Vertex AI) stays too.
-        if provider == "openai":
-            keep = "gen_ai.provider.name" in attrs
-        else:
-            hosts = _HOSTS.get(provider)
-            keep = hosts is not None and attrs.get("gen_ai.provider.name") in hosts
-        if not keep:
-            attrs["gen_ai.provider.name"] = provider
     tin = r.tokens_input
     tout = r.tokens_output
+    if provider == "openai":
+        # An OpenAI-shaped response says nothing about who served it (Azure, Groq, a
+        # gateway): any provider found in the request stays.
+        host = attrs.get("gen_ai.provider.name")
+        if host is None:
+            if explicit_provider is None:
+                attrs["gen_ai.provider.name"] = provider
+        elif host in _REASONING_OUTSIDE and tout is not None:
+            # Reasoning tokens are output tokens (AUD-6): xAI's Chat Completions
+            # completion_tokens leave them out (OpenAI's include them).
+            details = r.usage_details
+            reasoning = details.get("reasoning_tokens") if details else None
+            if reasoning is None and result is not None:
+                reasoning = _chat_reasoning(result)
+            if reasoning:
+                tout += reasoning
+                attrs["gen_ai.usage.reasoning.output_tokens"] = reasoning
+    elif provider and explicit_provider is None:
+        # Anthropic's and google-genai's classes are the same whoever hosts the
+        # model, so a host the request named (Bedrock, Vertex AI) stays.
+        hosts = _HOSTS.get(provider)
+        if hosts is None or attrs.get("gen_ai.provider.name") not in hosts:
+            attrs["gen_ai.provider.name"] = provider
     if tin is not None:
         attrs["gen_ai.usage.input_tokens"] = tin
     if tout is not None:
@@ -376,8 +413,25 @@ def write_result(
     if not name:
         attrs["rastir.cost.unknown"] = True
         return
+    details = r.usage_details
     try:
-        cost = price(attrs.get("gen_ai.provider.name"), name, tin or 0, tout or 0, cr or 0, cw or 0)
+        if details:
+            cost = _pricing_parts(
+                attrs.get("gen_ai.provider.name"),
+                name,
+                tin or 0,
+                tout or 0,
+                cr or 0,
+                cw or 0,
+                None,
+                details.get("cache_write_1h_tokens", 0),
+                details.get("input_audio_tokens", 0),
+                details.get("cache_audio_read_tokens", 0),
+            )
+        else:
+            cost = price(
+                attrs.get("gen_ai.provider.name"), name, tin or 0, tout or 0, cr or 0, cw or 0
+            )
     except Exception:
         _log.debug("rastir: pricing failed", exc_info=True)
         cost = None
@@ -418,7 +472,7 @@ def response_phase(
         if not results:
             return
         merged = results[0] if len(results) == 1 else _merge(results)
-    write_result(attrs, merged, explicit_model, explicit_provider)
+    write_result(attrs, merged, explicit_model, explicit_provider, result)
     if _config._settings.capture_content:
         try:
             messages = merged.output_messages or reg.output_messages(result)
@@ -432,16 +486,21 @@ def response_phase(
 # The process's PricingRegistry.price_counts once imported; False without
 # rastir.pricing. get_pricing() returns one registry for the life of the process.
 _pricing: Any = None
+# Its price_parts: a call whose usage has parts priced apart (1-hour cache writes,
+# audio); set with _pricing.
+_pricing_parts: Any = None
 
 
 def _load_pricing() -> Any:
-    global _pricing
+    global _pricing, _pricing_parts
     try:
         from rastir.pricing import get_pricing
     except ImportError:
         _pricing = False
     else:
-        _pricing = get_pricing().price_counts
+        registry = get_pricing()
+        _pricing_parts = registry.price_parts
+        _pricing = registry.price_counts
     return _pricing
 
 

@@ -22,7 +22,7 @@ from rastir import _config
 from rastir._instrument import record_exception
 from rastir.adapters import _content
 from rastir.adapters._apply import write_result
-from rastir.adapters.base import AdapterResult
+from rastir.adapters.base import AdapterResult, TokenDelta
 from rastir.adapters.registry import get_registry
 from rastir.export._pipeline import PIPELINE
 from rastir.spans import Span
@@ -80,6 +80,7 @@ class StreamRecorder:
         "cache_read",
         "cache_write",
         "chunks",
+        "details",
         "ended",
         "explicit_model",
         "explicit_provider",
@@ -107,6 +108,8 @@ class StreamRecorder:
         self.tokens_out: int | None = None
         self.cache_read: int | None = None
         self.cache_write: int | None = None
+        # The counts that only refine the price (TokenDelta.usage_details), by name.
+        self.details: dict[str, int] | None = None
         self.model: str | None = None
         self.provider: str | None = None
         self.finish: str | None = None
@@ -150,6 +153,8 @@ class StreamRecorder:
                     self.cache_read = (self.cache_read or 0) + d.cache_read_tokens
                 if d.cache_write_tokens is not None:
                     self.cache_write = (self.cache_write or 0) + d.cache_write_tokens
+            if d.usage_details:
+                self._details(d)
             if d.model:
                 self.model = d.model
             if d.provider:
@@ -173,6 +178,13 @@ class StreamRecorder:
             self.span.add_event("rastir.first_token", {"rastir.ttft_ms": ttft})
         if text and self.texts is not None:
             self.texts.append(text)
+
+    def _details(self, d: TokenDelta) -> None:
+        details = self.details
+        if details is None:
+            details = self.details = {}
+        for key, value in (d.usage_details or {}).items():
+            details[key] = value if d.cumulative else details.get(key, 0) + value
 
     def end(self, partial: bool, final: Any = None) -> None:
         """Write what the stream said onto the span (once). Never raises."""
@@ -198,6 +210,8 @@ class StreamRecorder:
         )
         if self.extra:
             r.extra_attributes = self.extra
+        if self.details:
+            r.usage_details = dict(self.details)
         if final is not None:
             # The stream's own final object (anthropic's message snapshot, CrewAI's
             # CrewOutput) is more complete than the chunks seen, if any were skipped.
@@ -215,6 +229,8 @@ class StreamRecorder:
                     value = getattr(found, field)
                     if value is not None:
                         setattr(r, field, value)
+                if found.usage_details:
+                    r.usage_details = {**(r.usage_details or {}), **found.usage_details}
                 if found.extra_attributes:
                     r.extra_attributes.update(found.extra_attributes)
         write_result(attrs, r, self.explicit_model, self.explicit_provider)

@@ -1,7 +1,9 @@
 """Anthropic adapter (priority 150): ``Message`` and the streaming events.
 
 Anthropic's ``input_tokens`` excludes cached tokens: cache reads and cache writes are
-separate counts (``cache_read_input_tokens``, ``cache_creation_input_tokens``).
+separate counts (``cache_read_input_tokens``, ``cache_creation_input_tokens``). The
+writes with a 1-hour lifetime (``cache_creation.ephemeral_1h_input_tokens``, part of
+``cache_creation_input_tokens``) cost more than the 5-minute ones and are priced apart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from rastir.adapters.base import (
     AdapterResult,
     BaseAdapter,
     TokenDelta,
+    add_usage_detail,
     in_package,
     int_or_none,
     str_or_none,
@@ -52,6 +55,11 @@ def _usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
     cw = int_or_none(getattr(usage, "cache_creation_input_tokens", None))
     if cw is not None:
         r.cache_write_tokens = cw
+        if cw:
+            # Two reads, and only for a call that wrote the cache.
+            hour = getattr(getattr(usage, "cache_creation", None), "ephemeral_1h_input_tokens", 0)
+            if hour:
+                add_usage_detail(r, "cache_write_1h_tokens", hour)
 
 
 def _ours(cls: type) -> bool:

@@ -17,15 +17,30 @@ __all__ = [
     "FALLBACK",
     "FRAMEWORK",
     "PROVIDER",
+    "USAGE_DETAILS",
     "AdapterResult",
     "BaseAdapter",
     "TokenDelta",
+    "add_usage_detail",
     "detect_provider_from_module",
     "get",
     "in_package",
     "int_or_none",
     "str_or_none",
 ]
+
+# The keys of ``usage_details``. The first three are ``rastir.pricing.TokenUsage``
+# fields, parts of the main counts priced apart: 1-hour cache writes (part of the
+# cache writes), the prompt's audio tokens and the audio read from the cache.
+# ``reasoning_tokens`` is a Chat Completions response's
+# ``completion_tokens_details.reasoning_tokens``: inside the output count for OpenAI,
+# outside it for xAI, whose spans get them added (``_apply.write_result``).
+USAGE_DETAILS: Final = (
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "cache_audio_read_tokens",
+    "reasoning_tokens",
+)
 
 FRAMEWORK: Final = "framework"
 PROVIDER: Final = "provider"
@@ -39,6 +54,10 @@ class AdapterResult:
     ``None`` means "not known here": the pipeline keeps whatever another phase or
     adapter found. ``tokens_input`` is as the provider reports it (OpenAI counts
     cached tokens inside it, Anthropic does not); the cache counts are separate.
+
+    ``usage_details`` holds the rarer counts that only refine the price, by name
+    (see :data:`USAGE_DETAILS`), or None: most responses have none, and one field
+    keeps building a result cheap.
     """
 
     unwrapped_result: Any = None
@@ -56,6 +75,7 @@ class AdapterResult:
     # The generated messages, as OTel GenAI output messages; recorded only with
     # capture_content on.
     output_messages: list[dict[str, Any]] | None = None
+    usage_details: dict[str, int] | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +101,8 @@ class TokenDelta:
     cache_write_tokens: int | None = None
     response_id: str | None = None
     extra_attributes: dict[str, Any] | None = None
+    # Running totals or increments like the counts above; see AdapterResult.
+    usage_details: dict[str, int] | None = None
 
 
 class BaseAdapter:
@@ -238,6 +260,16 @@ def detect_provider_from_module(module: str) -> str | None:
         if hint in lowered:
             return provider
     return found
+
+
+def add_usage_detail(r: AdapterResult | TokenDelta, key: str, count: Any) -> None:
+    """Record one of the :data:`USAGE_DETAILS` counts on ``r`` when it is a count > 0."""
+    value = int_or_none(count)
+    if value:
+        details = r.usage_details
+        if details is None:
+            details = r.usage_details = {}
+        details[key] = value
 
 
 def in_package(cls: type, package: str) -> bool:

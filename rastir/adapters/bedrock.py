@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from rastir.adapters._content import to_parts
-from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+from rastir.adapters.base import (
+    AdapterResult,
+    BaseAdapter,
+    TokenDelta,
+    add_usage_detail,
+    int_or_none,
+    str_or_none,
+)
 
 __all__ = ["BedrockAdapter", "guardrail_attributes"]
 
@@ -107,6 +114,16 @@ def _usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
         r.tokens_output = int_or_none(usage.get("outputTokens"))
         r.cache_read_tokens = int_or_none(usage.get("cacheReadInputTokens"))
         r.cache_write_tokens = int_or_none(usage.get("cacheWriteInputTokens"))
+        details = usage.get("cacheDetails")
+        if r.cache_write_tokens and isinstance(details, list):
+            # Converse reports each cache write's lifetime; 1-hour writes cost more.
+            hour = [
+                int_or_none(d.get("inputTokens"))
+                for d in details
+                if isinstance(d, Mapping) and d.get("ttl") == "1h"
+            ]
+            if hour and None not in hour:
+                add_usage_detail(r, "cache_write_1h_tokens", sum(x or 0 for x in hour))
 
 
 class BedrockAdapter(BaseAdapter):

@@ -10,6 +10,10 @@ their sum, as OpenAI's ``completion_tokens`` already includes its reasoning toke
 (and as genai-prices counts them); the thinking tokens are also recorded alone as
 ``gen_ai.usage.reasoning.output_tokens``. Likewise the input count adds
 ``tool_use_prompt_token_count`` (the results of built-in tools), billed as input.
+
+Audio input costs more than text: the ``AUDIO`` entries of ``prompt_tokens_details``
+and ``cache_tokens_details`` are read as the audio part of the prompt and of the cache
+reads, and priced with the model's audio prices (as genai-prices does).
 """
 
 from __future__ import annotations
@@ -17,13 +21,34 @@ from __future__ import annotations
 from typing import Any
 
 from rastir.adapters._content import to_parts
-from rastir.adapters.base import AdapterResult, BaseAdapter, TokenDelta, int_or_none, str_or_none
+from rastir.adapters.base import (
+    AdapterResult,
+    BaseAdapter,
+    TokenDelta,
+    add_usage_detail,
+    int_or_none,
+    str_or_none,
+)
 
 __all__ = ["GeminiAdapter"]
 
 
 def _ours(cls: type) -> bool:
     return cls.__name__ == "GenerateContentResponse" and cls.__module__.startswith("google.")
+
+
+def _audio(details: Any) -> int | None:
+    """The ``AUDIO`` token count of a list of ``ModalityTokenCount``, or None."""
+    if not details:
+        return None
+    total = None
+    for item in details:
+        modality = getattr(item, "modality", None)
+        if str_or_none(modality) == "AUDIO":
+            count = int_or_none(getattr(item, "token_count", None))
+            if count:
+                total = (total or 0) + count
+    return total
 
 
 def _read(r: AdapterResult | TokenDelta, result: Any) -> None:
@@ -46,6 +71,11 @@ def _read(r: AdapterResult | TokenDelta, result: Any) -> None:
             extra["gen_ai.usage.reasoning.output_tokens"] = thoughts
         r.tokens_output = out
         r.cache_read_tokens = int_or_none(getattr(usage, "cached_content_token_count", None))
+        audio = _audio(getattr(usage, "prompt_tokens_details", None))
+        if audio:
+            add_usage_detail(r, "input_audio_tokens", audio)
+            cached = _audio(getattr(usage, "cache_tokens_details", None))
+            add_usage_detail(r, "cache_audio_read_tokens", cached)
     candidates = getattr(result, "candidates", None)
     if candidates:
         reason = getattr(candidates[0], "finish_reason", None)

@@ -14,6 +14,8 @@ from rastir.adapters.base import (
     AdapterResult,
     BaseAdapter,
     TokenDelta,
+    add_usage_detail,
+    get,
     in_package,
     int_or_none,
     str_or_none,
@@ -57,22 +59,30 @@ def _is_response_event(cls: type) -> bool:
 
 
 def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
-    """``prompt_tokens``/``completion_tokens`` (or the Responses API names) into ``r``."""
-    tin = getattr(usage, "prompt_tokens", None)
+    """``prompt_tokens``/``completion_tokens`` (or the Responses API names) into ``r``.
+
+    Also reads OpenAI-compatible SDKs whose token details are plain dicts (mistralai
+    keeps ``prompt_tokens_details`` as a dict).
+    """
+    tin = get(usage, "prompt_tokens")
     if tin is None:
-        tin = getattr(usage, "input_tokens", None)
-        tout = getattr(usage, "output_tokens", None)
-        details = getattr(usage, "input_tokens_details", None)
+        tin = get(usage, "input_tokens")
+        tout = get(usage, "output_tokens")
+        details = get(usage, "input_tokens_details")
     else:
-        tout = getattr(usage, "completion_tokens", None)
-        details = getattr(usage, "prompt_tokens_details", None)
+        tout = get(usage, "completion_tokens")
+        details = get(usage, "prompt_tokens_details")
+        out_details = get(usage, "completion_tokens_details")
+        if out_details is not None:
+            add_usage_detail(r, "reasoning_tokens", get(out_details, "reasoning_tokens"))
     r.tokens_input = int_or_none(tin)
     r.tokens_output = int_or_none(tout)
     if details is not None:
-        r.cache_read_tokens = int_or_none(getattr(details, "cached_tokens", None))
-        written = int_or_none(getattr(details, "cache_write_tokens", None))
+        r.cache_read_tokens = int_or_none(get(details, "cached_tokens"))
+        written = int_or_none(get(details, "cache_write_tokens"))
         if written:
             r.cache_write_tokens = written
+        add_usage_detail(r, "input_audio_tokens", get(details, "audio_tokens"))
 
 
 def _response_status(response: Any) -> str | None:
@@ -103,12 +113,19 @@ class OpenAIAdapter(BaseAdapter):
         model = result.model
         rid = result.id
         usage = result.usage
-        tin = tout = cached = written = None
+        tin = tout = cached = written = audio = None
         if usage is not None:
             tin = getattr(usage, "prompt_tokens", None)
             if tin is not None:
                 tout = usage.completion_tokens
                 details = getattr(usage, "prompt_tokens_details", None)
+                if details is not None and model.__class__ is str and "audio" in model:
+                    # Only OpenAI's audio models (gpt-audio, gpt-4o-audio-preview) take
+                    # audio in Chat Completions, at up to 13x the text price; other
+                    # models skip the read.
+                    audio = details.audio_tokens
+                # The reasoning tokens are read only for xAI, whose completion_tokens
+                # leave them out (write_result); OpenAI's include them.
             else:  # Responses API names
                 tin = getattr(usage, "input_tokens", None)
                 tout = getattr(usage, "output_tokens", None)
@@ -138,6 +155,8 @@ class OpenAIAdapter(BaseAdapter):
             written if written.__class__ is int else None,
             rid if rid.__class__ is str and rid else None,
             reasons,
+            None,
+            {"input_audio_tokens": audio} if audio else None,
         )
 
     def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:

@@ -326,3 +326,353 @@ def test_cohere_without_billed_units_falls_back_to_its_token_counts() -> None:
     attrs = _attrs(response, model="command-r-plus-08-2024")
     assert attrs["gen_ai.usage.input_tokens"] == 20
     assert attrs["gen_ai.usage.output_tokens"] == 5
+
+
+# -- genai-prices' own reading of a response body, as the expected price ---------------------------
+def _genai_prices_of(body: dict[str, Any], provider: str, flavor: str = "default") -> float:
+    """What genai-prices' ``extract_usage`` + ``calc_price`` charge for a raw body."""
+    from genai_prices import extract_usage
+
+    return float(
+        extract_usage(body, provider_id=provider, api_flavor=flavor).calc_price().total_price
+    )
+
+
+# -- Mistral: cached tokens in a plain-dict prompt_tokens_details ----------------------------------
+MISTRAL_CACHED: dict[str, Any] = {
+    "id": "mi-c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "mistral-large-2512",
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "hi"}}
+    ],
+    "usage": {
+        "prompt_tokens": 100_000,
+        "completion_tokens": 100,
+        "total_tokens": 100_100,
+        "prompt_tokens_details": {"cached_tokens": 90_000},
+    },
+}
+
+
+def test_mistral_cached_tokens_are_read_from_its_dict_details_and_priced_as_cache_reads() -> None:
+    from mistralai.client.models import ChatCompletionResponse
+
+    response = ChatCompletionResponse.model_validate(MISTRAL_CACHED)
+    # The SDK keeps it as an undeclared field, a plain dict.
+    assert response.usage.model_extra == {"prompt_tokens_details": {"cached_tokens": 90_000}}
+    attrs = _attrs(response)
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 90_000
+    expected = _genai_prices_of(MISTRAL_CACHED, "mistral")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+    # 5x less than the same prompt uncached: the cache is not ignored.
+    assert (
+        expected
+        < _genai_prices_total(
+            "mistral", "mistral-large-2512", input_tokens=100_000, output_tokens=100
+        )
+        / 2
+    )
+
+
+def test_a_mistral_stream_prices_its_cached_tokens_too() -> None:
+    from mistralai.client.models import CompletionEvent
+
+    chunk = {
+        "id": "mi-c",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "mistral-large-2512",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+        "usage": MISTRAL_CACHED["usage"],
+    }
+
+    @rastir.llm
+    def chat() -> Iterator[Any]:
+        yield CompletionEvent.model_validate({"data": chunk})
+
+    with capture_spans() as spans:
+        list(chat())
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 90_000
+    assert attrs["rastir.cost.usd"] == pytest.approx(_genai_prices_of(MISTRAL_CACHED, "mistral"))
+
+
+# -- Claude on Vertex AI / Azure with a price override -------------------------------------------
+def _claude_message(model: str, **usage: Any) -> Any:
+    from anthropic.types import Message
+
+    return Message.model_validate(
+        {
+            "id": "msg_v",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [{"type": "text", "text": "hi"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": usage,
+        }
+    )
+
+
+@pytest.mark.parametrize("host", ["gcp.vertex_ai", "azure.ai.inference"])
+@pytest.mark.parametrize("override_provider", ["host", None])
+def test_a_price_override_for_claude_on_a_cloud_keeps_anthropics_cache_counting(
+    prices: Any, host: str, override_provider: str | None
+) -> None:
+    message = _claude_message(
+        "claude-3-5-sonnet-v2@20241022",
+        input_tokens=1500,
+        output_tokens=900,
+        cache_read_input_tokens=8000,
+        cache_creation_input_tokens=2000,
+    )
+    prices.set(
+        "claude-3-5-sonnet-v2",
+        host if override_provider == "host" else None,
+        input=2.0,
+        output=10.0,
+        cache_read=0.2,
+        cache_write=2.5,
+    )
+
+    @rastir.llm(provider=host)
+    def call() -> Any:
+        return message
+
+    with capture_spans() as spans:
+        call()
+    attrs = spans.one(kind="llm").attributes
+    # input_tokens leaves the cache out, as Anthropic's own API does.
+    expected = (1500 * 2.0 + 8000 * 0.2 + 2000 * 2.5 + 900 * 10.0) / 1e6
+    assert "rastir.cost.unknown" not in attrs
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+
+
+# -- an override for a base model prices its dated snapshots ---------------------------------------
+def test_an_override_for_the_base_model_prices_the_dated_snapshot_the_api_answers_with(
+    prices: Any,
+) -> None:
+    # OpenAI answers model="gpt-4o" with "gpt-4o-2024-08-06".
+    prices.set("gpt-4o", None, input=1.0, output=4.0)
+    usage = {"prompt_tokens": 1_000_000, "completion_tokens": 1000, "total_tokens": 1_001_000}
+    attrs = _attrs(objects.openai_chat(usage=usage))
+    assert attrs["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert attrs["rastir.cost.usd"] == pytest.approx(1.0 + 0.004)
+
+
+def test_an_override_for_the_exact_snapshot_beats_one_for_its_base_model(prices: Any) -> None:
+    prices.set("gpt-4o", "openai", input=1.0, output=4.0)
+    prices.set("gpt-4o-2024-08-06", None, input=2.0, output=8.0)
+    usage = {"prompt_tokens": 1_000_000, "completion_tokens": 0, "total_tokens": 1_000_000}
+    assert _attrs(objects.openai_chat(usage=usage))["rastir.cost.usd"] == pytest.approx(2.0)
+
+
+# -- Anthropic 1-hour cache writes ------------------------------------------------------------
+ANTHROPIC_1H: dict[str, Any] = {
+    "id": "msg_1h",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-20250514",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 100,
+        "output_tokens": 100,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 10_000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 6_000, "ephemeral_5m_input_tokens": 4_000},
+    },
+}
+
+
+def test_anthropic_one_hour_cache_writes_are_priced_at_their_own_rate() -> None:
+    from anthropic.types import Message
+
+    attrs = _attrs(Message.model_validate(ANTHROPIC_1H))
+    assert attrs["gen_ai.usage.cache_creation.input_tokens"] == 10_000
+    expected = _genai_prices_of(ANTHROPIC_1H, "anthropic")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+    # More than all 10_000 writes at the 5-minute rate.
+    five_minutes = _genai_prices_total(
+        "anthropic",
+        "claude-sonnet-4-20250514",
+        input_tokens=10_100,
+        cache_write_tokens=10_000,
+        output_tokens=100,
+    )
+    assert expected > five_minutes
+
+
+def test_a_streamed_anthropic_message_prices_its_one_hour_cache_writes() -> None:
+    from anthropic import Anthropic
+    from anthropic._streaming import Stream
+    from anthropic.types import RawMessageStreamEvent
+
+    events = objects.anthropic_events(cache_write=10_000)
+    start = events[0]["message"]
+    start["model"] = "claude-sonnet-4-20250514"
+    start["usage"] = {
+        "input_tokens": 100,
+        "output_tokens": 1,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 10_000,
+        "cache_creation": {"ephemeral_1h_input_tokens": 10_000, "ephemeral_5m_input_tokens": 0},
+    }
+    events[-2]["usage"] = {"output_tokens": 100, "cache_creation_input_tokens": 10_000}
+    client = Anthropic(api_key="sk-ant-test-not-a-key", base_url="http://127.0.0.1:9")
+
+    @rastir.llm
+    def chat() -> Any:
+        return Stream(
+            cast_to=RawMessageStreamEvent,  # type: ignore[arg-type]  # a union, as the SDK passes it
+            response=objects.sse_response(events, named=True),
+            client=client,
+        )
+
+    with capture_spans() as spans:
+        list(chat())
+    attrs = spans.one(kind="llm").attributes
+    body = {**ANTHROPIC_1H, "usage": {**start["usage"], "output_tokens": 100}}
+    assert attrs["rastir.cost.usd"] == pytest.approx(_genai_prices_of(body, "anthropic"))
+
+
+# -- Gemini audio input --------------------------------------------------------------------------
+@pytest.mark.parametrize("cached_audio", [0, 40_000])
+def test_gemini_audio_input_is_priced_at_the_audio_rate(cached_audio: int) -> None:
+    from google.genai import types
+
+    usage: dict[str, Any] = {
+        "promptTokenCount": 100_000,
+        "candidatesTokenCount": 100,
+        "totalTokenCount": 100_100,
+        "promptTokensDetails": [
+            {"modality": "AUDIO", "tokenCount": 80_000},
+            {"modality": "TEXT", "tokenCount": 20_000},
+        ],
+    }
+    if cached_audio:
+        usage["cachedContentTokenCount"] = cached_audio
+        usage["cacheTokensDetails"] = [{"modality": "AUDIO", "tokenCount": cached_audio}]
+    body = {
+        "modelVersion": "gemini-2.5-flash",
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": usage,
+    }
+    attrs = _attrs(types.GenerateContentResponse.model_validate(body))
+    expected = _genai_prices_of(body, "google")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+    text_rate = _genai_prices_total(
+        "google",
+        "gemini-2.5-flash",
+        input_tokens=100_000,
+        cache_read_tokens=cached_audio,
+        output_tokens=100,
+    )
+    assert expected > text_rate
+
+
+def test_openai_audio_input_tokens_are_priced_at_the_audio_rate() -> None:
+    from openai.types.chat import ChatCompletion
+
+    body = {
+        **objects.OPENAI_CHAT,
+        "model": "gpt-audio",
+        "usage": {
+            "prompt_tokens": 10_000,
+            "completion_tokens": 100,
+            "total_tokens": 10_100,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 9_000},
+        },
+    }
+    attrs = _attrs(ChatCompletion.model_validate(body))
+    expected = _genai_prices_of(body, "openai", "chat")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+    assert expected > _genai_prices_total(
+        "openai", "gpt-audio", input_tokens=10_000, output_tokens=100
+    )
+
+
+# -- xAI reasoning tokens ------------------------------------------------------------------------
+XAI_CHAT: dict[str, Any] = {
+    **objects.OPENAI_CHAT,
+    "model": "grok-3-mini",
+    "usage": {
+        "prompt_tokens": 1000,
+        "completion_tokens": 100,
+        "total_tokens": 2000,
+        "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 900},
+    },
+}
+
+
+@pytest.mark.parametrize("provider", ["x_ai", "xai"])
+def test_xai_reasoning_tokens_are_output_tokens_outside_its_completion_count(
+    provider: str,
+) -> None:
+    from openai.types.chat import ChatCompletion
+
+    @rastir.llm(provider=provider)
+    def call() -> Any:
+        return ChatCompletion.model_validate(XAI_CHAT)
+
+    with capture_spans() as spans:
+        call()
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["gen_ai.usage.output_tokens"] == 1000
+    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 900
+    assert attrs["rastir.cost.usd"] == pytest.approx(_genai_prices_of(XAI_CHAT, "x-ai", "chat"))
+
+
+def test_openai_reasoning_tokens_are_not_counted_twice() -> None:
+    # OpenAI's completion_tokens already include the reasoning tokens.
+    body = {**XAI_CHAT, "model": "o3-mini"}
+    from openai.types.chat import ChatCompletion
+
+    attrs = _attrs(ChatCompletion.model_validate(body))
+    assert attrs["gen_ai.usage.output_tokens"] == 100
+    assert "gen_ai.usage.reasoning.output_tokens" not in attrs
+    assert attrs["rastir.cost.usd"] == pytest.approx(_genai_prices_of(body, "openai", "chat"))
+
+
+def test_a_streamed_xai_chat_adds_its_reasoning_tokens() -> None:
+    from openai.types.chat import ChatCompletionChunk
+
+    base = {"id": "x", "object": "chat.completion.chunk", "created": 1, "model": "grok-3-mini"}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**base, "choices": [], "usage": XAI_CHAT["usage"]},
+    ]
+
+    @rastir.llm(provider="x_ai")
+    def chat() -> Iterator[Any]:
+        for chunk in chunks:
+            yield ChatCompletionChunk.model_validate(chunk)
+
+    with capture_spans() as spans:
+        list(chat())
+    attrs = spans.one(kind="llm").attributes
+    assert attrs["gen_ai.usage.output_tokens"] == 1000
+    assert attrs["rastir.cost.usd"] == pytest.approx(_genai_prices_of(XAI_CHAT, "x-ai", "chat"))
+
+
+# -- free models ----------------------------------------------------------------------------
+def test_a_model_genai_prices_lists_as_free_costs_zero_not_unknown() -> None:
+    response = objects.openai_chat(model="mistral-nemo:free")
+
+    @rastir.llm(provider="mistral_ai")
+    def call() -> Any:
+        return response
+
+    with capture_spans() as spans:
+        call()
+    attrs = spans.one(kind="llm").attributes
+    assert "rastir.cost.unknown" not in attrs
+    assert attrs["rastir.cost.usd"] == 0.0

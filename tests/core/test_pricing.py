@@ -601,3 +601,234 @@ def test_prices_that_change_with_the_time_of_day_expire_at_the_next_edge() -> No
     assert _time.time() < expires <= _time.time() + 86_400
     assert registry.model_price("openai", "gpt-4o") is not None
     assert registry._records[("openai", "gpt-4o")][7] == 0.0
+
+
+# -- free models ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"), [("mistral_ai", "mistral-nemo:free"), ("openai", "moderation")]
+)
+def test_a_model_listed_free_costs_zero_like_genai_prices(provider: str, model: str) -> None:
+    registry = PricingRegistry()
+    gp_provider = {"mistral_ai": "mistral"}.get(provider, provider)
+    assert _genai_total(gp_provider, model, input_total=1000, output=200) == 0
+    assert registry.price(provider, model, TokenUsage(1000, 200)) == 0.0
+    found = registry.model_price(provider, model)
+    assert found is not None
+    assert "free" in found.source
+
+
+@pytest.mark.parametrize(("provider", "model"), [("openai", "whisper-1"), ("openai", "tts-1")])
+def test_a_model_priced_in_other_units_than_tokens_stays_unknown(provider: str, model: str) -> None:
+    assert PricingRegistry().price(provider, model, TokenUsage(1000, 200)) is None
+
+
+# -- one cache rule for list prices and overrides ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [
+        ("gcp.vertex_ai", "claude-3-5-sonnet-v2@20241022"),
+        ("azure.ai.inference", "claude-3-5-sonnet-20241022"),
+        (None, "claude-3-5-sonnet-20241022"),
+        ("aws.bedrock", "us.anthropic.claude-3-5-sonnet-20241022-v2:0"),
+        (None, "us.anthropic.claude-3-5-sonnet-20241022-v2:0"),
+        ("openai", "gpt-4o"),
+        ("gcp.vertex_ai", "gemini-2.5-flash"),
+    ],
+)
+@pytest.mark.parametrize("override_provider", ["same", None])
+def test_an_override_never_changes_how_the_cache_counts_are_read(
+    provider: str | None, model: str, override_provider: str | None
+) -> None:
+    registry = PricingRegistry()
+    listed = registry.model_price(provider, model)
+    assert listed is not None
+    registry.set_model_price(
+        model, input=1.0, output=2.0, provider=provider if override_provider else None
+    )
+    overridden = registry.model_price(provider, model)
+    assert overridden is not None
+    assert overridden.source.startswith("override:")
+    assert overridden.cached_in_input == listed.cached_in_input
+
+
+# -- overrides and the model genai-prices resolves a name to -------------------------------
+
+
+def test_an_override_for_a_base_model_prices_its_dated_snapshot() -> None:
+    registry = PricingRegistry()
+    registry.set_model_price("gpt-4o", input=1.0, output=4.0)
+    assert _close(registry.price("openai", "gpt-4o-2024-08-06", TokenUsage(1_000_000)), 1.0)
+    found = registry.model_price("openai", "gpt-4o-2024-08-06")
+    assert found is not None
+    assert found.source.startswith("override:*/gpt-4o")
+
+
+def test_override_precedence_exact_name_then_provider_then_the_model_id() -> None:
+    registry = PricingRegistry()
+    dated = "gpt-4o-2024-08-06"
+    usage = TokenUsage(1_000_000)
+    registry.set_model_price("GPT-4o", input=1.0, output=1.0)
+    assert _close(registry.price("openai", dated, usage), 1.0)
+    # One restricted to the caller's provider beats one for any provider.
+    registry.set_model_price("gpt-4o", input=2.0, output=1.0, provider="openai")
+    assert _close(registry.price("openai", dated, usage), 2.0)
+    assert _close(registry.price("azure", dated, usage), 1.0)
+    # An override for the snapshot itself, even for any provider, beats them all.
+    registry.set_model_price(dated, input=3.0, output=1.0)
+    assert _close(registry.price("openai", dated, usage), 3.0)
+    registry.remove_model_price(dated)
+    registry.remove_model_price("gpt-4o", provider="openai")
+    registry.remove_model_price("gpt-4o")
+    listed = registry.price("openai", dated, usage)
+    assert _close(listed, float(_mtok("openai", dated, "input_mtok")))
+
+
+def test_an_override_for_another_model_does_not_leak_to_a_sibling() -> None:
+    registry = PricingRegistry()
+    registry.set_model_price("gpt-4o-mini", input=0.01, output=0.01)
+    found = registry.model_price("openai", "gpt-4o-2024-08-06")
+    assert found is not None
+    assert found.source.startswith("genai-prices:")
+
+
+def test_without_genai_prices_an_override_matches_only_its_own_names() -> None:
+    registry = PricingRegistry(use_genai_prices=False)
+    registry.set_model_price("gpt-4o", input=1.0, output=4.0)
+    assert registry.price("openai", "gpt-4o-2024-08-06", TokenUsage(10)) is None
+    assert registry.price("openai", "gpt-4o", TokenUsage(10)) is not None
+
+
+# -- parts priced apart: 1-hour cache writes, audio ------------------------------------------------
+
+
+def test_token_usage_parts_default_to_zero() -> None:
+    usage = TokenUsage(1, 2, 3, 4)
+    assert (usage.cache_write_1h_tokens, usage.input_audio_tokens) == (0, 0)
+    assert usage.cache_audio_read_tokens == 0
+
+
+@pytest.mark.parametrize("total_prompt", [50_000, 250_000])
+def test_one_hour_cache_writes_are_priced_like_genai_prices_tiers_included(
+    total_prompt: int,
+) -> None:
+    # claude-sonnet-4-5: a dearer 1-hour write price, and a higher tier past 200k.
+    model = "claude-sonnet-4-5"
+    writes, hour = 40_000, 30_000
+    usage = TokenUsage(
+        input_tokens=total_prompt - writes,
+        output_tokens=500,
+        cache_write_tokens=writes,
+        cache_write_1h_tokens=hour,
+    )
+    calc = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=total_prompt,
+            output_tokens=500,
+            cache_write_tokens=writes,
+            cache_write_1h_tokens=hour,
+        ),
+        model,
+        provider_id="anthropic",
+    )
+    cost = PricingRegistry().price("anthropic", model, usage)
+    assert _close(cost, float(calc.total_price)), (cost, calc.total_price)
+    five_minutes = PricingRegistry().price(
+        "anthropic", model, dataclasses.replace(usage, cache_write_1h_tokens=0)
+    )
+    assert cost is not None
+    assert five_minutes is not None
+    assert cost > five_minutes
+
+
+def test_audio_input_and_cached_audio_are_priced_like_genai_prices() -> None:
+    usage = TokenUsage(
+        input_tokens=100_000,
+        output_tokens=10,
+        cache_read_tokens=30_000,
+        input_audio_tokens=60_000,
+        cache_audio_read_tokens=20_000,
+    )
+    expected = genai_prices.calc_price(
+        genai_prices.Usage(
+            input_tokens=100_000,
+            output_tokens=10,
+            cache_read_tokens=30_000,
+            input_audio_tokens=60_000,
+            cache_audio_read_tokens=20_000,
+        ),
+        "gemini-2.5-flash",
+        provider_id="google",
+    )
+    assert _close(
+        PricingRegistry().price("gcp.gemini", "gemini-2.5-flash", usage),
+        float(expected.total_price),
+    )
+
+
+def test_a_part_without_a_price_of_its_own_costs_what_its_count_costs() -> None:
+    registry = PricingRegistry()
+    # gpt-4o lists no audio or 1-hour write price.
+    plain = registry.price("openai", "gpt-4o", TokenUsage(10_000, 10))
+    parts = TokenUsage(10_000, 10, input_audio_tokens=9_000)
+    assert registry.price("openai", "gpt-4o", parts) == pytest.approx(plain)
+
+
+def test_override_prices_for_the_parts_default_to_their_counts_prices() -> None:
+    registry = PricingRegistry()
+    registry.set_model_price("acme", input=1.0, output=1.0, cache_write=2.0, cache_read=0.5)
+    found = registry.model_price(None, "acme")
+    assert found is not None
+    assert (found.cache_write_1h, found.input_audio, found.cache_audio_read) == (2.0, 1.0, 0.5)
+    registry.set_model_price("acme", input=1.0, output=1.0, cache_write_1h=4.0, input_audio=8.0)
+    usage = TokenUsage(
+        input_tokens=1_000_000,
+        cache_write_tokens=400_000,
+        cache_write_1h_tokens=100_000,
+        input_audio_tokens=500_000,
+    )
+    # 100k uncached text + 500k audio + 300k 5-minute writes + 100k 1-hour writes.
+    expected = (100_000 * 1.0 + 500_000 * 8.0 + 300_000 * 1.0 + 100_000 * 4.0) / 1e6
+    assert _close(registry.price(None, "acme", usage), expected)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        TokenUsage(100, cache_write_tokens=10, cache_write_1h_tokens=11),
+        TokenUsage(100, cache_read_tokens=10, input_audio_tokens=50, cache_audio_read_tokens=11),
+        TokenUsage(100, input_audio_tokens=10, cache_audio_read_tokens=11),
+        TokenUsage(100, cache_read_tokens=50, input_audio_tokens=60),
+    ],
+)
+def test_a_part_larger_than_its_count_is_refused(usage: TokenUsage) -> None:
+    with pytest.raises(ValueError, match="exceed"):
+        PricingRegistry().price("openai", "gpt-4o", usage)
+
+
+@pytest.mark.parametrize(
+    "field", ["cache_write_1h_tokens", "input_audio_tokens", "cache_audio_read_tokens"]
+)
+def test_parts_of_the_wrong_type_or_sign_are_refused(field: str) -> None:
+    registry = PricingRegistry()
+    with pytest.raises(TypeError, match=field):
+        registry.price("openai", "gpt-4o", TokenUsage(100, **{field: 1.5}))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=field):
+        registry.price("openai", "gpt-4o", TokenUsage(100, **{field: -1}))
+
+
+def test_price_parts_prices_like_price_with_the_same_parts() -> None:
+    registry = PricingRegistry()
+    usage = TokenUsage(
+        input_tokens=100, output_tokens=10, cache_write_tokens=5000, cache_write_1h_tokens=3000
+    )
+    by_usage = registry.price("anthropic", "claude-sonnet-4-20250514", usage)
+    by_counts = registry.price_parts(
+        "anthropic", "claude-sonnet-4-20250514", 100, 10, 0, 5000, None, 3000, 0, 0
+    )
+    assert by_usage is not None
+    assert by_usage == by_counts
+    assert registry.price_parts("openai", "gpt-99-preview", 10, 1, 0, 0, None, 0, 5, 0) is None
