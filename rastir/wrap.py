@@ -13,9 +13,30 @@ as its ``__class__``; only ``type(proxy)`` tells them apart.
 
 Each method is wrapped once, on first use, and the wrapper is kept, so repeated calls
 pay one dictionary lookup on top of the span. The wrapper is chosen by what the method
-is: a sync function, a coroutine function, a generator or an async generator. A sync
-method that returns an awaitable (``redis.asyncio``'s commands are written that way)
-keeps its span open until the awaitable completes.
+is: a sync function, a coroutine function, a generator or an async generator.
+
+A sync method may hand back work that runs after it returns. Its span then stays open
+until that work is done, for these results only (exact types, anything else ends the
+span at the return, as any call does):
+
+* a coroutine (``redis.asyncio``'s commands are written that way): until it completes;
+* a generator or an async generator (``return self._rows()``): until it is exhausted,
+  closed or fails, with the span current during each step only (as a decorated
+  generator's, D8); closed before the end, or dropped, it is marked
+  ``rastir.generator.closed_early``. The caller gets a generator (an async generator)
+  that stands in for it: ``inspect.isgenerator`` holds, ``send``/``throw``/``close``
+  (``asend``/``athrow``/``aclose``) reach the original. It is started up to a point
+  before any of the original's code, so that dropping it unused still ends the span,
+  and ``inspect.getgeneratorstate`` reports it suspended, not created;
+* a ``contextlib.contextmanager``/``asynccontextmanager`` object (``httpx``'s
+  ``Client.stream``): until its ``with`` block is left, with the span current from
+  ``__enter__`` to ``__exit__``, the block included, as in ``rastir.span()``. The object
+  is the one the method returned; its generator is driven through a stand-in.
+
+A generator or context manager that something else still references after the method
+returned (the object keeps it and hands it out again) is left alone: closing the
+stand-in would close it for its other holders. Other context managers (a redis
+``Pipeline``, a file) end the span at the return: they may never be entered.
 
 An object is wrapped at most once: wrapping it again, or wrapping the proxy, gives
 back the same proxy. MCP client sessions (``mcp.ClientSession`` and ``mcp.Client``)
@@ -25,12 +46,14 @@ also carries the trace to the server in ``_meta``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import sys
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Generator, Iterable
 from typing import Any, Final, SupportsIndex, TypeVar
 
 from rastir._instrument import (
@@ -288,6 +311,40 @@ def _is_method(value: Any) -> bool:
     )
 
 
+# What a sync method may return whose work runs after the return (exact types: one
+# set lookup is all a plain result pays).
+_GEN_CM: Final = contextlib._GeneratorContextManager
+_AGEN_CM: Final = contextlib._AsyncGeneratorContextManager
+_LAZY: Final = frozenset(
+    (types.CoroutineType, types.GeneratorType, types.AsyncGeneratorType, _GEN_CM, _AGEN_CM)
+)
+_CLOSED_EARLY: Final = "rastir.generator.closed_early"
+_ITEMS: Final = "rastir.generator.items"
+
+
+def _no_refcount(obj: object) -> int:  # pragma: no cover - interpreters without refcounts
+    return 0
+
+
+_refcount: Callable[[object], int] = getattr(sys, "getrefcount", _no_refcount)
+
+
+def _unshared_refs() -> int:
+    """What :data:`_refcount` reports in ``wrapper`` (below) for a result that nothing
+    else holds: 2 on CPython 3.11 (the local and the argument). Measured in the same
+    shape (a local, passed straight to it) rather than written down, so that an
+    interpreter that counts otherwise moves the limit with it."""
+
+    def gen() -> Generator[None, None, None]:
+        yield
+
+    result = gen()
+    return _refcount(result)
+
+
+_UNSHARED: Final = _unshared_refs()
+
+
 async def _finish_awaiting(span: Span, awaitable: Any) -> Any:
     """Await what a sync method returned, with its span current, then end the span."""
     cur = _current_span
@@ -306,9 +363,192 @@ async def _finish_awaiting(span: Span, awaitable: Any) -> Any:
         finish_span(span)
 
 
+def _traced_gen(gen: Generator[Any, Any, Any], span: Span, hold: bool) -> Generator[Any, Any, Any]:
+    """Drive ``gen`` for its consumer and end ``span`` when it ends.
+
+    The first ``yield`` hands back nothing: :func:`_started` runs to it at once, so
+    that closing or dropping the stand-in before its first ``next()`` still ends the
+    span. After it, as :func:`rastir._instrument._wrap_gen` does for a decorated
+    generator: the span is current during each step and never across a ``yield``
+    (D8); thrown-in exceptions and ``close()`` reach ``gen``; an exception out of
+    ``gen`` is recorded and re-raised unchanged; a close before the end is
+    ``closed_early``. With ``hold`` (a context manager's generator, stepped by
+    ``__enter__`` and ``__exit__``) the span is current from the first step to the
+    end, the ``with`` block included, as in ``rastir.span()``.
+    """
+    cur = _current_span
+    bridge = PIPELINE.bridge
+    send: Callable[[Any], Any] = gen.send
+    item: Any = None
+    items = 0
+    held: tuple[Any, Any] | None = None
+    try:
+        while True:
+            try:
+                value = yield item
+                send = gen.send
+            except GeneratorExit:
+                span.attributes[_CLOSED_EARLY] = True
+                # Its finally blocks run with the span current, as a step does.
+                token = None if hold else cur.set(span)
+                otel = None if hold or bridge is None else bridge.attach(span)
+                try:
+                    gen.close()
+                finally:
+                    if token is not None:
+                        if bridge is not None:
+                            bridge.detach(otel)
+                        cur.reset(token)
+                raise
+            except BaseException as exc:  # thrown in by the consumer: pass it on
+                value = exc
+                send = gen.throw
+            if hold:
+                token = None
+                if held is None:
+                    held = (cur.set(span), None if bridge is None else bridge.attach(span))
+            else:
+                token = cur.set(span)
+                otel = None if bridge is None else bridge.attach(span)
+            try:
+                item = send(value)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                if token is not None:  # set in this step, in this context: reset it
+                    if bridge is not None:
+                        bridge.detach(otel)
+                    cur.reset(token)
+            items += 1
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        record_exception(span, exc)
+        raise
+    finally:
+        if held is not None:
+            detach_span(*held)
+        if not hold:
+            span.attributes[_ITEMS] = items
+        finish_span(span)
+
+
+async def _traced_agen(
+    agen: AsyncGenerator[Any, Any], span: Span, hold: bool
+) -> AsyncGenerator[Any, Any]:
+    """:func:`_traced_gen` for an async generator (an ``asynccontextmanager``'s, with
+    ``hold``)."""
+    cur = _current_span
+    bridge = PIPELINE.bridge
+    step: Callable[[Any], Any] = agen.asend
+    item: Any = None
+    items = 0
+    held: tuple[Any, Any] | None = None
+    try:
+        while True:
+            try:
+                value = yield item
+                step = agen.asend
+            except GeneratorExit:
+                span.attributes[_CLOSED_EARLY] = True
+                token = None if hold else cur.set(span)
+                otel = None if hold or bridge is None else bridge.attach(span)
+                try:
+                    await agen.aclose()
+                finally:
+                    if token is not None:
+                        if bridge is not None:
+                            bridge.detach(otel)
+                        cur.reset(token)
+                raise
+            except BaseException as exc:
+                value = exc
+                step = agen.athrow
+            if hold:
+                token = None
+                if held is None:
+                    held = (cur.set(span), None if bridge is None else bridge.attach(span))
+            else:
+                token = cur.set(span)
+                otel = None if bridge is None else bridge.attach(span)
+            try:
+                item = await step(value)
+            except StopAsyncIteration:
+                return
+            finally:
+                if token is not None:  # set in this step, in this context: reset it
+                    if bridge is not None:
+                        bridge.detach(otel)
+                    cur.reset(token)
+            items += 1
+    except GeneratorExit:
+        raise
+    except BaseException as exc:
+        record_exception(span, exc)
+        raise
+    finally:
+        if held is not None:
+            detach_span(*held)
+        if not hold:
+            span.attributes[_ITEMS] = items
+        finish_span(span)
+
+
+def _started(driver: Any, original: Any) -> Any:
+    """Run a stand-in from :func:`_traced_gen` or :func:`_traced_agen` to its first
+    ``yield`` (none of the original's code runs), named as the original."""
+    if type(driver) is types.GeneratorType:
+        next(driver)
+    else:
+        try:
+            driver.asend(None).send(None)
+        except StopIteration:
+            pass
+    driver.__name__ = original.__name__
+    driver.__qualname__ = original.__qualname__
+    return driver
+
+
+def _adopt(span: Span, token: Any, otel: Any, result: Any, shared: bool) -> Any:
+    """What ``wrapper`` returns for a result of a type in :data:`_LAZY`: the span
+    stays open until the result's work is done (see the module's docstring)."""
+    cls = type(result)
+    inner: Any = None
+    # A coroutine does nothing until awaited, so awaiting it inside another coroutine
+    # changes nothing. A future or task already runs, and is returned as is.
+    if cls is types.CoroutineType:
+        detach_span(token, otel)
+        return _finish_awaiting(span, result)
+    if cls is _GEN_CM or cls is _AGEN_CM:
+        inner = getattr(result, "gen", None)
+        expected = types.GeneratorType if cls is _GEN_CM else types.AsyncGeneratorType
+        if type(inner) is not expected:  # pragma: no cover - not made by contextlib
+            shared = True
+    if shared:
+        # Someone else holds it too (the object hands out one it keeps): a stand-in
+        # closed or dropped would close it for them. The span ends here, as before.
+        end_span(span, token, otel)
+        return result
+    detach_span(token, otel)
+    try:
+        if cls is types.GeneratorType:
+            return _started(_traced_gen(result, span, False), result)
+        if cls is types.AsyncGeneratorType:
+            return _started(_traced_agen(result, span, False), result)
+        if cls is _GEN_CM:
+            result.gen = _started(_traced_gen(inner, span, True), inner)
+        else:
+            result.gen = _started(_traced_agen(inner, span, True), inner)
+        return result
+    except BaseException as exc:  # pragma: no cover - an event loop's firstiter hook
+        record_exception(span, exc)
+        finish_span(span)
+        raise
+
+
 def _wrap_sync(fn: Callable[..., Any], name: str, kind: str, static: dict[str, Any]) -> Any:
     pipeline = PIPELINE
-    coroutine = types.CoroutineType
+    lazy = _LAZY
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
@@ -320,13 +560,11 @@ def _wrap_sync(fn: Callable[..., Any], name: str, kind: str, static: dict[str, A
             record_exception(span, exc)
             end_span(span, token, otel)
             raise
-        # A sync method may hand back a coroutine (redis.asyncio's commands all return
-        # ``self.execute_command(...)``): time it until it completes. Only coroutines:
-        # they do nothing until awaited, so awaiting them inside another coroutine
-        # changes nothing. A future or task already runs, and is returned as is.
-        if type(result) is coroutine:
-            detach_span(token, otel)
-            return _finish_awaiting(span, result)
+        # A coroutine, a generator or a contextlib context manager: its work runs
+        # after the return, and the span stays open until it is done.
+        if type(result) in lazy:
+            shared = _refcount(result) > _UNSHARED  # before ``result`` is an argument
+            return _adopt(span, token, otel, result, shared)
         end_span(span, token, otel)
         return result
 
@@ -420,7 +658,10 @@ def wrap(
     Every call of a public method (a name not starting with ``_``) becomes a span named
     ``"<name>.<method>"`` with ``code.function.name`` set to the method's qualified
     name. Exceptions are recorded with their error category and re-raised unchanged;
-    cancellation is recorded as ``cancelled``.
+    cancellation is recorded as ``cancelled``. A sync method's span stays open over
+    the work it returns unfinished: a coroutine until it completes, a generator or an
+    async generator until it ends, a ``contextlib`` context manager until its ``with``
+    block is left (see the module's docstring for the rules).
 
     ``mcp.ClientSession`` and ``mcp.Client`` objects get the MCP client
     instrumentation instead (:func:`rastir.mcp_bridge.wrap`): ``mcp.client`` spans

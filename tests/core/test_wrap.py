@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib
 import json
@@ -12,7 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from typing import Any
 
 import anyio
@@ -659,3 +660,372 @@ def test_wrapping_a_module_names_its_functions_by_module(rastir_spans: CapturedS
     rastir.wrap(json, name="json").dumps({"a": 1})
     span = rastir_spans.one("json.dumps")
     assert span.attributes["code.function.name"] == "json.dumps"
+
+
+# -- lazy results: a sync method returning a generator or a context manager -------------
+@rastir.trace(name="work")
+def _work(i: int) -> int:
+    return i
+
+
+class _Lazy:
+    """Sync methods that hand back objects whose work runs after the method returns."""
+
+    def __init__(self) -> None:
+        self.kept = self._rows(2)
+        self.cleaned = 0
+        self.failure = KeyError("row 1")
+
+    def _rows(self, n: int) -> Generator[int, None, None]:
+        try:
+            for i in range(n):
+                yield _work(i)
+        finally:
+            self.cleaned += 1
+            _work(-1)
+
+    def rows(self, n: int) -> Generator[int, None, None]:
+        return self._rows(n)
+
+    async def _arows(self, n: int) -> AsyncGenerator[int, None]:
+        try:
+            for i in range(n):
+                await asyncio.sleep(0)
+                yield _work(i)
+        finally:
+            self.cleaned += 1
+            _work(-1)
+
+    def arows(self, n: int) -> AsyncGenerator[int, None]:
+        return self._arows(n)
+
+    def _broken(self) -> Iterator[int]:
+        yield 0
+        raise self.failure
+
+    def broken(self) -> Iterator[int]:
+        return self._broken()
+
+    def _echo(self) -> Generator[str, Any, str]:
+        got = yield "ready"
+        while got != "stop":
+            try:
+                got = yield f"echo {got}"
+            except ValueError as exc:
+                got = yield f"caught {exc}"
+        return "done"
+
+    def echo(self) -> Generator[str, Any, str]:
+        return self._echo()
+
+    async def _aecho(self) -> AsyncGenerator[str, Any]:
+        got = yield "ready"
+        while True:
+            try:
+                got = yield f"echo {got}"
+            except ValueError as exc:
+                got = yield f"caught {exc}"
+
+    def aecho(self) -> AsyncGenerator[str, Any]:
+        return self._aecho()
+
+    def kept_rows(self) -> Iterator[int]:
+        return self.kept  # handed out again and again: not the caller's alone
+
+    @contextlib.contextmanager
+    def session(self, suppress: bool = False) -> Iterator[_Lazy]:
+        _work(10)  # setup
+        try:
+            yield self
+        except ValueError:
+            if not suppress:
+                raise
+        finally:
+            _work(11)  # teardown
+
+    @contextlib.asynccontextmanager
+    async def asession(self) -> AsyncIterator[_Lazy]:
+        _work(10)
+        try:
+            await asyncio.sleep(0)
+            yield self
+        finally:
+            _work(11)
+
+    def values(self) -> Iterator[int]:
+        return iter([1, 2])
+
+    def number(self) -> int:
+        return 7
+
+    def handle(self) -> Service:
+        return Service()  # a context manager that may never be entered
+
+
+def _work_inside(spans: CapturedSpans, parent: rastir.Span) -> int:
+    """How many ``work`` spans are children of ``parent``; each must have ended before
+    it (the span covers the work, whatever the clock says about durations)."""
+    kids = spans.children(parent)
+    assert all(k.name == "work" for k in kids)
+    assert all(
+        parent.start_time_unix_nano <= k.start_time_unix_nano
+        and k.end_time_unix_nano <= parent.end_time_unix_nano
+        for k in kids
+    )
+    return len(kids)
+
+
+def test_a_returned_generator_keeps_its_span_until_exhausted(rastir_spans: CapturedSpans) -> None:
+    import inspect
+
+    store = rastir.wrap(_Lazy())
+
+    @rastir.trace
+    def consume() -> list[int]:
+        rows = store.rows(2)
+        is_generator = inspect.isgenerator(rows)
+        assert is_generator
+        assert "generator object _Lazy._rows at" in repr(rows)
+        assert rastir_spans.find("_Lazy.rows") == []  # still open: nothing ran yet
+        out = []
+        for row in rows:
+            out.append(row)
+            _work(100 + row)  # the consumer's own code: not under the generator's span
+        return out
+
+    assert consume() == [0, 1]
+    span = rastir_spans.one("_Lazy.rows")
+    assert span.status == "ok"
+    assert span.attributes["rastir.generator.items"] == 2
+    assert "rastir.generator.closed_early" not in span.attributes
+    # The rows and the cleanup ran inside the span, with it current; the loop body not.
+    assert _work_inside(rastir_spans, span) == 3
+    outer = rastir_spans.one("consume")
+    assert span.psid == outer.sid
+    assert [s.name for s in rastir_spans.children(outer)] == ["_Lazy.rows", "work", "work"]
+
+
+async def test_a_returned_async_generator_keeps_its_span_until_exhausted(
+    rastir_spans: CapturedSpans,
+) -> None:
+    import inspect
+
+    store = rastir.wrap(_Lazy())
+    rows = store.arows(2)
+    is_async_generator = inspect.isasyncgen(rows)
+    assert is_async_generator
+    assert rastir_spans.find("_Lazy.arows") == []
+    assert [row async for row in rows] == [0, 1]
+    span = rastir_spans.one("_Lazy.arows")
+    assert span.status == "ok"
+    assert span.attributes["rastir.generator.items"] == 2
+    assert _work_inside(rastir_spans, span) == 3
+
+
+def test_a_returned_generator_closed_early_or_dropped_is_partial(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = _Lazy()
+    store = rastir.wrap(obj)
+    rows = store.rows(5)
+    assert next(rows) == 0
+    rows.close()
+    span = rastir_spans.one("_Lazy.rows")
+    assert span.attributes["rastir.generator.closed_early"] is True
+    assert span.attributes["rastir.generator.items"] == 1
+    assert span.status == "ok"
+    assert obj.cleaned == 1
+    # The original's cleanup ran with the span current.
+    assert _work_inside(rastir_spans, span) == 2
+
+    unused = store.rows(5)  # never iterated, then dropped
+    del unused
+    gc.collect()
+    spans = rastir_spans.find("_Lazy.rows")
+    assert len(spans) == 2
+    assert spans[1].attributes["rastir.generator.closed_early"] is True
+    assert spans[1].attributes["rastir.generator.items"] == 0
+
+
+async def test_a_returned_async_generator_closed_early_or_abandoned_is_partial(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = _Lazy()
+    store = rastir.wrap(obj)
+    rows = store.arows(5)
+    assert await rows.__anext__() == 0
+    await rows.aclose()
+    span = rastir_spans.one("_Lazy.arows")
+    assert span.attributes["rastir.generator.closed_early"] is True
+    assert obj.cleaned == 1
+    assert _work_inside(rastir_spans, span) == 2
+
+    async for _ in store.arows(5):
+        break  # abandoned: the event loop's finaliser closes it
+    for _ in range(10):
+        gc.collect()
+        await asyncio.sleep(0)
+        if len(rastir_spans.find("_Lazy.arows")) == 2:
+            break
+    spans = rastir_spans.find("_Lazy.arows")
+    assert len(spans) == 2
+    assert spans[1].attributes["rastir.generator.closed_early"] is True
+    assert obj.cleaned == 2
+
+
+def test_a_returned_generator_failure_is_recorded_and_reraised_unchanged(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = _Lazy()
+    rows = rastir.wrap(obj).broken()
+    assert next(rows) == 0
+    assert rastir_spans.find("_Lazy.broken") == []
+    with pytest.raises(KeyError) as info:
+        next(rows)
+    assert info.value is obj.failure
+    span = rastir_spans.one("_Lazy.broken")
+    assert span.status == "error"
+    assert span.error == {
+        "type": classify(obj.failure),
+        "exception_type": "KeyError",
+        "message": "'row 1'",
+    }
+
+
+def test_send_throw_and_the_return_value_reach_the_returned_generator(
+    rastir_spans: CapturedSpans,
+) -> None:
+    echo = rastir.wrap(_Lazy()).echo()
+    assert next(echo) == "ready"
+    assert echo.send("a") == "echo a"
+    assert echo.throw(ValueError("b")) == "caught b"
+
+    def delegate() -> Generator[str, Any, str]:
+        return (yield from echo)
+
+    outer = delegate()
+    assert outer.send(None) == "echo None"
+    with pytest.raises(StopIteration) as stop:
+        outer.send("stop")
+    assert stop.value.value == "done"
+    span = rastir_spans.one("_Lazy.echo")
+    assert span.status == "ok"
+    assert span.attributes["rastir.generator.items"] == 4
+
+
+async def test_asend_athrow_and_aclose_reach_the_returned_async_generator(
+    rastir_spans: CapturedSpans,
+) -> None:
+    echo = rastir.wrap(_Lazy()).aecho()
+    assert await echo.asend(None) == "ready"
+    assert await echo.asend("a") == "echo a"
+    assert await echo.athrow(ValueError("b")) == "caught b"
+    assert rastir_spans.find("_Lazy.aecho") == []
+    await echo.aclose()
+    span = rastir_spans.one("_Lazy.aecho")
+    assert span.attributes["rastir.generator.closed_early"] is True
+    assert span.attributes["rastir.generator.items"] == 3
+
+
+def test_a_returned_context_manager_keeps_its_span_over_the_with_block(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = _Lazy()
+    store = rastir.wrap(obj)
+    cm = store.session()
+    assert type(cm) is contextlib._GeneratorContextManager  # the object the method made
+    with cm as got:
+        assert got is obj
+        _work(1)  # the block runs inside the span, as in rastir.span()
+        assert rastir_spans.find("_Lazy.session") == []
+    span = rastir_spans.one("_Lazy.session")
+    assert span.status == "ok"
+    # setup, the block's call, teardown: all children, all before the span's end
+    assert _work_inside(rastir_spans, span) == 3
+    assert rastir.current_span() is None
+
+
+async def test_a_returned_async_context_manager_keeps_its_span_over_the_block(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = _Lazy()
+    async with rastir.wrap(obj).asession() as got:
+        assert got is obj
+        _work(1)
+        assert rastir_spans.find("_Lazy.asession") == []
+    span = rastir_spans.one("_Lazy.asession")
+    assert _work_inside(rastir_spans, span) == 3
+    assert rastir.current_span() is None
+
+
+def test_an_exception_leaving_the_with_block_is_recorded(rastir_spans: CapturedSpans) -> None:
+    store = rastir.wrap(_Lazy())
+    failure = ValueError("bad row")
+    with pytest.raises(ValueError) as info, store.session():
+        raise failure
+    assert info.value is failure
+    span = rastir_spans.one("_Lazy.session")
+    assert span.status == "error"
+    assert span.error is not None
+    assert span.error["exception_type"] == "ValueError"
+    assert _work_inside(rastir_spans, span) == 2  # setup and teardown
+
+    # An exception the context manager suppresses does not leave the block.
+    def handled() -> None:
+        raise ValueError("handled")
+
+    with store.session(suppress=True):
+        handled()
+    assert rastir_spans.find("_Lazy.session")[1].status == "ok"
+    assert rastir.current_span() is None
+
+
+def test_a_returned_context_manager_never_entered_ends_its_span_when_dropped(
+    rastir_spans: CapturedSpans,
+) -> None:
+    cm = rastir.wrap(_Lazy()).session()
+    assert rastir.current_span() is None  # not current outside its with block
+    del cm
+    gc.collect()
+    span = rastir_spans.one("_Lazy.session")
+    assert span.attributes["rastir.generator.closed_early"] is True
+    assert rastir_spans.children(span) == []  # its setup never ran
+
+
+def test_only_generators_and_contextlib_managers_keep_the_span_open(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = _Lazy()
+    store = rastir.wrap(obj)
+    rows = store.rows(1)
+    cm = store.session()
+    values = store.values()
+    assert type(values) is type(iter([]))
+    assert store.number() == 7
+    handle = store.handle()  # another context manager: may never be entered
+    assert store.kept_rows() is obj.kept  # a generator the object keeps: left alone
+    # All of these ended at their return; the generator and the session are open.
+    assert [s.name for s in rastir_spans] == [
+        "_Lazy.values",
+        "_Lazy.number",
+        "_Lazy.handle",
+        "_Lazy.kept_rows",
+    ]
+    for row in store.kept_rows():
+        assert row == 0
+        break
+    assert next(obj.kept) == 1  # breaking out of the loop did not close it
+    assert list(values) == [1, 2]
+    with handle:
+        pass
+    assert list(rows) == [0]
+    with cm:
+        pass
+    assert {s.name for s in rastir_spans if s.name.startswith("_Lazy.")} == {
+        "_Lazy.values",
+        "_Lazy.number",
+        "_Lazy.handle",
+        "_Lazy.kept_rows",
+        "_Lazy.rows",
+        "_Lazy.session",
+    }
