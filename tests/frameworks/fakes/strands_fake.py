@@ -2,18 +2,22 @@
 
 Same module and class names as the SDK for what rastir and the tests touch:
 ``strands.Agent`` (``__call__`` on a worker thread with a copy of the caller's context,
-``invoke_async``), ``strands.tool``, ``strands.models.Model``, and ``strands.hooks``'
+``invoke_async``), ``strands.tool`` (a tool object wrapping its function, as
+``functools.update_wrapper`` makes it), ``strands.models.Model``, and ``strands.hooks``'
 ``HookProvider``, ``HookRegistry`` (``add_callback``, ``add_hook``,
 ``invoke_callbacks_async``, After* events in reverse order) and the model and tool
-events with the SDK's fields. The agent loop follows the SDK's order: before-model,
-stream, usage attached to the message's ``metadata``, after-model; tool uses run as
-concurrent tasks between before-tool and after-tool events; a raising tool becomes an
-error ``toolResult`` handed back to the model. Agents as tools follow
-``strands.agent._agent_as_tool``: ``Agent.as_tool()`` (and an ``Agent`` in ``tools``,
-auto-wrapped by the tool registry) gives a tool whose ``agent`` property is the wrapped
-agent, whose input is ``{"input": prompt}``, which resets the agent's conversation
-before each call unless ``preserve_context``, and which runs the agent inside the tool
-call (same task, between the outer agent's before-tool and after-tool events).
+events with the SDK's fields. The agent loop follows the SDK's order: before-invocation,
+before-model, stream, usage attached to the message's ``metadata``, after-model; tool
+uses run as concurrent tasks between before-tool and after-tool events (an async tool
+function in that task, a sync one on a worker thread, ``asyncio.to_thread``); a raising
+tool becomes an error ``toolResult`` handed back to the model; after-invocation comes
+last, from a ``finally`` (without a result when the invocation failed). Agents as tools
+follow ``strands.agent._agent_as_tool``: ``Agent.as_tool()`` (and an ``Agent`` in
+``tools``, auto-wrapped by the tool registry) gives a tool whose ``agent`` property is
+the wrapped agent, whose input is ``{"input": prompt}``, which resets the agent's
+conversation before each call unless ``preserve_context``, and which runs the agent
+inside the tool call (same task, between the outer agent's before-tool and after-tool
+events).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import abc
 import asyncio
 import contextvars
 import copy
+import functools
 import inspect
 import json
 import threading
@@ -151,11 +156,13 @@ class Model(abc.ABC):
 # -- strands.tool and strands.Agent ------------------------------------------------------
 class DecoratedFunctionTool:
     def __init__(self, func: Callable[..., Any]) -> None:
-        self._func = func
+        self._tool_func = func
         self.tool_name = func.__name__
+        # As the SDK does: the tool object reads as the function (``__wrapped__`` is it).
+        functools.update_wrapper(wrapper=self, wrapped=func)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self._func(*args, **kwargs)
+        return self._tool_func(*args, **kwargs)
 
 
 def tool(func: Callable[..., Any]) -> DecoratedFunctionTool:
@@ -243,8 +250,18 @@ class Agent:
 
     async def invoke_async(self, prompt: str) -> AgentResult:
         self.messages.append({"role": "user", "content": [{"text": prompt}]})
-        await self.hooks.invoke_callbacks_async(BeforeInvocationEvent(agent=self))
         state: dict[str, Any] = {}
+        await self.hooks.invoke_callbacks_async(BeforeInvocationEvent(self, state))
+        # As the SDK's ``_run_loop``: the after-invocation event comes from a ``finally``,
+        # with no result when the invocation failed.
+        result: AgentResult | None = None
+        try:
+            result = await self._loop(state)
+            return result
+        finally:
+            await self.hooks.invoke_callbacks_async(AfterInvocationEvent(self, state, result))
+
+    async def _loop(self, state: dict[str, Any]) -> AgentResult:
         while True:
             await self.hooks.invoke_callbacks_async(BeforeModelCallEvent(self, state))
             try:
@@ -263,9 +280,7 @@ class Agent:
             tasks = [asyncio.create_task(self._run_tool(use, state)) for use in uses]
             results = await asyncio.gather(*tasks)
             self.messages.append({"role": "user", "content": [{"toolResult": r} for r in results]})
-        result = AgentResult(stop_reason, message)
-        await self.hooks.invoke_callbacks_async(AfterInvocationEvent(self, state, result))
-        return result
+        return AgentResult(stop_reason, message)
 
     async def _stream_model(self) -> tuple[Message, str]:
         content: list[dict[str, Any]] = []
@@ -312,7 +327,12 @@ class Agent:
                 # The sub-agent runs in the tool call's own task and context.
                 result = await selected.run(use)
             else:
-                value = await asyncio.to_thread(selected, **use["input"])
+                # As the SDK's DecoratedFunctionTool: a coroutine function is awaited in
+                # the tool's task, a plain function runs on a worker thread.
+                if inspect.iscoroutinefunction(selected._tool_func):
+                    value = await selected(**use["input"])
+                else:
+                    value = await asyncio.to_thread(selected, **use["input"])
                 result = {"toolUseId": use["toolUseId"], "status": "success"}
                 result["content"] = [{"text": str(value)}]
         except Exception as exc:
