@@ -22,9 +22,10 @@ the cache reads and writes. :class:`TokenUsage` takes ``input_tokens`` exactly a
 provider reported it, and the registry prices each part once.
 
 Some parts of those counts have prices of their own where genai-prices lists them:
-1-hour cache writes (Anthropic), audio input tokens and audio read from the cache
-(Gemini, OpenAI's audio models). :class:`TokenUsage` carries them as parts of the
-counts above, as genai-prices' own ``Usage`` does.
+1-hour cache writes (Anthropic), audio, image and video input and their cached share
+(Gemini, OpenAI's audio and image models), and audio, image and video output
+(``gpt-audio``, Gemini's image and native-audio models). :class:`TokenUsage` carries
+them as parts of the counts above, as genai-prices' own ``Usage`` does.
 
 Hot path: the resolved price of a ``(provider, model)`` pair is cached as a tuple of
 per-token floats, so a repeated :meth:`PricingRegistry.price` is a dict lookup, a few
@@ -76,14 +77,16 @@ class TokenUsage:
     already contains the cached tokens, for Anthropic and Bedrock it does not. The
     registry knows which is which (see :meth:`PricingRegistry.price`).
 
-    The last three fields are *parts* of the others, priced apart when the model's
-    data has a price for them (else as the count they belong to):
+    The fields after the first four are *parts* of them, priced apart when the
+    model's data has a price for them (else as the count they belong to):
     ``cache_write_1h_tokens`` are the cache writes with a 1-hour lifetime (part of
-    ``cache_write_tokens``; Anthropic's ``cache_creation.ephemeral_1h_input_tokens``),
-    ``input_audio_tokens`` the prompt's audio tokens, cached ones included (OpenAI's
-    ``prompt_tokens_details.audio_tokens``, Gemini's ``AUDIO`` prompt modality), and
-    ``cache_audio_read_tokens`` the audio tokens read from the cache (part of both
-    ``cache_read_tokens`` and ``input_audio_tokens``).
+    ``cache_write_tokens``; Anthropic's ``cache_creation.ephemeral_1h_input_tokens``).
+    For each of audio, image and video, ``input_<m>_tokens`` are the prompt's tokens
+    of that modality, cached ones included (OpenAI's ``prompt_tokens_details``,
+    Gemini's prompt modalities), ``cache_<m>_read_tokens`` those read from the cache
+    (part of both ``cache_read_tokens`` and ``input_<m>_tokens``), and
+    ``output_<m>_tokens`` the generated ones (part of ``output_tokens``; OpenAI's
+    ``completion_tokens_details.audio_tokens``, Gemini's output modalities).
     """
 
     input_tokens: int = 0
@@ -93,6 +96,13 @@ class TokenUsage:
     cache_write_1h_tokens: int = 0
     input_audio_tokens: int = 0
     cache_audio_read_tokens: int = 0
+    output_audio_tokens: int = 0
+    input_image_tokens: int = 0
+    cache_image_read_tokens: int = 0
+    output_image_tokens: int = 0
+    input_video_tokens: int = 0
+    cache_video_read_tokens: int = 0
+    output_video_tokens: int = 0
 
 
 class PricingProfile:
@@ -178,19 +188,29 @@ class ModelPrice:
 
     Prices are USD per million tokens after the profile is applied; a cache price the
     data does not list is the input price (that is what such tokens are billed at).
-    Likewise a 1-hour cache write without a price of its own costs ``cache_write``,
-    audio input ``input`` and audio read from the cache ``cache_read``.
+    Likewise the parts :class:`TokenUsage` counts apart cost the price of the count
+    they belong to when the data lists none of their own: a 1-hour cache write costs
+    ``cache_write``, audio, image and video input ``input``, their output ``output``,
+    and their cached share ``cache_read`` when the data lists a cache-read price (else
+    the modality's own input price, as the cache then gives no discount).
     """
 
     __slots__ = (
         "cache_audio_read",
+        "cache_image_read",
         "cache_read",
+        "cache_video_read",
         "cache_write",
         "cache_write_1h",
         "cached_in_input",
         "input",
         "input_audio",
+        "input_image",
+        "input_video",
         "output",
+        "output_audio",
+        "output_image",
+        "output_video",
         "per_request",
         "source",
         "tiered",
@@ -203,6 +223,13 @@ class ModelPrice:
     cache_write_1h: float
     input_audio: float
     cache_audio_read: float
+    output_audio: float
+    input_image: float
+    cache_image_read: float
+    output_image: float
+    input_video: float
+    cache_video_read: float
+    output_video: float
     per_request: float
     cached_in_input: bool
     tiered: bool
@@ -222,6 +249,13 @@ class ModelPrice:
         cache_write_1h: float | None = None,
         input_audio: float | None = None,
         cache_audio_read: float | None = None,
+        output_audio: float | None = None,
+        input_image: float | None = None,
+        cache_image_read: float | None = None,
+        output_image: float | None = None,
+        input_video: float | None = None,
+        cache_video_read: float | None = None,
+        output_video: float | None = None,
     ) -> None:
         self.input = input
         self.output = output
@@ -230,6 +264,13 @@ class ModelPrice:
         self.cache_write_1h = cache_write if cache_write_1h is None else cache_write_1h
         self.input_audio = input if input_audio is None else input_audio
         self.cache_audio_read = cache_read if cache_audio_read is None else cache_audio_read
+        self.output_audio = output if output_audio is None else output_audio
+        self.input_image = input if input_image is None else input_image
+        self.cache_image_read = cache_read if cache_image_read is None else cache_image_read
+        self.output_image = output if output_image is None else output_image
+        self.input_video = input if input_video is None else input_video
+        self.cache_video_read = cache_read if cache_video_read is None else cache_video_read
+        self.output_video = output if output_video is None else output_video
         self.per_request = per_request
         self.cached_in_input = cached_in_input
         self.tiered = tiered
@@ -241,6 +282,11 @@ class ModelPrice:
             f"cache_read={self.cache_read!r}, cache_write={self.cache_write!r}, "
             f"cache_write_1h={self.cache_write_1h!r}, input_audio={self.input_audio!r}, "
             f"cache_audio_read={self.cache_audio_read!r}, "
+            f"output_audio={self.output_audio!r}, input_image={self.input_image!r}, "
+            f"cache_image_read={self.cache_image_read!r}, "
+            f"output_image={self.output_image!r}, input_video={self.input_video!r}, "
+            f"cache_video_read={self.cache_video_read!r}, "
+            f"output_video={self.output_video!r}, "
             f"per_request={self.per_request!r}, cached_in_input={self.cached_in_input!r}, "
             f"tiered={self.tiered!r}, source={self.source!r})"
         )
@@ -403,32 +449,45 @@ def _candidates(provider: str | None, model: str) -> Iterator[tuple[str | None, 
 
 # -- records --------------------------------------------------------------------------
 
+# The parts TokenUsage counts apart, in field order (which is also the order of
+# price_parts' arguments and of a record's ``details``).
+_PARTS: Final = (
+    "cache_write_1h",
+    "input_audio",
+    "cache_audio_read",
+    "output_audio",
+    "input_image",
+    "cache_image_read",
+    "output_image",
+    "input_video",
+    "cache_video_read",
+    "output_video",
+)
 # A resolved price, as the hot path reads it:
 # (input, output, cache_read, cache_write, per_request  -- USD per token / per call,
 #  cache_excluded, tiers, expires, info, details)
-# ``details`` are the per-token prices of the parts TokenUsage counts apart:
-# (cache_write_1h, input_audio, cache_audio_read). ``tiers`` is None or
+# ``details`` are the per-token prices of the parts TokenUsage counts apart, in the
+# order of _PARTS. ``tiers`` is None or
 # ((start, (input, output, cache_read, cache_write), details), ...), highest start
 # first: the prices once the whole prompt exceeds ``start`` tokens. ``expires`` is a
 # Unix time after which the record is rebuilt (0.0: never).
 _Base = tuple[float, float, float, float]
-_Details = tuple[float, float, float]
+_Details = tuple[float, ...]
 _Tiers = tuple[tuple[int, _Base, _Details], ...]
 _Record = tuple[
     float, float, float, float, float, bool, _Tiers | None, float, ModelPrice | None, _Details
 ]
-_UNKNOWN: Final[_Record] = (0.0, 0.0, 0.0, 0.0, 0.0, False, None, 0.0, None, (0.0, 0.0, 0.0))
-# An override: USD per million tokens of (input, output, cache_read, cache_write,
-# cache_write_1h, input_audio, cache_audio_read).
-_Prices = tuple[float, float, float, float, float, float, float]
+_NO_DETAILS: Final[_Details] = (0.0,) * len(_PARTS)
+_UNKNOWN: Final[_Record] = (0.0, 0.0, 0.0, 0.0, 0.0, False, None, 0.0, None, _NO_DETAILS)
+# An override: USD per million tokens of (input, output, cache_read, cache_write, then
+# the parts in the order of _PARTS).
+_Prices = tuple[float, ...]
 _FIELDS: Final = (
     "input_tokens",
     "output_tokens",
     "cache_read_tokens",
     "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "input_audio_tokens",
-    "cache_audio_read_tokens",
+    *(f"{part}_tokens" for part in _PARTS),
 )
 
 
@@ -511,22 +570,45 @@ class PricingRegistry:
         o = usage.output_tokens
         r = usage.cache_read_tokens
         w = usage.cache_write_tokens
-        w1 = usage.cache_write_1h_tokens
-        a = usage.input_audio_tokens
-        ra = usage.cache_audio_read_tokens
         if (
             type(i) is not int
             or type(o) is not int
             or type(r) is not int
             or type(w) is not int
-            or type(w1) is not int
-            or type(a) is not int
-            or type(ra) is not int
-            or (i | o | r | w | w1 | a | ra) < 0
+            or (i | o | r | w) < 0
         ):
             _check_usage(usage)
-        if w1 or a or ra:
-            return self.price_parts(provider, model, i, o, r, w, cached_in_input, w1, a, ra)
+        # The parts: usually all zero.
+        w1 = usage.cache_write_1h_tokens
+        a = usage.input_audio_tokens
+        ra = usage.cache_audio_read_tokens
+        oa = usage.output_audio_tokens
+        m = usage.input_image_tokens
+        rm = usage.cache_image_read_tokens
+        om = usage.output_image_tokens
+        v = usage.input_video_tokens
+        rv = usage.cache_video_read_tokens
+        ov = usage.output_video_tokens
+        if (
+            type(w1) is not int
+            or type(a) is not int
+            or type(ra) is not int
+            or type(oa) is not int
+            or type(m) is not int
+            or type(rm) is not int
+            or type(om) is not int
+            or type(v) is not int
+            or type(rv) is not int
+            or type(ov) is not int
+        ):
+            _check_usage(usage)
+        any_part = w1 | a | ra | oa | m | rm | om | v | rv | ov  # negative if one is
+        if any_part:
+            if any_part < 0:
+                _check_usage(usage)
+            return self.price_parts(
+                provider, model, i, o, r, w, cached_in_input, w1, a, ra, oa, m, rm, om, v, rv, ov
+            )
         return self.price_counts(provider, model, i, o, r, w, cached_in_input)
 
     def price_counts(
@@ -543,7 +625,7 @@ class PricingRegistry:
 
         The counts mean what :class:`TokenUsage`'s fields mean; no ``TokenUsage`` is
         built, and only their signs are checked. Counts with parts priced apart (1-hour
-        cache writes, audio) go to :meth:`price_parts`.
+        cache writes, audio, image, video) go to :meth:`price_parts`.
 
         Raises:
             TypeError: ``provider``/``model`` have the wrong type.
@@ -593,18 +675,23 @@ class PricingRegistry:
         cache_write_1h_tokens: int = 0,
         input_audio_tokens: int = 0,
         cache_audio_read_tokens: int = 0,
+        output_audio_tokens: int = 0,
+        input_image_tokens: int = 0,
+        cache_image_read_tokens: int = 0,
+        output_image_tokens: int = 0,
+        input_video_tokens: int = 0,
+        cache_video_read_tokens: int = 0,
+        output_video_tokens: int = 0,
     ) -> float | None:
         """:meth:`price_counts` with the parts :class:`TokenUsage` prices apart.
 
-        ``cache_write_1h_tokens``, ``input_audio_tokens`` and
-        ``cache_audio_read_tokens`` mean what the ``TokenUsage`` fields of those
-        names mean. Kept apart from :meth:`price_counts` so that the common call pays
-        nothing for them.
+        The parts mean what the ``TokenUsage`` fields of the same names mean. Kept
+        apart from :meth:`price_counts` so that the common call pays nothing for them.
 
         Raises:
             TypeError: ``provider``/``model`` have the wrong type.
             ValueError: A count is negative, the cache counts exceed an input count
-                that should contain them, or a part exceeds the count it is part of.
+                that should contain them, or parts exceed the count they are part of.
         """
         base = self.price_counts(
             provider,
@@ -615,33 +702,56 @@ class PricingRegistry:
             cache_write_tokens,
             cached_in_input,
         )
-        w1, a, ra = cache_write_1h_tokens, input_audio_tokens, cache_audio_read_tokens
-        if (w1 | a | ra) < 0:
-            raise ValueError(f"token counts must be >= 0, got {(w1, a, ra)}")
+        w1 = cache_write_1h_tokens
+        a, ra, oa = input_audio_tokens, cache_audio_read_tokens, output_audio_tokens
+        m, rm, om = input_image_tokens, cache_image_read_tokens, output_image_tokens
+        v, rv, ov = input_video_tokens, cache_video_read_tokens, output_video_tokens
+        if (w1 | a | ra | oa | m | rm | om | v | rv | ov) < 0:
+            raise ValueError(
+                f"token counts must be >= 0, got {(w1, a, ra, oa, m, rm, om, v, rv, ov)}"
+            )
         if base is None:
             return None
-        i, r, w = input_tokens, cache_read_tokens, cache_write_tokens
+        i, o, r, w = input_tokens, output_tokens, cache_read_tokens, cache_write_tokens
         rec = self._resolve(provider, model)
         if not (rec[5] if cached_in_input is None else not cached_in_input):
             i -= r + w  # price_counts checked that this is not negative
-        uncached_audio = a - ra
-        if w1 > w or ra > r or uncached_audio < 0 or uncached_audio > i:
+        # What each modality has outside the cache, and the parts of each count.
+        ua, um, uv = a - ra, m - rm, v - rv
+        cached = ra + rm + rv
+        uncached = ua + um + uv
+        generated = oa + om + ov
+        if w1 > w or cached > r or ua < 0 or um < 0 or uv < 0 or uncached > i or generated > o:
             raise ValueError(
                 f"token parts exceed their counts: cache_write_1h {w1} of {w} cache "
-                f"writes, cache_audio_read {ra} of {r} cache reads and of {a} audio, "
-                f"{uncached_audio} uncached audio of {i} uncached input"
+                f"writes; audio, image and video read from the cache {(ra, rm, rv)} "
+                f"({cached} of {r} cache reads) of {(a, m, v)} in the prompt; "
+                f"{uncached} uncached ones of {i} uncached input; audio, image and "
+                f"video output {(oa, om, ov)} ({generated} of {o} output)"
             )
-        pin, _, pcr, pcw, _, _, tiers, _, _, details = rec
+        pin, pout, pcr, pcw, _, _, tiers, _, _, details = rec
         if tiers is not None:
             total = i + r + w
             for start, tier, tier_details in tiers:
                 if total > start:
-                    pin, _, pcr, pcw = tier
+                    pin, pout, pcr, pcw = tier
                     details = tier_details
                     break
-        p1h, paudio, pcaudio = details
+        p1h, pa, pra, poa, pm, prm, pom, pv, prv, pov = details
         # Each part replaces its share of the count it belongs to.
-        return base + w1 * (p1h - pcw) + uncached_audio * (paudio - pin) + ra * (pcaudio - pcr)
+        return (
+            base
+            + w1 * (p1h - pcw)
+            + ua * (pa - pin)
+            + um * (pm - pin)
+            + uv * (pv - pin)
+            + ra * (pra - pcr)
+            + rm * (prm - pcr)
+            + rv * (prv - pcr)
+            + oa * (poa - pout)
+            + om * (pom - pout)
+            + ov * (pov - pout)
+        )
 
     # -- configuration ------------------------------------------------------------
 
@@ -657,6 +767,13 @@ class PricingRegistry:
         cache_write_1h: float | None = None,
         input_audio: float | None = None,
         cache_audio_read: float | None = None,
+        output_audio: float | None = None,
+        input_image: float | None = None,
+        cache_image_read: float | None = None,
+        output_image: float | None = None,
+        input_video: float | None = None,
+        cache_video_read: float | None = None,
+        output_video: float | None = None,
     ) -> None:
         """Set your own price for a model, in USD per million tokens.
 
@@ -684,8 +801,17 @@ class PricingRegistry:
             provider: Restrict the override to one provider.
             cache_write_1h: Price of 1-hour cache writes; ``cache_write`` when omitted.
             input_audio: Price of audio input tokens; the input price when omitted.
-            cache_audio_read: Price of audio read from the cache; ``cache_read`` when
-                omitted.
+            cache_audio_read: Price of audio read from the cache; when omitted,
+                ``cache_read`` if that is given, else the audio input price.
+            output_audio: Price of audio output tokens; the output price when omitted.
+            input_image: Price of image input tokens; the input price when omitted.
+            cache_image_read: Price of image tokens read from the cache; when omitted,
+                ``cache_read`` if that is given, else the image input price.
+            output_image: Price of image output tokens; the output price when omitted.
+            input_video: Price of video input tokens; the input price when omitted.
+            cache_video_read: Price of video tokens read from the cache; when omitted,
+                ``cache_read`` if that is given, else the video input price.
+            output_video: Price of video output tokens; the output price when omitted.
 
         Raises:
             TypeError: A price is not a number, or ``model``/``provider`` is not a str.
@@ -697,12 +823,23 @@ class PricingRegistry:
         pcr = pin if cache_read is None else _non_negative("cache_read", cache_read)
         pcw = pin if cache_write is None else _non_negative("cache_write", cache_write)
         p1h = pcw if cache_write_1h is None else _non_negative("cache_write_1h", cache_write_1h)
-        pau = pin if input_audio is None else _non_negative("input_audio", input_audio)
-        pcau = (
-            pcr if cache_audio_read is None else _non_negative("cache_audio_read", cache_audio_read)
-        )
+        prices = [pin, pout, pcr, pcw, p1h]
+        for kind, (given, cached, generated) in (
+            ("audio", (input_audio, cache_audio_read, output_audio)),
+            ("image", (input_image, cache_image_read, output_image)),
+            ("video", (input_video, cache_video_read, output_video)),
+        ):
+            pm = pin if given is None else _non_negative(f"input_{kind}", given)
+            # Without a cache price of its own, a cached part gets the cache discount
+            # when there is one, else costs what the modality costs.
+            if cached is not None:
+                prm = _non_negative(f"cache_{kind}_read", cached)
+            else:
+                prm = pm if cache_read is None else pcr
+            pom = pout if generated is None else _non_negative(f"output_{kind}", generated)
+            prices += (pm, prm, pom)
         with self._lock:
-            self._overrides[key] = (pin, pout, pcr, pcw, p1h, pau, pcau)
+            self._overrides[key] = tuple(prices)
             self._records = {}
 
     def remove_model_price(self, model: str, *, provider: str | None = None) -> bool:
@@ -956,7 +1093,9 @@ def _override_lookups(
 def _from_override(
     canonical: str | None, model: str, found: _Prices, mult: float, source: str
 ) -> _Record:
-    pin, pout, pcr, pcw, p1h, pau, pcau = (x * mult for x in found)
+    scaled = [x * mult for x in found]
+    pin, pout, pcr, pcw = scaled[:4]
+    parts = scaled[4:]
     # A Bedrock id names its host whatever the caller called the provider.
     home = "aws" if _bedrock_parts(model) is not None else None
     excluded = _cache_excluded(canonical, model, home)
@@ -965,16 +1104,14 @@ def _from_override(
         output=pout,
         cache_read=pcr,
         cache_write=pcw,
-        cache_write_1h=p1h,
-        input_audio=pau,
-        cache_audio_read=pcau,
         per_request=0.0,
         cached_in_input=not excluded,
         tiered=False,
         source=source,
+        **dict(zip(_PARTS, parts, strict=True)),
     )
     m = _PER_MILLION
-    details = (p1h / m, pau / m, pcau / m)
+    details = tuple(x / m for x in parts)
     return (pin / m, pout / m, pcr / m, pcw / m, 0.0, excluded, None, 0.0, info, details)
 
 
@@ -1022,12 +1159,13 @@ def _from_genai_prices(
             tiered=False,
             source=f"genai-prices:{gp_provider.id}/{info.id} (free; looked up as {found})",
         )
-        free = (0.0, 0.0, 0.0)
+        free = _NO_DETAILS
         return (0.0, 0.0, 0.0, 0.0, 0.0, excluded, None, _expiry(info, now), model_price, free)
     raw_cr = prices.cache_read_mtok
     raw_cw = prices.cache_write_mtok
     if raw_cw is None:
         raw_cw = prices.cache_write_5m_mtok
+    listed_cr = raw_cr
     # A cache price the data does not list: genai-prices bills those tokens as
     # input, and so do we (with the input tiers).
     if raw_cr is None:
@@ -1036,19 +1174,20 @@ def _from_genai_prices(
         raw_cw = raw_in
     # The parts TokenUsage counts apart, billed as the count they belong to when the
     # data has no price for them (genai-prices' leaf rule): a 1-hour write as a write,
-    # audio as input, cached audio as a cache read.
+    # audio, image and video as input or output, and their cached share as a cache
+    # read. Without a cache-read price the cache gives no discount: cached audio then
+    # costs what audio costs, as genai-prices bills it.
     raw_1h = prices.cache_write_1h_mtok
-    raw_audio = prices.input_audio_mtok
-    raw_caudio = prices.cache_audio_read_mtok
-    raw = (
-        raw_in,
-        raw_out,
-        raw_cr,
-        raw_cw,
-        raw_cw if raw_1h is None else raw_1h,
-        raw_in if raw_audio is None else raw_audio,
-        raw_cr if raw_caudio is None else raw_caudio,
-    )
+    raw = [raw_in, raw_out, raw_cr, raw_cw, raw_cw if raw_1h is None else raw_1h]
+    for kind in ("audio", "image", "video"):
+        given = getattr(prices, f"input_{kind}_mtok")
+        if given is None:
+            given = raw_in
+        cached = getattr(prices, f"cache_{kind}_read_mtok")
+        if cached is None:
+            cached = given if listed_cr is None else listed_cr
+        generated = getattr(prices, f"output_{kind}_mtok")
+        raw += (given, cached, raw_out if generated is None else generated)
     bases = [per_million(v) for v in raw]
     kind_steps = [steps(v) for v in raw]
     # Each kind has its own tiers. Merge them into one list of breakpoints, each with
@@ -1058,7 +1197,7 @@ def _from_genai_prices(
     if starts:
         tiers = tuple((s, *_prices_at(kind_steps, s, bases)) for s in starts)
     m = _PER_MILLION
-    pin, pout, pcr, pcw, p1h, paudio, pcaudio = (x / m for x in bases)
+    pin, pout, pcr, pcw = (x / m for x in bases[:4])
     requests = prices.requests_kcount
     per_request = float(requests) * mult / 1000.0 if requests is not None else 0.0
     model_price = ModelPrice(
@@ -1066,15 +1205,13 @@ def _from_genai_prices(
         output=bases[1],
         cache_read=bases[2],
         cache_write=bases[3],
-        cache_write_1h=bases[4],
-        input_audio=bases[5],
-        cache_audio_read=bases[6],
         per_request=per_request,
         cached_in_input=not excluded,
         tiered=tiers is not None,
         source=f"genai-prices:{gp_provider.id}/{info.id} (looked up as {found})",
+        **dict(zip(_PARTS, bases[4:], strict=True)),
     )
-    details = (p1h, paudio, pcaudio)
+    details = tuple(x / m for x in bases[4:])
     return (
         pin,
         pout,
@@ -1103,7 +1240,7 @@ def _prices_at(
     m = _PER_MILLION
     return (
         (found[0] / m, found[1] / m, found[2] / m, found[3] / m),
-        (found[4] / m, found[5] / m, found[6] / m),
+        tuple(x / m for x in found[4:]),
     )
 
 
@@ -1167,6 +1304,16 @@ def set_model_price(
     cache_read: float | None = None,
     cache_write: float | None = None,
     provider: str | None = None,
+    cache_write_1h: float | None = None,
+    input_audio: float | None = None,
+    cache_audio_read: float | None = None,
+    output_audio: float | None = None,
+    input_image: float | None = None,
+    cache_image_read: float | None = None,
+    output_image: float | None = None,
+    input_video: float | None = None,
+    cache_video_read: float | None = None,
+    output_video: float | None = None,
 ) -> None:
     """Set a model's price (USD per million tokens) on the process-wide registry.
 
@@ -1179,6 +1326,16 @@ def set_model_price(
         cache_read=cache_read,
         cache_write=cache_write,
         provider=provider,
+        cache_write_1h=cache_write_1h,
+        input_audio=input_audio,
+        cache_audio_read=cache_audio_read,
+        output_audio=output_audio,
+        input_image=input_image,
+        cache_image_read=cache_image_read,
+        output_image=output_image,
+        input_video=input_video,
+        cache_video_read=cache_video_read,
+        output_video=output_video,
     )
 
 

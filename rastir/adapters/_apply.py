@@ -416,6 +416,7 @@ def write_result(
     details = r.usage_details
     try:
         if details:
+            part = details.get
             cost = _pricing_parts(
                 attrs.get("gen_ai.provider.name"),
                 name,
@@ -424,9 +425,16 @@ def write_result(
                 cr or 0,
                 cw or 0,
                 None,
-                details.get("cache_write_1h_tokens", 0),
-                details.get("input_audio_tokens", 0),
-                details.get("cache_audio_read_tokens", 0),
+                part("cache_write_1h_tokens", 0),
+                part("input_audio_tokens", 0),
+                part("cache_audio_read_tokens", 0),
+                part("output_audio_tokens", 0),
+                part("input_image_tokens", 0),
+                part("cache_image_read_tokens", 0),
+                part("output_image_tokens", 0),
+                part("input_video_tokens", 0),
+                part("cache_video_read_tokens", 0),
+                part("output_video_tokens", 0),
             )
         else:
             cost = price(

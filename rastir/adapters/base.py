@@ -29,16 +29,24 @@ __all__ = [
     "str_or_none",
 ]
 
-# The keys of ``usage_details``. The first three are ``rastir.pricing.TokenUsage``
+# The keys of ``usage_details``. All but the last are ``rastir.pricing.TokenUsage``
 # fields, parts of the main counts priced apart: 1-hour cache writes (part of the
-# cache writes), the prompt's audio tokens and the audio read from the cache.
-# ``reasoning_tokens`` is a Chat Completions response's
-# ``completion_tokens_details.reasoning_tokens``: inside the output count for OpenAI,
-# outside it for xAI, whose spans get them added (``_apply.write_result``).
+# cache writes); for audio, image and video, the prompt's tokens (cached ones
+# included), those read from the cache (part of the cache reads too) and the
+# generated ones (part of the output). ``reasoning_tokens`` is a Chat Completions
+# response's ``completion_tokens_details.reasoning_tokens``: inside the output count
+# for OpenAI, outside it for xAI, whose spans get them added (``_apply.write_result``).
 USAGE_DETAILS: Final = (
     "cache_write_1h_tokens",
     "input_audio_tokens",
     "cache_audio_read_tokens",
+    "output_audio_tokens",
+    "input_image_tokens",
+    "cache_image_read_tokens",
+    "output_image_tokens",
+    "input_video_tokens",
+    "cache_video_read_tokens",
+    "output_video_tokens",
     "reasoning_tokens",
 )
 

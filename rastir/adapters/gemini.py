@@ -11,21 +11,24 @@ their sum, as OpenAI's ``completion_tokens`` already includes its reasoning toke
 ``gen_ai.usage.reasoning.output_tokens``. Likewise the input count adds
 ``tool_use_prompt_token_count`` (the results of built-in tools), billed as input.
 
-Audio input costs more than text: the ``AUDIO`` entries of ``prompt_tokens_details``
-and ``cache_tokens_details`` are read as the audio part of the prompt and of the cache
-reads, and priced with the model's audio prices (as genai-prices does).
+Audio, image and video tokens can cost more than text (audio input, the image models'
+output at 10-12x the text price): the ``AUDIO``, ``IMAGE`` and ``VIDEO`` entries of
+``prompt_tokens_details`` (and of ``tool_use_prompt_tokens_details``), of
+``cache_tokens_details`` and of ``candidates_tokens_details`` are read as those parts
+of the prompt, of the cache reads and of the output, and priced with the model's own
+prices for them (as genai-prices does, which also counts ``DOCUMENT`` entries, PDF
+pages read as images, as image tokens).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from rastir.adapters._content import to_parts
 from rastir.adapters.base import (
     AdapterResult,
     BaseAdapter,
     TokenDelta,
-    add_usage_detail,
     int_or_none,
     str_or_none,
 )
@@ -37,18 +40,28 @@ def _ours(cls: type) -> bool:
     return cls.__name__ == "GenerateContentResponse" and cls.__module__.startswith("google.")
 
 
-def _audio(details: Any) -> int | None:
-    """The ``AUDIO`` token count of a list of ``ModalityTokenCount``, or None."""
-    if not details:
-        return None
-    total = None
+# A ModalityTokenCount's modality -> the TokenUsage part it counts toward in the
+# prompt, in the cache reads and in the output. TEXT is the rest of each count.
+_AUDIO: Final = ("input_audio_tokens", "cache_audio_read_tokens", "output_audio_tokens")
+_IMAGE: Final = ("input_image_tokens", "cache_image_read_tokens", "output_image_tokens")
+_VIDEO: Final = ("input_video_tokens", "cache_video_read_tokens", "output_video_tokens")
+_PARTS: Final = {"AUDIO": _AUDIO, "IMAGE": _IMAGE, "DOCUMENT": _IMAGE, "VIDEO": _VIDEO}
+_PROMPT, _CACHE, _OUTPUT = 0, 1, 2
+
+
+def _add_parts(r: AdapterResult | TokenDelta, details: Any, where: int) -> None:
+    """Add the non-text entries of a list of ``ModalityTokenCount`` to the parts of
+    ``r.usage_details`` they count toward (``where``: prompt, cache or output)."""
     for item in details:
-        modality = getattr(item, "modality", None)
-        if str_or_none(modality) == "AUDIO":
+        keys = _PARTS.get(str_or_none(getattr(item, "modality", None)) or "")
+        if keys is not None:
             count = int_or_none(getattr(item, "token_count", None))
             if count:
-                total = (total or 0) + count
-    return total
+                found = r.usage_details
+                if found is None:
+                    found = r.usage_details = {}
+                key = keys[where]
+                found[key] = found.get(key, 0) + count
 
 
 def _read(r: AdapterResult | TokenDelta, result: Any) -> None:
@@ -70,12 +83,22 @@ def _read(r: AdapterResult | TokenDelta, result: Any) -> None:
                 extra = r.extra_attributes = {}
             extra["gen_ai.usage.reasoning.output_tokens"] = thoughts
         r.tokens_output = out
-        r.cache_read_tokens = int_or_none(getattr(usage, "cached_content_token_count", None))
-        audio = _audio(getattr(usage, "prompt_tokens_details", None))
-        if audio:
-            add_usage_detail(r, "input_audio_tokens", audio)
-            cached = _audio(getattr(usage, "cache_tokens_details", None))
-            add_usage_detail(r, "cache_audio_read_tokens", cached)
+        cached = int_or_none(getattr(usage, "cached_content_token_count", None))
+        r.cache_read_tokens = cached
+        details = getattr(usage, "prompt_tokens_details", None)
+        if details:
+            _add_parts(r, details, _PROMPT)
+        if tools:
+            details = getattr(usage, "tool_use_prompt_tokens_details", None)
+            if details:
+                _add_parts(r, details, _PROMPT)
+        if cached:
+            details = getattr(usage, "cache_tokens_details", None)
+            if details:
+                _add_parts(r, details, _CACHE)
+        details = getattr(usage, "candidates_tokens_details", None)
+        if details:
+            _add_parts(r, details, _OUTPUT)
     candidates = getattr(result, "candidates", None)
     if candidates:
         reason = getattr(candidates[0], "finish_reason", None)

@@ -1,8 +1,15 @@
-"""OpenAI adapter (priority 150): Chat Completions, Completions, Responses, and chunks.
+"""OpenAI adapter (priority 150): Chat Completions, Completions, Responses, Images, and
+their chunks and stream events.
 
 Also the base of the Azure OpenAI and Groq adapters, which read the same shapes.
 OpenAI counts cached prompt tokens inside ``prompt_tokens``; the cached part is
 reported separately as the cache-read count.
+
+Audio and image tokens cost more than text for the models that take or make them
+(``gpt-audio``, the ``gpt-image`` models): ``prompt_tokens_details.audio_tokens`` and
+``.image_tokens`` and ``completion_tokens_details.audio_tokens`` of a Chat Completion,
+and the ``image_tokens`` of an Images API usage, are read as parts of the input and
+output counts and priced apart (``usage_details``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,17 @@ _RESPONSES: Final = frozenset(
     ("ChatCompletion", "ParsedChatCompletion", "Completion", "Response", "ParsedResponse")
 )
 _CHUNKS: Final = frozenset(("ChatCompletionChunk", "Completion"))
+# The Images API's response (``images.generate``, ``images.edit``) and the events of
+# its streams that carry an image, the last one with the usage.
+_IMAGES: Final = frozenset(("ImagesResponse",))
+_IMAGE_EVENTS: Final = frozenset(
+    (
+        "ImageGenPartialImageEvent",
+        "ImageGenCompletedEvent",
+        "ImageEditPartialImageEvent",
+        "ImageEditCompletedEvent",
+    )
+)
 # Responses API stream events (``responses.create(stream=True)``, ``responses.stream``)
 # that carry generated content: the first one marks the time to first token.
 _CONTENT_EVENTS: Final = frozenset(
@@ -59,7 +77,8 @@ def _is_response_event(cls: type) -> bool:
 
 
 def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
-    """``prompt_tokens``/``completion_tokens`` (or the Responses API names) into ``r``.
+    """``prompt_tokens``/``completion_tokens`` (or the Responses and Images API names)
+    into ``r``.
 
     Also reads OpenAI-compatible SDKs whose token details are plain dicts (mistralai
     keeps ``prompt_tokens_details`` as a dict).
@@ -69,11 +88,13 @@ def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
         tin = get(usage, "input_tokens")
         tout = get(usage, "output_tokens")
         details = get(usage, "input_tokens_details")
+        out_details = get(usage, "output_tokens_details")
     else:
         tout = get(usage, "completion_tokens")
         details = get(usage, "prompt_tokens_details")
         out_details = get(usage, "completion_tokens_details")
         if out_details is not None:
+            # Chat Completions only: xAI's Responses API counts them in output_tokens.
             add_usage_detail(r, "reasoning_tokens", get(out_details, "reasoning_tokens"))
     r.tokens_input = int_or_none(tin)
     r.tokens_output = int_or_none(tout)
@@ -82,7 +103,20 @@ def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
         written = int_or_none(get(details, "cache_write_tokens"))
         if written:
             r.cache_write_tokens = written
-        add_usage_detail(r, "input_audio_tokens", get(details, "audio_tokens"))
+    read_chat_parts(r, details, out_details)
+
+
+def read_chat_parts(r: AdapterResult | TokenDelta, prompt: Any, output: Any) -> None:
+    """The audio and image parts of a usage's input and output token details (objects
+    or dicts; either may be None) into ``r.usage_details``: Chat Completions'
+    ``prompt_tokens_details``/``completion_tokens_details``, the Images API's
+    ``input_tokens_details``/``output_tokens_details``."""
+    if prompt is not None:
+        add_usage_detail(r, "input_audio_tokens", get(prompt, "audio_tokens"))
+        add_usage_detail(r, "input_image_tokens", get(prompt, "image_tokens"))
+    if output is not None:
+        add_usage_detail(r, "output_audio_tokens", get(output, "audio_tokens"))
+        add_usage_detail(r, "output_image_tokens", get(output, "image_tokens"))
 
 
 def _response_status(response: Any) -> str | None:
@@ -105,25 +139,34 @@ class OpenAIAdapter(BaseAdapter):
         return in_package(cls, self.package)
 
     def match_type(self, cls: type) -> bool | None:
-        return cls.__name__ in _RESPONSES and self._ours(cls)
+        name = cls.__name__
+        return (name in _RESPONSES or name in _IMAGES) and self._ours(cls)
 
     def transform(self, result: Any) -> AdapterResult:
         # The hot path of the most common response: the class is known (cached match),
         # so its declared fields are read directly.
-        model = result.model
-        rid = result.id
+        try:
+            model = result.model
+            rid = result.id
+        except AttributeError:  # an ImagesResponse has neither
+            return self._images(result)
         usage = result.usage
-        tin = tout = cached = written = audio = None
+        tin = tout = cached = written = parts = None
         if usage is not None:
             tin = getattr(usage, "prompt_tokens", None)
             if tin is not None:
                 tout = usage.completion_tokens
                 details = getattr(usage, "prompt_tokens_details", None)
-                if details is not None and model.__class__ is str and "audio" in model:
+                if model.__class__ is str and ("audio" in model or "image" in model):
                     # Only OpenAI's audio models (gpt-audio, gpt-4o-audio-preview) take
-                    # audio in Chat Completions, at up to 13x the text price; other
-                    # models skip the read.
-                    audio = details.audio_tokens
+                    # and make audio in Chat Completions, at up to 13x the text price,
+                    # and only image models price image tokens apart; other models
+                    # skip the reads.
+                    holder = AdapterResult()
+                    read_chat_parts(
+                        holder, details, getattr(usage, "completion_tokens_details", None)
+                    )
+                    parts = holder.usage_details
                 # The reasoning tokens are read only for xAI, whose completion_tokens
                 # leave them out (write_result); OpenAI's include them.
             else:  # Responses API names
@@ -156,8 +199,17 @@ class OpenAIAdapter(BaseAdapter):
             rid if rid.__class__ is str and rid else None,
             reasons,
             None,
-            {"input_audio_tokens": audio} if audio else None,
+            parts,
         )
+
+    def _images(self, result: Any) -> AdapterResult:
+        """An Images API response: its usage (the request names the model)."""
+        r = AdapterResult(provider=self.provider)
+        r.model = str_or_none(getattr(result, "model", None))
+        usage = getattr(result, "usage", None)
+        if usage is not None:
+            read_chat_usage(r, usage)
+        return r
 
     def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
         choices = getattr(result, "choices", None)
@@ -185,10 +237,16 @@ class OpenAIAdapter(BaseAdapter):
 
     # -- streaming ---------------------------------------------------------------------
     def match_stream_type(self, cls: type) -> bool | None:
-        return (cls.__name__ in _CHUNKS or _is_response_event(cls)) and self._ours(cls)
+        name = cls.__name__
+        if name in _CHUNKS or name in _IMAGE_EVENTS or _is_response_event(cls):
+            return self._ours(cls)
+        return False
 
     def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
-        if type(chunk).__name__ not in _CHUNKS:
+        name = type(chunk).__name__
+        if name not in _CHUNKS:
+            if name in _IMAGE_EVENTS:
+                return self._image_event(chunk)
             return self._response_event(chunk)
         d = TokenDelta(provider=self.provider)
         d.model = str_or_none(getattr(chunk, "model", None))
@@ -210,6 +268,15 @@ class OpenAIAdapter(BaseAdapter):
                 d.text = choice.text
             if choice.finish_reason:
                 d.finish_reason = str(choice.finish_reason)
+        return d
+
+    def _image_event(self, event: Any) -> TokenDelta:
+        """One Images API stream event: each carries an image (content); the completed
+        one carries the usage."""
+        d = TokenDelta(provider=self.provider, content=True)
+        usage = getattr(event, "usage", None)
+        if usage is not None:
+            read_chat_usage(d, usage)
         return d
 
     def _response_event(self, event: Any) -> TokenDelta:

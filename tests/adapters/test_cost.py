@@ -676,3 +676,346 @@ def test_a_model_genai_prices_lists_as_free_costs_zero_not_unknown() -> None:
     attrs = spans.one(kind="llm").attributes
     assert "rastir.cost.unknown" not in attrs
     assert attrs["rastir.cost.usd"] == 0.0
+
+
+# -- audio, image and video parts: input and output ------------------------------------------------
+def _chat_body(model: str, prompt: dict[str, int], completion: dict[str, int], **usage: int) -> Any:
+    return {
+        **objects.OPENAI_CHAT,
+        "model": model,
+        "usage": {
+            **usage,
+            "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"],
+            "prompt_tokens_details": prompt,
+            "completion_tokens_details": completion,
+        },
+    }
+
+
+def test_openai_audio_output_tokens_are_priced_at_the_audio_rate() -> None:
+    from openai.types.chat import ChatCompletion
+
+    body = _chat_body(
+        "gpt-audio-2025-08-28",
+        {"cached_tokens": 0, "audio_tokens": 900, "image_tokens": 0, "text_tokens": 100},
+        {"audio_tokens": 4_500, "reasoning_tokens": 0, "text_tokens": 500},
+        prompt_tokens=1_000,
+        completion_tokens=5_000,
+    )
+    attrs = _attrs(ChatCompletion.model_validate(body))
+    expected = _genai_prices_of(body, "openai", "chat")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected, rel=1e-9)
+    assert attrs["gen_ai.usage.output_tokens"] == 5_000
+    # gpt-audio bills audio output at several times its text output price.
+    text_rate = _genai_prices_total(
+        "openai", "gpt-audio", input_tokens=1_000, input_audio_tokens=900, output_tokens=5_000
+    )
+    assert expected > 4 * text_rate
+
+
+def test_a_streamed_openai_audio_reply_prices_its_audio_output() -> None:
+    from openai.types.chat import ChatCompletionChunk
+
+    body = _chat_body(
+        "gpt-audio-mini",
+        {"cached_tokens": 0, "audio_tokens": 300},
+        {"audio_tokens": 2_000},
+        prompt_tokens=400,
+        completion_tokens=2_100,
+    )
+    base = {"id": "a", "object": "chat.completion.chunk", "created": 1, "model": "gpt-audio-mini"}
+    audio = {"id": "au_1", "data": "AAAA", "expires_at": 1, "transcript": "hi"}
+    chunks = [
+        {**base, "choices": [{"index": 0, "delta": {"audio": audio}, "finish_reason": None}]},
+        {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        {**base, "choices": [], "usage": body["usage"]},
+    ]
+
+    @rastir.llm
+    def chat() -> Any:
+        return objects.openai_stream(chunks)
+
+    with capture_spans() as spans:
+        for chunk in chat():
+            assert isinstance(chunk, ChatCompletionChunk)
+    attrs = spans.one(kind="llm").attributes
+    expected = _genai_prices_of(body, "openai", "chat")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_text_model_with_zeroed_token_details_takes_the_plain_price() -> None:
+    from openai.types.chat import ChatCompletion
+
+    from rastir.adapters.openai import OpenAIAdapter
+
+    body = _chat_body(
+        "gpt-4o-2024-08-06",
+        {"cached_tokens": 0, "audio_tokens": 0, "image_tokens": 0},
+        {"audio_tokens": 0, "reasoning_tokens": 0},
+        prompt_tokens=12,
+        completion_tokens=34,
+    )
+    response = ChatCompletion.model_validate(body)
+    # Nothing priced apart: the result carries no usage details, so @llm prices it
+    # with price_counts, not price_parts.
+    assert OpenAIAdapter().transform(response).usage_details is None
+    attrs = _attrs(response)
+    assert attrs["rastir.cost.usd"] == pytest.approx(
+        _genai_prices_of(body, "openai", "chat"), rel=1e-9
+    )
+
+
+IMAGES: dict[str, Any] = {
+    "created": 1,
+    "data": [{"b64_json": "aGk="}],
+    "usage": {
+        "input_tokens": 1_000,
+        "input_tokens_details": {"image_tokens": 800, "text_tokens": 200},
+        "output_tokens": 6_000,
+        "output_tokens_details": {"image_tokens": 5_800, "text_tokens": 200},
+        "total_tokens": 7_000,
+    },
+}
+
+
+@pytest.mark.parametrize("model", ["gpt-image-1.5", "gpt-image-1"])
+def test_an_images_api_response_prices_its_image_tokens(model: str) -> None:
+    from openai.types import ImagesResponse
+
+    attrs = _attrs(ImagesResponse.model_validate(IMAGES), model=model)
+    assert attrs["gen_ai.request.model"] == model
+    assert attrs["gen_ai.provider.name"] == "openai"
+    assert (attrs["gen_ai.usage.input_tokens"], attrs["gen_ai.usage.output_tokens"]) == (
+        1_000,
+        6_000,
+    )
+    # genai-prices' own reading of the Images API body (it needs the model named).
+    expected = _genai_prices_of({**IMAGES, "model": model}, "openai", "images")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected, rel=1e-9)
+    text_rate = _genai_prices_total("openai", model, input_tokens=1_000, output_tokens=6_000)
+    assert expected > text_rate
+
+
+def test_a_streamed_image_generation_prices_its_image_input() -> None:
+    from openai import OpenAI
+    from openai._streaming import Stream
+    from openai.types import ImageGenStreamEvent
+
+    common = {
+        "b64_json": "aGk=",
+        "background": "auto",
+        "created_at": 1,
+        "output_format": "png",
+        "quality": "high",
+        "size": "1024x1024",
+    }
+    usage = {
+        "input_tokens": 2_000,
+        "input_tokens_details": {"image_tokens": 1_500, "text_tokens": 500},
+        "output_tokens": 4_000,
+        "total_tokens": 6_000,
+    }
+    events = [
+        {**common, "type": "image_generation.partial_image", "partial_image_index": 0},
+        {**common, "type": "image_generation.completed", "usage": usage},
+    ]
+    client = OpenAI(api_key="sk-test-not-a-key", base_url="http://127.0.0.1:9/v1")
+
+    @rastir.llm
+    def generate(model: str) -> Any:
+        return Stream(
+            cast_to=ImageGenStreamEvent,  # type: ignore[arg-type]  # a union, as the SDK passes it
+            response=objects.sse_response(events),
+            client=client,
+        )
+
+    with capture_spans() as spans:
+        assert len(list(generate(model="gpt-image-1"))) == 2
+    attrs = spans.one(kind="llm").attributes
+    assert "rastir.ttft_ms" in attrs
+    expected = _genai_prices_of({"model": "gpt-image-1", "usage": usage}, "openai", "images")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected, rel=1e-9)
+
+
+def _gemini_body(model: str, **usage: Any) -> dict[str, Any]:
+    return {
+        "modelVersion": model,
+        "responseId": "r-1",
+        "candidates": [
+            {"content": {"role": "model", "parts": [{"text": "hi"}]}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": usage,
+    }
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash-image", "gemini-3-pro-image-preview"])
+def test_gemini_image_output_is_priced_at_the_image_rate(model: str) -> None:
+    from google.genai import types
+
+    body = _gemini_body(
+        model,
+        promptTokenCount=300,
+        candidatesTokenCount=1_310,
+        thoughtsTokenCount=200,
+        totalTokenCount=1_810,
+        promptTokensDetails=[{"modality": "TEXT", "tokenCount": 300}],
+        candidatesTokensDetails=[
+            {"modality": "IMAGE", "tokenCount": 1_290},
+            {"modality": "TEXT", "tokenCount": 20},
+        ],
+    )
+    attrs = _attrs(types.GenerateContentResponse.model_validate(body))
+    assert attrs["gen_ai.usage.output_tokens"] == 1_510
+    expected = _genai_prices_of(body, "google")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected, rel=1e-9)
+    # Image output costs about ten times text output.
+    text_rate = _genai_prices_total("google", model, input_tokens=300, output_tokens=1_510)
+    assert expected > 5 * text_rate
+
+
+def test_gemini_image_video_and_document_input_and_audio_output_are_priced_apart() -> None:
+    from google.genai import types
+
+    # A model with its own prices for audio, image and video input and audio output.
+    body = _gemini_body(
+        "gemini-live-2.5-flash",
+        promptTokenCount=100_000,
+        toolUsePromptTokenCount=5_000,
+        candidatesTokenCount=20_000,
+        totalTokenCount=125_000,
+        promptTokensDetails=[
+            {"modality": "TEXT", "tokenCount": 10_000},
+            {"modality": "AUDIO", "tokenCount": 30_000},
+            {"modality": "IMAGE", "tokenCount": 15_000},
+            {"modality": "DOCUMENT", "tokenCount": 5_000},
+            {"modality": "VIDEO", "tokenCount": 40_000},
+        ],
+        toolUsePromptTokensDetails=[
+            {"modality": "TEXT", "tokenCount": 1_000},
+            {"modality": "IMAGE", "tokenCount": 4_000},
+        ],
+        candidatesTokensDetails=[
+            {"modality": "AUDIO", "tokenCount": 18_000},
+            {"modality": "TEXT", "tokenCount": 2_000},
+        ],
+    )
+    attrs = _attrs(types.GenerateContentResponse.model_validate(body))
+    assert attrs["gen_ai.usage.input_tokens"] == 105_000
+    expected = _genai_prices_of(body, "google")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected, rel=1e-9)
+    text_rate = _genai_prices_total(
+        "google", "gemini-live-2.5-flash", input_tokens=105_000, output_tokens=20_000
+    )
+    assert expected > 3 * text_rate
+
+
+@pytest.mark.parametrize("model", ["gemini-2.5-flash", "gemini-live-2.5-flash"])
+def test_gemini_cached_images_and_video_are_cache_reads_of_their_modality(model: str) -> None:
+    from google.genai import types
+
+    # gemini-2.5-flash: a cache-read price, none for images or video (cached ones are
+    # cache reads). gemini-live-2.5-flash: image and video prices, no cache price
+    # (cached ones cost what images and video cost).
+    body = _gemini_body(
+        model,
+        promptTokenCount=100_000,
+        cachedContentTokenCount=60_000,
+        candidatesTokenCount=100,
+        totalTokenCount=100_100,
+        promptTokensDetails=[
+            {"modality": "TEXT", "tokenCount": 20_000},
+            {"modality": "IMAGE", "tokenCount": 50_000},
+            {"modality": "VIDEO", "tokenCount": 30_000},
+        ],
+        cacheTokensDetails=[
+            {"modality": "TEXT", "tokenCount": 10_000},
+            {"modality": "IMAGE", "tokenCount": 30_000},
+            {"modality": "VIDEO", "tokenCount": 20_000},
+        ],
+    )
+    attrs = _attrs(types.GenerateContentResponse.model_validate(body))
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 60_000
+    assert attrs["rastir.cost.usd"] == pytest.approx(_genai_prices_of(body, "google"), rel=1e-9)
+
+
+def test_a_gemini_text_reply_reports_no_parts() -> None:
+    from google.genai import types
+
+    from rastir.adapters.gemini import GeminiAdapter
+
+    body = _gemini_body(
+        "gemini-2.5-flash",
+        promptTokenCount=10,
+        candidatesTokenCount=5,
+        totalTokenCount=15,
+        promptTokensDetails=[{"modality": "TEXT", "tokenCount": 10}],
+        candidatesTokensDetails=[{"modality": "TEXT", "tokenCount": 5}],
+    )
+    response = types.GenerateContentResponse.model_validate(body)
+    assert GeminiAdapter().transform(response).usage_details is None
+
+
+def test_a_streamed_gemini_image_reply_prices_its_image_output() -> None:
+    from google.genai import types
+
+    model = "gemini-2.5-flash-image"
+    final_usage = {
+        "promptTokenCount": 300,
+        "candidatesTokenCount": 1_300,
+        "totalTokenCount": 1_600,
+        "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 300}],
+        "candidatesTokensDetails": [
+            {"modality": "TEXT", "tokenCount": 10},
+            {"modality": "IMAGE", "tokenCount": 1_290},
+        ],
+    }
+    first = {
+        "modelVersion": model,
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "Here"}]}}],
+        "usageMetadata": {
+            "promptTokenCount": 300,
+            "candidatesTokenCount": 10,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 300}],
+        },
+    }
+    last = {
+        "modelVersion": model,
+        "candidates": [
+            {
+                "content": {
+                    "role": "model",
+                    "parts": [{"inlineData": {"mimeType": "image/png", "data": "aGk="}}],
+                },
+                "finishReason": "STOP",
+            }
+        ],
+        "usageMetadata": final_usage,
+    }
+
+    @rastir.llm
+    def chat() -> Iterator[Any]:
+        for chunk in (first, last):
+            yield types.GenerateContentResponse.model_validate(chunk)
+
+    with capture_spans() as spans:
+        list(chat())
+    attrs = spans.one(kind="llm").attributes
+    expected = _genai_prices_of(last, "google")
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_gemini_output_parts_larger_than_the_output_count_leave_the_cost_unknown() -> None:
+    from google.genai import types
+
+    # A report that contradicts itself is not priced (as genai-prices refuses it).
+    body = _gemini_body(
+        "gemini-2.5-flash-image",
+        promptTokenCount=10,
+        candidatesTokenCount=5,
+        totalTokenCount=15,
+        candidatesTokensDetails=[{"modality": "IMAGE", "tokenCount": 1_290}],
+    )
+    attrs = _attrs(types.GenerateContentResponse.model_validate(body))
+    assert attrs["rastir.cost.unknown"] is True
+    with pytest.raises(ValueError, match="exceed"):
+        _genai_prices_of(body, "google")

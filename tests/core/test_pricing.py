@@ -809,13 +809,21 @@ def test_a_part_larger_than_its_count_is_refused(usage: TokenUsage) -> None:
         PricingRegistry().price("openai", "gpt-4o", usage)
 
 
-@pytest.mark.parametrize(
-    "field", ["cache_write_1h_tokens", "input_audio_tokens", "cache_audio_read_tokens"]
-)
+_PART_FIELDS = [f.name for f in dataclasses.fields(TokenUsage)][4:]
+
+
+def test_the_parts_are_every_field_after_the_four_counts() -> None:
+    parts = [f"{part}_tokens" for part in pricing._PARTS]
+    assert parts == _PART_FIELDS
+    assert len(parts) == 10
+
+
+@pytest.mark.parametrize("field", _PART_FIELDS)
 def test_parts_of_the_wrong_type_or_sign_are_refused(field: str) -> None:
     registry = PricingRegistry()
-    with pytest.raises(TypeError, match=field):
-        registry.price("openai", "gpt-4o", TokenUsage(100, **{field: 1.5}))  # type: ignore[arg-type]
+    for wrong in (1.5, 0.0, None, True, "1"):
+        with pytest.raises(TypeError, match=field):
+            registry.price("openai", "gpt-4o", TokenUsage(100, **{field: wrong}))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=field):
         registry.price("openai", "gpt-4o", TokenUsage(100, **{field: -1}))
 
@@ -832,3 +840,330 @@ def test_price_parts_prices_like_price_with_the_same_parts() -> None:
     assert by_usage is not None
     assert by_usage == by_counts
     assert registry.price_parts("openai", "gpt-99-preview", 10, 1, 0, 0, None, 0, 5, 0) is None
+
+
+# -- parts priced apart: audio, image and video, in and out -------------------------------------
+
+
+def _gp_calc(
+    gp_provider: str, model: str, counts: dict[str, int], context: dict[str, str] | None = None
+) -> float:
+    """genai-prices' ``calc_price`` of counts given with its own field names (its
+    ``input_tokens`` always includes the cache)."""
+    calc = genai_prices.calc_price(
+        genai_prices.Usage(**counts), model, provider_id=gp_provider, price_context=context
+    )
+    return float(calc.total_price)
+
+
+def test_audio_output_is_priced_at_the_audio_rate_like_genai_prices() -> None:
+    # gpt-audio: audio in and out at several times the text prices.
+    counts = {
+        "input_tokens": 10_000,
+        "output_tokens": 5_000,
+        "input_audio_tokens": 9_000,
+        "output_audio_tokens": 4_000,
+    }
+    cost = PricingRegistry().price("openai", "gpt-audio", TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("openai", "gpt-audio", counts), rel=1e-9)
+    text = _gp_calc("openai", "gpt-audio", {"input_tokens": 10_000, "output_tokens": 5_000})
+    assert cost is not None
+    assert cost > 3 * text
+
+
+@pytest.mark.parametrize(
+    "model",
+    ["gemini-2.5-flash-image", "gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview"],
+)
+def test_image_output_is_priced_at_the_image_rate_like_genai_prices(model: str) -> None:
+    counts = {"input_tokens": 300, "output_tokens": 1_310, "output_image_tokens": 1_290}
+    cost = PricingRegistry().price("gcp.gemini", model, TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("google", model, counts), rel=1e-9)
+    text = _gp_calc("google", model, {"input_tokens": 300, "output_tokens": 1_310})
+    assert cost is not None
+    assert cost > 5 * text
+
+
+def test_image_input_and_cached_images_are_priced_like_genai_prices() -> None:
+    # gpt-image-1: image input at 2x text input, cached images at their own price.
+    counts = {
+        "input_tokens": 10_000,
+        "output_tokens": 4_000,
+        "cache_read_tokens": 4_000,
+        "input_image_tokens": 8_000,
+        "cache_image_read_tokens": 3_000,
+    }
+    cost = PricingRegistry().price("openai", "gpt-image-1", TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("openai", "gpt-image-1", counts), rel=1e-9)
+
+
+def test_every_modality_in_and_out_at_once_is_priced_like_genai_prices() -> None:
+    # gemini-live-2.5-flash lists audio, image and video input and audio output.
+    counts = {
+        "input_tokens": 100_000,
+        "output_tokens": 20_000,
+        "input_audio_tokens": 30_000,
+        "input_image_tokens": 20_000,
+        "input_video_tokens": 40_000,
+        "output_audio_tokens": 15_000,
+    }
+    model = "gemini-live-2.5-flash"
+    cost = PricingRegistry().price("gcp.gemini", model, TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("google", model, counts), rel=1e-9)
+
+
+def test_video_output_is_priced_at_the_video_rate_like_genai_prices() -> None:
+    counts = {"input_tokens": 1_000, "output_tokens": 50_000, "output_video_tokens": 49_000}
+    model = "gemini-omni-flash-preview"
+    cost = PricingRegistry().price("gcp.gemini", model, TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("google", model, counts), rel=1e-9)
+
+
+def test_cached_media_without_any_cache_price_cost_what_the_media_costs() -> None:
+    # gemini-live-2.5-flash lists no cache-read price: the cache gives no discount, and
+    # genai-prices bills cached images and audio as images and audio.
+    counts = {
+        "input_tokens": 50_000,
+        "output_tokens": 10,
+        "cache_read_tokens": 30_000,
+        "input_image_tokens": 20_000,
+        "cache_image_read_tokens": 15_000,
+        "input_audio_tokens": 20_000,
+        "cache_audio_read_tokens": 10_000,
+    }
+    model = "gemini-live-2.5-flash"
+    cost = PricingRegistry().price("gcp.gemini", model, TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("google", model, counts), rel=1e-9)
+    found = PricingRegistry().model_price("gcp.gemini", model)
+    assert found is not None
+    assert found.cache_image_read == found.input_image
+    assert found.cache_audio_read == found.input_audio
+
+
+def test_cached_media_without_a_price_of_their_own_get_the_cache_discount() -> None:
+    # gemini-2.5-flash lists a cache-read price but none for images: cached images are
+    # cache reads, uncached ones input, as genai-prices folds unpriced parts.
+    counts = {
+        "input_tokens": 50_000,
+        "output_tokens": 10,
+        "cache_read_tokens": 30_000,
+        "input_image_tokens": 20_000,
+        "cache_image_read_tokens": 15_000,
+        "cache_video_read_tokens": 5_000,
+        "input_video_tokens": 5_000,
+    }
+    model = "gemini-2.5-flash"
+    registry = PricingRegistry()
+    cost = registry.price("gcp.gemini", model, TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("google", model, counts), rel=1e-9)
+    plain = registry.price("gcp.gemini", model, TokenUsage(50_000, 10, 30_000))
+    assert cost == pytest.approx(plain, rel=1e-12)
+
+
+@pytest.mark.parametrize("total_prompt", [100_000, 250_000])
+def test_unpriced_parts_follow_their_counts_tiers(total_prompt: int) -> None:
+    # gemini-2.5-pro: tiered input, output and cache prices, none for images.
+    counts = {
+        "input_tokens": total_prompt,
+        "output_tokens": 3_000,
+        "cache_read_tokens": 40_000,
+        "input_image_tokens": 60_000,
+        "cache_image_read_tokens": 20_000,
+        "output_image_tokens": 2_000,
+    }
+    model = "gemini-2.5-pro"
+    registry = PricingRegistry()
+    cost = registry.price("gcp.gemini", model, TokenUsage(**counts))
+    assert cost == pytest.approx(_gp_calc("google", model, counts), rel=1e-9)
+    plain = registry.price("gcp.gemini", model, TokenUsage(total_prompt, 3_000, 40_000))
+    assert cost == pytest.approx(plain, rel=1e-12)
+
+
+@pytest.mark.parametrize("profile", [STANDARD, BATCH])
+def test_image_parts_follow_the_profiles_price_variant(profile: PricingProfile) -> None:
+    # gpt-image-1.5's batch variant halves its image prices too.
+    counts = {
+        "input_tokens": 5_000,
+        "output_tokens": 6_000,
+        "cache_read_tokens": 1_000,
+        "input_image_tokens": 4_000,
+        "cache_image_read_tokens": 500,
+        "output_image_tokens": 5_500,
+    }
+    context = dict(profile.price_context) or None
+    cost = PricingRegistry(profile=profile).price("openai", "gpt-image-1.5", TokenUsage(**counts))
+    expected = _gp_calc("openai", "gpt-image-1.5", counts, context)
+    assert cost == pytest.approx(expected, rel=1e-9)
+
+
+def test_model_price_reports_the_media_prices_of_the_data() -> None:
+    found = PricingRegistry().model_price("openai", "gpt-image-1.5")
+    assert found is not None
+    for part in ("input_image", "cache_image_read", "output_image"):
+        assert getattr(found, part) == float(_mtok("openai", "gpt-image-1.5", f"{part}_mtok"))
+    # Unlisted: audio as input and output, video likewise.
+    assert (found.input_audio, found.output_audio) == (found.input, found.output)
+    assert (found.input_video, found.output_video) == (found.input, found.output)
+    assert found.cache_audio_read == found.cache_read
+    assert "output_image=" in repr(found)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    [
+        TokenUsage(100, 10, output_audio_tokens=11),
+        TokenUsage(100, 10, output_audio_tokens=6, output_image_tokens=5),
+        TokenUsage(100, 10, output_video_tokens=11),
+        TokenUsage(100, input_image_tokens=10, cache_image_read_tokens=11),
+        TokenUsage(100, cache_read_tokens=10, input_image_tokens=20, cache_image_read_tokens=11),
+        TokenUsage(
+            100,
+            cache_read_tokens=10,
+            input_audio_tokens=20,
+            cache_audio_read_tokens=6,
+            input_video_tokens=20,
+            cache_video_read_tokens=5,
+        ),
+        TokenUsage(100, cache_read_tokens=50, input_image_tokens=30, input_video_tokens=30),
+        TokenUsage(100, input_video_tokens=101),
+    ],
+)
+def test_media_parts_larger_than_their_counts_are_refused(usage: TokenUsage) -> None:
+    with pytest.raises(ValueError, match="exceed"):
+        PricingRegistry().price("gcp.gemini", "gemini-2.5-flash", usage)
+
+
+def test_override_prices_for_the_media_parts_and_their_defaults() -> None:
+    registry = PricingRegistry()
+    registry.set_model_price("acme-media", input=1.0, output=2.0, cache_read=0.5)
+    found = registry.model_price(None, "acme-media")
+    assert found is not None
+    # Unset: input parts at the input price, output parts at the output price, cached
+    # parts at the cache-read price.
+    assert (found.input_image, found.input_video, found.input_audio) == (1.0, 1.0, 1.0)
+    assert (found.output_image, found.output_video, found.output_audio) == (2.0, 2.0, 2.0)
+    assert (found.cache_image_read, found.cache_video_read) == (0.5, 0.5)
+    registry.set_model_price(
+        "acme-media",
+        input=1.0,
+        output=2.0,
+        input_image=3.0,
+        output_audio=8.0,
+        output_image=16.0,
+        input_video=4.0,
+        cache_video_read=0.25,
+    )
+    found = registry.model_price(None, "acme-media")
+    assert found is not None
+    # No cache-read price at all: cached images cost what images cost.
+    assert found.cache_image_read == 3.0
+    usage = TokenUsage(
+        input_tokens=1_000_000,
+        output_tokens=1_000_000,
+        cache_read_tokens=300_000,
+        input_image_tokens=400_000,
+        cache_image_read_tokens=100_000,
+        input_video_tokens=300_000,
+        cache_video_read_tokens=200_000,
+        output_audio_tokens=100_000,
+        output_image_tokens=500_000,
+    )
+    # 1m prompt: 300k cached (100k image at 3.0, 200k video at 0.25), 700k not (300k
+    # image at 3.0, 100k video at 4.0, 300k text at 1.0); 1m output: 100k audio at 8.0,
+    # 500k image at 16.0, 400k text at 2.0.
+    expected = (
+        100_000 * 3.0
+        + 200_000 * 0.25
+        + 300_000 * 3.0
+        + 100_000 * 4.0
+        + 300_000 * 1.0
+        + 100_000 * 8.0
+        + 500_000 * 16.0
+        + 400_000 * 2.0
+    ) / 1e6
+    assert registry.price(None, "acme-media", usage) == pytest.approx(expected, rel=1e-12)
+    with pytest.raises(ValueError, match="output_image"):
+        registry.set_model_price("acme-media", input=1.0, output=1.0, output_image=-1.0)
+
+
+def test_the_process_wide_set_model_price_takes_the_part_prices() -> None:
+    set_model_price("acme-voice-test", input=1.0, output=2.0, output_audio=20.0, cache_write_1h=9.0)
+    try:
+        found = get_pricing().model_price(None, "acme-voice-test")
+        assert found is not None
+        assert (found.output_audio, found.cache_write_1h) == (20.0, 9.0)
+    finally:
+        get_pricing().remove_model_price("acme-voice-test")
+
+
+def test_price_parts_takes_the_parts_in_token_usage_order() -> None:
+    registry = PricingRegistry()
+    # A distinct price for every part, and distinct counts, each one consistent with
+    # the count it is part of.
+    registry.set_model_price(
+        "acme-all",
+        input=1.0,
+        output=2.0,
+        cache_read=0.5,
+        cache_write=1.5,
+        cache_write_1h=3.0,
+        input_audio=4.0,
+        cache_audio_read=5.0,
+        output_audio=6.0,
+        input_image=7.0,
+        cache_image_read=8.0,
+        output_image=9.0,
+        input_video=10.0,
+        cache_video_read=11.0,
+        output_video=12.0,
+    )
+    counts = (10, 3_000, 20, 100, 4_000, 30, 200, 2_000, 40, 300)
+    values = dict(zip(_PART_FIELDS, counts, strict=True))
+    usage = TokenUsage(
+        input_tokens=10_000,
+        output_tokens=1_000,
+        cache_read_tokens=100,
+        cache_write_tokens=50,
+        **values,
+    )
+    by_usage = registry.price(None, "acme-all", usage)
+    by_counts = registry.price_parts(None, "acme-all", 10_000, 1_000, 100, 50, None, *counts)
+    by_keywords = registry.price_parts(
+        None,
+        "acme-all",
+        10_000,
+        1_000,
+        100,
+        50,
+        cache_write_1h_tokens=10,
+        input_audio_tokens=3_000,
+        cache_audio_read_tokens=20,
+        output_audio_tokens=100,
+        input_image_tokens=4_000,
+        cache_image_read_tokens=30,
+        output_image_tokens=200,
+        input_video_tokens=2_000,
+        cache_video_read_tokens=40,
+        output_video_tokens=300,
+    )
+    assert by_usage is not None
+    assert by_usage == by_counts == by_keywords
+    # Each part at its own price: 1-hour writes 3.0, audio 4.0 / 5.0 / 6.0, image
+    # 7.0 / 8.0 / 9.0, video 10.0 / 11.0 / 12.0 (in, cached, out).
+    expected = (
+        (50 - 10) * 1.5
+        + 10 * 3.0
+        + (100 - 20 - 30 - 40) * 0.5
+        + 20 * 5.0
+        + 30 * 8.0
+        + 40 * 11.0
+        + (10_000 - 150 - 2_980 - 3_970 - 1_960) * 1.0
+        + 2_980 * 4.0
+        + 3_970 * 7.0
+        + 1_960 * 10.0
+        + (1_000 - 600) * 2.0
+        + 100 * 6.0
+        + 200 * 9.0
+        + 300 * 12.0
+    ) / 1e6
+    assert by_usage == pytest.approx(expected, rel=1e-12)
