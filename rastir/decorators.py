@@ -14,7 +14,7 @@ from typing import Any, TypeVar, overload
 
 from rastir import _config
 from rastir._instrument import Hooks, Labels, end_span, instrument, record_exception, start_span
-from rastir.context import _current_agent, _current_llm
+from rastir.context import _current_agent, _current_llm, _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.spans import KINDS, AttributeValue, Span
 
@@ -171,6 +171,7 @@ def _llm_hooks(
     so that an argument named like a secret is never taken for the prompt."""
     # The adapters are imported on first decoration, not with ``rastir``.
     from rastir.adapters._apply import request_phase, response_phase, warm_pricing
+    from rastir.adapters._nested import mark_if_counted_inside, note_inner
     from rastir.adapters._stream import StreamHook
 
     if PIPELINE.enabled:  # disabled: nothing is priced, so nothing is loaded ahead
@@ -193,6 +194,9 @@ def _llm_hooks(
         agent_name = _current_agent.get()
         if agent_name is not None:
             attrs["gen_ai.agent.name"] = agent_name
+        parent = _current_span.get()  # not yet this span: it is made current later
+        if parent.__class__ is Span and parent.kind == "llm":
+            note_inner(parent, span)
         # Request phase: survives an exception raised by the call.
         m, p = request_phase(attrs, args, kwargs, has_model, has_provider, names)
         if has_model:
@@ -212,6 +216,8 @@ def _llm_hooks(
         if result is None or result.__class__ in _SCALARS:
             return
         response_phase(span.attributes, result, model, provider)
+        if span._inner_llm is not None:
+            mark_if_counted_inside(span)
 
     # For plain functions the stream hook runs the response phase itself when the
     # result is not a stream; generators' return values get ``complete``.

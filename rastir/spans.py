@@ -238,6 +238,9 @@ class Span:
     error: dict[str, str] | None = None
     events: list[SpanEvent] | None = None
     links: list[SpanLink] | None = None
+    # The LLM spans started directly inside this one, when it is an LLM span and
+    # any were (``rastir.adapters._nested``): set only then.
+    _inner_llm: list[Span] | None = None
 
     def __init__(
         self,

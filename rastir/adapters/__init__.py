@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from rastir.adapters._apply import parse_bedrock_model_id, request_phase, response_phase
+from rastir.adapters._nested import mark_if_counted_inside
 from rastir.adapters.base import (
     FALLBACK,
     FRAMEWORK,
@@ -59,6 +60,8 @@ def apply_response(span: Span, result: Any) -> None:
     cost and, with ``capture_content``, the output. Never raises."""
     try:
         response_phase(span.attributes, result)
+        if span._inner_llm is not None:
+            mark_if_counted_inside(span)
     except Exception:
         pass
 

@@ -22,6 +22,7 @@ from rastir import _config
 from rastir._instrument import record_exception
 from rastir.adapters import _content
 from rastir.adapters._apply import write_result
+from rastir.adapters._nested import mark_if_counted_inside
 from rastir.adapters.base import AdapterResult, TokenDelta
 from rastir.adapters.registry import get_registry
 from rastir.export._pipeline import PIPELINE
@@ -234,6 +235,8 @@ class StreamRecorder:
                 if found.extra_attributes:
                     r.extra_attributes.update(found.extra_attributes)
         write_result(attrs, r, self.explicit_model, self.explicit_provider)
+        if self.span._inner_llm is not None:
+            mark_if_counted_inside(self.span)
         attrs["rastir.stream.chunks"] = self.chunks
         if partial:
             attrs["rastir.stream.partial"] = True
@@ -472,6 +475,8 @@ class StreamHook:
                 if attrs is None:
                     attrs = span.attributes
                 respond(attrs, result, self.explicit_model, self.explicit_provider)
+                if span._inner_llm is not None:
+                    mark_if_counted_inside(span)
             return None
         if how == _BEDROCK:
             stream = result.get("stream")
@@ -479,6 +484,8 @@ class StreamHook:
                 respond = self.respond
                 if respond is not None:
                     respond(span.attributes, result, self.explicit_model, self.explicit_provider)
+                    if span._inner_llm is not None:
+                        mark_if_counted_inside(span)
                 return None
             proxy = StreamProxy(stream, span, self.begin(span))
             copy = dict(result)

@@ -707,6 +707,10 @@ class Metrics(Collector):
                 h(service, s, (s.end_time_unix_nano - s.start_time_unix_nano) * 1e-9, s.attributes)
 
     def _llm(self, service: str, s: WireSpan, dur: float, a: dict[str, Any]) -> None:
+        if "rastir.llm.counted_in" in a:
+            # The same call as an LLM span inside it, which is counted (the SDK's
+            # rastir.adapters._nested): once, with the inner span's numbers.
+            return
         get = a.get
         model = get("gen_ai.response.model") or get("gen_ai.request.model") or "unknown"
         provider = get("gen_ai.provider.name") or "unknown"

@@ -23,6 +23,7 @@ from typing import Any
 
 from rastir import _config
 from rastir._instrument import record_exception
+from rastir.adapters._nested import note_inner
 from rastir.context import _current_agent, _current_span
 from rastir.export._pipeline import PIPELINE
 from rastir.spans import AttributeValue, Span, SpanContext
@@ -168,6 +169,8 @@ class FrameworkCall:
         if attributes:
             attrs.update(attributes)
         span = Span(name, kind, parent, attrs)
+        if kind == "llm" and parent.kind == "llm":
+            note_inner(parent, span)  # the same call seen twice is counted once
         token = otel = None
         if current:
             token = _current_span.set(span)

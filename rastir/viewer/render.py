@@ -156,6 +156,10 @@ def _span_cost(node: Node) -> float | None:
     return _number((node.get("attributes") or {}).get("rastir.cost.usd"))
 
 
+def _counted_inside(node: Node) -> bool:
+    return "rastir.llm.counted_in" in (node.get("attributes") or {})
+
+
 def _details(node: Node, style: Style) -> list[tuple[str, tuple[str, ...]]]:
     """The last column of a tree row, as (text, colour codes) pieces."""
     attrs: Mapping[str, Any] = node.get("attributes") or {}
@@ -171,6 +175,8 @@ def _details(node: Node, style: Style) -> list[tuple[str, tuple[str, ...]]]:
     cost = _span_cost(node)
     if cost is not None:
         out.append((format_cost(cost), ()))
+    if _counted_inside(node):
+        out.append(("(same call as below)", (_DIM,)))
     code = attrs.get("http.response.status_code")
     if isinstance(code, int) and not isinstance(code, bool):
         out.append((f"HTTP {code}", (_RED,) if code >= 500 else ()))
@@ -247,7 +253,8 @@ def render_trace(trace: Mapping[str, Any], style: Style | None = None) -> str:
     style = style or Style()
     roots: Sequence[Node] = trace.get("spans") or []
     nodes = list(iter_spans(roots))
-    costs = [c for c in (_span_cost(n) for n in nodes) if c is not None]
+    # A span counted in a span inside it (rastir.llm.counted_in) is the same call.
+    costs = [c for c in (_span_cost(n) for n in nodes if not _counted_inside(n)) if c is not None]
     summary = dict(trace.get("summary") or {})
     summary.setdefault("trace_id", trace.get("trace_id"))
     lines = _summary_lines(summary, style, sum(costs) if costs else None)

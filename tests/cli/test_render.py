@@ -117,6 +117,19 @@ def test_orphans_cancelled_spans_and_flattened_trees_are_marked() -> None:
     assert text.endswith("(tree too deep to nest: shown flat)")
 
 
+def test_an_llm_span_counted_inside_is_marked_and_its_cost_not_added_again() -> None:
+    usage = {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 2}
+    inner = _node("call", 1, 5, kind="llm", attributes={**usage, "rastir.cost.usd": 0.5})
+    outer_attrs = {**usage, "rastir.cost.usd": 0.5, "rastir.llm.counted_in": "call"}
+    outer = _node("chat", 0, 8, kind="llm", attributes=outer_attrs, children=[inner])
+    # No cost in the summary: the header falls back to the spans' costs.
+    text = render_trace(_trace(outer), Style())
+    rows = _rows(text)
+    assert "(same call as below)" in rows[0]
+    assert "(same call as below)" not in rows[1]
+    assert "cost $0.50" in text
+
+
 def test_long_names_are_cut_and_columns_stay_aligned() -> None:
     deep = _node("x" * 80, 1, 1)
     text = render_trace(_trace(_node("root", 0, 10, children=[deep])), Style())

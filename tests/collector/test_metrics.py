@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
@@ -247,3 +247,55 @@ async def test_spans_the_store_could_not_keep_are_counted_by_reason(
     assert m.series(failed.removesuffix("_total")) == {
         frozenset({("reason", r)}) for r in ("write_error", "invalid", "shutdown")
     }
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_one_call_seen_by_two_nested_llm_spans_is_counted_once(
+    tmp_path: Path, store: Literal["sqlite", "memory"]
+) -> None:
+    """The real SDK marks the outer span (rastir.llm.counted_in); the collector then
+    counts the call, its tokens and its cost once, in /metrics and in the trace."""
+    import httpx
+
+    import rastir
+    from rastir.testing import capture_spans
+    from tests.adapters import objects
+    from tests.collector.conftest import Scrape
+    from tests.collector.server import RunningServer
+
+    settings = CollectorSettings(store=store, data_dir=tmp_path, access_log=False)
+    app = create_app(settings)
+    server = RunningServer(app)
+    server.start()
+    try:
+
+        @rastir.llm(name="provider_call")
+        def provider_call() -> Any:
+            return objects.openai_chat()  # 1,200 prompt tokens, 34 completion tokens
+
+        @rastir.llm(name="framework_chat")
+        def framework_chat() -> Any:
+            return provider_call()
+
+        @rastir.agent(agent_name="planner")
+        def run() -> None:
+            framework_chat()
+            provider_call()  # a second, separate call
+
+        rastir.configure(service="nested", push_url=server.url, otel_bridge=False)
+        with capture_spans() as spans:
+            run()
+        assert rastir.flush(10.0)
+        cost = spans.find("provider_call")[0].attributes["rastir.cost.usd"]
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            scrape = Scrape(client.get("/metrics").text)
+            listed = client.get("/v1/traces", params={"service": "nested"}).json()
+    finally:
+        server.stop()
+    assert scrape.total("rastir_llm_calls_total", service="nested") == 2
+    assert scrape.total("rastir_llm_tokens_total", service="nested", token_type="input") == 2 * 1200
+    assert scrape.total("rastir_llm_cost_usd_total", service="nested") == pytest.approx(2 * cost)
+    (summary,) = listed["traces"]
+    assert summary["span_count"] == 4
+    assert (summary["input_tokens"], summary["output_tokens"]) == (2 * 1200, 2 * 34)
+    assert summary["cost_usd"] == pytest.approx(2 * cost)

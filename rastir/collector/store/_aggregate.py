@@ -55,6 +55,9 @@ RESPONSE_MODEL: Final = "gen_ai.response.model"
 INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
 COST_USD: Final = "rastir.cost.usd"
+# On an LLM span whose call is also reported by an LLM span inside it (the SDK's
+# rastir.adapters._nested): its tokens and cost are counted there, not here.
+COUNTED_IN: Final = "rastir.llm.counted_in"
 
 # Tag keys are small integers: they are part of an SQLite index key.
 TAG_SERVICE: Final = 1
@@ -196,6 +199,8 @@ class TraceAggregate:
             value = get(RESPONSE_MODEL)
             if isinstance(value, str) and value:
                 self.models.add(value)
+            if COUNTED_IN in attributes:
+                return
             value = get(INPUT_TOKENS)
             if value is not None:
                 self.input_tokens += _count(value)
@@ -250,6 +255,8 @@ class TraceAggregate:
         _add_names(self.agents, list(map(dict.get, attrs, repeat(AGENT))))
         _add_names(self.models, list(map(dict.get, attrs, repeat(REQUEST_MODEL))))
         _add_names(self.models, list(map(dict.get, attrs, repeat(RESPONSE_MODEL))))
+        if any(map(dict.__contains__, attrs, repeat(COUNTED_IN))):
+            attrs = [a for a in attrs if COUNTED_IN not in a]
         self.input_tokens += sum(
             map(_count, filter(_not_none, map(dict.get, attrs, repeat(INPUT_TOKENS))))
         )
