@@ -62,7 +62,8 @@ _MANAGERS: Final = frozenset(
 
 
 def _classify(cls: type) -> int:
-    if cls is types.GeneratorType or cls is types.AsyncGeneratorType:
+    # An inner @llm's proxy: the outer span follows the same stream to its end.
+    if cls is types.GeneratorType or cls is types.AsyncGeneratorType or cls is StreamProxy:
         return _ITER
     if issubclass(cls, Mapping):
         return _BEDROCK
@@ -480,7 +481,9 @@ class StreamHook:
             return None
         if how == _BEDROCK:
             stream = result.get("stream")
-            if stream is None or type(stream).__name__ != "EventStream":
+            if stream is None or (
+                type(stream).__name__ != "EventStream" and stream.__class__ is not StreamProxy
+            ):
                 respond = self.respond
                 if respond is not None:
                     respond(span.attributes, result, self.explicit_model, self.explicit_provider)

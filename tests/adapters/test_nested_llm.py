@@ -16,6 +16,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 import rastir
 from rastir.testing import capture_spans
 from tests.adapters import objects
+from tests.adapters.test_streaming import _ParsedEventStream as ParsedEventStream
 
 COUNTED_IN = "rastir.llm.counted_in"
 
@@ -192,7 +193,7 @@ def test_an_llm_around_a_langchain_model_is_counted_in_the_langchain_span() -> N
     assert ask_span.attributes[COUNTED_IN] == inner.span_id
 
 
-def test_a_stream_passed_through_an_outer_llm_is_counted_once() -> None:
+def test_a_stream_passed_through_an_outer_llm_is_followed_to_its_end_and_counted_once() -> None:
     @rastir.llm(name="inner")
     def inner() -> Any:
         return objects.openai_stream()
@@ -202,14 +203,58 @@ def test_a_stream_passed_through_an_outer_llm_is_counted_once() -> None:
         return inner()
 
     with capture_spans() as spans:
-        text = "".join(c.choices[0].delta.content or "" for c in outer() if c.choices)
+        stream = outer()
+        assert spans.find(name="outer") == []  # open while the stream is
+        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == "Hello"
-    # The inner span owns the stream and its usage; the outer one only handed it on.
-    assert spans.one("inner").attributes["gen_ai.usage.input_tokens"] == 9
-    outer_attrs = spans.one("outer").attributes
-    counted = [s for s in spans.find(kind="llm") if COUNTED_IN not in s.attributes]
-    assert sum(s.attributes.get("gen_ai.usage.input_tokens", 0) for s in counted) == 9
-    assert "gen_ai.usage.input_tokens" not in outer_attrs or COUNTED_IN in outer_attrs
+    inner_span, outer_span = spans.one("inner"), spans.one("outer")
+    # Both read the whole stream; the call is counted on the inner span only.
+    assert inner_span.attributes["gen_ai.usage.input_tokens"] == 9
+    assert outer_span.attributes["gen_ai.usage.input_tokens"] == 9
+    assert outer_span.attributes[COUNTED_IN] == inner_span.span_id
+    assert COUNTED_IN not in inner_span.attributes
+    assert 0 < outer_span.attributes["rastir.ttft_ms"] * 1e6 <= outer_span.duration_ns
+    assert outer_span.end_time_unix_nano >= inner_span.end_time_unix_nano
+
+
+def test_an_async_stream_passed_through_an_outer_llm_is_counted_once() -> None:
+    @rastir.llm(name="inner")
+    async def inner() -> Any:
+        return objects.openai_async_stream()
+
+    @rastir.llm(name="outer")
+    async def outer() -> Any:
+        return await inner()
+
+    async def consume() -> int:
+        return len([c async for c in await outer()])
+
+    with capture_spans() as spans:
+        assert asyncio.run(consume()) == 5
+    inner_span, outer_span = spans.one("inner"), spans.one("outer")
+    assert outer_span.attributes[COUNTED_IN] == inner_span.span_id
+    assert (
+        outer_span.attributes["gen_ai.usage.output_tokens"]
+        == (inner_span.attributes["gen_ai.usage.output_tokens"])
+    )
+
+
+def test_a_bedrock_stream_passed_through_an_outer_llm_is_counted_once() -> None:
+    @rastir.llm(name="inner")
+    def inner() -> Any:
+        return {"stream": ParsedEventStream(objects.bedrock_stream_events())}
+
+    @rastir.llm(name="outer")
+    def outer(modelId: str) -> Any:
+        return inner()
+
+    with capture_spans() as spans:
+        response = outer(modelId="us.anthropic.claude-3-5-haiku-20241022-v1:0")
+        events = list(response["stream"])
+    assert events
+    inner_span, outer_span = spans.one("inner"), spans.one("outer")
+    assert inner_span.attributes["gen_ai.usage.input_tokens"] > 0
+    assert outer_span.attributes[COUNTED_IN] == inner_span.span_id
 
 
 def test_a_generator_re_yielding_an_inner_stream_is_counted_in_the_inner_span() -> None:
