@@ -491,6 +491,9 @@ _FIELDS: Final = (
 )
 
 
+_ZERO: Final = 0
+
+
 def _check_usage(usage: object) -> None:
     """Raise the clear error for a usage that cannot be priced (int subclasses pass)."""
     if not isinstance(usage, TokenUsage):
@@ -578,7 +581,8 @@ class PricingRegistry:
             or (i | o | r | w) < 0
         ):
             _check_usage(usage)
-        # The parts: usually all zero.
+        # The parts: usually all zero. An exact 0 is CPython's cached small int, so
+        # identity proves it cheaply; anything else takes the checks below.
         w1 = usage.cache_write_1h_tokens
         a = usage.input_audio_tokens
         ra = usage.cache_audio_read_tokens
@@ -589,6 +593,19 @@ class PricingRegistry:
         v = usage.input_video_tokens
         rv = usage.cache_video_read_tokens
         ov = usage.output_video_tokens
+        if (
+            w1 is _ZERO
+            and a is _ZERO
+            and ra is _ZERO
+            and oa is _ZERO
+            and m is _ZERO
+            and rm is _ZERO
+            and om is _ZERO
+            and v is _ZERO
+            and rv is _ZERO
+            and ov is _ZERO
+        ):
+            return self.price_counts(provider, model, i, o, r, w, cached_in_input)
         if (
             type(w1) is not int
             or type(a) is not int
