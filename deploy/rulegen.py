@@ -649,6 +649,7 @@ SHEDDING_REASONS: Final = "|".join(
         "queue_delay",
         "loop_lag",
         "queue_full",
+        "export_queue_full",
         "not_ready",
         "shutting_down",
         "store_error",
@@ -695,8 +696,8 @@ def _collector_group(t: Targets, c: CollectorAlerts) -> dict[str, Any]:
                 "summary": "The rastir collector refuses ingest for lack of capacity",
                 "description": (
                     "{{ $value | humanizePercentage }} of ingest requests were refused with "
-                    "429 or 503 (in-flight limit, event-loop lag, full write queue, store "
-                    "errors) over 10m."
+                    "429 or 503 (in-flight limit, event-loop lag, full write queue, OTLP "
+                    "export behind, store errors) over 10m."
                 ),
                 "runbook_url": runbook,
             },

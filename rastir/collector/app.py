@@ -79,8 +79,8 @@ def _error(
     return JSONResponse({"error": reason, "message": message}, status_code=status, headers=headers)
 
 
-def _not_ready() -> Response:
-    return _error(503, "not_ready", "the trace store is not open", {"retry-after": "1"})
+def _not_ready(retry_after: dict[str, str]) -> Response:
+    return _error(503, "not_ready", "the trace store is not open", retry_after)
 
 
 def open_configured_store(settings: CollectorSettings) -> TraceStore:
@@ -138,6 +138,7 @@ def create_app(
     state.sampler = sampler
     metrics.add_source(lambda: export_metrics(exporter))
     metrics.add_source(lambda: sampling_metrics(sampler))
+    retry_after = state.retry_after
     query_token = settings.query_token.encode() if settings.query_token else None
     metrics_token = None if settings.public_metrics else query_token
     schema = _json_encoder.encode(json_schema())
@@ -168,7 +169,7 @@ def create_app(
                     return _error(400, "bad_request", str(e))
                 except Exception:
                     logger.exception("%s %s failed", request.method, request.url.path)
-                    return _error(503, "internal_error", "internal error", {"retry-after": "1"})
+                    return _error(503, "internal_error", "internal error", retry_after)
 
             endpoint.__name__ = handler.__name__
             return endpoint
@@ -180,7 +181,7 @@ def create_app(
         query = parse_trace_query(request.query_params)
         store = state.store
         if store is None or not state.started:
-            return _not_ready()
+            return _not_ready(retry_after)
         try:
             page = await store.list_traces(query)
         except ValueError as e:  # a cursor the store cannot read
@@ -192,7 +193,7 @@ def create_app(
         trace_id = parse_trace_id(request.path_params["trace_id"])
         store = state.store
         if store is None or not state.started:
-            return _not_ready()
+            return _not_ready(retry_after)
         detail = await store.get_trace(trace_id)
         if detail is None:
             return _error(404, "not_found", f"trace {trace_id} is unknown")

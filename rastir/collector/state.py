@@ -37,6 +37,7 @@ class CollectorState:
         "loop_lag",
         "presample_sinks",
         "pressure",
+        "retry_after",
         "sampler",
         "sinks",
         "started",
@@ -45,6 +46,8 @@ class CollectorState:
 
     def __init__(self, settings: CollectorSettings, store: TraceStore | None) -> None:
         self.store = store  # opened by the lifespan when None
+        #: The ``Retry-After`` header of the 503 answers outside ingest.
+        self.retry_after = {"retry-after": str(settings.retry_after)}
         self.started = False
         self.closing = False
         self.inflight = 0

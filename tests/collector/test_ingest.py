@@ -686,6 +686,20 @@ async def test_committed_mode_answers_once_the_spans_are_in_sqlite(
         assert detail.json()["summary"]["span_count"] == len(spans)
 
 
+async def test_every_503_of_a_collector_not_started_carries_the_configured_retry_after() -> None:
+    app = create_app(CollectorSettings(store="memory", access_log=False, retry_after=7))
+    transport = httpx.ASGITransport(app=app)
+    score = {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "name": "x", "score": 1}
+    async with httpx.AsyncClient(transport=transport, base_url="http://collector") as client:
+        answers = [
+            await client.post("/v1/telemetry", content=encode(batch([span()]))),
+            await client.get("/v1/traces"),
+            await client.get("/v1/traces/4bf92f3577b34da6a3ce929d0e0e4736"),
+            await client.post("/v1/scores", json=score),
+        ]
+    assert [(r.status_code, r.headers.get("retry-after")) for r in answers] == [(503, "7")] * 4
+
+
 async def test_a_collector_that_has_not_started_refuses_with_503() -> None:
     app = create_app(CollectorSettings(store="memory", access_log=False))
     # No lifespan has run: the store is not open.

@@ -65,10 +65,13 @@ class _BadRequest(Exception):
     pass
 
 
-def _error(status: int, reason: str, message: str) -> Response:
+def _error(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> Response:
     return Response(
         _encode({"error": reason, "message": message}),
         status_code=status,
+        headers=headers,
         media_type="application/json",
     )
 
@@ -94,7 +97,9 @@ class ScoresEndpoint:
             return _error(400, "bad_request", f"invalid score: {e}")
         store = self.state.store
         if store is None or not self.state.started:
-            return _error(503, "not_ready", "the trace store is not open")
+            return _error(
+                503, "not_ready", "the trace store is not open", self.state.retry_after
+            )
         detail = await store.get_trace(score.trace_id)
         if detail is not None:
             rows = detail.spans
@@ -124,7 +129,9 @@ class ScoresEndpoint:
         try:
             await self.evaluation.accept(target.service, {"service.name": target.service}, [span])
         except Rejection as e:
-            return _error(e.status, e.reason, e.message)
+            # Saturated or closing: ingest's Retry-After goes with it.
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in e.headers or ()}
+            return _error(e.status, e.reason, e.message, headers or None)
         return Response(
             _encode(
                 {
