@@ -97,9 +97,7 @@ class ScoresEndpoint:
             return _error(400, "bad_request", f"invalid score: {e}")
         store = self.state.store
         if store is None or not self.state.started:
-            return _error(
-                503, "not_ready", "the trace store is not open", self.state.retry_after
-            )
+            return _error(503, "not_ready", "the trace store is not open", self.state.retry_after)
         detail = await store.get_trace(score.trace_id)
         if detail is not None:
             rows = detail.spans
