@@ -34,7 +34,7 @@ from rastir import _config
 from rastir._instrument import record_exception
 from rastir.spans import Span
 
-__all__ = ["is_error_result", "record_mcp_exception", "record_result"]
+__all__ = ["is_error_result", "record_error_data", "record_mcp_exception", "record_result"]
 
 TOOL_ERROR: Final = "tool_error"
 
@@ -88,6 +88,21 @@ def record_mcp_exception(span: Span, exc: BaseException, *, server: bool) -> Non
         span.status = "error"
         return
     record_exception(span, exc)
+
+
+def record_error_data(span: Span, data: Any) -> None:
+    """Record an ``ErrorData`` a client callback returned: mcp answers the server with
+    that JSON-RPC error (or raises it as ``MCPError`` in the multi-round-trip driver),
+    so it is a failure of the request, mapped by its code as a raised one is. Never
+    raises."""
+    try:
+        code = data.code
+        span.attributes["rpc.response.status_code"] = str(code)
+        span.set_error(
+            _category(code, server=True), "mcp_types.ErrorData", str(data.message)[:_MAX_MESSAGE]
+        )
+    except Exception:
+        span.status = "error"
 
 
 def _deliberate(exc: BaseException) -> bool:

@@ -23,6 +23,11 @@ mapped from its code (``-32001`` is a timeout, the request errors are
 ``validation_error``, a server failure is ``provider_error``); other exceptions by the
 usual rules; cancellation is ``cancelled``. Every other method and attribute of the
 session passes through untouched.
+
+Requests the server sends back while a tool runs (sampling, elicitation, roots) reach
+the callbacks the session or client was given. When it is wrapped, those callbacks are
+replaced on it with traced ones, so that each answer is a span in the trace of the
+tool call that asked for it: see :mod:`rastir.mcp_bridge._callbacks`.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from mcp_types import PaginatedRequestParams, RequestParamsMeta
 
 from rastir.context import _current_span
 from rastir.export._pipeline import PIPELINE
+from rastir.mcp_bridge._callbacks import INSTRUMENTED, instrument_callbacks
 from rastir.mcp_bridge._errors import record_mcp_exception, record_result
 from rastir.mcp_bridge._meta import merge_meta
 from rastir.mcp_bridge._otel import attach_for_mcp, detach_for_mcp
@@ -285,12 +291,16 @@ def _wrap_operation(
 
 
 def _factory(
-    target: Any, peer: _Peer, include: frozenset[str] | None, exclude: frozenset[str]
+    target: Any,
+    peer: _Peer,
+    include: frozenset[str] | None,
+    exclude: frozenset[str],
+    make_session: Callable[[Any], Factory],
 ) -> Factory:
     def factory(proxy: Any, name: str, value: Any) -> tuple[Any, bool]:
         if name == "session" and isinstance(value, ClientSession):
             # client.session.call_tool(...) is traced too, as the same session proxy.
-            return _wrap_session(value, peer, include, exclude), False
+            return proxy_for(value, make_session), False
         op = OPERATIONS.get(name)
         if op is None or (include is not None and name not in include) or name in exclude:
             return value, False
@@ -301,10 +311,32 @@ def _factory(
     return factory
 
 
+def _make_factory(
+    peer: _Peer, include: frozenset[str] | None, exclude: frozenset[str]
+) -> Callable[[Any], Factory]:
+    """What ``proxy_for`` calls once, when it first wraps an object: the callbacks for
+    server-initiated requests are traced then (see :mod:`._callbacks`)."""
+
+    done = INSTRUMENTED
+
+    def make(target: Any) -> Factory:
+        ref = done.get(id(target))
+        if ref is None or ref() is not target:
+            try:
+                instrument_callbacks(target, peer.transport, include, exclude)
+            except Exception:  # telemetry never breaks the host: the calls still are
+                pass
+        # The same maker for client.session's proxy: it is made again whenever the
+        # last one is gone, and this closure exists once per wrap.
+        return _factory(target, peer, include, exclude, make)
+
+    return make
+
+
 def _wrap_session(
     session: ClientSession, peer: _Peer, include: frozenset[str] | None, exclude: frozenset[str]
 ) -> Any:
-    return proxy_for(session, lambda s: _factory(s, peer, include, exclude))
+    return proxy_for(session, _make_factory(peer, include, exclude))
 
 
 def wrap(
@@ -318,8 +350,10 @@ def wrap(
 
     Args:
         session: An ``mcp.ClientSession`` or ``mcp.Client``.
-        include: Only these methods are traced (names from :data:`OPERATIONS`).
-        exclude: These methods are not traced.
+        include: Only these are traced: names from :data:`OPERATIONS`, and
+            ``sampling_callback``, ``elicitation_callback``, ``list_roots_callback``
+            for the callbacks that answer the server's own requests.
+        exclude: These are not traced (the same names).
         network_transport: ``network.transport`` for the spans (``"pipe"`` for stdio,
             ``"tcp"`` for HTTP). An ``mcp.Client`` knows it from what it connects to;
             a bare ``ClientSession`` does not.
@@ -336,7 +370,7 @@ def wrap(
         peer = _Peer.of_client(session)
         if network_transport is not None:
             peer.transport = network_transport
-        client: T = proxy_for(session, lambda c: _factory(c, peer, inc, exc))
+        client: T = proxy_for(session, _make_factory(peer, inc, exc))
         return client
     target: Any = session  # a proxy passes both checks and comes back as it is
     if not isinstance(target, ClientSession):

@@ -214,9 +214,25 @@ async def _run_cell(
         )
     else:
         records = await _run_in_this_process(client, transport, token, "auto", url=server_proc.url)
-    # The tool's span ends before the answer is sent, so it is already on its way.
-    server_records = server_proc.wait_for(lambda rs: _inner(rs, token) is not None)
+    # The tool's span ends before the answer is sent, so it is already on its way; the
+    # server's http.server span ends after the answer, so it may come later still.
+    try:
+        server_records = server_proc.wait_for(lambda rs: _complete(records + rs, token))
+    except AssertionError:  # never complete: the caller's assertions say what is missing
+        server_records = server_proc.wait_for(lambda rs: True)
     return records + server_records, server_proc
+
+
+def _complete(records: list[Record], token: str) -> bool:
+    """Whether the tool's inner span and each of its ancestors are in ``records``."""
+    leaf = _inner(records, token)
+    if leaf is None:
+        return False
+    try:
+        chain(records, leaf)
+    except AssertionError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize(
