@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 
 __all__ = ["install", "is_fake"]
@@ -28,10 +29,17 @@ def _real_available(root: str) -> bool:
 
 
 def install(framework: str) -> None:
-    """Make ``framework``'s modules importable: the real SDK if present, else the fake."""
+    """Make ``framework``'s modules importable: the real SDK if present, else the fake.
+
+    Raises:
+        RuntimeError: The SDK is missing and ``RASTIR_TEST_REQUIRE_REAL`` names it
+            (``scripts/test-real-frameworks``: a run meant for the real SDK).
+    """
     root = _ROOTS[framework]
     if framework in _installed or _real_available(root):
         return
+    if framework in os.environ.get("RASTIR_TEST_REQUIRE_REAL", "").split(","):
+        raise RuntimeError(f"{root} is not installed, and this run is for the real SDK")
     fake = importlib.import_module(f"tests.frameworks.fakes.{framework}_fake")
     for name, module in fake.modules().items():
         sys.modules.setdefault(name, module)
