@@ -299,8 +299,11 @@ def _factory(
 ) -> Factory:
     def factory(proxy: Any, name: str, value: Any) -> tuple[Any, bool]:
         if name == "session" and isinstance(value, ClientSession):
-            # client.session.call_tool(...) is traced too, as the same session proxy.
-            return proxy_for(value, make_session), False
+            # client.session.call_tool(...) is traced too, as the same session proxy,
+            # kept while the client hands out that session: made again per read, it
+            # cost 32,000 instructions. After exit it is kept until the next session
+            # or the client's proxy goes (one closed session object, no connection).
+            return proxy_for(value, make_session), True
         op = OPERATIONS.get(name)
         if op is None or (include is not None and name not in include) or name in exclude:
             return value, False

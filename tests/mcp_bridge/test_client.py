@@ -6,6 +6,7 @@ In-process, against a real MCPServer, in both of ``Client(server)``'s forms: ``a
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -121,6 +122,10 @@ async def test_the_session_of_a_wrapped_client_is_wrapped_too(
         assert session is client.session
         assert isinstance(session, ClientSession)
         await session.call_tool("add", {"a": 1, "b": 1})
+        # Kept by the client's proxy, not made again on every read of client.session.
+        ref = weakref.ref(client.session)
+        del session
+        assert ref() is client.session
     assert rastir_spans.one("tools/call add", kind="mcp.client")
 
 
