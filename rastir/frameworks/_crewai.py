@@ -12,8 +12,17 @@ Each event carries ids: a started event its own ``event_id`` and its enclosing s
 Spans are built from those ids and the events' timestamps. Pool threads may run the
 handlers out of order (a quick tool's end before its start, a child before its
 parent), so a span is created at the first mention of its id and sent once both its
-start and its end were seen. The decorated call flushes the bus's pending handlers
-before it ends (as ``Crew.kickoff`` does, bounded to one second).
+start and its end were seen, under a lock, by whichever handler runs second. The
+decorated call flushes the bus's pending handlers before it ends (as ``Crew.kickoff``
+does, bounded to one second).
+
+The bus pairs an ending event with the innermost open scope, whatever its kind. Some
+errors (CrewAI 1.15.30's "passthrough" errors) skip the agent's ending event, so the
+task's failure closes the agent's scope and the crew's the task's; an ending event that
+closes a scope of another kind also ends the enclosing one it names as parent if that
+is of its own kind. The crew's scope then stays open in the caller's context, so a
+parent id that was the open scope when the decorated call began is not one of its
+spans (see ``_outer_scope``).
 
 * kickoff → ``crew <name>``, task → ``task <name>``, agent execution → ``node:<role>``,
   flow → ``flow <name>`` (CrewAI 1.x runs each agent loop as the ``AgentExecutor``
@@ -31,6 +40,7 @@ import importlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rastir.adapters import apply_request, apply_response
@@ -56,7 +66,7 @@ _FLUSH_TIMEOUT = 1.0
 class _Node:
     """A span known by its event id; sent when both its start and end were seen."""
 
-    __slots__ = ("end_t", "ended", "first_token_t", "span", "started")
+    __slots__ = ("end_t", "ended", "first_token_t", "scope", "span", "started")
 
     def __init__(self, span: Span) -> None:
         self.span = span
@@ -64,37 +74,50 @@ class _Node:
         self.ended = False
         self.end_t = 0
         self.first_token_t = 0
+        self.scope = ""  # the starting event's type, once its handler ran
 
 
 class _Nodes:
-    """The call's CrewAI spans, by event id."""
+    """The call's CrewAI spans, by event id.
 
-    def __init__(self, call: FrameworkCall) -> None:
+    Handlers for one call run concurrently on the bus's pool: every read and write of a
+    node happens under ``lock``, so a span is sent exactly once, by whichever of its
+    two handlers runs second.
+    """
+
+    def __init__(self, call: FrameworkCall, outer: str | None) -> None:
         self.call = call
+        # The bus's innermost open scope when the call began: not one of the call's.
+        self.outer = outer
         self.lock = threading.Lock()
         self.nodes: dict[str, _Node] = {}
         # Spans already sent, for children whose start is handled after their
-        # parent's end (the pool may run handlers in any order).
+        # parent's end (the pool may run handlers in any order), and to ignore a
+        # second ending event for one scope.
         self.sent: dict[str, Span] = {}
 
     def get(self, event_id: str) -> _Node:
-        with self.lock:
-            node = self.nodes.get(event_id)
-            if node is None:
-                span = Span("crewai.scope", "trace", self.call.agent)
-                span.attributes["gen_ai.agent.name"] = self.call.agent_name
-                node = self.nodes[event_id] = _Node(span)
-            return node
+        """The node for ``event_id``, made at its first mention (hold ``lock``)."""
+        node = self.nodes.get(event_id)
+        if node is None:
+            span = Span("crewai.scope", "trace", self.call.agent)
+            span.attributes["gen_ai.agent.name"] = self.call.agent_name
+            node = self.nodes[event_id] = _Node(span)
+        return node
 
     def parent(self, event_id: str) -> Span:
-        with self.lock:
-            span = self.sent.get(event_id)
+        """The span of an enclosing scope, sent or not (hold ``lock``)."""
+        span = self.sent.get(event_id)
         return span if span is not None else self.get(event_id).span
 
-    def send(self, event_id: str, node: _Node) -> None:
-        with self.lock:
-            self.nodes.pop(event_id, None)
-            self.sent[event_id] = node.span
+    def retire(self, event_id: str) -> _Node:
+        """Take a finished node out of the table (hold ``lock``); then ``send`` it."""
+        node = self.nodes.pop(event_id)
+        self.sent[event_id] = node.span
+        return node
+
+    @staticmethod
+    def send(node: _Node) -> None:
         span = node.span
         if node.first_token_t and "rastir.ttft_ms" not in span.attributes:
             span.attributes["rastir.ttft_ms"] = (node.first_token_t - span._t0) / 1e6
@@ -104,10 +127,10 @@ class _Nodes:
     def finish_all(self) -> None:
         """At the call's end: send what is still pending, marked as such."""
         with self.lock:
-            pending = list(self.nodes.items())
+            pending = list(self.nodes.values())
             self.nodes.clear()
             self.sent.clear()
-        for _, node in pending:
+        for node in pending:
             span = node.span
             if not node.started:
                 span.attributes["rastir.crewai.unobserved_scope"] = True
@@ -133,7 +156,7 @@ def _t(event: Any) -> int:
 def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
     """Register the bus handlers (once); give the call its span table and final flush."""
     _register()
-    nodes = _Nodes(call)
+    nodes = _Nodes(call, _outer_scope())
     call.data["crewai"] = nodes
 
     def finalize() -> None:
@@ -146,6 +169,22 @@ def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any])
     return []
 
 
+def _outer_scope() -> str | None:
+    """The event scope open around the decorated call, if any.
+
+    Events whose parent it is are the call's top-level scopes. It may be a CrewAI flow
+    method the call runs in, or a scope a failed kickoff left open in this context
+    (CrewAI 1.15.30 skips the agent's ending event on some errors, so the crew's
+    scope stays on the stack).
+    """
+    try:
+        context = importlib.import_module("crewai.events.event_context")
+        parent = context.get_current_parent_id()
+    except Exception:
+        return None
+    return parent if isinstance(parent, str) else None
+
+
 def _nodes() -> _Nodes | None:
     call = active_call("crewai")
     if call is None:
@@ -154,43 +193,101 @@ def _nodes() -> _Nodes | None:
     return nodes if isinstance(nodes, _Nodes) else None
 
 
-def _start(event: Any, name: str, kind: str, attrs: dict[str, Any]) -> None:
+def _start(
+    event: Any,
+    name: str,
+    kind: str,
+    attrs: dict[str, Any],
+    *,
+    defaults: dict[str, Any] | None = None,
+    update: Callable[[Span], None] | None = None,
+) -> None:
+    """A starting event: name, parent and start time of its span.
+
+    ``defaults`` are attributes the ending event may already have set more precisely.
+    """
     nodes = _nodes()
     if nodes is None:
         return
     parent_id = getattr(event, "parent_event_id", None)
-    parent = nodes.parent(parent_id) if parent_id else nodes.call.parent_for(None)
-    node = nodes.get(event.event_id)
-    span = node.span
-    span.name = name
-    span.kind = kind
-    span.tid = parent.tid
-    span.psid = parent.sid
-    span._t0 = _t(event)
-    span.attributes.update(attrs)
-    node.started = True
-    if node.ended:
-        nodes.send(event.event_id, node)
+    with nodes.lock:
+        if event.event_id in nodes.sent:
+            return
+        if parent_id and parent_id != nodes.outer:
+            parent = nodes.parent(parent_id)
+        else:
+            parent = nodes.call.parent_for(None)
+        node = nodes.get(event.event_id)
+        span = node.span
+        span.name = name
+        span.kind = kind
+        span.tid = parent.tid
+        span.psid = parent.sid
+        span._t0 = _t(event)
+        span.attributes.update(attrs)
+        for key, value in (defaults or {}).items():
+            span.attributes.setdefault(key, value)
+        if update is not None:
+            update(span)
+        node.scope = str(getattr(event, "type", "") or "")
+        node.started = True
+        done = nodes.retire(event.event_id) if node.ended else None
+    if done is not None:
+        nodes.send(done)
 
 
-def _end(event: Any, error: Any = None, attrs: dict[str, Any] | None = None) -> None:
+def _end(
+    event: Any,
+    error: Any = None,
+    attrs: dict[str, Any] | None = None,
+    *,
+    update: Callable[[Span], None] | None = None,
+) -> None:
+    """An ending event: end time, status and result attributes of the scope it closes.
+
+    CrewAI pairs an ending event with the innermost open scope. When that scope is of
+    another kind (an error that skipped its own ending event: the task's failure then
+    closes the agent's scope), the scope is ended with this event and, as the bus
+    names the enclosing scope ``parent_event_id``, so is that one if it is the kind
+    this event ends.
+    """
     nodes = _nodes()
     started = getattr(event, "started_event_id", None)
     if nodes is None or not started:
         return
-    node = nodes.get(started)
-    span = node.span
-    if attrs:
-        span.attributes.update(attrs)
-    if error is not None:
-        if isinstance(error, BaseException):
-            span.set_error(*error_info(error))
-        else:
-            span.set_error("unknown", "CrewAIError", str(error)[:512])
-    node.end_t = _t(event)
-    node.ended = True
-    if node.started:
-        nodes.send(started, node)
+    expected = _PAIRS.get(str(getattr(event, "type", "") or ""))
+    done: list[_Node] = []
+    with nodes.lock:
+        targets = [started]
+        node = nodes.nodes.get(started)
+        mismatch = node is not None and node.scope and expected and node.scope != expected
+        if mismatch or started in nodes.sent:
+            enclosing = getattr(event, "parent_event_id", None)
+            other = nodes.nodes.get(enclosing) if enclosing else None
+            if other is not None and other.scope == expected and not other.ended:
+                targets.append(str(enclosing))
+        for event_id in targets:
+            if event_id in nodes.sent:
+                continue
+            node = nodes.get(event_id)
+            if node.ended:
+                continue
+            span = node.span
+            if attrs:
+                span.attributes.update(attrs)
+            if update is not None:
+                update(span)
+            if error is not None:
+                if isinstance(error, BaseException):
+                    span.set_error(*error_info(error))
+                else:
+                    span.set_error("unknown", "CrewAIError", str(error)[:512])
+            node.end_t = _t(event)
+            node.ended = True
+            if node.started:
+                done.append(nodes.retire(event_id))
+    for node in done:
+        nodes.send(node)
 
 
 # -- handlers ------------------------------------------------------------------------------
@@ -226,64 +323,68 @@ def _agent_ended(source: Any, event: Any) -> None:
 
 
 def _llm_started(source: Any, event: Any) -> None:
-    nodes = _nodes()
-    if nodes is None:
-        return
     model = getattr(event, "model", None)
-    node = nodes.get(event.event_id)
-    if isinstance(model, str) and model:
-        apply_request(node.span, (), {"model": model})
+    has_model = isinstance(model, str) and bool(model)
+
+    def request(span: Span) -> None:
+        if has_model:
+            apply_request(span, (), {"model": model})
+
     attrs: dict[str, Any] = {"gen_ai.operation.name": "chat"}
-    _start(event, f"chat {model}" if model else "chat", "llm", attrs)
+    _start(event, f"chat {model}" if has_model else "chat", "llm", attrs, update=request)
 
 
 def _llm_chunk(source: Any, event: Any) -> None:
+    # A chunk is not a scope: its parent is the model call that streams it.
     nodes = _nodes()
     parent_id = getattr(event, "parent_event_id", None)
     if nodes is None or not parent_id:
         return
-    node = nodes.get(parent_id)
-    if not node.first_token_t:
+    with nodes.lock:
+        if parent_id in nodes.sent:
+            return
+        node = nodes.get(parent_id)
+        if node.first_token_t:
+            return
         node.first_token_t = _t(event)
         node.span.add_event("gen_ai.first_token")
 
 
 def _llm_completed(source: Any, event: Any) -> None:
-    nodes = _nodes()
-    started = getattr(event, "started_event_id", None)
-    if nodes is None or not started:
-        return
-    span = nodes.get(started).span
-    apply_response(
-        span,
-        {
-            "model": getattr(event, "model", None),
-            "usage": getattr(event, "usage", None),
-            "finish_reason": getattr(event, "finish_reason", None),
-            "id": getattr(event, "response_id", None),
-        },
-    )
-    _end(event)
+    response = {
+        "model": getattr(event, "model", None),
+        "usage": getattr(event, "usage", None),
+        "finish_reason": getattr(event, "finish_reason", None),
+        "id": getattr(event, "response_id", None),
+    }
+    _end(event, update=lambda span: apply_response(span, response))
 
 
 def _llm_failed(source: Any, event: Any) -> None:
     _end(event, getattr(event, "error", None) or "LLM call failed")
 
 
+def _tool_arguments(event: Any) -> dict[str, Any]:
+    if not capture_enabled():
+        return {}
+    return {"gen_ai.tool.call.arguments": truncate(getattr(event, "tool_args", None))}
+
+
 def _tool_started(source: Any, event: Any) -> None:
+    # The started event carries the model's raw "Action Input" text; the ending event
+    # the arguments the tool was called with, which win when both are known.
     name = str(getattr(event, "tool_name", None) or "tool")
     attrs: dict[str, Any] = {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name}
-    if capture_enabled():
-        attrs["gen_ai.tool.call.arguments"] = truncate(getattr(event, "tool_args", None))
-    _start(event, name, "tool", attrs)
+    _start(event, name, "tool", attrs, defaults=_tool_arguments(event))
 
 
 def _tool_finished(source: Any, event: Any) -> None:
-    _end(event, None, {"crewai.tool.from_cache": bool(getattr(event, "from_cache", False))})
+    attrs = {"crewai.tool.from_cache": bool(getattr(event, "from_cache", False))}
+    _end(event, None, {**attrs, **_tool_arguments(event)})
 
 
 def _tool_error(source: Any, event: Any) -> None:
-    _end(event, getattr(event, "error", None) or "tool failed")
+    _end(event, getattr(event, "error", None) or "tool failed", _tool_arguments(event))
 
 
 def _method_started(source: Any, event: Any) -> None:
@@ -326,6 +427,26 @@ _HANDLERS = {
     "MethodExecutionFinishedEvent": _method_ended,
     "MethodExecutionFailedEvent": _method_ended,
     "MethodExecutionPausedEvent": _method_ended,
+}
+
+
+# Ending event type → the starting event type it closes (the bus's pairing).
+_PAIRS = {
+    "crew_kickoff_completed": "crew_kickoff_started",
+    "crew_kickoff_failed": "crew_kickoff_started",
+    "task_completed": "task_started",
+    "task_failed": "task_started",
+    "agent_execution_completed": "agent_execution_started",
+    "agent_execution_error": "agent_execution_started",
+    "llm_call_completed": "llm_call_started",
+    "llm_call_failed": "llm_call_started",
+    "tool_usage_finished": "tool_usage_started",
+    "tool_usage_error": "tool_usage_started",
+    "flow_finished": "flow_started",
+    "flow_failed": "flow_started",
+    "method_execution_finished": "method_execution_started",
+    "method_execution_failed": "method_execution_started",
+    "method_execution_paused": "method_execution_started",
 }
 
 

@@ -1,12 +1,14 @@
 """``@crew_kickoff``: CrewAI event-bus handlers give crew, task, agent, model and tool spans.
 
-Against the faithful fake of the event bus (``crewai`` pins ``mcp<2`` and cannot be
-installed here; docs/decisions.md FW-3). The fake's bus runs handlers on a thread pool
-as the SDK's does, so these tests also cover handlers running out of order.
+Against the faithful fake of the event bus where ``crewai`` is not installed (it pins
+``mcp<2``; docs/decisions.md FW-3), and unchanged against the real SDK where it is
+(checked with 1.15.30, AUD-25). The bus runs handlers on a thread pool, so these tests
+also cover handlers running out of order.
 """
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import anyio
@@ -17,6 +19,14 @@ from rastir import crew_kickoff, framework_agent
 from rastir.testing import CapturedSpans
 from tests.frameworks.crew_agent import MODEL, USAGE, build_crew
 from tests.frameworks.trees import leaf, shape
+
+# The real SDK (1.15.30) reads its own deprecated fields while building an agent and a
+# crew (``function_calling_llm``; ``allow_code_execution`` and others declared
+# ``deprecated=True``, whose pydantic message is just "deprecated"). The fake does not.
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:function_calling_llm is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:deprecated$:DeprecationWarning"),
+]
 
 LLM = leaf(f"chat {MODEL}", "llm")
 TREE = (
@@ -103,13 +113,52 @@ async def test_kickoff_async_on_a_worker_thread(rastir_spans: CapturedSpans) -> 
 def test_a_failing_tool_is_an_error_span_and_the_crew_goes_on(
     rastir_spans: CapturedSpans,
 ) -> None:
-    assert kickoff(build_crew(), "multiply 13 and 2") == "The answer is Error: 13 is unlucky"
-    tool = rastir_spans.one("multiply", kind="tool")
-    assert tool.status == "error"
-    assert tool.error is not None
-    assert tool.error["type"] == "internal_error"
-    assert tool.error["message"] == "13 is unlucky"
+    # CrewAI runs a raising tool three times, then hands its error text to the model.
+    assert kickoff(build_crew(), "multiply 13 and 2") == (
+        "The answer is I encountered an error while trying to use the tool."
+        " This was the error: 13 is unlucky."
+    )
+    tools = rastir_spans.find("multiply", kind="tool")
+    assert len(tools) == 3
+    for tool in tools:
+        assert tool.status == "error"
+        assert tool.error is not None
+        assert tool.error["type"] == "internal_error"
+        assert tool.error["message"] == "13 is unlucky"
+    flow = rastir_spans.one("flow AgentExecutor")
+    assert {t.psid for t in tools} == {flow.sid}
     assert rastir_spans.one("calculator_crew", kind="agent").status == "ok"
+    assert all("rastir.span.unfinished" not in s.attributes for s in rastir_spans)
+
+
+def test_a_crew_stopped_by_a_passthrough_error_ends_every_scope_as_an_error(
+    rastir_spans: CapturedSpans,
+) -> None:
+    # Five identical failing calls stop the run with ToolExecutionFailedError, which
+    # CrewAI passes through without an AgentExecutionErrorEvent: its task's failure
+    # event closes the agent's scope and the crew's failure event the task's, and the
+    # crew's scope stays open in the caller's context. Run in a context of its own, so
+    # that stale scope does not outlive the test.
+    contextvars.copy_context().run(_stopped_crew_then_a_good_one, rastir_spans)
+
+
+def _stopped_crew_then_a_good_one(spans: CapturedSpans) -> None:
+    with pytest.raises(Exception, match="not making progress"):
+        kickoff(build_crew(), "keep trying: multiply 13 and 2")
+    for name in ("flow AgentExecutor", "node:calculator", "task compute", "crew math"):
+        span = spans.one(name)
+        assert span.status == "error", name
+        assert span.error is not None
+        assert "not making progress" in span.error["message"]
+    assert spans.one("calculator_crew", kind="agent").status == "error"
+    for s in spans:
+        assert "rastir.span.unfinished" not in s.attributes, s.name
+        assert "rastir.crewai.unobserved_scope" not in s.attributes, s.name
+    spans.clear()
+    # The next kickoff in this context names the stale crew scope as its parent: its
+    # crew span is still the top of its own trace.
+    assert kickoff(build_crew(), "multiply 6 and 7") == "The answer is 42"
+    check(spans)
 
 
 def test_capture_content_records_tool_arguments(rastir_spans: CapturedSpans) -> None:
@@ -122,11 +171,13 @@ def test_capture_content_records_tool_arguments(rastir_spans: CapturedSpans) -> 
 
 @pytest.mark.anyio
 async def test_concurrent_kickoffs_of_one_crew_stay_separate(rastir_spans: CapturedSpans) -> None:
+    # One crew object runs one kickoff at a time (its agents' executors refuse a second
+    # concurrent run); concurrent runs use copies, as ``kickoff_for_each_async`` does.
     crew = build_crew()
 
     @crew_kickoff(agent_name="calculator_crew")
     async def run(i: int) -> str:
-        return str(await crew.kickoff_async(inputs={"question": f"multiply {i} and 3"}))
+        return str(await crew.copy().kickoff_async(inputs={"question": f"multiply {i} and 3"}))
 
     answers: dict[int, str] = {}
 
