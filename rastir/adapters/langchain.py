@@ -9,7 +9,14 @@ increments that add up.
 
 LangChain's ``usage_metadata.input_tokens`` includes cache reads and writes for every
 provider; for Anthropic the counts are turned back into Anthropic's own meaning
-(cache excluded) so that cost is computed right.
+(cache excluded) so that cost is computed right. Its output count includes reasoning
+tokens for every provider (langchain-xai and langchain-google-genai add them).
+
+The token details that cost more than text are read as parts of those counts
+(``usage_details``): ``input_token_details.audio`` and ``output_token_details.audio``
+(langchain-openai copies them from any Chat Completion), and langchain-anthropic's
+``ephemeral_1h_input_tokens`` (1-hour cache writes). No integration reports image or
+video counts there.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from rastir.adapters.base import (
     AdapterResult,
     BaseAdapter,
     TokenDelta,
+    add_usage_detail,
     detect_provider_from_module,
     int_or_none,
     str_or_none,
@@ -58,6 +66,8 @@ _PROVIDERS: Final = {
     "ibm": "ibm.watsonx.ai",
 }
 _MODEL_ATTRS: Final = ("model_name", "model", "model_id", "deployment_name", "azure_deployment")
+# Providers whose own input count leaves the cache out (LangChain's includes it).
+_CACHE_OUTSIDE: Final = frozenset(("anthropic", "aws.bedrock"))
 
 
 def _is_langchain(cls: type) -> bool:
@@ -71,14 +81,72 @@ def _usage(r: AdapterResult | TokenDelta, usage: Any, provider: str | None) -> N
     r.tokens_output = int_or_none(usage.get("output_tokens"))
     details = usage.get("input_token_details")
     cr = cw = None
-    if isinstance(details, Mapping):
-        cr = int_or_none(details.get("cache_read"))
-        cw = int_or_none(details.get("cache_creation"))
+    if details:  # most messages have none, or an empty dict
+        cr, cw = _input_details(r, details)
     r.cache_read_tokens = cr
     r.cache_write_tokens = cw
-    if tin is not None and provider in ("anthropic", "aws.bedrock"):
+    outside = provider in _CACHE_OUTSIDE
+    if tin is not None and outside:
         tin = max(0, tin - (cr or 0) - (cw or 0))
     r.tokens_input = tin
+    out = usage.get("output_token_details")
+    if out and (out.__class__ is dict or isinstance(out, Mapping)):
+        audio = out.get("audio")
+        if audio:
+            add_usage_detail(r, "output_audio_tokens", audio)
+    parts = r.usage_details
+    if parts is not None and tin is not None:
+        audio = parts.get("input_audio_tokens")
+        if audio:
+            _cached_audio(r, audio, tin if outside else tin - (cr or 0) - (cw or 0), cr)
+
+
+def _input_details(r: AdapterResult | TokenDelta, details: Any) -> tuple[int | None, int | None]:
+    """Cache reads and writes of ``input_token_details``; its parts into ``r``.
+
+    Most values are 0 or absent: those take one dict lookup and a class check each.
+    """
+    if details.__class__ is not dict and not isinstance(details, Mapping):
+        return None, None
+    get = details.get
+    cr = get("cache_read")
+    if cr.__class__ is not int or cr < 0:
+        if cr is None:
+            # langchain-openai prefixes the key with a flex or priority service tier.
+            cr = get("flex_cache_read", get("priority_cache_read"))
+        cr = int_or_none(cr)
+    cw = get("cache_creation")
+    if cw.__class__ is not int or cw < 0:
+        cw = int_or_none(cw)
+    five = get("ephemeral_5m_input_tokens")
+    hour = get("ephemeral_1h_input_tokens")
+    if five or hour:
+        # langchain-anthropic: the writes by lifetime, which add up to all of them.
+        # Its releases since March 2026 (langchain#35845) then set cache_creation to
+        # 0, and older ones to the total: the larger of the two is the writes.
+        written = (int_or_none(five) or 0) + (int_or_none(hour) or 0)
+        if written > (cw or 0):
+            cw = written
+        if hour:
+            add_usage_detail(r, "cache_write_1h_tokens", hour)
+    audio = get("audio")
+    if audio:
+        add_usage_detail(r, "input_audio_tokens", audio)
+    return cr, cw
+
+
+def _cached_audio(
+    r: AdapterResult | TokenDelta, audio: int, uncached: int, cache_read: int | None
+) -> None:
+    """Audio input larger than the uncached input was partly read from the cache.
+
+    ``input_token_details.audio`` counts all the prompt's audio, but no integration
+    says how much of it the cache held. When the rest of the prompt cannot hold it,
+    the excess is taken as cached audio, so that the parts never exceed their counts.
+    """
+    excess = audio - max(uncached, 0)
+    if excess > 0 and cache_read:
+        add_usage_detail(r, "cache_audio_read_tokens", min(excess, cache_read))
 
 
 def _provider_of(meta: Mapping[str, Any]) -> str | None:
