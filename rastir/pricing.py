@@ -364,6 +364,13 @@ def _cache_excluded(canonical: str | None, model: str, home: str | None) -> bool
     return canonical is None and home in _CACHE_EXCLUDED
 
 
+def input_excludes_cache(provider: str | None, model: str) -> bool:
+    """Whether pricing reads ``provider``'s input count for ``model`` as leaving the
+    cache reads and writes out (Anthropic's and Bedrock's shape, Claude on Vertex AI or
+    Azure). An adapter that normalises counts (LangChain) turns them back for these."""
+    return _cache_excluded(_canonical_provider(provider), model, None)
+
+
 def _canonical_provider(provider: str | None) -> str | None:
     if provider is None:
         return None

@@ -74,7 +74,9 @@ def _is_langchain(cls: type) -> bool:
     return cls.__module__.startswith("langchain")
 
 
-def _usage(r: AdapterResult | TokenDelta, usage: Any, provider: str | None) -> None:
+def _usage(
+    r: AdapterResult | TokenDelta, usage: Any, provider: str | None, model: str | None = None
+) -> None:
     if not isinstance(usage, Mapping):
         return
     tin = int_or_none(usage.get("input_tokens"))
@@ -86,6 +88,12 @@ def _usage(r: AdapterResult | TokenDelta, usage: Any, provider: str | None) -> N
     r.cache_read_tokens = cr
     r.cache_write_tokens = cw
     outside = provider in _CACHE_OUTSIDE
+    if not outside and (cr or cw) and model and "claude" in model.lower():
+        # Claude on Vertex AI or Azure, or with no provider named: pricing reads its
+        # counts in Anthropic's shape, so they are turned back as for Anthropic.
+        from rastir.pricing import input_excludes_cache
+
+        outside = input_excludes_cache(provider, model)
     if tin is not None and outside:
         tin = max(0, tin - (cr or 0) - (cw or 0))
     r.tokens_input = tin
@@ -185,7 +193,7 @@ def read_message(message: Any, r: AdapterResult | TokenDelta) -> None:
         provider = None
     usage = getattr(message, "usage_metadata", None)
     if usage:
-        _usage(r, usage, r.provider)
+        _usage(r, usage, r.provider, r.model)
     elif isinstance(meta, Mapping):
         token_usage = meta.get("token_usage") or meta.get("usage")
         if isinstance(token_usage, Mapping):

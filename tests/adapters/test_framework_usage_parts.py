@@ -118,6 +118,44 @@ def test_claude_one_hour_cache_writes_are_priced_at_their_rate(
     assert expected > _price("anthropic", CLAUDE, **five_minutes)
 
 
+@pytest.mark.parametrize(
+    ("model_provider", "provider"),
+    [("google_vertexai", "gcp.vertex_ai"), (None, None)],
+    ids=["vertex", "no-provider"],
+)
+def test_claude_on_another_host_has_its_cache_counted_once(
+    model_provider: str | None, provider: str | None
+) -> None:
+    # Claude on Vertex AI (or a message naming no provider): pricing reads the counts
+    # in Anthropic's shape, so LangChain's inclusive input is turned back first.
+    message = _claude(_claude_usage(total_in_cache_creation=False))
+    if model_provider is None:
+        del message.response_metadata["model_provider"]
+    else:
+        message.response_metadata["model_provider"] = model_provider
+    attrs = _returning(message)
+    assert attrs.get("gen_ai.provider.name") == provider
+    assert attrs["gen_ai.usage.input_tokens"] == 100
+    expected = _price(provider or "anthropic", CLAUDE, **CLAUDE_COUNTS)
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
+
+
+def test_a_model_other_than_claude_on_vertex_keeps_langchains_inclusive_input() -> None:
+    message = AIMessage(
+        content="Hi",
+        usage_metadata={
+            "input_tokens": 10_000,
+            "output_tokens": 100,
+            "total_tokens": 10_100,
+            "input_token_details": {"cache_read": 8_000},
+        },
+        response_metadata={"model_name": "gemini-2.5-pro", "model_provider": "google_vertexai"},
+    )
+    attrs = _returning(message)
+    assert attrs["gen_ai.usage.input_tokens"] == 10_000
+    assert attrs["gen_ai.usage.cache_read.input_tokens"] == 8_000
+
+
 def test_claude_without_one_hour_writes_is_priced_without_parts() -> None:
     usage = _claude_usage(total_in_cache_creation=True)
     usage["input_token_details"].update(ephemeral_5m_input_tokens=10_000)
