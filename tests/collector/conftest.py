@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -56,6 +57,16 @@ class Collector:
     async def post(self, body: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
         h = {"content-type": "application/json", **(headers or {})}
         return await self.client.post("/v1/telemetry", content=body, headers=h)
+
+    async def post_as_a_sender(self, body: bytes, attempts: int = 50) -> httpx.Response:
+        """Post as the SDK's exporter does: a 429 (the collector shedding load, as it
+        may on a busy test machine) is retried, soon; the last answer is returned."""
+        for _ in range(attempts - 1):
+            r = await self.post(body)
+            if r.status_code != 429:
+                return r
+            await anyio.sleep(0.05)
+        return await self.post(body)
 
     async def scrape(self, headers: dict[str, str] | None = None) -> Scrape:
         r = await self.client.get("/metrics", headers=headers)

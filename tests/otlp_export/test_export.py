@@ -78,8 +78,9 @@ async def test_every_span_reaches_the_target_with_its_ids_parents_and_resource(
                 for _ in range(3):
                     spans = tree(25)
                     sent.extend({**s, "service": service} for s in spans)
-                    r = await c.post(body(spans, **{"service.name": service, "host.name": "h1"}))
-                    assert r.status_code == 202
+                    payload = body(spans, **{"service.name": service, "host.name": "h1"})
+                    r = await c.post_as_a_sender(payload)
+                    assert r.status_code == 202, r.text
             await wait_for(lambda: receiver.count() >= len(sent))
             counts = await accounted(c, len(sent))
     got = {s.span_id: s for s in receiver.spans}
