@@ -280,6 +280,21 @@ def add_usage_detail(r: AdapterResult | TokenDelta, key: str, count: Any) -> Non
         details[key] = value
 
 
+def infer_cached_part(
+    r: AdapterResult | TokenDelta, key: str, part: int, uncached: int, cache_read: int | None
+) -> None:
+    """Record under ``key`` how much of a prompt part must have come from the cache.
+
+    Usages report a modality's prompt tokens (``audio_tokens``) cached ones included,
+    without saying how many the cache held. When the uncached prompt cannot hold
+    them all, at least the excess was read from the cache: recording it keeps the
+    parts within their counts, so the call is priced instead of left unknown.
+    """
+    excess = part - max(uncached, 0)
+    if excess > 0 and cache_read:
+        add_usage_detail(r, key, min(excess, cache_read))
+
+
 def in_package(cls: type, package: str) -> bool:
     """Whether ``cls`` is defined in ``package`` or one of its submodules."""
     module = cls.__module__

@@ -33,6 +33,7 @@ from rastir.adapters.base import (
     TokenDelta,
     add_usage_detail,
     detect_provider_from_module,
+    infer_cached_part,
     int_or_none,
     str_or_none,
 )
@@ -106,7 +107,8 @@ def _usage(
     if parts is not None and tin is not None:
         audio = parts.get("input_audio_tokens")
         if audio:
-            _cached_audio(r, audio, tin if outside else tin - (cr or 0) - (cw or 0), cr)
+            uncached = tin if outside else tin - (cr or 0) - (cw or 0)
+            infer_cached_part(r, "cache_audio_read_tokens", audio, uncached, cr)
 
 
 def _input_details(r: AdapterResult | TokenDelta, details: Any) -> tuple[int | None, int | None]:
@@ -141,20 +143,6 @@ def _input_details(r: AdapterResult | TokenDelta, details: Any) -> tuple[int | N
     if audio:
         add_usage_detail(r, "input_audio_tokens", audio)
     return cr, cw
-
-
-def _cached_audio(
-    r: AdapterResult | TokenDelta, audio: int, uncached: int, cache_read: int | None
-) -> None:
-    """Audio input larger than the uncached input was partly read from the cache.
-
-    ``input_token_details.audio`` counts all the prompt's audio, but no integration
-    says how much of it the cache held. When the rest of the prompt cannot hold it,
-    the excess is taken as cached audio, so that the parts never exceed their counts.
-    """
-    excess = audio - max(uncached, 0)
-    if excess > 0 and cache_read:
-        add_usage_detail(r, "cache_audio_read_tokens", min(excess, cache_read))
 
 
 def _provider_of(meta: Mapping[str, Any]) -> str | None:

@@ -24,6 +24,7 @@ from rastir.adapters.base import (
     add_usage_detail,
     get,
     in_package,
+    infer_cached_part,
     int_or_none,
     str_or_none,
 )
@@ -103,17 +104,25 @@ def read_chat_usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
         written = int_or_none(get(details, "cache_write_tokens"))
         if written:
             r.cache_write_tokens = written
-    read_chat_parts(r, details, out_details)
+    read_chat_parts(r, details, out_details, tin)
 
 
-def read_chat_parts(r: AdapterResult | TokenDelta, prompt: Any, output: Any) -> None:
+def read_chat_parts(
+    r: AdapterResult | TokenDelta, prompt: Any, output: Any, prompt_tokens: Any = None
+) -> None:
     """The audio and image parts of a usage's input and output token details (objects
     or dicts; either may be None) into ``r.usage_details``: Chat Completions'
     ``prompt_tokens_details``/``completion_tokens_details``, the Images API's
-    ``input_tokens_details``/``output_tokens_details``."""
+    ``input_tokens_details``/``output_tokens_details``. With ``prompt_tokens``, audio
+    the uncached prompt cannot hold is taken as read from the cache."""
     if prompt is not None:
-        add_usage_detail(r, "input_audio_tokens", get(prompt, "audio_tokens"))
+        audio = int_or_none(get(prompt, "audio_tokens"))
+        add_usage_detail(r, "input_audio_tokens", audio)
         add_usage_detail(r, "input_image_tokens", get(prompt, "image_tokens"))
+        total = int_or_none(prompt_tokens)
+        if audio and total is not None:
+            cached = int_or_none(get(prompt, "cached_tokens"))
+            infer_cached_part(r, "cache_audio_read_tokens", audio, total - (cached or 0), cached)
     if output is not None:
         add_usage_detail(r, "output_audio_tokens", get(output, "audio_tokens"))
         add_usage_detail(r, "output_image_tokens", get(output, "image_tokens"))
@@ -164,7 +173,7 @@ class OpenAIAdapter(BaseAdapter):
                     # skip the reads.
                     holder = AdapterResult()
                     read_chat_parts(
-                        holder, details, getattr(usage, "completion_tokens_details", None)
+                        holder, details, getattr(usage, "completion_tokens_details", None), tin
                     )
                     parts = holder.usage_details
                 # The reasoning tokens are read only for xAI, whose completion_tokens

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import rastir
-from rastir.pricing import PricingProfile, get_pricing
+from rastir.pricing import PricingProfile, TokenUsage, get_pricing
 from rastir.testing import capture_spans
 from tests.adapters import objects
 
@@ -711,6 +711,35 @@ def test_openai_audio_output_tokens_are_priced_at_the_audio_rate() -> None:
         "openai", "gpt-audio", input_tokens=1_000, input_audio_tokens=900, output_tokens=5_000
     )
     assert expected > 4 * text_rate
+
+
+def test_openai_audio_the_uncached_prompt_cannot_hold_is_taken_as_cached() -> None:
+    from openai.types.chat import ChatCompletion
+
+    # 800 of the 1_000 prompt tokens came from the cache, and 900 are audio: at least
+    # 700 of the audio was cached. Without that inference the parts exceed the
+    # uncached prompt, and the cost is unknown.
+    body = _chat_body(
+        "gpt-audio",
+        {"cached_tokens": 800, "audio_tokens": 900},
+        {"audio_tokens": 0},
+        prompt_tokens=1_000,
+        completion_tokens=50,
+    )
+    attrs = _attrs(ChatCompletion.model_validate(body))
+    assert "rastir.cost.unknown" not in attrs
+    expected = rastir.get_pricing().price(
+        "openai",
+        "gpt-audio",
+        TokenUsage(
+            input_tokens=1_000,
+            output_tokens=50,
+            cache_read_tokens=800,
+            input_audio_tokens=900,
+            cache_audio_read_tokens=700,
+        ),
+    )
+    assert attrs["rastir.cost.usd"] == pytest.approx(expected)
 
 
 def test_a_streamed_openai_audio_reply_prices_its_audio_output() -> None:
