@@ -103,6 +103,11 @@ def _usage(
         audio = out.get("audio")
         if audio:
             add_usage_detail(r, "output_audio_tokens", audio)
+        reasoning = int_or_none(out.get("reasoning"))
+        if reasoning and isinstance(r, AdapterResult):
+            # Shown, not added: LangChain's output count already holds them. A
+            # stream's chunks carry increments, which attributes cannot sum: not there.
+            r.extra_attributes["gen_ai.usage.reasoning.output_tokens"] = reasoning
     parts = r.usage_details
     if parts is not None and tin is not None:
         audio = parts.get("input_audio_tokens")

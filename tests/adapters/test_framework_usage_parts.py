@@ -309,6 +309,7 @@ def test_gemini_reasoning_is_inside_the_output_count_and_not_added_again() -> No
     )
     attrs = _returning(message)
     assert attrs["gen_ai.usage.output_tokens"] == 1_000
+    assert attrs["gen_ai.usage.reasoning.output_tokens"] == 900  # shown, not added
     expected = _price(
         "gcp.gemini",
         "gemini-2.5-flash",
