@@ -13,7 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Generator, Iterator
 from typing import Any
 
 import anyio
@@ -752,6 +752,27 @@ class _Lazy:
         finally:
             _work(11)
 
+    async def open_rows(self, n: int) -> Generator[int, None, None]:
+        await asyncio.sleep(0)  # e.g. a connection first, then the rows
+        return self._rows(n)
+
+    async def open_arows(self, n: int) -> AsyncGenerator[int, None]:
+        await asyncio.sleep(0)
+        return self._arows(n)
+
+    async def open_session(self) -> contextlib.AbstractAsyncContextManager[_Lazy]:
+        await asyncio.sleep(0)
+        return self.asession()
+
+    async def open_kept(self) -> Iterator[int]:
+        return self.kept
+
+    async def later(self) -> Coroutine[Any, Any, int]:
+        async def value() -> int:
+            return _work(5)
+
+        return value()
+
     def values(self) -> Iterator[int]:
         return iter([1, 2])
 
@@ -956,6 +977,51 @@ async def test_a_returned_async_context_manager_keeps_its_span_over_the_block(
     span = rastir_spans.one("_Lazy.asession")
     assert _work_inside(rastir_spans, span) == 3
     assert rastir.current_span() is None
+
+
+async def test_an_async_method_returning_work_keeps_its_span_until_that_work_is_done(
+    rastir_spans: CapturedSpans,
+) -> None:
+    import inspect
+
+    obj = _Lazy()
+    store = rastir.wrap(obj)
+    assert inspect.iscoroutinefunction(store.open_rows)
+    rows = await store.open_rows(2)
+    assert rastir_spans.find("_Lazy.open_rows") == []  # open while the rows are
+    assert list(rows) == [0, 1]
+    span = rastir_spans.one("_Lazy.open_rows")
+    assert span.attributes["rastir.generator.items"] == 2
+    assert _work_inside(rastir_spans, span) == 3  # two rows and the cleanup
+
+    arows = await store.open_arows(2)
+    assert rastir_spans.find("_Lazy.open_arows") == []
+    assert [row async for row in arows] == [0, 1]
+    assert _work_inside(rastir_spans, rastir_spans.one("_Lazy.open_arows")) == 3
+
+    async with await store.open_session() as got:
+        assert got is obj
+        _work(1)
+        assert rastir_spans.find("_Lazy.open_session") == []
+    assert _work_inside(rastir_spans, rastir_spans.one("_Lazy.open_session")) == 3
+
+    pending = await store.later()
+    assert rastir_spans.find("_Lazy.later") == []
+    assert await pending == 5
+    assert _work_inside(rastir_spans, rastir_spans.one("_Lazy.later")) == 1
+    assert rastir.current_span() is None
+
+
+async def test_an_async_method_returning_a_generator_the_object_keeps_ends_at_the_return(
+    rastir_spans: CapturedSpans,
+) -> None:
+    obj = _Lazy()
+    kept = await rastir.wrap(obj).open_kept()
+    assert kept is obj.kept  # handed back unchanged: others hold it
+    assert rastir_spans.one("_Lazy.open_kept").status == "ok"
+    assert list(kept) == [0, 1]
+    # Its rows ran after the span ended: not inside it.
+    assert _work_inside(rastir_spans, rastir_spans.one("_Lazy.open_kept")) == 0
 
 
 def test_an_exception_leaving_the_with_block_is_recorded(rastir_spans: CapturedSpans) -> None:
