@@ -90,6 +90,9 @@ class _Nodes:
         # The bus's innermost open scope when the call began: not one of the call's.
         self.outer = outer
         self.lock = threading.Lock()
+        # Set by finish_all: a scope that starts later (a handler run after the flush
+        # gave up) cannot be sent any more, and is counted as dropped.
+        self.closed = False
         self.nodes: dict[str, _Node] = {}
         # Spans already sent, for children whose start is handled after their
         # parent's end (the pool may run handlers in any order), and to ignore a
@@ -127,6 +130,7 @@ class _Nodes:
     def finish_all(self) -> None:
         """At the call's end: send what is still pending, marked as such."""
         with self.lock:
+            self.closed = True
             pending = list(self.nodes.values())
             self.nodes.clear()
             self.sent.clear()
@@ -206,34 +210,58 @@ def _start(
 
     ``defaults`` are attributes the ending event may already have set more precisely.
     """
-    nodes = _nodes()
-    if nodes is None:
+    call = active_call("crewai")
+    if call is None:
+        return
+    nodes = call.data.get("crewai")
+    if not isinstance(nodes, _Nodes):
+        # The call has ended (its table is gone): the bus ran this handler after the
+        # flush gave up. The span can no longer be sent; it is counted as dropped.
+        PIPELINE.add_dropped(1)
         return
     parent_id = getattr(event, "parent_event_id", None)
     with nodes.lock:
-        if event.event_id in nodes.sent:
-            return
-        if parent_id and parent_id != nodes.outer:
-            parent = nodes.parent(parent_id)
+        late = nodes.closed
+        if late or event.event_id in nodes.sent:
+            done = None
         else:
-            parent = nodes.call.parent_for(None)
-        node = nodes.get(event.event_id)
-        span = node.span
-        span.name = name
-        span.kind = kind
-        span.tid = parent.tid
-        span.psid = parent.sid
-        span._t0 = _t(event)
-        span.attributes.update(attrs)
-        for key, value in (defaults or {}).items():
-            span.attributes.setdefault(key, value)
-        if update is not None:
-            update(span)
-        node.scope = str(getattr(event, "type", "") or "")
-        node.started = True
-        done = nodes.retire(event.event_id) if node.ended else None
-    if done is not None:
+            done = _open_node(nodes, event, parent_id, name, kind, attrs, defaults, update)
+    if late:
+        PIPELINE.add_dropped(1)
+    elif done is not None:
         nodes.send(done)
+
+
+def _open_node(
+    nodes: _Nodes,
+    event: Any,
+    parent_id: str | None,
+    name: str,
+    kind: str,
+    attrs: dict[str, Any],
+    defaults: dict[str, Any] | None,
+    update: Callable[[Span], None] | None,
+) -> _Node | None:
+    """:func:`_start`'s work under ``nodes.lock``: the node, if it is now complete."""
+    if parent_id and parent_id != nodes.outer:
+        parent = nodes.parent(parent_id)
+    else:
+        parent = nodes.call.parent_for(None)
+    node = nodes.get(event.event_id)
+    span = node.span
+    span.name = name
+    span.kind = kind
+    span.tid = parent.tid
+    span.psid = parent.sid
+    span._t0 = _t(event)
+    span.attributes.update(attrs)
+    for key, value in (defaults or {}).items():
+        span.attributes.setdefault(key, value)
+    if update is not None:
+        update(span)
+    node.scope = str(getattr(event, "type", "") or "")
+    node.started = True
+    return nodes.retire(event.event_id) if node.ended else None
 
 
 def _end(
@@ -258,6 +286,8 @@ def _end(
     expected = _PAIRS.get(str(getattr(event, "type", "") or ""))
     done: list[_Node] = []
     with nodes.lock:
+        if nodes.closed:  # sent unfinished by finish_all, or counted dropped at its start
+            return
         targets = [started]
         node = nodes.nodes.get(started)
         mismatch = node is not None and node.scope and expected and node.scope != expected
@@ -341,7 +371,7 @@ def _llm_chunk(source: Any, event: Any) -> None:
     if nodes is None or not parent_id:
         return
     with nodes.lock:
-        if parent_id in nodes.sent:
+        if nodes.closed or parent_id in nodes.sent:
             return
         node = nodes.get(parent_id)
         if node.first_token_t:

@@ -203,6 +203,34 @@ def test_the_handlers_are_idle_outside_a_decorated_call(rastir_spans: CapturedSp
     assert list(rastir_spans) == []
 
 
+def test_a_scope_that_starts_after_the_call_ended_is_counted_as_dropped(
+    rastir_spans: CapturedSpans,
+) -> None:
+    from types import SimpleNamespace
+
+    from rastir.export._pipeline import PIPELINE
+    from rastir.frameworks import _crewai
+
+    contexts: list[contextvars.Context] = []
+
+    @crew_kickoff(agent_name="calculator_crew")
+    def run(crew: Any, question: str) -> str:
+        contexts.append(contextvars.copy_context())  # what the bus copies at emit time
+        return str(crew.kickoff(inputs={"question": question}))
+
+    assert "42" in run(build_crew(), "multiply 6 and 7")
+    sent = len(rastir_spans)
+    # A handler the bus runs after the call's flush gave up (a slow pool), in the
+    # context of the emit: its span can no longer be sent, so it is counted.
+    late = SimpleNamespace(event_id="late-task", parent_event_id=None, task_name="late")
+    PIPELINE.take_dropped()
+    contexts[0].run(_crewai._task_started, None, late)
+    ended = SimpleNamespace(started_event_id="late-task", parent_event_id=None, type="x")
+    contexts[0].run(_crewai._task_ended, None, ended)
+    assert PIPELINE.take_dropped() == 1
+    assert len(rastir_spans) == sent
+
+
 def test_framework_agent_detects_a_crew(rastir_spans: CapturedSpans) -> None:
     @framework_agent(agent_name="calculator_crew")
     def run(crew: Any) -> str:
