@@ -45,7 +45,7 @@ from mcp_types import PaginatedRequestParams, RequestParamsMeta
 
 from rastir.context import _current_span
 from rastir.export._pipeline import PIPELINE
-from rastir.mcp_bridge._callbacks import INSTRUMENTED, instrument_callbacks
+from rastir.mcp_bridge._callbacks import instrument_callbacks
 from rastir.mcp_bridge._errors import record_mcp_exception, record_result
 from rastir.mcp_bridge._meta import merge_meta
 from rastir.mcp_bridge._otel import attach_for_mcp, detach_for_mcp
@@ -320,15 +320,11 @@ def _make_factory(
     """What ``proxy_for`` calls once, when it first wraps an object: the callbacks for
     server-initiated requests are traced then (see :mod:`._callbacks`)."""
 
-    done = INSTRUMENTED
-
     def make(target: Any) -> Factory:
-        ref = done.get(id(target))
-        if ref is None or ref() is not target:
-            try:
-                instrument_callbacks(target, peer.transport, include, exclude)
-            except Exception:  # telemetry never breaks the host: the calls still are
-                pass
+        try:  # once per object: instrument_callbacks skips one it has seen
+            instrument_callbacks(target, peer.transport, include, exclude)
+        except Exception:  # telemetry never breaks the host: the calls still are
+            pass
         # The same maker for client.session's proxy: it is made again whenever the
         # last one is gone, and this closure exists once per wrap.
         return _factory(target, peer, include, exclude, make)
