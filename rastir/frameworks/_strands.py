@@ -86,9 +86,23 @@ _in_tool: ContextVar[tuple[FrameworkCall, Span] | None] = ContextVar(
 _OWN = "strands.own_agents"
 
 
+# call.data key: ids of the multi-agent orchestrators (Graph, Swarm) the call received.
+_TEAMS = "strands.own_teams"
+
+
 def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
-    """Add the hook provider (once) to every Strands agent among the arguments."""
-    call.data[_OWN] = frozenset(id(obj) for obj in iter_objects(args, kwargs) if _hook(obj))
+    """Add the hook provider (once) to every Strands agent among the arguments, and to
+    every Graph or Swarm among them with the agents of their nodes."""
+    own: set[int] = set()
+    teams: set[int] = set()
+    for obj in iter_objects(args, kwargs):
+        if _is_team(obj):
+            _hook_team(obj, _TEAM_DEPTH)
+            teams.add(id(obj))
+        elif _hook(obj):
+            own.add(id(obj))
+    call.data[_OWN] = frozenset(own)
+    call.data[_TEAMS] = frozenset(teams)
     return []
 
 
@@ -291,6 +305,142 @@ def _reset(var: ContextVar[Any], token: Token[Any], value: Any) -> None:
         if var.get() is value:
             old = token.old_value
             var.set(None if old is Token.MISSING else old)
+
+
+# -- multi-agent orchestrators (Graph, Swarm) --------------------------------------------
+_TEAM_DEPTH = 4  # orchestrators nested as nodes of orchestrators
+_TEAM_NODES = 256  # nodes looked at per orchestrator
+
+
+def _is_team(obj: Any) -> bool:
+    """Whether ``obj`` is a Strands multi-agent orchestrator (``Graph``, ``Swarm``).
+
+    Read from ``sys.modules``: if Strands' multiagent package was never imported, no
+    orchestrator exists, and looking costs nothing.
+    """
+    module = sys.modules.get("strands.multiagent.base")
+    base = getattr(module, "MultiAgentBase", None)
+    return (
+        isinstance(base, type)
+        and isinstance(obj, base)
+        and isinstance(getattr(obj, "hooks", None), _hooks.HookRegistry)
+    )
+
+
+def _team_nodes(team: Any) -> dict[str, Any]:
+    nodes = getattr(team, "nodes", None)
+    return nodes if isinstance(nodes, dict) else {}
+
+
+def _hook_team(team: Any, depth: int) -> None:
+    """Add the node hooks to an orchestrator (once), and the agent hooks to the agents
+    of its nodes; orchestrators that are nodes, ``depth`` levels down, the same way."""
+    if team not in _hooked:
+        with _hooked_lock:
+            if team not in _hooked:
+                team.hooks.add_hook(RastirTeamHooks())
+                _hooked.add(team)
+    for node in itertools.islice(list(_team_nodes(team).values()), _TEAM_NODES):
+        executor = getattr(node, "executor", None)
+        if _is_team(executor):
+            if depth > 0:
+                _hook_team(executor, depth - 1)
+        elif executor is not None:
+            _hook(executor)
+
+
+def _node_failure(team: Any, node_id: str) -> tuple[BaseException | None, bool]:
+    """Why a node ended badly, read after it ran: its exception, if one is known, and
+    whether it failed at all.
+
+    Graph runs a node in a ``try`` and sends the after-node event from its ``finally``
+    (the exception is the one being handled, or kept in the node's result); Swarm
+    handles the exception first and marks the whole swarm failed.
+    """
+    error = sys.exc_info()[1]
+    if isinstance(error, Exception):
+        return error, True
+    state = getattr(team, "state", None)
+    results = getattr(state, "results", None)
+    result = results.get(node_id) if isinstance(results, dict) else None
+    inner = getattr(result, "result", None)
+    if isinstance(inner, Exception):
+        return inner, True
+    node = _team_nodes(team).get(node_id)
+    statuses = (getattr(node, "execution_status", None), getattr(state, "completion_status", None))
+    for status in statuses:
+        if getattr(status, "name", None) == "FAILED":
+            return None, True
+    return None, False
+
+
+class RastirTeamHooks:
+    """An ``agent`` span for each node a Graph or Swarm runs inside a decorated call.
+
+    The node's span is keyed like a sub-agent's, by the node's executor, so the model
+    and tool spans of the node's agent hang under it and carry its name; a node that is
+    itself an orchestrator is the parent of its own nodes' spans.
+    """
+
+    def register_hooks(self, registry: Any, **kwargs: Any) -> None:
+        before = getattr(_hooks, "BeforeNodeCallEvent", None)
+        after = getattr(_hooks, "AfterNodeCallEvent", None)
+        if before is None or after is None:  # a Strands release without node events
+            return
+        registry.add_callback(before, self.before_node)
+        registry.add_callback(after, self.after_node)
+
+    @staticmethod
+    def before_node(event: Any) -> None:
+        call = active_call("strands")
+        if call is None:
+            return
+        team = event.source
+        # A nested orchestrator runs as a node of an outer one, which opened its span.
+        parent = call.span_of(_agent_key(team))
+        if parent is None:
+            if id(team) not in call.data.get(_TEAMS, ()):
+                return  # an orchestrator this call did not receive
+            parent = call.parent_for(None)
+        node_id = str(event.node_id)
+        executor = getattr(_team_nodes(team).get(node_id), "executor", None)
+        if executor is None:
+            return
+        name = getattr(executor, "name", None)
+        if not isinstance(name, str) or not name or name == _DEFAULT_NAME or _is_team(executor):
+            name = node_id
+        key = _agent_key(executor)
+        if call.span_of(key) is not None:  # already open (a node run twice at once)
+            return
+        attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "invoke_agent",
+            "gen_ai.agent.name": name,
+            "rastir.framework": "strands",
+            "rastir.strands.node_id": node_id,
+        }
+        call.open(key, name, "agent", parent, attrs, current=True)
+        # What rastir records while the node runs (a decorated tool, say) is labelled
+        # with the node's agent.
+        call.data[("context", key)] = [(_current_agent, _current_agent.set(name), name)]
+
+    @staticmethod
+    def after_node(event: Any) -> None:
+        call = active_call("strands")
+        if call is None:
+            return
+        team = event.source
+        node_id = str(event.node_id)
+        executor = getattr(_team_nodes(team).get(node_id), "executor", None)
+        key = _agent_key(executor)
+        if executor is None or call.span_of(key) is None:
+            return
+        for var, token, value in reversed(call.data.pop(("context", key), ())):
+            _reset(var, token, value)
+        error, failed = _node_failure(team, node_id)
+        if error is not None:
+            call.close(key, error)
+        else:
+            call.close(key, category="unknown" if failed else None, exc_type="NodeFailed")
 
 
 class RastirHooks:

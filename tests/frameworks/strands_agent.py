@@ -91,7 +91,8 @@ class ScriptedModel(_Model):
             for i, m in enumerate(messages)
             if m["role"] == "user" and any("text" in b for b in m["content"])
         )
-        question = next(b["text"] for b in messages[start]["content"] if "text" in b)
+        # All its text blocks: Strands' Swarm puts its own context before the task.
+        question = " ".join(b["text"] for b in messages[start]["content"] if "text" in b)
         results = [
             block["toolResult"]
             for message in messages[start:]
