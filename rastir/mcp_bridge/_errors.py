@@ -70,7 +70,10 @@ def record_mcp_exception(span: Span, exc: BaseException, *, server: bool) -> Non
     try:
         if isinstance(exc, MCPError):
             code = exc.code
-            span.attributes["rpc.response.status_code"] = str(code)
+            attributes = span.attributes
+            # MCP semantic conventions: on a JSON-RPC error both rpc.response.status_code
+            # and error.type are the error code as a string; the category stays rastir's.
+            attributes["rpc.response.status_code"] = attributes["error.type"] = str(code)
             span.set_error(
                 _category(code, server=server),
                 f"{type(exc).__module__}.{type(exc).__qualname__}",
@@ -97,7 +100,8 @@ def record_error_data(span: Span, data: Any) -> None:
     raises."""
     try:
         code = data.code
-        span.attributes["rpc.response.status_code"] = str(code)
+        attributes = span.attributes
+        attributes["rpc.response.status_code"] = attributes["error.type"] = str(code)
         span.set_error(
             _category(code, server=True), "mcp_types.ErrorData", str(data.message)[:_MAX_MESSAGE]
         )

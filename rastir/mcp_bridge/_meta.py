@@ -9,6 +9,7 @@ opentelemetry-api; rastir writes and reads the same keys, so the two interoperat
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -28,7 +29,7 @@ from rastir.propagation import (
 from rastir.sampling import HEAD as _HEAD
 from rastir.spans import Span, SpanContext
 
-__all__ = ["TRACE_KEYS", "merge_meta", "read_meta"]
+__all__ = ["TRACE_KEYS", "MetaStats", "merge_meta", "read_meta", "stats"]
 
 TRACE_KEYS: Final = (TRACEPARENT, TRACESTATE, BAGGAGE)
 
@@ -37,6 +38,56 @@ _Entries = tuple[tuple[str, str], ...]
 # A _meta with more keys than this is not scanned for a traceparent spelled in
 # another case; the exact key is still read. Bounds the work a hostile _meta costs.
 _MAX_SCAN: Final = 64
+# W3C Baggage limits, as rastir.propagation applies them: a longer value, or one with
+# more members, was cut to what fits.
+_MAX_BAGGAGE_BYTES: Final = 8192
+_MAX_BAGGAGE_MEMBERS: Final = 180
+
+
+class MetaStats:
+    """Process-wide counts of the trace context refused in inbound MCP ``_meta``.
+
+    The same three counters as :data:`rastir.middleware.stats` has for HTTP headers,
+    for what arrives in ``params._meta`` (a tool call, a read, a prompt, or a request
+    the server sends to a wrapped client's callback).
+
+    Attributes:
+        invalid_traceparent: a ``traceparent`` that is not valid W3C trace context
+            (wrong type, malformed, all-zero ids, version ``ff``, oversized): the
+            span started a new trace (``rastir.mcp.invalid_trace_context=true``).
+        invalid_tracestate: a ``tracestate`` dropped whole (bad member, too long,
+            not a string) while the valid parent was kept.
+        invalid_baggage: a ``baggage`` that held no valid entry or was cut to the
+            W3C limits (8192 bytes, 180 members); what fitted was kept.
+    """
+
+    __slots__ = ("_lock", "invalid_baggage", "invalid_traceparent", "invalid_tracestate")
+
+    def __init__(self) -> None:
+        # Counting happens on refusal paths only: the lock costs the common case nothing.
+        self._lock = threading.Lock()
+        self.invalid_traceparent = 0
+        self.invalid_tracestate = 0
+        self.invalid_baggage = 0
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts, read together."""
+        with self._lock:
+            return {
+                "invalid_traceparent": self.invalid_traceparent,
+                "invalid_tracestate": self.invalid_tracestate,
+                "invalid_baggage": self.invalid_baggage,
+            }
+
+    def __repr__(self) -> str:
+        return f"MetaStats({self.as_dict()})"
+
+
+stats = MetaStats()
 
 
 def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> dict[str, Any]:
@@ -120,15 +171,35 @@ def read_meta(meta: Any) -> tuple[SpanContext | None, bool]:
     try:
         context = extract(meta)
         if context is not None:
+            if context.tracestate is None and meta.get(TRACESTATE):
+                stats.count("invalid_tracestate")
+            sent = meta.get(BAGGAGE)
+            if sent and _baggage_cut(sent, context.baggage):
+                stats.count("invalid_baggage")
             return context, False
         if meta.get(TRACEPARENT) is not None:
+            stats.count("invalid_traceparent")
             return None, True
         if len(meta) > _MAX_SCAN:
             return None, False
         for key in meta:
             if isinstance(key, str) and len(key) == 11 and key.lower() == TRACEPARENT:
+                stats.count("invalid_traceparent")
                 return None, True
     except Exception:
         # A mapping whose methods raise is treated as carrying a broken context.
+        stats.count("invalid_traceparent")
         return None, True
     return None, False
+
+
+def _baggage_cut(sent: Any, kept: _Entries) -> bool:
+    """Whether a ``baggage`` sent in ``_meta`` lost entries on the way in: it held no
+    valid entry, or it was longer than the W3C limits let through whole."""
+    if not kept:
+        return True
+    if type(sent) is not str:
+        return False  # bytes or a list of lines: read as headers are, not re-measured
+    return len(sent) > _MAX_BAGGAGE_BYTES or (
+        len(kept) == _MAX_BAGGAGE_MEMBERS and sent.count(",") >= _MAX_BAGGAGE_MEMBERS
+    )

@@ -210,6 +210,21 @@ def _open(
     return span, token, otel, baggage
 
 
+def _failed(span: Span, exc: BaseException) -> None:
+    """Record the exception that ended the tool. A tool call that fails is answered
+    with an ``isError`` result (MCPServer turns the exception into one), so its
+    ``error.type`` is ``tool_error``, as the MCP semantic conventions name that answer
+    on both sides; the error category stays the exception's own."""
+    record_mcp_exception(span, exc, server=True)
+    attributes = span.attributes
+    if (
+        span.status == "error"
+        and "error.type" not in attributes
+        and attributes.get("mcp.method.name") == "tools/call"
+    ):
+        attributes["error.type"] = "tool_error"
+
+
 def _outcome(span: Span, result: Any) -> None:
     # Only a CallToolResult carries isError; anything else is the tool's output, a
     # dict with an "isError" key too (MCPServer makes it structured content).
@@ -277,7 +292,7 @@ def _endpoint(
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                record_mcp_exception(opened[0], exc, server=True)
+                _failed(opened[0], exc)
                 raise
             else:
                 _outcome(opened[0], result)
@@ -296,7 +311,7 @@ def _endpoint(
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                record_mcp_exception(opened[0], exc, server=True)
+                _failed(opened[0], exc)
                 raise
             else:
                 _outcome(opened[0], result)

@@ -199,7 +199,11 @@ class _Response:
             return self._send(message)
         if mtype == "http.response.start":
             code = message.get("status")
-            self.status = code if isinstance(code, int) else 0
+            if type(code) is not int:
+                # mcp's streamable HTTP transport answers with http.HTTPStatus members:
+                # recorded as plain ints, as every exporter and query expects.
+                code = int(code) if isinstance(code, int) else 0
+            self.status = code
             if message.get("trailers", False):
                 self.trailers = True
             middleware = self.middleware
@@ -467,7 +471,7 @@ class RastirMiddleware:
                 # The WebSocket Denial Response extension: an HTTP answer instead.
                 code = message.get("status")
                 if isinstance(code, int):
-                    attributes["http.response.status_code"] = code
+                    attributes["http.response.status_code"] = int(code)
                 if response_hook is not None:
                     call_hook(response_hook, span, message)
             await send(message)

@@ -21,11 +21,12 @@ from __future__ import annotations
 from typing import Any
 
 from rastir._instrument import detach_span, end_span, record_exception, start_span
+from rastir.context import _current_span
 from rastir.errors import classify_status
 from rastir.export._pipeline import PIPELINE
 from rastir.middleware._http import KNOWN_METHODS
-from rastir.propagation import inject
-from rastir.spans import Span
+from rastir.propagation import TRACEPARENT, TRACESTATE, extract, inject
+from rastir.spans import Span, SpanContext
 
 __all__ = ["RastirAsyncTransport", "RastirTransport", "instrument_httpx"]
 
@@ -68,24 +69,48 @@ def _attributes(request: Any) -> tuple[str, dict[str, Any]] | None:
 def _open(request: Any) -> tuple[Span, Any, Any] | None:
     """Start the ``http.client`` span (current while the transport runs) and inject it.
 
+    With no span current, a valid ``traceparent`` the caller put on the request
+    (forwarding a context by hand) is the span's parent, so that trace goes on rather
+    than being replaced by a new one. With a span current, the current span is the
+    parent, whatever the request carries.
+
     None, and the request goes out untraced, when the request cannot be read or its
     headers cannot be written: telemetry never breaks the host.
     """
     described = _attributes(request)
     if described is None:
         return None
-    span, token, otel = start_span(described[0], "http.client", described[1])
+    parent = None
+    if _current_span.get() is None:
+        try:
+            headers = request.headers
+            if TRACEPARENT in headers:
+                parent = extract(headers)
+        except Exception:
+            parent = None
+    span, token, otel = start_span(described[0], "http.client", described[1], parent)
     try:
-        inject(request.headers, span)
+        _write(request.headers, span)
     except Exception:
         detach_span(token, otel)
         return None
     return span, token, otel
 
 
+def _write(headers: Any, context: Span | SpanContext) -> None:
+    """``inject``, and a ``tracestate`` already on the request removed when the context
+    has none: it belonged to the ``traceparent`` just replaced (W3C Trace Context
+    §3.3), and the two must travel together."""
+    inject(headers, context)
+    if not context.tracestate and TRACESTATE in headers:
+        del headers[TRACESTATE]
+
+
 def _inject_current(request: Any) -> None:
     try:
-        inject(request.headers)
+        current = _current_span.get()
+        if current is not None:
+            _write(request.headers, current)
     except Exception:
         pass  # read-only headers: the request goes out without them
 
