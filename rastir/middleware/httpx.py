@@ -126,6 +126,19 @@ def _close(span: Span, token: Any, otel: Any, status: int) -> None:
     end_span(span, token, otel)
 
 
+# httpcore's ``http_version`` extension → HTTP semconv ``network.protocol.version``.
+_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0", b"HTTP/2": "2", b"HTTP/3": "3"}
+
+
+def _protocol(span: Span, response: Any) -> None:
+    try:
+        version = _VERSIONS.get(response.extensions.get("http_version"))
+    except Exception:
+        return  # a transport whose response has no extensions
+    if version is not None:
+        span.attributes["network.protocol.version"] = version
+
+
 def _failed(span: Span, exc: BaseException) -> None:
     record_exception(span, exc)
     if span.error is not None:
@@ -161,6 +174,7 @@ class RastirTransport:
         try:
             response = self.transport.handle_request(request)
             status = response.status_code
+            _protocol(span, response)
             return response
         except BaseException as exc:
             _failed(span, exc)
@@ -204,6 +218,7 @@ class RastirAsyncTransport:
         try:
             response = await self.transport.handle_async_request(request)
             status = response.status_code
+            _protocol(span, response)
             return response
         except BaseException as exc:
             _failed(span, exc)
