@@ -16,6 +16,7 @@ function is decorated, never on each call. Each wrapper:
 
 from __future__ import annotations
 
+import builtins
 import functools
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
@@ -35,6 +36,7 @@ __all__ = [
     "end_span",
     "finish_span",
     "instrument",
+    "record_coroutine_exit",
     "record_exception",
     "start_span",
 ]
@@ -119,23 +121,30 @@ def start_span(
     return span, token, otel
 
 
-def detach_span(token: Token[Span | SpanContext | None], otel: Any) -> None:
+def detach_span(
+    token: Token[Span | SpanContext | None], otel: Any, span: Span | None = None
+) -> None:
     """Undo :func:`start_span`'s context changes (the span itself stays open).
 
     Never raises. A ``with rastir.span()`` held across a generator's ``yield`` can be
-    closed from another context (asyncio finalises an abandoned async generator in a
-    task of its own; ``Context.run(gen.close)``), where the token does not belong:
-    the previous span is then restored by value.
+    closed from another context (another thread, the garbage collector, asyncio's
+    finaliser task for an abandoned async generator, ``Context.run(gen.close)``),
+    where the token does not belong. That context is left alone unless ``span`` is
+    its current span (a copy of the context the span was made current in), which is
+    then replaced by the previous span, by value. Without ``span`` (older callers)
+    the previous span is always restored by value.
     """
+    try:
+        _current_span.reset(token)
+    except ValueError:
+        if span is None or _current_span.get() is span:
+            old = token.old_value
+            _current_span.set(None if old is Token.MISSING else old)
+        return  # the OTel token belongs to the other context too: leave it
     if otel is not None:
         bridge = PIPELINE.bridge
         if bridge is not None:
             bridge.detach(otel)
-    try:
-        _current_span.reset(token)
-    except ValueError:
-        old = token.old_value
-        _current_span.set(None if old is Token.MISSING else old)
 
 
 def finish_span(span: Span) -> None:
@@ -147,7 +156,7 @@ def finish_span(span: Span) -> None:
 def end_span(span: Span, token: Token[Span | SpanContext | None], otel: Any) -> None:
     """:func:`detach_span` then :func:`finish_span` (the span ends whatever happens)."""
     try:
-        detach_span(token, otel)
+        detach_span(token, otel, span)
     finally:
         finish_span(span)
 
@@ -155,14 +164,21 @@ def end_span(span: Span, token: Token[Span | SpanContext | None], otel: Any) -> 
 def record_exception(span: Span, exc: BaseException) -> None:
     """Record how a span ended abnormally. Never raises.
 
-    An exception is an error and a cancellation is ``cancelled``. A
-    ``BaseExceptionGroup`` (a task group stopped by a cancellation while another task
-    failed) is an error when any exception in it is not a cancellation, described by
-    the first such one. ``GeneratorExit`` (a generator closed early) changes nothing;
-    any other ``BaseException`` is an error.
+    An exception is an error and a cancellation is ``cancelled``. An exception group
+    (``ExceptionGroup`` from a ``TaskGroup``, or a ``BaseExceptionGroup``: a task group
+    stopped by a cancellation while another task failed) is an error when any
+    exception in it is not a cancellation, described by the first such one (walked
+    depth-first), and ``cancelled`` when all are. ``StopIteration`` and
+    ``StopAsyncIteration`` (a decorated ``__next__``/``__anext__`` reporting the end of
+    its iteration, as the protocol says it must) are not errors. ``GeneratorExit`` (a
+    generator closed early) changes nothing; any other ``BaseException`` is an error.
     """
     try:
         if isinstance(exc, Exception):
+            if isinstance(exc, _STOP):
+                return  # an iterator's ``__next__``/``__anext__`` saying "done"
+            if _GROUP is not None and isinstance(exc, _GROUP):
+                exc = _first_failure(exc) or exc  # a TaskGroup's ExceptionGroup
             category, exc_type, message = error_info(exc)
             span.set_error(category, exc_type, message)
         elif is_cancellation(exc):
@@ -178,6 +194,23 @@ def record_exception(span: Span, exc: BaseException) -> None:
                 span.set_error(category, exc_type, message)
     except Exception:  # pragma: no cover - error_info never raises
         span.status = "error"
+
+
+def record_coroutine_exit(span: Span, exc: BaseException) -> None:
+    """:func:`record_exception` for a coroutine. ``GeneratorExit`` there means the
+    coroutine was closed before it finished (its task destroyed while pending, or the
+    coroutine dropped half-way): it never completed, so the span is ``cancelled``
+    (``rastir.cancelled.by=GeneratorExit``)."""
+    if isinstance(exc, GeneratorExit):
+        span.status = "cancelled"
+        span.attributes["rastir.cancelled.by"] = "GeneratorExit"
+    else:
+        record_exception(span, exc)
+
+
+_STOP = (StopIteration, StopAsyncIteration)
+# ``BaseExceptionGroup`` is built in from Python 3.11.
+_GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
 
 
 def _first_failure(exc: BaseException, depth: int = 0) -> BaseException | None:
@@ -236,6 +269,22 @@ def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
     stream = hooks.stream if hooks else None
     static = hooks.static if hooks else None
     plain = complete is None and stream is None and (prepare is None or static is not None)
+    managed = _contextlib_manager(fn)
+    if managed is not None:
+        # ``@trace`` above ``@contextmanager``/``@asynccontextmanager``: the span covers
+        # the ``with`` block, as ``rastir.span()`` does, instead of ending when the
+        # manager is made. The generator function inside is wrapped and managed again.
+        inner, make = managed
+        if inspect.isasyncgenfunction(inner):
+            held: Callable[..., Any] = _wrap_held_async_gen(inner, name, kind, prepare)
+        else:
+            held = _wrap_held_gen(inner, name, kind, prepare)
+        functools.update_wrapper(held, inner)
+        manager: Any = make(held)
+        functools.update_wrapper(manager, fn)
+        manager.__wrapped__ = held  # what a decorator above this one unwraps
+        manager.__rastir_kind__ = kind
+        return manager  # type: ignore[no-any-return]
     if inspect.isasyncgenfunction(fn):
         wrapper: Callable[..., Any] = _wrap_async_gen(fn, name, kind, prepare, complete, stream)
     elif inspect.isgeneratorfunction(fn):
@@ -256,6 +305,132 @@ def instrument(fn: F, name: str, kind: str, hooks: Hooks | None = None) -> F:
     functools.update_wrapper(wrapper, fn)
     wrapper.__rastir_kind__ = kind  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+def _contextlib_manager(fn: Any) -> tuple[Any, Callable[[Any], Any]] | None:
+    """``(generator function, contextmanager or asynccontextmanager)`` when ``fn`` is
+    what ``contextlib.contextmanager``/``asynccontextmanager`` made of a generator
+    function (their helpers share one code object each); otherwise None."""
+    inner = getattr(fn, "__wrapped__", None)
+    code = getattr(fn, "__code__", None)
+    if inner is None or code is None:
+        return None
+    import contextlib
+    import inspect
+
+    for make in (contextlib.contextmanager, contextlib.asynccontextmanager):
+        if code is make(_nothing).__code__ and (
+            inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner)
+        ):
+            return inner, make
+    return None
+
+
+def _nothing() -> Any:  # pragma: no cover - never called
+    """Given to contextlib only to read the code object of the helper it returns."""
+
+
+def _leave(
+    span: Span, token: Token[Span | SpanContext | None], tokens: Tokens, bridge: Any, otel: Any
+) -> None:
+    """End a held span's context changes, safely from another context (see
+    :func:`detach_span`)."""
+    try:
+        _current_span.reset(token)
+    except ValueError:  # the ``with`` block ended in another context
+        if _current_span.get() is span:
+            old = token.old_value
+            _current_span.set(None if old is Token.MISSING else old)
+        return
+    if bridge is not None:
+        bridge.detach(otel)
+    _reset_labels(tokens)
+
+
+def _wrap_held_gen(
+    fn: Callable[..., Generator[Any, Any, Any]], name: str, kind: str, prepare: Prepare | None
+) -> Callable[..., Generator[Any, Any, Any]]:
+    """The generator of a ``@contextmanager``: unlike :func:`_wrap_gen`, the span and
+    labels stay current across its ``yield``, which is the ``with`` block."""
+    pipeline = PIPELINE
+
+    def wrapper(*args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        if not pipeline.enabled:
+            return (yield from fn(*args, **kwargs))
+        bridge = pipeline.bridge
+        cur = _current_span
+        parent = cur.get() if bridge is None else bridge.parent(cur.get())
+        span = Span(name, kind, parent, {})
+        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+        tokens = _set_labels(labels)
+        token = cur.set(span)
+        otel = None if bridge is None else bridge.attach(span)
+        try:
+            return (yield from fn(*args, **kwargs))
+        except GeneratorExit:
+            span.attributes["rastir.generator.closed_early"] = True
+            raise
+        except BaseException as exc:  # from the ``with`` block or the manager itself
+            record_exception(span, exc)
+            raise
+        finally:
+            try:
+                _leave(span, token, tokens, bridge, otel)
+            finally:
+                finish_span(span)
+
+    return wrapper
+
+
+def _wrap_held_async_gen(
+    fn: Callable[..., AsyncGenerator[Any, Any]], name: str, kind: str, prepare: Prepare | None
+) -> Callable[..., AsyncGenerator[Any, Any]]:
+    """:func:`_wrap_held_gen` for an ``@asynccontextmanager``."""
+    pipeline = PIPELINE
+
+    async def wrapper(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, Any]:
+        span: Span | None = None
+        if pipeline.enabled:
+            bridge = pipeline.bridge
+            cur = _current_span
+            parent = cur.get() if bridge is None else bridge.parent(cur.get())
+            span = Span(name, kind, parent, {})
+            labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+            tokens = _set_labels(labels)
+            token = cur.set(span)
+            otel = None if bridge is None else bridge.attach(span)
+        try:
+            agen = fn(*args, **kwargs)
+            step: Callable[[Any], Any] = agen.asend
+            value: Any = None
+            while True:
+                try:
+                    item = await step(value)
+                except StopAsyncIteration:
+                    return
+                try:
+                    value = yield item
+                    step = agen.asend
+                except GeneratorExit:
+                    if span is not None:
+                        span.attributes["rastir.generator.closed_early"] = True
+                    await agen.aclose()
+                    raise
+                except BaseException as exc:  # thrown in by __aexit__: pass it on
+                    value = exc
+                    step = agen.athrow
+        except BaseException as exc:
+            if span is not None:
+                record_exception(span, exc)  # GeneratorExit changes nothing
+            raise
+        finally:
+            if span is not None:
+                try:
+                    _leave(span, token, tokens, bridge, otel)
+                finally:
+                    finish_span(span)
+
+    return wrapper
 
 
 def _wrap_sync(
@@ -363,7 +538,7 @@ def _wrap_async(
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            record_exception(span, exc)
+            record_coroutine_exit(span, exc)
             raise
         else:
             if complete is not None:
@@ -373,9 +548,12 @@ def _wrap_async(
                 _safe_complete(complete, span, result)
             return result
         finally:
+            try:
+                cur.reset(token)
+            except ValueError:  # closed unfinished by the GC, in a context not ours
+                otel = tokens = None  # leave that context alone
             if bridge is not None:
                 bridge.detach(otel)
-            cur.reset(token)
             if tokens is not None:
                 _reset_labels(tokens)
             if not span._t1:
@@ -406,12 +584,15 @@ def _wrap_async_plain(
         try:
             return await fn(*args, **kwargs)
         except BaseException as exc:
-            record_exception(span, exc)
+            record_coroutine_exit(span, exc)
             raise
         finally:
+            try:
+                cur.reset(token)
+            except ValueError:  # closed unfinished by the GC, in a context not ours
+                otel = None  # leave that context alone
             if bridge is not None:
                 bridge.detach(otel)
-            cur.reset(token)
             span._t1 = perf()
             on_end(span)
 
@@ -534,7 +715,7 @@ def _wrap_async_adopt(
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            record_exception(span, exc)
+            record_coroutine_exit(span, exc)
             raise
         else:
             span._t1 = perf()  # the call's own time (see _wrap_sync_adopt)
@@ -549,9 +730,12 @@ def _wrap_async_adopt(
                 return proxy
             return result
         finally:
+            try:
+                cur.reset(token)
+            except ValueError:  # closed unfinished by the GC, in a context not ours
+                otel = tokens = None  # leave that context alone
             if bridge is not None:
                 bridge.detach(otel)
-            cur.reset(token)
             if tokens is not None:
                 for var, tok in reversed(tokens):
                     var.reset(tok)
@@ -702,9 +886,12 @@ def _wrap_async_gen(
                         _safe_complete(complete, span, None)
                     return
                 finally:
+                    try:
+                        cur.reset(token)
+                    except ValueError:  # closed mid-step by the GC, in a context not ours
+                        otel = tokens = None  # leave that context alone
                     if bridge is not None:
                         bridge.detach(otel)
-                    cur.reset(token)
                     _reset_labels(tokens)
                 items += 1
                 if rec is not None:
@@ -721,15 +908,20 @@ def _wrap_async_gen(
                     try:
                         await agen.aclose()
                     finally:
+                        try:
+                            cur.reset(token)
+                        except ValueError:  # see the step's
+                            otel = tokens = None
                         if bridge is not None:
                             bridge.detach(otel)
-                        cur.reset(token)
                         _reset_labels(tokens)
                     raise
                 except BaseException as exc:
                     value = exc
                     step = agen.athrow
         except GeneratorExit:
+            # Also when closed in the middle of a step (its task destroyed pending).
+            span.attributes["rastir.generator.closed_early"] = True
             raise
         except BaseException as exc:
             record_exception(span, exc)

@@ -63,6 +63,7 @@ from rastir._instrument import (
     end_span,
     finish_span,
     instrument,
+    record_coroutine_exit,
     record_exception,
     start_span,
 )
@@ -354,12 +355,15 @@ async def _finish_awaiting(span: Span, awaitable: Any) -> Any:
     try:
         return await awaitable
     except BaseException as exc:
-        record_exception(span, exc)
+        record_coroutine_exit(span, exc)
         raise
     finally:
+        try:
+            cur.reset(token)
+        except ValueError:  # closed unfinished by the GC, in a context not ours
+            otel = None  # leave that context alone
         if bridge is not None:
             bridge.detach(otel)
-        cur.reset(token)
         finish_span(span)
 
 
@@ -427,7 +431,7 @@ def _traced_gen(gen: Generator[Any, Any, Any], span: Span, hold: bool) -> Genera
         raise
     finally:
         if held is not None:
-            detach_span(*held)
+            detach_span(*held, span)
         if not hold:
             span.attributes[_ITEMS] = items
         finish_span(span)
@@ -488,7 +492,7 @@ async def _traced_agen(
         raise
     finally:
         if held is not None:
-            detach_span(*held)
+            detach_span(*held, span)
         if not hold:
             span.attributes[_ITEMS] = items
         finish_span(span)
@@ -517,7 +521,7 @@ def _adopt(span: Span, token: Any, otel: Any, result: Any, shared: bool) -> Any:
     # A coroutine does nothing until awaited, so awaiting it inside another coroutine
     # changes nothing. A future or task already runs, and is returned as is.
     if cls is types.CoroutineType:
-        detach_span(token, otel)
+        detach_span(token, otel, span)
         return _finish_awaiting(span, result)
     if cls is _GEN_CM or cls is _AGEN_CM:
         inner = getattr(result, "gen", None)
@@ -529,7 +533,7 @@ def _adopt(span: Span, token: Any, otel: Any, result: Any, shared: bool) -> Any:
         # closed or dropped would close it for them. The span ends here, as before.
         end_span(span, token, otel)
         return result
-    detach_span(token, otel)
+    detach_span(token, otel, span)
     try:
         if cls is types.GeneratorType:
             return _started(_traced_gen(result, span, False), result)
@@ -585,7 +589,7 @@ def _wrap_async(fn: Callable[..., Any], name: str, kind: str, static: dict[str, 
         try:
             result = await fn(*args, **kwargs)
         except BaseException as exc:
-            record_exception(span, exc)
+            record_coroutine_exit(span, exc)
             end_span(span, token, otel)
             raise
         if type(result) in lazy:
