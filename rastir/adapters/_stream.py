@@ -3,7 +3,8 @@
 Two cases. An ``@llm`` generator (or async generator) function: the wrapper in
 ``rastir._instrument`` hands each item to a :class:`StreamRecorder`. An ``@llm``
 function that *returns* a stream (an openai/anthropic/groq ``Stream``, an anthropic
-``MessageStreamManager``, an openai ``ResponseStreamManager``, a mistral
+``MessageStreamManager``, an openai ``ResponseStreamManager`` or
+``ChatCompletionStreamManager``, a mistral
 ``EventStream``, Bedrock's ``converse_stream`` result, a CrewAI streaming output, or
 any generator): the result is handed back inside
 a :class:`StreamProxy` that records each item and ends the span when the stream is
@@ -49,6 +50,8 @@ _STREAM_NAMES: Final = frozenset(
         "CrewStreamingOutput",
         "ResponseStream",
         "AsyncResponseStream",
+        "ChatCompletionStream",
+        "AsyncChatCompletionStream",
     )
 )
 _MANAGERS: Final = frozenset(
@@ -57,6 +60,8 @@ _MANAGERS: Final = frozenset(
         "AsyncMessageStreamManager",
         "ResponseStreamManager",
         "AsyncResponseStreamManager",
+        "ChatCompletionStreamManager",
+        "AsyncChatCompletionStreamManager",
     )
 )
 
@@ -270,6 +275,13 @@ def _final_of(obj: Any) -> tuple[Any, bool]:
             # on another openai version this fails and the chunks seen are used).
             response = obj._state._completed_response
             return response, response is not None
+        if name in ("ChatCompletionStream", "AsyncChatCompletionStream"):
+            # openai's chat.completions.stream() helper: the completion so far (the
+            # property asserts when no chunk arrived yet). Complete once every choice
+            # has its finish reason.
+            snapshot = obj.current_completion_snapshot
+            choices = snapshot.choices
+            return snapshot, bool(choices) and all(c.finish_reason for c in choices)
         if name == "CrewStreamingOutput" and getattr(obj, "is_completed", False):
             return obj.result, True
     except Exception:
@@ -347,7 +359,11 @@ class StreamProxy:
     def __enter__(self) -> StreamProxy:
         enter = getattr(self._obj, "__enter__", None)
         if enter is not None:
-            inner = enter()
+            try:
+                inner = enter()  # a manager sends the request here: it may fail
+            except BaseException as exc:
+                self._finish(True, exc)
+                raise
             if inner is not None and inner is not self._obj:
                 self._obj = inner  # a manager hands out the stream itself
         return self
@@ -391,7 +407,11 @@ class StreamProxy:
     async def __aenter__(self) -> StreamProxy:
         enter = getattr(self._obj, "__aenter__", None)
         if enter is not None:
-            inner = await enter()
+            try:
+                inner = await enter()
+            except BaseException as exc:
+                self._finish(True, exc)
+                raise
             if inner is not None and inner is not self._obj:
                 self._obj = inner
         return self
@@ -490,7 +510,13 @@ class StreamHook:
                     if span._inner_llm is not None:
                         mark_if_counted_inside(span)
                 return None
-            proxy = StreamProxy(stream, span, self.begin(span))
+            rec = self.begin(span)
+            meta = result.get("ResponseMetadata")
+            if isinstance(meta, Mapping):  # the request id: the stream's events have none
+                rid = meta.get("RequestId")
+                if isinstance(rid, str) and rid:
+                    rec.response_id = rid
+            proxy = StreamProxy(stream, span, rec)
             copy = dict(result)
             copy["stream"] = proxy
             return copy

@@ -16,10 +16,12 @@ from rastir.adapters.base import (
     BaseAdapter,
     TokenDelta,
     add_usage_detail,
+    class_name,
     in_package,
     int_or_none,
     str_or_none,
 )
+from rastir.adapters.openai import RAW_RESPONSES, read_raw_response
 
 __all__ = ["AnthropicAdapter"]
 
@@ -73,9 +75,12 @@ class AnthropicAdapter(BaseAdapter):
     supports_streaming = True
 
     def match_type(self, cls: type) -> bool | None:
-        return cls.__name__ in _RESPONSES and _ours(cls)
+        name = class_name(cls)  # ParsedMessage[Answer]: a generic
+        return (name in _RESPONSES or name in RAW_RESPONSES) and _ours(cls)
 
     def transform(self, result: Any) -> AdapterResult:
+        if type(result).__name__ in RAW_RESPONSES:  # with_raw_response
+            return read_raw_response(result, "anthropic")
         r = AdapterResult(provider="anthropic")
         r.model = str_or_none(getattr(result, "model", None))
         r.response_id = str_or_none(getattr(result, "id", None))

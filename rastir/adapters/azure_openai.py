@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rastir.adapters.base import AdapterResult, TokenDelta
+from rastir.adapters.base import AdapterResult, TokenDelta, class_name
 from rastir.adapters.openai import _CHUNKS, _RESPONSES, OpenAIAdapter
 
 __all__ = ["AzureOpenAIAdapter"]
@@ -51,7 +51,7 @@ class AzureOpenAIAdapter(OpenAIAdapter):
 
     def match_type(self, cls: type) -> bool | None:
         # Same classes as OpenAI: decided per value.
-        return None if cls.__name__ in _RESPONSES and self._ours(cls) else False
+        return None if class_name(cls) in _RESPONSES and self._ours(cls) else False
 
     def can_handle(self, result: Any) -> bool:
         # Inlined _azure_marked: this runs for every openai response.

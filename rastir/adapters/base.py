@@ -22,6 +22,7 @@ __all__ = [
     "BaseAdapter",
     "TokenDelta",
     "add_usage_detail",
+    "class_name",
     "detect_provider_from_module",
     "get",
     "in_package",
@@ -293,6 +294,14 @@ def infer_cached_part(
     excess = part - max(uncached, 0)
     if excess > 0 and cache_read:
         add_usage_detail(r, key, min(excess, cache_read))
+
+
+def class_name(cls: type) -> str:
+    """A class's name without generic parameters: pydantic names the classes of its
+    parametrised generic models ``ParsedChatCompletion[~ResponseFormatT]`` or
+    ``ParsedResponse[Answer]``; this gives ``ParsedChatCompletion`` and
+    ``ParsedResponse``. Called when a class is first matched (the answer is cached)."""
+    return cls.__name__.partition("[")[0]
 
 
 def in_package(cls: type, package: str) -> bool:

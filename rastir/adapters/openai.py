@@ -22,6 +22,7 @@ from rastir.adapters.base import (
     BaseAdapter,
     TokenDelta,
     add_usage_detail,
+    class_name,
     get,
     in_package,
     infer_cached_part,
@@ -29,12 +30,33 @@ from rastir.adapters.base import (
     str_or_none,
 )
 
-__all__ = ["OpenAIAdapter", "read_chat_usage"]
+__all__ = ["OpenAIAdapter", "read_chat_usage", "read_raw_response"]
 
 _RESPONSES: Final = frozenset(
     ("ChatCompletion", "ParsedChatCompletion", "Completion", "Response", "ParsedResponse")
 )
 _CHUNKS: Final = frozenset(("ChatCompletionChunk", "Completion"))
+# What ``with_raw_response`` returns (openai's legacy one; the ``APIResponse`` of the
+# SDKs built the same way: anthropic, groq): the parsed response is inside.
+RAW_RESPONSES: Final = frozenset(("LegacyAPIResponse", "APIResponse", "AsyncAPIResponse"))
+# The events of the Chat Completions stream helper (``chat.completions.stream()``).
+# ``ChunkEvent`` carries the raw chunk, read as one; the others repeat what the chunks
+# said (text deltas, done events) and are not read.
+_CHAT_EVENTS: Final = frozenset(
+    (
+        "ChunkEvent",
+        "ContentDeltaEvent",
+        "ContentDoneEvent",
+        "RefusalDeltaEvent",
+        "RefusalDoneEvent",
+        "FunctionToolCallArgumentsDeltaEvent",
+        "FunctionToolCallArgumentsDoneEvent",
+        "LogprobsContentDeltaEvent",
+        "LogprobsContentDoneEvent",
+        "LogprobsRefusalDeltaEvent",
+        "LogprobsRefusalDoneEvent",
+    )
+)
 # The Images API's response (``images.generate``, ``images.edit``) and the events of
 # its streams that carry an image, the last one with the usage.
 _IMAGES: Final = frozenset(("ImagesResponse",))
@@ -128,6 +150,44 @@ def read_chat_parts(
         add_usage_detail(r, "output_image_tokens", get(output, "image_tokens"))
 
 
+def read_raw_response(raw: Any, provider: str) -> AdapterResult:
+    """What a ``with_raw_response`` call returned: the response it parses to, read by
+    the adapter that reads that.
+
+    The body of a non-streaming call is already read, so parsing costs no I/O, and the
+    SDK caches the parsed object: the caller's own ``.parse()`` gets the same one. An
+    async ``APIResponse``'s ``parse()`` is a coroutine; its synchronous ``_parse()`` is
+    used instead. A streaming raw response is not parsed here (that would start the
+    stream): only the provider is known.
+    """
+    r = AdapterResult(provider=provider)
+    if getattr(raw, "_stream", False) or getattr(raw, "_is_sse_stream", False):
+        return r
+    try:
+        parse = raw.parse
+        import inspect
+
+        if inspect.iscoroutinefunction(parse):
+            if getattr(getattr(raw, "http_response", None), "is_stream_consumed", True) is False:
+                return r
+            parsed = raw._parse()
+        else:
+            parsed = parse()
+    except Exception:
+        return r
+    if parsed is None or type(parsed).__name__ in RAW_RESPONSES:
+        return r
+    from rastir.adapters.registry import get_registry
+
+    found = get_registry().response(parsed)
+    if not found:
+        return r
+    inner = found[-1]
+    if not inner.provider:
+        inner.provider = provider
+    return inner
+
+
 def _response_status(response: Any) -> str | None:
     """A Responses API response's finish reason: why it is incomplete, else its status."""
     incomplete = getattr(response, "incomplete_details", None)
@@ -148,8 +208,8 @@ class OpenAIAdapter(BaseAdapter):
         return in_package(cls, self.package)
 
     def match_type(self, cls: type) -> bool | None:
-        name = cls.__name__
-        return (name in _RESPONSES or name in _IMAGES) and self._ours(cls)
+        name = class_name(cls)  # ParsedChatCompletion[~ResponseFormatT]: a generic
+        return (name in _RESPONSES or name in _IMAGES or name in RAW_RESPONSES) and self._ours(cls)
 
     def transform(self, result: Any) -> AdapterResult:
         # The hot path of the most common response: the class is known (cached match),
@@ -212,7 +272,10 @@ class OpenAIAdapter(BaseAdapter):
         )
 
     def _images(self, result: Any) -> AdapterResult:
-        """An Images API response: its usage (the request names the model)."""
+        """An Images API response: its usage (the request names the model). Or a
+        ``with_raw_response`` result, which has no ``model`` either."""
+        if type(result).__name__ in RAW_RESPONSES:
+            return read_raw_response(result, self.provider)
         r = AdapterResult(provider=self.provider)
         r.model = str_or_none(getattr(result, "model", None))
         usage = getattr(result, "usage", None)
@@ -249,6 +312,8 @@ class OpenAIAdapter(BaseAdapter):
         name = cls.__name__
         if name in _CHUNKS or name in _IMAGE_EVENTS or _is_response_event(cls):
             return self._ours(cls)
+        if name in _CHAT_EVENTS:
+            return self._ours(cls)
         return False
 
     def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
@@ -256,6 +321,12 @@ class OpenAIAdapter(BaseAdapter):
         if name not in _CHUNKS:
             if name in _IMAGE_EVENTS:
                 return self._image_event(chunk)
+            if name in _CHAT_EVENTS:
+                # The stream helper's events: the raw chunk is in ChunkEvent only.
+                inner = getattr(chunk, "chunk", None) if name == "ChunkEvent" else None
+                if inner is None:
+                    return TokenDelta(provider=self.provider)
+                return self.extract_stream_delta(inner)
             return self._response_event(chunk)
         d = TokenDelta(provider=self.provider)
         d.model = str_or_none(getattr(chunk, "model", None))
