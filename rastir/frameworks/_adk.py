@@ -218,8 +218,8 @@ class RastirPlugin(_BasePlugin):
         if getattr(llm_response, "partial", False):
             # A streamed chunk: the call goes on; the first one is the first token.
             if "rastir.ttft_ms" not in span.attributes:
-                span.attributes["rastir.ttft_ms"] = (time.perf_counter_ns() - span._t0) / 1e6
-                span.add_event("gen_ai.first_token")
+                span.attributes["rastir.ttft_ms"] = ttft = (time.perf_counter_ns() - span._t0) / 1e6
+                span.add_event("rastir.first_token", {"rastir.ttft_ms": ttft})
             return
         apply_response(span, llm_response)
         code = getattr(llm_response, "error_code", None)

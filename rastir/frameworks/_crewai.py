@@ -377,7 +377,7 @@ def _llm_chunk(source: Any, event: Any) -> None:
         if node.first_token_t:
             return
         node.first_token_t = _t(event)
-        node.span.add_event("gen_ai.first_token")
+        node.span.add_event("rastir.first_token")
 
 
 def _llm_completed(source: Any, event: Any) -> None:

@@ -258,8 +258,8 @@ class RastirCallbackHandler(BaseCallbackHandler):
             return
         span = self.call.span_of(run_id)
         if span is not None and "rastir.ttft_ms" not in span.attributes:
-            span.attributes["rastir.ttft_ms"] = (time.perf_counter_ns() - span._t0) / 1e6
-            span.add_event("gen_ai.first_token")
+            span.attributes["rastir.ttft_ms"] = ttft = (time.perf_counter_ns() - span._t0) / 1e6
+            span.add_event("rastir.first_token", {"rastir.ttft_ms": ttft})
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if self._nested():

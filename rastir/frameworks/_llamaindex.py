@@ -218,8 +218,9 @@ class _EventHandler(BaseEventHandler):
         elif isinstance(event, (LLMChatInProgressEvent, LLMCompletionInProgressEvent)):
             running = call.span_of(key) or _served_by(call, key)
             if running is not None and "rastir.ttft_ms" not in running.attributes:
-                running.attributes["rastir.ttft_ms"] = (time.perf_counter_ns() - running._t0) / 1e6
-                running.add_event("gen_ai.first_token")
+                ttft = (time.perf_counter_ns() - running._t0) / 1e6
+                running.attributes["rastir.ttft_ms"] = ttft
+                running.add_event("rastir.first_token", {"rastir.ttft_ms": ttft})
         elif isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent)):
             ending = call.span_of(key)
             if ending is None:

@@ -115,7 +115,7 @@ async def test_astream_messages_records_time_to_first_token(rastir_spans: Captur
     check_run(rastir_spans, streamed=True)
     final = max(rastir_spans.find(kind="llm"), key=lambda s: s.start_time_unix_nano)
     assert final.events is not None
-    assert [e.name for e in final.events] == ["gen_ai.first_token"]
+    assert [e.name for e in final.events] == ["rastir.first_token"]
     assert 0 < final.attributes["rastir.ttft_ms"] <= final.duration_ns / 1e6
 
 
