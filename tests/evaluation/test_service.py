@@ -9,6 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
+from rastir.sampling import trace_id_sampled
 from tests.collector.spans import batch, encode, llm_span, trace_id
 from tests.evaluation.conftest import RunCollector, wait_for
 from tests.evaluation.judge_server import run_judge
@@ -140,7 +141,8 @@ async def test_spans_without_text_or_not_llm_are_not_evaluated(
 
 
 def _sampled(tid: str, ratio: float) -> bool:
-    return int(tid[16:], 16) < int(ratio * 2**64)
+    # The rule head and tail sampling use: an evaluated trace is one they keep too.
+    return trace_id_sampled(tid, ratio)
 
 
 @pytest.mark.anyio

@@ -78,15 +78,34 @@ def output_text(attributes: Mapping[str, Any]) -> str | None:
     return _first(attributes, OUTPUT_KEYS, with_roles=False)
 
 
+#: The older attributes hold plain text; some senders put messages in them as JSON.
+_PLAIN_KEYS: Final = frozenset({"gen_ai.prompt", "gen_ai.completion"})
+
+
 def _first(attributes: Mapping[str, Any], keys: tuple[str, ...], *, with_roles: bool) -> str | None:
     for key in keys:
         raw = attributes.get(key)
         if not raw:
             continue
-        text = _render(_parse(raw), with_roles)
+        value = _parse(raw)
+        if key in _PLAIN_KEYS and isinstance(raw, str) and not _holds_messages(value):
+            # A plain-text attribute whose text is JSON (a structured-output answer,
+            # ``{"city": "Lisbon"}``): that JSON is the text, not an envelope.
+            text = raw.strip()
+        else:
+            text = _render(value, with_roles)
         if text:
             return text
     return None
+
+
+def _holds_messages(value: Any) -> bool:
+    """Whether decoded JSON is messages: one ``{"role": ...}`` object or a list of them."""
+    if isinstance(value, dict):
+        return "role" in value
+    if isinstance(value, list) and value:
+        return all(isinstance(m, dict) and "role" in m for m in value)
+    return False
 
 
 def _parse(raw: Any) -> Any:

@@ -34,6 +34,11 @@ def _options(config: EvaluatorConfig, kind: type[Any]) -> Any:
             f"evaluator {config.name!r}: threshold does not apply to {config.type} "
             "(it passes or fails by its rule)"
         )
+    if config.judge_model is not None:
+        raise ValueError(
+            f"evaluator {config.name!r}: judge_model does not apply to {config.type} "
+            "(it runs in the collector and asks no judge)"
+        )
     try:
         return msgspec.convert(config.options, kind)
     except msgspec.ValidationError as e:

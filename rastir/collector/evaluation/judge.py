@@ -61,6 +61,8 @@ _MAX_TEXT: Final = 12_000  # characters of prompt or completion sent to the judg
 _FENCE: Final = re.compile(r"^```[a-zA-Z]*\s*|\s*```$")
 _SPACE: Final = re.compile(r"\s")
 _CLIP_MARK: Final = "[cut]"
+#: Largest judge reply read, in bytes: a score and a sentence take a few hundred.
+_MAX_REPLY: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,28 +166,46 @@ class JudgeClient:
         last_kind: FailureKind = "provider_error"
         last_message = ""
         retry_after: float | None = None
+        tries = 0
         for attempt in range(self.retries + 1):
+            tries = attempt + 1
             if attempt:
                 await anyio.sleep(_backoff(attempt, retry_after))
                 retry_after = None
             try:
-                response = await client.post(self.url, content=body)
+                async with client.stream("POST", self.url, content=body) as response:
+                    status = response.status_code
+                    if status == 200:
+                        return await _read_bounded(response)
             except httpx.TimeoutException:
                 last_kind, last_message = "timeout", f"judge did not answer within {self.timeout}s"
                 continue
             except httpx.HTTPError as e:
                 last_kind, last_message = "provider_error", f"judge unreachable: {type(e).__name__}"
                 continue
-            status = response.status_code
-            if status == 200:
-                return response.content
             last_kind = "rate_limit" if status == 429 else "provider_error"
             last_message = f"judge answered HTTP {status}"
             if status not in _RETRY_STATUS:
                 break
             retry_after = _retry_after(response.headers.get("retry-after"))
-        tries = self.retries + 1
         raise EvaluationFailed(last_kind, f"{last_message} (after {tries} attempt(s))")
+
+
+async def _read_bounded(response: httpx.Response) -> bytes:
+    """The body of a 200 answer, refused beyond ``_MAX_REPLY`` bytes (memory stays bounded).
+
+    Raises:
+        EvaluationFailed: the body is larger (a proxy's page, a runaway generation).
+    """
+    size = response.headers.get("content-length", "")
+    if size.isdigit() and int(size) > _MAX_REPLY:
+        raise EvaluationFailed("validation_error", f"judge reply is over {_MAX_REPLY} bytes")
+    out = bytearray()
+    async for chunk in response.aiter_bytes():
+        out += chunk
+        if len(out) > _MAX_REPLY:
+            raise EvaluationFailed("validation_error", f"judge reply is over {_MAX_REPLY} bytes")
+    return bytes(out)
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
@@ -235,7 +255,9 @@ def parse_judge_reply(content: str) -> tuple[float, str]:
     try:
         obj = msgspec.json.decode(text[start : end + 1])
     except msgspec.DecodeError:
-        raise EvaluationFailed("validation_error", "judge reply holds no valid JSON object")
+        obj = _last_object(text, start, end)
+        if obj is None:
+            raise EvaluationFailed("validation_error", "judge reply holds no valid JSON object")
     if not isinstance(obj, dict):
         raise EvaluationFailed("validation_error", "judge reply holds no JSON object")
     raw = obj.get("score")
@@ -251,6 +273,27 @@ def parse_judge_reply(content: str) -> tuple[float, str]:
         raise EvaluationFailed("validation_error", f"judge score {score!r} is outside 0..1")
     reason = obj.get("reason")
     return score, reason.strip() if isinstance(reason, str) else ""
+
+
+def _last_object(text: str, start: int, end: int) -> dict[str, Any] | None:
+    """The last JSON object with a ``score`` that ends at ``end``, or ``None``.
+
+    For replies whose prose comes first and holds braces of its own: a reasoning
+    model's ``<think>... {like this} ...</think>`` before its answer. Tries at most
+    16 opening braces, from the last one back: bounded work on any reply.
+    """
+    pos = end
+    for _ in range(16):
+        pos = text.rfind("{", start, pos)
+        if pos < 0:
+            return None
+        try:
+            obj = msgspec.json.decode(text[pos : end + 1])
+        except msgspec.DecodeError:
+            continue
+        if isinstance(obj, dict) and "score" in obj:
+            return obj
+    return None
 
 
 # --- judge evaluators --------------------------------------------------------------------

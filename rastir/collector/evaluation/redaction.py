@@ -19,9 +19,8 @@ __all__ = ["DEFAULT_PATTERNS", "Redactor"]
 #: name -> pattern; names can be disabled one by one in the config's ``disable``.
 DEFAULT_PATTERNS: Final[dict[str, str]] = {
     # the lookbehinds make a match start only where a run starts: linear, not quadratic
-    "email": (
-        r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}"
-    ),
+    # ``\w`` is Unicode: internationalised addresses (jöhn@exämple.com) are masked too
+    "email": r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}",
     # OpenAI (sk-..., sk-proj-...), Anthropic (sk-ant-...) and look-alikes
     "sk_key": r"\bsk-[A-Za-z0-9_-]{16,}",
     # AWS access key ids: AKIA (long-term) and ASIA (temporary)
@@ -40,9 +39,35 @@ DEFAULT_PATTERNS: Final[dict[str, str]] = {
         r"(?<![A-Za-z0-9_-])(?=[A-Za-z0-9_-]*?eyJ)"
         r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}"
     ),
+    # A key naming a secret, then ``:`` or ``=``, then its value: env files
+    # (AWS_SECRET_ACCESS_KEY=...), configs (client_secret: ...), JSON ("password":
+    # "..."), headers (x-api-key: ...). The key is one run of name characters that
+    # contains a secret word (``token``, ``pwd`` only at its end: max_tokens is not a
+    # secret); a match starts only where such a run starts, and the lookahead looks
+    # for the word inside that run only, so each run is scanned a bounded number of
+    # times. A quoted value is masked up to its closing quote, spaces included; an
+    # unquoted one up to a space, quote, ``,``, ``;`` or ``&`` (URL queries).
     "secret_assignment": (
-        r"(?i:\b(?:password|passwd|pwd|secret|api[_-]?key|access[_-]?token|token)"
-        r"\s*[:=]\s*[\"']?[^\s\"',;]{4,}[\"']?)"
+        r"(?i:(?<![\w.-])"
+        r"(?=[\w.-]*?(?:passw(?:or)?d|passphrase|secret|api[_-]?key|private[_-]?key"
+        r"|access[_-]?key|(?:token|pwd|credentials?)(?![\w.-])))"
+        r"[\w.-]+[\"']?\s*[:=]\s*"
+        r"(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s\"',;&]{4,}))"
+    ),
+    # ``Authorization: Basic <base64>``: the value must hold a digit, ``+``, ``/`` or
+    # ``=``, so that "basic understanding" stays text
+    "basic_auth": r"(?i:\bbasic\s+)(?=[A-Za-z0-9+/]*[0-9+/=])[A-Za-z0-9+/]{8,}={0,2}",
+    # PEM private keys, header to footer (or to the end of the key's base64 when the
+    # footer is missing); the body class stops at the footer's dashes
+    "private_key": (
+        r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,]*"
+        r"(?:-----END [A-Z ]{0,40}PRIVATE KEY-----)?"
+    ),
+    # 40 base64 characters mixing upper and lower case letters and digits, alone: the
+    # shape of an AWS secret access key (its ``/`` and ``+`` split long_secret's runs)
+    "aws_secret_key": (
+        r"(?<![A-Za-z0-9+/])(?=[A-Za-z0-9+/]*?[0-9])(?=[A-Za-z0-9+/]*?[a-z])"
+        r"(?=[A-Za-z0-9+/]*?[A-Z])[A-Za-z0-9+/]{40}(?![A-Za-z0-9+/=])"
     ),
     # 32+ characters of letters and digits mixed: digests, tokens, generated keys
     "long_secret": r"\b(?=[A-Za-z0-9_]*[0-9])(?=[A-Za-z0-9_]*[A-Za-z])[A-Za-z0-9_]{32,}\b",

@@ -65,6 +65,7 @@ from rastir.collector.evaluation.redaction import Redactor
 from rastir.collector.evaluation.registry import EvaluatorRegistry
 from rastir.collector.metrics import Metrics, gauge
 from rastir.collector.settings import CollectorSettings
+from rastir.sampling import rejection_threshold
 
 __all__ = ["COPIED_LABELS", "MAX_REASON", "EvaluationService", "evaluation_span"]
 
@@ -81,7 +82,6 @@ COPIED_LABELS: Final = (
 #: Longest reason kept on a span, in characters.
 MAX_REASON: Final = 500
 _MAX_ERROR_MESSAGE: Final = 300
-_SAMPLE_SPACE: Final = 1 << 64
 #: Raw text (characters) beyond which a sample is decoded in a worker thread rather
 #: than on the loop: below it msgspec takes microseconds, a thread hop more.
 _OFF_LOOP_CHARS: Final = 16_384
@@ -110,7 +110,6 @@ class _Route:
 
     __slots__ = (
         "agents",
-        "bound",
         "config",
         "duration",
         "evaluator",
@@ -121,6 +120,7 @@ class _Route:
         "needs_output",
         "services",
         "skipped",
+        "threshold",
         "truncated",
     )
 
@@ -131,10 +131,12 @@ class _Route:
         self.services = _Matcher(config.services) if config.services else None
         self.agents = _Matcher(config.agents) if config.agents else None
         self.models = _Matcher(config.models) if config.models else None
-        # Sampling compares the trace id's low 64 bits with ratio * 2**64, as OTel's
-        # TraceIdRatioBased does: deterministic per trace, and the same traces for every
-        # evaluator at the same ratio. W3C trace-context level 2 makes those bits random.
-        self.bound = int(config.sample * _SAMPLE_SPACE)
+        # The same consistent-probability rule as head and tail sampling
+        # (rastir.sampling): the trace id's low 56 bits (random under W3C trace
+        # context level 2) at or above the ratio's threshold. Deterministic per trace,
+        # the same traces for every evaluator at one ratio, and a trace evaluated at a
+        # ratio no larger than the tail ratio is one the tail ratio keeps too.
+        self.threshold = rejection_threshold(config.sample)
         self.needs_input = evaluator.needs_input
         self.needs_output = evaluator.needs_output
         self.filters = self.agents is not None or self.models is not None
@@ -392,11 +394,11 @@ class EvaluationService:
             a = span.attributes
             has_out = has_in = -1
             for route in routes:
-                if route.bound < _SAMPLE_SPACE:
+                if route.threshold:
                     if span.trace_id != last_trace:  # a batch is mostly one trace
                         last_trace = span.trace_id
-                        sample = int(last_trace[16:], 16)
-                    if sample >= route.bound:
+                        sample = int(last_trace[18:], 16)  # the low 56 bits
+                    if sample < route.threshold:
                         continue
                 if route.filters and not route.selects(span):
                     continue
