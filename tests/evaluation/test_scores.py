@@ -141,7 +141,8 @@ async def test_unknown_trace_or_span_is_a_clear_404(run_collector: RunCollector)
     assert r1.json() == {
         "error": "not_found",
         "message": f"trace {unknown} is unknown: its spans have not reached this collector "
-        "(or are still in the store's write queue: retry), or were deleted by retention",
+        "(or are still in the store's write queue: retry), were not sent (the sending "
+        "service's head sampling), or were deleted by retention",
     }
     assert r2.status_code == 404
     assert r2.json()["message"] == f"span 00f067aa0ba902b7 is not part of trace {tid}"

@@ -171,8 +171,8 @@ class ScoresEndpoint:
             404,
             "not_found",
             f"trace {trace_id} is unknown: its spans have not reached this collector "
-            f"(or are still in the store's write queue: retry){sampled}, or were "
-            "deleted by retention",
+            f"(or are still in the store's write queue: retry), were not sent (the "
+            f"sending service's head sampling){sampled}, or were deleted by retention",
         )
 
 
