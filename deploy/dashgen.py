@@ -1020,6 +1020,14 @@ def _system() -> Dashboard:
                 q(f"max({c}store_lag_seconds)", "lag"),
             ),
             ts(
+                "Store write errors and lost spans",
+                "ops",
+                "Failed store transactions (retried with the spans kept queued: a locked "
+                "database, a full or read-only disk), and spans lost after their 202.",
+                q(rate(c + "store_write_errors_total"), "write errors"),
+                q(rate(c + "store_failed_spans_total", by="reason"), "lost {{reason}}"),
+            ),
+            ts(
                 "Stored spans and traces",
                 "short",
                 "Spans and traces the store holds.",

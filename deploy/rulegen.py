@@ -132,6 +132,7 @@ class CollectorAlerts:
     refused_for: str
     lost_for: str
     folded_for: str
+    store_errors_for: str
 
 
 @dataclass(frozen=True)
@@ -403,6 +404,7 @@ def _collector_alerts(raw: Any) -> CollectorAlerts | None:
         ("refused_for", "10m"),
         ("lost_for", "10m"),
         ("folded_for", "15m"),
+        ("store_errors_for", "5m"),
     ):
         durations[key] = str(raw.get(key, default))
         parse_duration(durations[key], f"{where}.{key}")
@@ -670,6 +672,7 @@ def _collector_group(t: Targets, c: CollectorAlerts) -> dict[str, Any]:
         for m in (
             "rastir_collector_client_dropped_spans_total",
             "rastir_collector_export_dropped_spans_total",
+            "rastir_collector_store_failed_spans_total",
         )
     )
     rules: list[dict[str, Any]] = [
@@ -711,7 +714,24 @@ def _collector_group(t: Targets, c: CollectorAlerts) -> dict[str, Any]:
                 "summary": "Spans are being lost for good",
                 "description": (
                     '{{ $value | printf "%.2f" }} spans per second were dropped by senders '
-                    "(their queue or retries ran out) or by the OTLP export."
+                    "(their queue or retries ran out), by the OTLP export, or by the store "
+                    "after their 202."
+                ),
+                "runbook_url": runbook,
+            },
+        },
+        {
+            "alert": "RastirCollectorStoreFailing",
+            "expr": "sum(increase(rastir_collector_store_write_errors_total[10m])) > 0",
+            "for": c.store_errors_for,
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "The rastir collector cannot write its trace store",
+                "description": (
+                    "{{ $value | humanize }} store transactions failed over 10m (locked by "
+                    "another process, disk full or read-only, I/O errors). Acknowledged "
+                    "spans wait in the write queue and are retried; once it is full, "
+                    "ingest answers 429 and senders start to drop. The log says why."
                 ),
                 "runbook_url": runbook,
             },

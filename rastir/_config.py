@@ -542,6 +542,8 @@ def configure(
             PIPELINE.queueing = False
             PIPELINE.on_wake = None
             PIPELINE.wake_at = 1 << 62
+            # Export is off by the caller's choice: the old exporter (retired above)
+            # took what it was to send; nothing else is owed to anyone.
             PIPELINE.queue.clear()
     return new
 
@@ -570,7 +572,9 @@ def shutdown(timeout: float | None = None) -> bool:
     ok = bool(
         exporter.shutdown(_settings.shutdown_timeout if timeout is None else timeout, drain=True)
     )
-    PIPELINE.queue.clear()
+    # Spans that ended while it stopped: the exporter takes only those queued at the
+    # call. Counted (a later configure() reports them), not thrown away unseen.
+    PIPELINE.discard_queued("ended after shutdown() began")
     return ok
 
 

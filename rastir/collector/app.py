@@ -392,16 +392,25 @@ def _health_metrics(state: CollectorState) -> Iterable[Metric]:
         "Spans the store dropped because its write queue was full.",
         st.dropped_spans,
     )
+    yield counter(
+        "rastir_collector_store_write_errors_total",
+        "Store transactions that failed. A failure of the database's surroundings (locked, "
+        "disk full or read-only, I/O error) is retried with the spans kept queued; other "
+        "failures drop their spans (rastir_collector_store_failed_spans_total).",
+        st.extra.get("write_errors", 0),
+    )
     # Spans accepted (202, queued mode) that the store then lost: the SQLite store's
     # counts, under names a dashboard can read. The memory store loses none.
     failed = CounterMetricFamily(
         "rastir_collector_store_failed_spans_total",
         "Accepted spans the store could not keep, by reason: write_error (the "
         "transaction failed), invalid (times beyond 64-bit integers), shutdown "
-        "(still queued when the store closed).",
+        "(still queued when the store closed), tail_queue_full (a trace tail sampling "
+        "kept, after its 202, found the store's queue full).",
         labels=["reason"],
     )
     extra = st.extra
     for reason, key in _STORE_FAILURES:
         failed.add_metric([reason], extra.get(key, 0))
+    failed.add_metric(["tail_queue_full"], state.tail_store_lost)
     yield failed

@@ -315,14 +315,16 @@ class TailSampler:
 def store_and_sink(state: CollectorState) -> Deliver:
     """What the sampler does with a kept trace: what ingest does without sampling.
 
-    The store takes the spans without blocking (a full SQLite queue counts them in
-    ``rastir_collector_store_dropped_spans_total``), then every span sink gets them.
+    The store takes the spans without blocking, then every span sink gets them. Their
+    sender was answered 202 when they arrived, so spans a full store queue refuses
+    now are lost: counted in ``rastir_collector_store_failed_spans_total`` with
+    ``reason="tail_queue_full"`` (the store counts them as dropped too).
     """
 
     def deliver(service: str, resource: Mapping[str, Any], spans: list[WireSpan]) -> None:
         store = state.store
-        if store is not None:
-            store.submit([SpanRow(service, s) for s in spans])
+        if store is not None and not store.submit([SpanRow(service, s) for s in spans]):
+            state.tail_store_lost += len(spans)
         for sink in state.sinks:
             try:
                 sink(service, resource, spans)

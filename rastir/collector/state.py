@@ -42,6 +42,7 @@ class CollectorState:
         "sinks",
         "started",
         "store",
+        "tail_store_lost",
     )
 
     def __init__(self, settings: CollectorSettings, store: TraceStore | None) -> None:
@@ -52,6 +53,9 @@ class CollectorState:
         self.closing = False
         self.inflight = 0
         self.loop_lag = 0.0
+        #: Spans of traces the tail sampler kept that the store had no room for: they
+        #: were answered 202 long before, so they are lost (only the event loop counts).
+        self.tail_store_lost = 0
         self.sinks: list[SpanSink] = []
         #: The tail sampler (rastir.collector.sampling), when on: accepted spans go to it
         #: instead of the store, and it hands kept traces to the store and the sinks.

@@ -45,6 +45,7 @@ class Pipeline:
         "enabled",
         "max_queue",
         "on_wake",
+        "overflowed",
         "queue",
         "queueing",
         "sinks",
@@ -61,8 +62,11 @@ class Pipeline:
         # Queue length at which ``on_wake`` is called: 1 until the exporter's thread is
         # running (the first span starts it), then the batch size.
         self.wake_at = 1 << 62
-        # Spans lost to a full queue since the exporter last took the count.
+        # Spans lost (a full queue, a batch given up) since the exporter last took the
+        # count to report it.
         self.dropped = 0
+        # Spans lost to a full queue, ever (never reset, except in a forked child).
+        self.overflowed = 0
         # Re-entrant: a span can end inside a garbage collection (an abandoned
         # stream finishing in __del__) that started while this thread held the lock.
         self._drop_lock = threading.RLock()
@@ -95,6 +99,7 @@ class Pipeline:
             # even when several threads drop at once.
             with self._drop_lock:
                 self.dropped += 1
+                self.overflowed += 1
 
     def take_dropped(self) -> int:
         """Read and reset the drop count (the exporter sends it in the next batch)."""
@@ -108,6 +113,30 @@ class Pipeline:
             with self._drop_lock:
                 self.dropped += n
 
+    def discard_queued(self, why: str) -> int:
+        """Empty the queue, counting its spans as dropped and logging their number once.
+
+        For ``configure()`` turning export off and ``shutdown()``: spans still queued
+        then have no exporter to send them. The count stays in ``dropped``, so an
+        exporter configured later reports it.
+        """
+        n = 0
+        q = self.queue
+        try:
+            for _ in range(len(q)):
+                q.popleft()
+                n += 1
+        except IndexError:
+            pass
+        if n:
+            self.add_dropped(n)
+            import logging
+
+            logging.getLogger("rastir.export").warning(
+                "rastir exporter: %d queued spans dropped: %s", n, why
+            )
+        return n
+
     def woken(self) -> None:
         """The exporter took the wake-up; the next full batch may wake it again."""
         self._wake_pending = False
@@ -117,6 +146,7 @@ class Pipeline:
         # may have been held by a parent thread that no longer exists.
         self.queue.clear()
         self.dropped = 0
+        self.overflowed = 0
         self._drop_lock = threading.RLock()
         self._wake_pending = False
 

@@ -16,6 +16,13 @@ backoff and full jitter, honour ``Retry-After``, and last at most ``retry_budget
 seconds per batch. Other 4xx answers are final for that batch (413 first splits the
 batch in two).
 
+Losses are logged without flooding the log: the first batch given up at once, later
+ones summed into one warning a minute at most. When the exporter stops (``shutdown()``,
+interpreter exit, the end of a ``multiprocessing`` child forked from this process)
+one warning gives the number of spans that were not delivered and not reported to the
+collector: still queued at the deadline, in a request that did not finish, or
+dropped earlier with no later batch to carry the count.
+
 Reconfiguring: :meth:`BatchExporter.retire` takes the spans queued at that moment
 off the shared queue for the retiring exporter, which sends them to its own target
 within its shutdown timeout and counts the rest as dropped (the new exporter reports
@@ -29,6 +36,7 @@ import atexit
 import logging
 import os
 import random
+import sys
 import threading
 import time
 import weakref
@@ -53,10 +61,21 @@ _RETRY_AFTER_CAP = 60.0
 # OTLP/HTTP specification, "Retryable Response Codes": only these; every other
 # answer is final (a 500 will not get better by sending the same body again).
 _OTLP_RETRYABLE = frozenset((429, 502, 503, 504))
+# Batches given up within this many seconds of the last warning are summed into the
+# next one: a collector refusing every batch must not write a line per batch.
+_LOSS_LOG_INTERVAL = 60.0
 
 
 class ExporterStats:
-    """Counters kept by the exporter thread, for tests and health checks."""
+    """Counters kept by the exporter thread, for tests and health checks.
+
+    ``spans_dropped`` counts the spans this exporter lost for good: batches given up
+    (a final answer, retries exhausted, an encoding failure) and spans not sent when
+    it stopped. In direct OTLP mode it also counts spans lost before sending (a full
+    queue) and spans the target rejected (``partial_success``). Spans lost to a full
+    queue are counted in ``Pipeline.overflowed`` (cumulative) and, to a rastir
+    collector, reported in the next batch's ``dropped`` field.
+    """
 
     __slots__ = (
         "batches_failed",
@@ -100,6 +119,44 @@ def _at_exit() -> None:
 def _after_fork_in_child() -> None:
     for exporter in list(_live):
         exporter._reset_after_fork()
+    if _live:
+        _stop_at_multiprocessing_exit()
+
+
+class _ForkToken:
+    """A weak-referenceable key for ``multiprocessing.util``'s registries."""
+
+
+_FORK_TOKEN = _ForkToken()
+_finalizer_pid = 0
+
+
+def _stop_at_multiprocessing_exit() -> None:
+    """In a child forked by ``multiprocessing``, send what is queued when it ends.
+
+    Such a child ends with ``os._exit()`` after running its target: ``atexit``
+    handlers never run there, so its last spans would be lost without a count. It
+    does run ``multiprocessing.util`` finalizers. They are cleared when the child
+    starts, after this at-fork hook, and the after-fork callbacks run next: one of
+    those registers the finalizer. A child forked otherwise never runs them.
+    """
+    util = sys.modules.get("multiprocessing.util")
+    if util is None:
+        return  # multiprocessing imports it before it forks
+    try:
+        util.register_after_fork(_FORK_TOKEN, _register_finalizer)
+    except Exception:  # pragma: no cover - never break the child over telemetry
+        pass
+
+
+def _register_finalizer(token: _ForkToken) -> None:
+    global _finalizer_pid
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _finalizer_pid == os.getpid():
+        return
+    _finalizer_pid = os.getpid()
+    # The lowest priority: after the application's own finalizers, which may end spans.
+    util.Finalize(token, _at_exit, exitpriority=-(1 << 30))
 
 
 class BatchExporter:
@@ -123,6 +180,20 @@ class BatchExporter:
             self._encode = encode_batch_otlp
         self.transport = transport or self.transport_for(settings)
         self.stats = ExporterStats()
+        # Loss warnings: spans and batches given up since the last one, and when the
+        # next may be written (the first at once).
+        self._unlogged_spans = 0
+        self._unlogged_batches = 0
+        self._next_loss_log = -1.0
+        # Direct OTLP mode: spans lost to a full queue, taken off the pipeline since
+        # the last warning about them.
+        self._unlogged_drops = 0
+        self._next_drop_log = -1.0
+        # Spans left queued when the thread stopped (set by the thread, read by shutdown).
+        self._left = 0
+        # Spans of the batch being delivered (written by the exporter thread only).
+        self._in_flight = 0
+        self._retired = False
         # The deque this exporter takes spans from: the pipeline's shared queue, or,
         # once retired, a deque of its own holding what was queued at retirement.
         self._queue: deque[Span] = pipeline.queue
@@ -244,6 +315,7 @@ class BatchExporter:
         is still stuck in a request when this returns.
         """
         pipeline = self.pipeline
+        self._retired = True
         if pipeline.on_wake == self._on_wake:
             pipeline.on_wake = None
         own: deque[Span] = deque()
@@ -265,7 +337,10 @@ class BatchExporter:
 
         Bounded twice: the spans queued at this call are the last ones taken (newer
         ones from a steady stream are not waited for), and ``timeout`` cuts even
-        those short. Returns False if the thread was still running at ``timeout``.
+        those short. Returns False if the thread was still running at ``timeout``
+        (stuck in a request): the spans it had yet to take are then counted as
+        dropped, and it takes no more. Either way, spans that were neither delivered
+        nor reported to the collector are logged, once, with their number.
         """
         if self.pipeline.on_wake == self._on_wake:
             self.pipeline.on_wake = None
@@ -283,9 +358,73 @@ class BatchExporter:
             thread.join(timeout)
             ok = not thread.is_alive()
         _live.discard(self)
+        in_flight = 0
         if ok:
             self.transport.close()
+        else:
+            # Stuck in a request past the deadline. What it had yet to take is lost:
+            # taken off here (it takes nothing more) and counted, so that neither the
+            # exit nor rastir.shutdown() throws it away unseen.
+            with self._take_lock:
+                left = max(0, min(len(self._queue), self._stop_after - self._taken))
+                for _ in range(left):
+                    self._queue.popleft()
+                self._stop_after = self._taken
+                in_flight = self._in_flight
+            self._left += left
+            self.stats.spans_dropped += left
+            self.pipeline.add_dropped(left)
+        if not self._retired:
+            self._report_loss(in_flight)
+        elif self._unlogged_batches:
+            self._log_loss()  # the new exporter reports the spans; the log is this one's
         return ok
+
+    def _report_loss(self, in_flight: int) -> None:
+        """One warning at stop: what was neither delivered nor reported, and why."""
+        unreported = self.pipeline.dropped
+        if self._unlogged_batches:
+            self._log_loss()
+        self._log_drops()
+        if not (unreported or in_flight):
+            return
+        _log.warning(
+            "rastir exporter: stopped with %d spans neither delivered nor reported to the "
+            "collector (%d still queued at the deadline, %d in a request that had not "
+            "finished, the rest dropped earlier: queue full or batches given up)%s",
+            unreported + in_flight,
+            self._left,
+            in_flight,
+            f"; last error: {self.stats.last_error}" if self.stats.last_error else "",
+        )
+
+    def _gave_up(self, n: int) -> None:
+        """Count ``n`` spans given up and log it, at most once a minute."""
+        self.stats.spans_dropped += n
+        self._unlogged_spans += n
+        self._unlogged_batches += 1
+        now = time.monotonic()
+        if now >= self._next_loss_log:
+            self._next_loss_log = now + _LOSS_LOG_INTERVAL
+            self._log_loss()
+
+    def _log_drops(self) -> None:
+        n, self._unlogged_drops = self._unlogged_drops, 0
+        if n:
+            _log.warning("rastir exporter: %d spans dropped before export", n)
+
+    def _log_loss(self) -> None:
+        spans, batches = self._unlogged_spans, self._unlogged_batches
+        self._unlogged_spans = self._unlogged_batches = 0
+        if batches == 1:
+            _log.warning("rastir exporter: gave up on %d spans (%s)", spans, self.stats.last_error)
+        else:
+            _log.warning(
+                "rastir exporter: gave up on %d spans in %d batches (last error: %s)",
+                spans,
+                batches,
+                self.stats.last_error,
+            )
 
     def _reset_after_fork(self) -> None:
         # The pipeline itself (queue, drop count, lock) is reset by its own at-fork
@@ -336,16 +475,25 @@ class BatchExporter:
 
     def _left_at_stop(self) -> None:
         q = self._queue
-        left = len(q)
+        with self._take_lock:
+            if q is self.pipeline.queue:
+                # Only those it was to send: newer spans are the next exporter's (or
+                # no one's, once rastir.shutdown() has turned the queue off).
+                left = max(0, min(len(q), self._stop_after - self._taken))
+                for _ in range(left):
+                    q.popleft()
+            else:
+                left = len(q)
+                q.clear()
+            self._stop_after = self._taken
         if not left:
             return
-        if q is not self.pipeline.queue:
+        self.stats.spans_dropped += left
+        self.pipeline.add_dropped(left)
+        self._left += left
+        if self._retired:
             # Retired by configure(): the new exporter reports the loss.
-            q.clear()
-            self.pipeline.add_dropped(left)
             _log.warning("rastir exporter: %d spans not sent before reconfiguring", left)
-        else:
-            _log.warning("rastir exporter: %d spans not sent at shutdown", left)
 
     def _drain(self) -> bool:
         """Send batches until the queue is empty; True when it stopped for shutdown."""
@@ -379,7 +527,11 @@ class BatchExporter:
                 if reported or not pipeline.dropped:
                     return stopping
                 reported = True
-            lost = self._deliver(batch)
+            self._in_flight = len(batch)
+            try:
+                lost = self._deliver(batch)
+            finally:
+                self._in_flight = 0
             # A batch given up is done once the next request, which carries its loss
             # in ``dropped``, has gone out: until then a flush waiting on it waits.
             done = start if lost else end
@@ -395,17 +547,21 @@ class BatchExporter:
             # OTLP has no field for spans lost before sending: they are counted here
             # (ExporterStats.spans_dropped) and logged instead.
             if dropped:
-                self.stats.spans_dropped += dropped
-                _log.warning("rastir exporter: %d spans dropped before export", dropped)
+                self.stats.spans_dropped += dropped  # lost to a full queue
+                self._unlogged_drops += dropped
+                now = time.monotonic()
+                if now >= self._next_drop_log:  # at most one line a minute
+                    self._next_drop_log = now + _LOSS_LOG_INTERVAL
+                    self._log_drops()
                 dropped = 0
             if not batch:
                 return False
         try:
             body = self._encode(batch, self._resource, dropped)
         except Exception as e:  # a span that cannot be encoded must not stall the rest
-            _log.warning("rastir exporter: could not encode a batch: %s", e)
-            self.pipeline.add_dropped(dropped + len(batch))
+            self.stats.last_error = f"could not encode a batch: {e}"
             self.stats.batches_failed += 1
+            self._lost(dropped, len(batch))
             return True
         result = self._send_with_retries(body)
         if result.ok:
@@ -432,9 +588,20 @@ class BatchExporter:
             return first_lost or second_lost
         self.stats.batches_failed += 1
         self.stats.last_error = f"{result.status} {result.error}".strip()
-        _log.warning("rastir exporter: gave up on %d spans (%s)", len(batch), self.stats.last_error)
-        self.pipeline.add_dropped(dropped + len(batch))
+        self._lost(dropped, len(batch))
         return True
+
+    def _lost(self, reported: int, n: int) -> None:
+        """A batch of ``n`` spans given up, carrying a report of ``reported`` drops."""
+        if self._otlp:
+            # No field to report losses in: counted and logged here, once.
+            self._gave_up(n)
+            return
+        # Both go back to pipeline.dropped, for the next batch to report.
+        self.pipeline.add_dropped(reported + n)
+        if n:
+            self._gave_up(n)
+        # else: only the report of earlier drops failed; the stop warning includes it.
 
     def _retryable(self, result: PushResult) -> bool:
         if self._otlp:

@@ -153,6 +153,9 @@ class HttpTransport:
         self._conn: socket.socket | None = None
         self._buf = bytearray()  # bytes received and not yet parsed
         self._keep = False  # whether the answer being read keeps its body
+        # When the answer being read must be complete: ``timeout`` bounds the whole
+        # answer, not each read, so a server dribbling bytes cannot hold the exporter.
+        self._deadline = 0.0
 
     # -- connection -----------------------------------------------------------------
     def _connection(self) -> socket.socket:
@@ -203,6 +206,9 @@ class HttpTransport:
             reused = self._conn is not None
             try:
                 sock = self._connection()
+                if reused:
+                    sock.settimeout(self._timeout)  # the last answer's reads shortened it
+                self._deadline = time.monotonic() + self._timeout
             except Exception as e:
                 return PushResult(0, None, f"{type(e).__name__}: {e}")
             try:
@@ -235,6 +241,10 @@ class HttpTransport:
 
     # -- the answer -----------------------------------------------------------------
     def _fill(self, sock: socket.socket) -> None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no complete answer within {self._timeout:g} s")
+        sock.settimeout(left)
         data = sock.recv(65536)
         if not data:
             raise _Closed("connection closed before a complete answer")

@@ -244,8 +244,10 @@ async def test_spans_the_store_could_not_keep_are_counted_by_reason(
     assert m.value(failed, reason="invalid") == (1 if store == "sqlite" else 0)
     assert m.value(failed, reason="write_error") == 0
     assert m.value(failed, reason="shutdown") == 0
+    assert m.value(failed, reason="tail_queue_full") == 0
     assert m.series(failed.removesuffix("_total")) == {
-        frozenset({("reason", r)}) for r in ("write_error", "invalid", "shutdown")
+        frozenset({("reason", r)})
+        for r in ("write_error", "invalid", "shutdown", "tail_queue_full")
     }
 
 

@@ -241,7 +241,9 @@ async def test_one_bad_batch_does_not_sink_those_written_with_it(tmp_path: Path)
     with pytest.raises(StoreError, match="could not write"):
         await store.write(bad)
     stats = store.stats()
-    assert (stats.spans_stored, stats.extra["failed_spans"]) == (6, 2)
+    # The queued bad batch was lost after its 202; the committed write was refused
+    # (its sender keeps the span), so it is not counted as lost.
+    assert (stats.spans_stored, stats.extra["failed_spans"]) == (6, 1)
     await store.close()
 
 

@@ -20,7 +20,9 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from rastir._wire import WireSpan
 from rastir.collector import CollectorSettings
 from rastir.collector.metrics import Metrics
-from rastir.collector.sampling import TailSampler
+from rastir.collector.sampling import TailSampler, store_and_sink
+from rastir.collector.state import CollectorState
+from rastir.collector.store.sqlite import SQLiteStore
 from rastir.sampling import trace_id_sampled
 from tests.collector.spans import T0, span, span_id, trace_id
 from tests.sampling.collector import running_collector, stored_trace_ids, wait_for
@@ -225,6 +227,28 @@ def test_kept_spans_are_handed_on_per_sender_batch_with_its_resource() -> None:
 def test_committed_acks_cannot_be_combined_with_tail_sampling() -> None:
     with pytest.raises(ValueError, match="tail_sampling cannot be combined with ack=committed"):
         CollectorSettings(tail_sampling=True, ack="committed")
+
+
+@pytest.mark.anyio
+async def test_a_kept_trace_the_store_has_no_room_for_is_counted_as_lost(tmp_path: Path) -> None:
+    """Its spans were answered 202 when they arrived: a full store queue at the decision
+    loses them, which the store-failure metric (and so the losing-spans alert) shows."""
+    store = SQLiteStore(tmp_path / "t.db", queue_max_spans=4)
+    await store.start()
+    try:
+        state = CollectorState(CollectorSettings(store="memory"), store)
+        deliver = store_and_sink(state)
+        tid = trace_id()
+        deliver("svc", {}, wire(*(span(trace=tid, sid=span_id()) for _ in range(3))))
+        assert state.tail_store_lost == 0  # room for three
+        deliver("svc", {}, wire(*(span(trace=tid, sid=span_id()) for _ in range(5))))
+        assert state.tail_store_lost == 5  # more than the whole queue: refused, counted
+        await store.flush()
+        detail = await store.get_trace(tid)
+        assert detail is not None
+        assert len(detail.spans) == 3
+    finally:
+        await store.close()
 
 
 @pytest.mark.anyio

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import http.client
 import logging
+import math
 import random
 import threading
 import time
@@ -167,6 +168,10 @@ class OtlpExporter:
         # True while the last request succeeded: only a healthy target's slowness
         # pushes back on ingest (see pressure()).
         self.healthy = False
+        # When the request being sent has run past its timeout (a target that
+        # trickles its answer holds http.client's reads, each within the timeout):
+        # from then on it no longer counts as healthy. inf while none is out.
+        self._overdue_at = math.inf
         self._high_water = max(1, int(queue_size * high_water))
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -207,12 +212,19 @@ class OtlpExporter:
     def pressure(self) -> str | None:
         """``export_queue_full`` while a healthy target falls behind ingest, else None.
 
+        A request that has taken longer than ``timeout`` ends the pushback: a target
+        trickling its answer must not hold ingest back for as long as it trickles.
+
         The collector's saturation check reads it (a 429 before the body is read): a
         target that answers but slower than spans arrive makes senders back off and
         retry, rather than have the excess dropped here. A failing target never
         pushes back: ingest must not depend on it, so its spans are dropped, counted.
         """
-        if self.healthy and self._in - self._out >= self._high_water:
+        if (
+            self.healthy
+            and self._in - self._out >= self._high_water
+            and time.monotonic() < self._overdue_at
+        ):
             return "export_queue_full"
         return None
 
@@ -289,6 +301,18 @@ class OtlpExporter:
             # A batch queued while the thread was finishing: counted, not left behind.
             self._drop_queued("shutdown")
             self._close_connection()
+        # The metrics die with the process: the losses of this run go to the log too.
+        dropped = self.dropped
+        stuck = 0 if done else self.depth + self.inflight
+        if stuck or any(dropped.values()):
+            logger.warning(
+                "OTLP export stopped: %d spans exported, %d not delivered at shutdown%s; "
+                "dropped since start: %s",
+                self.exported,
+                dropped["shutdown"] + stuck,
+                f" ({stuck} still queued or in a request)" if stuck else "",
+                ", ".join(f"{k}={v}" for k, v in dropped.items() if v) or "none",
+            )
         return done
 
     # -- the export thread ----------------------------------------------------------
@@ -429,6 +453,7 @@ class OtlpExporter:
         """One POST; never raises. A kept-alive connection closed while idle is retried once."""
         for again in (False, True):
             conn = self._connection()
+            self._overdue_at = time.monotonic() + self.timeout
             try:
                 conn.request("POST", self._path, body=body, headers=self._headers)
                 resp = conn.getresponse()
@@ -438,6 +463,7 @@ class OtlpExporter:
                 )
                 if resp.will_close:
                     self._close_connection()
+                self._overdue_at = math.inf
                 return answer
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
                 self._close_connection()
@@ -447,6 +473,7 @@ class OtlpExporter:
                 self._close_connection()
                 self.last_error = f"{type(e).__name__}: {e}"
                 break
+        self._overdue_at = math.inf
         return _Answer(0)
 
 

@@ -40,6 +40,19 @@ Schema
     error", keyed by the trace's start, so a filtered listing walks one index
     range, newest first.
 
+Failures
+    A transaction that fails because of the database's surroundings (locked by
+    another connection past ``busy_timeout``, the disk full, read-only or failing:
+    SQLite's BUSY, LOCKED, FULL, READONLY, IOERR, CANTOPEN, PROTOCOL) proves nothing
+    about the spans: they are already acknowledged (queued mode), so the writer puts
+    them back at the head of the queue and tries again, backing off from 50 ms to
+    2 s, for as long as the store runs. Meanwhile the queue fills and ingest answers
+    429, so senders hold their spans instead of the collector losing them. Each
+    failed attempt is counted (``extra["write_errors"]``). A ``write`` (committed
+    mode) fails at once instead: its sender is waiting and retries on the 503. Any
+    other error is the spans' own: each batch of the transaction is tried alone,
+    and the ones that still fail are dropped and counted (``failed_spans``).
+
 Reading
     Reads run in worker threads on their own connections (WAL readers never wait for
     the writer): a small pool, bounded by a capacity limiter.
@@ -92,6 +105,13 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 _SYNCHRONOUS: Final = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _SCHEMA_VERSION: Final = 1
+# SQLite primary result codes that say the database's surroundings failed, not the
+# spans (https://sqlite.org/rescode.html; stable values, spelled out because typeshed
+# lacks the sqlite3 constants): BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
+# A later attempt may well succeed.
+_TRANSIENT_CODES: Final = frozenset((5, 6, 8, 10, 13, 14, 15))
+_RETRY_FIRST: Final = 0.05
+_RETRY_MAX: Final = 2.0
 _MAX_INT64: Final = (1 << 63) - 1
 
 _SCHEMA: Final = """
@@ -423,6 +443,7 @@ class SQLiteStore:
         self._used_bytes = 0
         self._counts: dict[str, int] = {
             "transactions": 0,
+            "write_errors": 0,
             "failed_spans": 0,
             "invalid_spans": 0,
             "lost_spans": 0,
@@ -444,6 +465,7 @@ class SQLiteStore:
         self._cache_max = 20_000
         self._next_seq = 1
         self._next_maintenance = math.inf
+        self._retry_delay = _RETRY_FIRST  # after a transient failure; reset on success
 
         self._pool: _ReaderPool | None = None
         self._limiter: anyio.CapacityLimiter | None = None
@@ -500,7 +522,15 @@ class SQLiteStore:
         if thread is not None:
             await anyio.to_thread.run_sync(thread.join, timeout)
             if thread.is_alive():
-                _log.warning("trace store writer did not stop within %.1f s", timeout)
+                with self._lock:
+                    pending = self._pending
+                # Still in a transaction (a lock held elsewhere, a slow disk): what it
+                # holds and what is queued are lost when the process exits.
+                _log.warning(
+                    "trace store writer did not stop within %.1f s; %d spans unwritten",
+                    timeout,
+                    pending,
+                )
         if self._pool is not None:
             self._pool.close()
 
@@ -726,7 +756,14 @@ class SQLiteStore:
     def _commit(self, items: list[_Item]) -> None:
         errors: dict[int, BaseException] = {}
         error = self._transaction(items)
-        if error is not None:
+        if error is not None and _transient(error):
+            self._retry_later(items, error)
+            return
+        if error is None:
+            if self._retry_delay != _RETRY_FIRST:
+                self._retry_delay = _RETRY_FIRST
+                _log.info("trace store writes again")
+        else:
             if len(items) == 1:
                 errors[0] = error
             else:
@@ -739,7 +776,11 @@ class SQLiteStore:
         for item in items:
             count += len(item.rows)
         for index in errors:
-            self._counts["failed_spans"] += len(items[index].rows)
+            item = items[index]
+            # Spans lost after their 202; a committed-mode write is answered 503 instead
+            # and its sender keeps the spans, so it is not a loss.
+            if not (item.durable and item.waiter is not None):
+                self._counts["failed_spans"] += len(item.rows)
         with self._lock:
             self._pending -= count
             self._inflight_since = None
@@ -749,6 +790,31 @@ class SQLiteStore:
                 item.waiter.resolve(
                     None if error is None else StoreError(f"could not write spans: {error!r}")
                 )
+
+    def _retry_later(self, items: list[_Item], error: BaseException) -> None:
+        """After a transient failure: fail the waiting writes, requeue the rest, back off."""
+        retry: list[_Item] = []
+        failed = 0
+        for item in items:
+            if item.durable and item.waiter is not None and item.rows:
+                # Committed mode: the sender is waiting and retries on the 503.
+                failed += len(item.rows)
+                item.waiter.resolve(StoreError(f"could not write spans: {error!r}"))
+            else:
+                retry.append(item)  # acknowledged spans, or a flush() waiting behind them
+        delay = self._retry_delay
+        self._retry_delay = min(_RETRY_MAX, delay * 2)
+        with self._wakeup:
+            self._pending -= failed
+            self._inflight_since = None
+            # Back at the head, in order: they keep their place, and _pending (the
+            # queue's bound) still counts them.
+            self._queue.extendleft(reversed(retry))
+            if self._stopping:
+                # Draining for close(): keep trying until its deadline, not in a spin.
+                delay = min(delay, max(0.0, self._drain_deadline - time.monotonic()))
+            # close() notifies, ending the wait early.
+            self._wakeup.wait(delay)
 
     def _transaction(self, items: list[_Item]) -> BaseException | None:
         rows = [row for item in items for row in item.rows]
@@ -770,7 +836,16 @@ class SQLiteStore:
                 except sqlite3.Error:
                     _log.exception("trace store rollback failed")
             self._cache.clear()  # it may hold aggregates the rollback undid
-            _log.error("trace store could not write %d spans: %r", len(rows), e)
+            self._counts["write_errors"] += 1
+            if not _transient(e):
+                _log.error("trace store could not write %d spans: %r", len(rows), e)
+            elif self._retry_delay == _RETRY_FIRST:  # the first failure of a run
+                _log.error(
+                    "trace store could not write %d spans: %r; retrying until it can "
+                    "(ingest answers 429 once the write queue is full)",
+                    len(rows),
+                    e,
+                )
             return e
         finally:
             if durable:
@@ -1009,6 +1084,12 @@ class SQLiteStore:
         except sqlite3.Error:
             _log.exception("trace store checkpoint failed")
         connection.close()
+
+
+def _transient(error: BaseException) -> bool:
+    """Whether a failed transaction may succeed later with the same spans."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _TRANSIENT_CODES
 
 
 def _trace_row(trace_id: str, trace: _StoredTrace) -> tuple[Any, ...]:
