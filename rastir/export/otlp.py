@@ -67,6 +67,7 @@ __all__ = [
     "encode_request",
     "encode_request_json",
     "otel_view",
+    "split_target",
 ]
 
 CONTENT_TYPE_PROTOBUF: Final = "application/x-protobuf"
@@ -293,9 +294,24 @@ def _renamed(a: Mapping[str, Any]) -> dict[str, Any]:
         if new is not None:
             if new in a:
                 continue  # the current name wins over the deprecated one
+            if key == "http.target":
+                value = split_target(value, a, out)
             key = new
         out[key] = value
     return out
+
+
+def split_target(value: Any, attrs: Mapping[str, Any], out: dict[str, Any]) -> Any:
+    """``http.target`` as ``url.path``: its query, if any, goes to ``url.query``.
+
+    The HTTP conventions split the deprecated ``http.target`` (``/items?id=1``) in
+    two; ``url.query`` is set only when ``attrs`` has none of its own.
+    """
+    if value.__class__ is str and "?" in value:
+        value, _, query = value.partition("?")
+        if "url.query" not in attrs:
+            out["url.query"] = query
+    return value
 
 
 # -- protobuf --------------------------------------------------------------------------

@@ -13,15 +13,18 @@ Decoding maps OpenTelemetry spans back to rastir spans, so the same metrics move
 * any other span gets its kind from the semantic conventions: ``mcp.method.name``
   (mcp.server for a SERVER span, else mcp.client), then ``gen_ai.operation.name``
   (chat, text_completion, generate_content, embeddings: llm; invoke_agent: agent;
-  execute_tool: tool; retrieval), then ``http.request.method`` with a SERVER or
+  execute_tool: tool; retrieval; without it, OpenLLMetry's ``llm.request.type`` chat,
+  completion or embedding: llm), then ``http.request.method`` with a SERVER or
   CLIENT span (http.server, http.client), else ``trace``. Its own OTel kind is kept
   in ``rastir.otel.kind`` and an explicit status OK in ``rastir.otel.status``, so
   that the collector's OTLP export sends it on as it came (name, kind, status, events).
 
 Deprecated attribute names (``gen_ai.system``, ``http.method``, ...) are read under
 their current names. A span that cannot be a rastir span (ids of the wrong length,
-an all-zero id, end before start) is rejected alone and reported in the reply's
-``partial_success``; the others are accepted.
+an all-zero id, end before start, a time beyond int64) is rejected alone and reported
+in the reply's ``partial_success``; the others are accepted. A protobuf string that is
+not UTF-8 is read with U+FFFD instead of failing the whole request (see
+:func:`_lenient_request`); OTLP/JSON ``null`` is a field's default (proto3 JSON).
 
 Replies follow OTLP/HTTP: 200 with an ``ExportTraceServiceResponse`` in the request's
 encoding; on failure a ``google.rpc.Status`` (in the request's encoding), with
@@ -39,6 +42,7 @@ import msgspec
 
 from rastir._wire import (
     ERROR_CATEGORIES,
+    INT64_MAX,
     INT64_MIN,
     AttrValue,
     Kind,
@@ -61,6 +65,7 @@ from rastir.export.otlp import (
     SERVER,
     STATUS_ERROR,
     STATUS_OK,
+    split_target,
 )
 
 try:
@@ -97,6 +102,8 @@ _OPERATION_KIND: Final[Mapping[str, str]] = {
     "execute_tool": "tool",
     "retrieval": "retrieval",
 }
+# OpenLLMetry's ``llm.request.type`` values that are LLM calls.
+_LLM_REQUEST_TYPES: Final = frozenset(("chat", "completion", "embedding"))
 _KINDS: Final = frozenset(get_args(Kind))
 _CATEGORIES: Final = frozenset(ERROR_CATEGORIES)
 _EXCEPTION_KEYS: Final = frozenset(("exception.type", "exception.message"))
@@ -157,6 +164,12 @@ def infer_kind(otel_kind: int, attrs: Mapping[str, Any]) -> str:
         kind = _OPERATION_KIND.get(op)
         if kind is not None:
             return kind
+    elif op is None:
+        # Instrumentations older than gen_ai.operation.name (OpenLLMetry writes
+        # llm.request.type, with gen_ai.system and gen_ai.usage.prompt_tokens).
+        request_type = attrs.get("llm.request.type")
+        if request_type.__class__ is str and request_type in _LLM_REQUEST_TYPES:
+            return "llm"
     if attrs.get("http.request.method"):
         if otel_kind == SERVER:
             return "http.server"
@@ -198,6 +211,8 @@ def to_wire(
     if not _RENAMED_KEYS.isdisjoint(attrs):
         for old in _RENAMED_KEYS.intersection(attrs):
             value = attrs.pop(old)
+            if old == "http.target":
+                value = split_target(value, attrs, attrs)
             attrs.setdefault(RENAMED[old], value)
     kind = attrs.pop("rastir.span.kind", None)
     ours = kind.__class__ is str and kind in _KINDS
@@ -280,7 +295,106 @@ def _check_ids(
     return trace_id, span_id, parent
 
 
+def _bad_times(span_id: str, start: int, end: int, events: list[WireEvent], out: Decoded) -> bool:
+    """Whether the span's times cannot be rastir's; if so it is counted as rejected.
+
+    Callers test ``end < start or end > INT64_MAX or events`` first, the common case.
+    """
+    if end < start or start < 0:
+        out.reject(f"span {span_id}: end_time_unix_nano is before start_time_unix_nano")
+        return True
+    if end > INT64_MAX or any(not 0 <= ev.time_unix_nano <= INT64_MAX for ev in events):
+        # fixed64 reaches 2**64, rastir's nanoseconds (and its stores) int64: year 2262.
+        out.reject(f"span {span_id}: a time is beyond 2262 (int64 nanoseconds)")
+        return True
+    return False
+
+
 # -- protobuf ----------------------------------------------------------------------------
+
+_lenient_class: Any = None
+
+
+def _lenient_request(body: bytes) -> ExportTraceServiceRequest | None:
+    """``body`` read with every string field taken as bytes, converted back; or None.
+
+    The fallback for a request a proto3 parser refuses: when it fails only because a
+    string is not valid UTF-8, the strings are decoded with U+FFFD for the bad bytes.
+    Built on first use from the installed protos' descriptors, in a pool of its own.
+    """
+    global _lenient_class
+    if _lenient_class is None:
+        from google.protobuf import (  # type: ignore[import-untyped]
+            descriptor_pb2,
+            descriptor_pool,
+            message_factory,
+        )
+
+        pool = descriptor_pool.DescriptorPool()
+        todo = [ExportTraceServiceRequest.DESCRIPTOR.file]
+        files: list[Any] = []
+        while todo:  # the file and its dependencies, dependencies first
+            f = todo.pop()
+            if f not in files:
+                files.insert(0, f)
+                todo.extend(f.dependencies)
+        for f in files:
+            proto = descriptor_pb2.FileDescriptorProto()
+            f.CopyToProto(proto)
+            messages = list(proto.message_type)
+            while messages:
+                m = messages.pop()
+                messages.extend(m.nested_type)
+                for fd in m.field:
+                    if fd.type == fd.TYPE_STRING:
+                        fd.type = fd.TYPE_BYTES
+            pool.Add(proto)
+        descriptor = pool.FindMessageTypeByName(ExportTraceServiceRequest.DESCRIPTOR.full_name)
+        get_class = getattr(message_factory, "GetMessageClass", None)  # protobuf >= 4.22
+        if get_class is not None:
+            _lenient_class = get_class(descriptor)
+        else:  # pragma: no cover - older protobuf
+            _lenient_class = message_factory.MessageFactory(pool).GetPrototype(descriptor)
+    try:
+        lenient = _lenient_class.FromString(body)
+    except Exception:
+        return None
+    request = ExportTraceServiceRequest()
+    _copy_decoding(lenient, request)
+    return request
+
+
+def _is_repeated(fd: Any) -> bool:
+    repeated = getattr(fd, "is_repeated", None)  # protobuf >= 5.29; label before
+    return bool(repeated) if repeated is not None else fd.label == fd.LABEL_REPEATED
+
+
+def _copy_decoding(src: Any, dst: Any) -> None:
+    """Copy a lenient message into its strict twin, decoding the bytes of string fields."""
+    fields = dst.DESCRIPTOR.fields_by_name
+    for fd, value in src.ListFields():
+        name = fd.name
+        target = fields[name]
+        repeated = _is_repeated(fd)
+        if fd.type == fd.TYPE_MESSAGE:
+            if repeated:
+                items = getattr(dst, name)
+                for item in value:
+                    _copy_decoding(item, items.add())
+            else:
+                sub = getattr(dst, name)
+                sub.SetInParent()  # an empty message in a oneof is still the one set
+                _copy_decoding(value, sub)
+        elif target.type == target.TYPE_STRING:
+            if repeated:
+                getattr(dst, name).extend(v.decode("utf-8", "replace") for v in value)
+            else:
+                setattr(dst, name, value.decode("utf-8", "replace"))
+        elif repeated:
+            getattr(dst, name).extend(value)
+        else:
+            setattr(dst, name, value)
+
 
 _STRING = "string_value"
 
@@ -329,7 +443,13 @@ def decode_protobuf(body: bytes) -> Decoded:
     try:
         request = ExportTraceServiceRequest.FromString(body)
     except Exception as e:  # google.protobuf.message.DecodeError, and upb's RuntimeError
-        raise OtlpDecodeError(f"not an ExportTraceServiceRequest in protobuf: {e}") from None
+        # proto3 parsers refuse a string that is not UTF-8, and with it the whole
+        # request; SDKs that do not check (C++, Rust, hand-built senders) send such
+        # names and values, and an OpenTelemetry Collector accepts them. Read the
+        # strings as bytes instead, and decode them with replacement characters.
+        request = _lenient_request(body)
+        if request is None:
+            raise OtlpDecodeError(f"not an ExportTraceServiceRequest in protobuf: {e}") from None
     out = Decoded()
     for rs in request.resource_spans:
         resource = _pb_attrs(rs.resource.attributes)
@@ -349,8 +469,13 @@ def _pb_span(s: PbSpan, out: Decoded) -> WireSpan | None:
         return None
     start = s.start_time_unix_nano
     end = s.end_time_unix_nano
-    if end < start:
-        out.reject(f"span {ids[1]}: end_time_unix_nano is before start_time_unix_nano")
+    events = [
+        WireEvent(
+            name=ev.name, time_unix_nano=ev.time_unix_nano, attributes=_pb_attrs(ev.attributes)
+        )
+        for ev in s.events
+    ]
+    if (end < start or end > INT64_MAX or events) and _bad_times(ids[1], start, end, events, out):
         return None
     links: list[WireLink] = []
     for ln in s.links:
@@ -367,12 +492,7 @@ def _pb_span(s: PbSpan, out: Decoded) -> WireSpan | None:
         start,
         end,
         _pb_attrs(s.attributes),
-        [
-            WireEvent(
-                name=ev.name, time_unix_nano=ev.time_unix_nano, attributes=_pb_attrs(ev.attributes)
-            )
-            for ev in s.events
-        ],
+        events,
         links,
         s.status.code,
         s.status.message,
@@ -389,12 +509,16 @@ _UINT64_MAX: Final = (1 << 64) - 1
 Int64 = Annotated[int, msgspec.Meta(ge=INT64_MIN)] | str
 
 
+# proto3 JSON: ``null`` is accepted for every field and means its default; hence the
+# ``| None`` on every field (read through ``or`` below).
+
+
 class _JArray(msgspec.Struct):
-    values: list[_JValue] = []
+    values: list[_JValue | None] | None = None
 
 
 class _JKeyValueList(msgspec.Struct):
-    values: list[_JKeyValue] = []
+    values: list[_JKeyValue | None] | None = None
 
 
 class _JValue(msgspec.Struct, rename="camel"):
@@ -408,56 +532,56 @@ class _JValue(msgspec.Struct, rename="camel"):
 
 
 class _JKeyValue(msgspec.Struct):
-    key: str
+    key: str | None = None
     value: _JValue | None = None
 
 
 class _JEvent(msgspec.Struct, rename="camel"):
-    time_unix_nano: Int64 = 0
-    name: str = ""
-    attributes: list[_JKeyValue] = []
+    time_unix_nano: Int64 | None = None
+    name: str | None = None
+    attributes: list[_JKeyValue | None] | None = None
 
 
 class _JLink(msgspec.Struct, rename="camel"):
-    trace_id: str = ""
-    span_id: str = ""
-    attributes: list[_JKeyValue] = []
+    trace_id: str | None = None
+    span_id: str | None = None
+    attributes: list[_JKeyValue | None] | None = None
 
 
 class _JStatus(msgspec.Struct):
-    message: str = ""
-    code: int | str = 0
+    message: str | None = None
+    code: int | str | None = None
 
 
 class _JSpan(msgspec.Struct, rename="camel"):
-    trace_id: str = ""
-    span_id: str = ""
-    parent_span_id: str = ""
-    name: str = ""
-    kind: int | str = 0
-    start_time_unix_nano: Int64 = 0
-    end_time_unix_nano: Int64 = 0
-    attributes: list[_JKeyValue] = []
-    events: list[_JEvent] = []
-    links: list[_JLink] = []
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    name: str | None = None
+    kind: int | str | None = None
+    start_time_unix_nano: Int64 | None = None
+    end_time_unix_nano: Int64 | None = None
+    attributes: list[_JKeyValue | None] | None = None
+    events: list[_JEvent | None] | None = None
+    links: list[_JLink | None] | None = None
     status: _JStatus | None = None
 
 
 class _JScopeSpans(msgspec.Struct):
-    spans: list[_JSpan] = []
+    spans: list[_JSpan | None] | None = None
 
 
 class _JResource(msgspec.Struct):
-    attributes: list[_JKeyValue] = []
+    attributes: list[_JKeyValue | None] | None = None
 
 
 class _JResourceSpans(msgspec.Struct, rename="camel"):
     resource: _JResource | None = None
-    scope_spans: list[_JScopeSpans] = []
+    scope_spans: list[_JScopeSpans | None] | None = None
 
 
 class _JRequest(msgspec.Struct, rename="camel"):
-    resource_spans: list[_JResourceSpans] = []
+    resource_spans: list[_JResourceSpans | None] | None = None
 
 
 _json_decoder = msgspec.json.Decoder(_JRequest)
@@ -478,7 +602,9 @@ _STATUS_CODES: Final[Mapping[str, int]] = {
 _HEX_DIGITS: Final = frozenset("0123456789abcdef")
 
 
-def _int64(value: Int64, where: str) -> int:
+def _int64(value: Int64 | None, where: str) -> int:
+    if value is None:
+        return 0
     if value.__class__ is int:
         if value > _UINT64_MAX:
             raise OtlpDecodeError(f"{where}: {str(value)[:64]}... is not a 64-bit integer")
@@ -493,7 +619,9 @@ def _int64(value: Int64, where: str) -> int:
     return n
 
 
-def _enum(value: int | str, names: Mapping[str, int], where: str) -> int:
+def _enum(value: int | str | None, names: Mapping[str, int], where: str) -> int:
+    if value is None:
+        return 0
     if value.__class__ is int:
         return value
     try:
@@ -520,30 +648,34 @@ def _j_value(v: _JValue | None) -> Any:
                 raise OtlpDecodeError(f"doubleValue: {d!r} is not a number") from None
         return _scalar(d)
     if v.array_value is not None:
-        items = [_j_value(x) for x in v.array_value.values]
+        items = [_j_value(x) for x in v.array_value.values or ()]
         if all(x.__class__ in (str, int, float, bool) for x in items):
             return items
         return msgspec.json.encode(items).decode()
     if v.kvlist_value is not None:
         return msgspec.json.encode(
-            {kv.key: _j_value(kv.value) for kv in v.kvlist_value.values}
+            {kv.key or "": _j_value(kv.value) for kv in v.kvlist_value.values or () if kv}
         ).decode()
     if v.bytes_value is not None:
         return v.bytes_value  # already base64 in OTLP/JSON
     return None
 
 
-def _j_attrs(kvs: list[_JKeyValue]) -> dict[str, Any]:
+def _j_attrs(kvs: list[_JKeyValue | None] | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for kv in kvs:
-        value = _j_value(kv.value)
-        if value is not None:
-            out[kv.key] = value
+    if kvs:
+        for kv in kvs:
+            if kv is not None and kv.key is not None:
+                value = _j_value(kv.value)
+                if value is not None:
+                    out[kv.key] = value
     return out
 
 
-def _hex_id(value: str) -> str:
+def _hex_id(value: str | None) -> str:
     # OTLP/JSON ids are hex, case-insensitive; anything else cannot be an id.
+    if not value:
+        return ""
     low = value.lower()
     return low if _HEX_DIGITS.issuperset(low) else "!"
 
@@ -559,12 +691,14 @@ def decode_json(body: bytes) -> Decoded:
     except msgspec.DecodeError as e:
         raise OtlpDecodeError(f"not an ExportTraceServiceRequest in OTLP/JSON: {e}") from None
     out = Decoded()
-    for rs in request.resource_spans:
+    for rs in request.resource_spans or ():
+        if rs is None:
+            continue
         resource = _j_attrs(rs.resource.attributes) if rs.resource is not None else {}
         spans: list[WireSpan] = []
-        for ss in rs.scope_spans:
-            for s in ss.spans:
-                span = _j_span(s, out)
+        for ss in rs.scope_spans or ():
+            for s in (ss.spans or ()) if ss is not None else ():
+                span = _j_span(s, out) if s is not None else None
                 if span is not None:
                     spans.append(span)
         out.groups.append((resource, spans))
@@ -572,41 +706,54 @@ def decode_json(body: bytes) -> Decoded:
 
 
 def _j_span(s: _JSpan, out: Decoded) -> WireSpan | None:
-    ids = _check_ids(_hex_id(s.trace_id), _hex_id(s.span_id), _hex_id(s.parent_span_id), out)
+    tid, sid, pid = _hex_id(s.trace_id), _hex_id(s.span_id), _hex_id(s.parent_span_id)
+    if "!" in (tid, sid, pid):
+        # The usual mistake: protobuf's own JSON mapping (json_format) writes base64.
+        out.reject(
+            f"span {s.span_id!r}: ids in OTLP/JSON are hex strings (not base64, as "
+            "protobuf's JSON mapping writes them)"
+        )
+        return None
+    ids = _check_ids(tid, sid, pid, out)
     if ids is None:
         return None
     start = _int64(s.start_time_unix_nano, "startTimeUnixNano")
     end = _int64(s.end_time_unix_nano, "endTimeUnixNano")
-    if start < 0 or end < start:
-        out.reject(f"span {ids[1]}: end_time_unix_nano is before start_time_unix_nano")
+    events = [
+        WireEvent(
+            name=ev.name or "",
+            time_unix_nano=_int64(ev.time_unix_nano, "timeUnixNano"),
+            attributes=_j_attrs(ev.attributes),
+        )
+        for ev in s.events or ()
+        if ev is not None
+    ]
+    if (start < 0 or end < start or end > INT64_MAX or events) and _bad_times(
+        ids[1], start, end, events, out
+    ):
         return None
     links: list[WireLink] = []
-    for ln in s.links:
-        tid = _hex_id(ln.trace_id)
-        sid = _hex_id(ln.span_id)
-        if len(tid) == 32 and len(sid) == 16 and tid != _ZERO_TRACE and sid != _ZERO_SPAN:
-            links.append(WireLink(trace_id=tid, span_id=sid, attributes=_j_attrs(ln.attributes)))
+    for ln in s.links or ():
+        if ln is None:
+            continue
+        ltid = _hex_id(ln.trace_id)
+        lsid = _hex_id(ln.span_id)
+        if len(ltid) == 32 and len(lsid) == 16 and ltid != _ZERO_TRACE and lsid != _ZERO_SPAN:
+            links.append(WireLink(trace_id=ltid, span_id=lsid, attributes=_j_attrs(ln.attributes)))
     status = s.status
     return to_wire(
         ids[0],
         ids[1],
         ids[2],
-        s.name,
+        s.name or "",
         _enum(s.kind, _SPAN_KINDS, "kind"),
         start,
         end,
         _j_attrs(s.attributes),
-        [
-            WireEvent(
-                name=ev.name,
-                time_unix_nano=_int64(ev.time_unix_nano, "timeUnixNano"),
-                attributes=_j_attrs(ev.attributes),
-            )
-            for ev in s.events
-        ],
+        events,
         links,
         0 if status is None else _enum(status.code, _STATUS_CODES, "status.code"),
-        "" if status is None else status.message,
+        "" if status is None else status.message or "",
     )
 
 
