@@ -252,6 +252,55 @@ async def test_older_instrumentations_without_operation_name_feed_the_llm_metric
         assert m.total("rastir_llm_calls_total", service="openllmetry-svc") == 3
 
 
+async def test_llm_spans_from_other_sdks_are_priced_like_rastirs_own(
+    run_collector: RunCollector,
+) -> None:
+    """They carry tokens but no cost: the collector prices them with rastir.pricing, as
+    the SDK prices its own calls; an unknown model is flagged, never priced at $0."""
+
+    def build(provider: TracerProvider) -> None:
+        tracer = provider.get_tracer("opentelemetry.instrumentation.openai_v2")
+        common = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai"}
+        with tracer.start_as_current_span("agent run"):
+            for name, model, extra in (
+                ("chat gpt-4o", "gpt-4o", {"gen_ai.usage.cache_read.input_tokens": 600}),
+                ("chat no-such-model", "no-such-model-9", {}),
+            ):
+                with tracer.start_as_current_span(
+                    name,
+                    kind=SpanKind.CLIENT,
+                    attributes={
+                        **common,
+                        "gen_ai.request.model": model,
+                        "gen_ai.usage.input_tokens": 1000,
+                        "gen_ai.usage.output_tokens": 200,
+                        **extra,
+                    },
+                ):
+                    pass
+
+    spans = record(build, ("otel-priced",))
+    expected = rastir.get_pricing().price(
+        "openai",
+        "gpt-4o",
+        rastir.TokenUsage(input_tokens=1000, output_tokens=200, cache_read_tokens=600),
+    )
+    assert expected is not None
+    assert expected > 0
+    async with run_collector() as c:
+        r = await post(c, encode_spans(spans).SerializeToString(), PROTOBUF)
+        assert r.status_code == 200, r.text
+        nodes = await trace(c, f"{spans[0].context.trace_id:032x}")
+        priced = nodes["chat gpt-4o"]["attributes"]
+        assert priced["rastir.cost.usd"] == pytest.approx(expected)
+        unknown = nodes["chat no-such-model"]["attributes"]
+        assert unknown["rastir.cost.unknown"] is True
+        assert "rastir.cost.usd" not in unknown
+        m = await c.scrape()
+        cost = m.total("rastir_llm_cost_usd_total", service="otel-priced", model="gpt-4o")
+        assert cost == pytest.approx(expected)
+
+
 async def test_a_string_that_is_not_utf8_does_not_cost_the_request(
     run_collector: RunCollector,
 ) -> None:

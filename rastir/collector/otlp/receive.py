@@ -34,6 +34,7 @@ encoding; on failure a ``google.rpc.Status`` (in the request's encoding), with
 from __future__ import annotations
 
 import base64
+import logging
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, Final, get_args
@@ -93,6 +94,7 @@ PROTOBUF: Final = "protobuf"
 JSON: Final = "json"
 
 # What ``gen_ai.operation.name`` says about the kind (GenAI semconv operation names).
+logger = logging.getLogger("rastir.collector")
 _OPERATION_KIND: Final[Mapping[str, str]] = {
     "chat": "llm",
     "text_completion": "llm",
@@ -193,6 +195,68 @@ def _error_category(attrs: dict[str, Any]) -> str:
     return "unknown"
 
 
+# The pricing registry's int-count entry point, once enable_foreign_pricing() has
+# loaded the price data (the collector's lifespan does, off the event loop).
+_price: Any = None
+
+
+def enable_foreign_pricing() -> bool:
+    """Price the LLM spans other SDKs send, which carry tokens but no cost.
+
+    Loads genai-prices' tables (a few hundred milliseconds: call it off the event
+    loop, once). Returns False, and nothing is priced, without the pricing data.
+    """
+    global _price
+    try:
+        from rastir.pricing import get_pricing
+    except ImportError:  # pragma: no cover - rastir.pricing is part of the package
+        return False
+    registry = get_pricing()
+    if not registry.has_price_data:
+        return False
+    registry.preload()
+    _price = registry.price_counts
+    return True
+
+
+def _count(attrs: Mapping[str, Any], key: str) -> int | None:
+    value = attrs.get(key)
+    return value if value.__class__ is int and value >= 0 else None
+
+
+def _price_foreign(attrs: dict[str, Any]) -> None:
+    """``rastir.cost.usd`` for another SDK's LLM span, from its model and token counts,
+    as rastir's SDK prices its own calls; ``rastir.cost.unknown`` when the model has no
+    price. Counts are read as the provider reports them (OpenAI's input includes cache
+    reads, Anthropic's does not); an input smaller than its cache counts is taken as
+    excluding them, whatever the provider."""
+    tin = _count(attrs, "gen_ai.usage.input_tokens")
+    tout = _count(attrs, "gen_ai.usage.output_tokens")
+    if tin is None and tout is None:
+        return
+    model = attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model")
+    if model.__class__ is not str or not model:
+        attrs["rastir.cost.unknown"] = True
+        return
+    provider = attrs.get("gen_ai.provider.name")
+    if provider.__class__ is not str:
+        provider = None
+    read = _count(attrs, "gen_ai.usage.cache_read.input_tokens") or 0
+    write = _count(attrs, "gen_ai.usage.cache_creation.input_tokens") or 0
+    try:
+        try:
+            cost = _price(provider, model, tin or 0, tout or 0, read, write)
+        except ValueError:  # cache counts beyond the input: they are not inside it
+            cost = _price(provider, model, tin or 0, tout or 0, read, write, False)
+    except Exception:
+        logger.debug("pricing a received LLM span failed", exc_info=True)
+        cost = None
+    if cost is None:
+        attrs["rastir.cost.unknown"] = True
+    else:
+        attrs["rastir.cost.usd"] = float(cost)
+
+
 def to_wire(
     trace_id: str,
     span_id: str,
@@ -225,6 +289,8 @@ def to_wire(
         )
         if status_code == STATUS_OK:
             attrs[OTEL_STATUS_ATTR] = "ok"
+        if kind == "llm" and _price is not None and "rastir.cost.usd" not in attrs:
+            _price_foreign(attrs)
     original = attrs.pop("rastir.span.name", None)
     if original.__class__ is str:
         name = original
