@@ -50,7 +50,7 @@ from rastir.collector.ingest import IngestEndpoint
 from rastir.collector.logs import AccessLogMiddleware
 from rastir.collector.metrics import Metrics, collector_version, counter, gauge
 from rastir.collector.otlp.export import OtlpExporter, export_metrics
-from rastir.collector.otlp.receive import OtlpReceiveEndpoint, enable_foreign_pricing
+from rastir.collector.otlp.receive import OtlpReceiveEndpoint
 from rastir.collector.query import QueryError, parse_trace_id, parse_trace_query
 from rastir.collector.sampling import TailSampler, sampling_metrics, store_and_sink
 from rastir.collector.settings import CollectorSettings
@@ -228,9 +228,6 @@ def create_app(
         trace_store = state.store if state.store is not None else open_configured_store(settings)
         state.store = trace_store
         await trace_store.start()
-        # Other SDKs' LLM spans carry tokens but no cost: price them as rastir's SDK
-        # prices its own. The price data loads off the loop, before intake opens.
-        await anyio.to_thread.run_sync(enable_foreign_pricing)
         if exporter is not None:
             exporter.start()
         state.started = True

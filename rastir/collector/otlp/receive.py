@@ -39,6 +39,7 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, Final, get_args
 
+import anyio.to_thread
 import msgspec
 
 from rastir._wire import (
@@ -195,28 +196,46 @@ def _error_category(attrs: dict[str, Any]) -> str:
     return "unknown"
 
 
-# The pricing registry's int-count entry point, once enable_foreign_pricing() has
-# loaded the price data (the collector's lifespan does, off the event loop).
+# The pricing registry's int-count entry point once enable_foreign_pricing() has
+# loaded the price data; False when there is none (the pricing extra is missing).
 _price: Any = None
 
 
 def enable_foreign_pricing() -> bool:
-    """Price the LLM spans other SDKs send, which carry tokens but no cost.
+    """Load what pricing other SDKs' LLM spans needs; False without price data.
 
-    Loads genai-prices' tables (a few hundred milliseconds: call it off the event
-    loop, once). Returns False, and nothing is priced, without the pricing data.
+    genai-prices' tables take a few hundred milliseconds and about 30 MB: the
+    endpoint calls this in a worker thread, the first time a request holds such a
+    span, so a collector that never receives one never pays for them.
     """
     global _price
-    try:
-        from rastir.pricing import get_pricing
-    except ImportError:  # pragma: no cover - rastir.pricing is part of the package
-        return False
-    registry = get_pricing()
-    if not registry.has_price_data:
-        return False
-    registry.preload()
-    _price = registry.price_counts
-    return True
+    if _price is None:
+        try:
+            from rastir.pricing import get_pricing
+
+            registry = get_pricing()
+            if registry.has_price_data:
+                registry.preload()
+                _price = registry.price_counts
+            else:
+                _price = False
+        except Exception:
+            logger.warning("pricing received LLM spans is off: no price data", exc_info=True)
+            _price = False
+    return _price is not False
+
+
+def _unpriced(decoded: Decoded) -> list[dict[str, Any]]:
+    """The attributes of other SDKs' LLM spans that carry no cost."""
+    return [
+        a
+        for _, spans in decoded.groups
+        for span in spans
+        if span.kind == "llm"
+        and OTEL_KIND_ATTR in (a := span.attributes)
+        and "rastir.cost.usd" not in a
+        and "rastir.cost.unknown" not in a
+    ]
 
 
 def _count(attrs: Mapping[str, Any], key: str) -> int | None:
@@ -289,8 +308,6 @@ def to_wire(
         )
         if status_code == STATUS_OK:
             attrs[OTEL_STATUS_ATTR] = "ok"
-        if kind == "llm" and _price is not None and "rastir.cost.usd" not in attrs:
-            _price_foreign(attrs)
     original = attrs.pop("rastir.span.name", None)
     if original.__class__ is str:
         name = original
@@ -921,6 +938,15 @@ class OtlpReceiveEndpoint(IngestEndpoint):
                 "too_many_spans",
                 f"request has {total} spans; the limit is {self._max_spans}",
             )
+        if _price is not False:
+            # Other SDKs' LLM spans carry tokens but no cost: priced as rastir's SDK
+            # prices its own calls, with the price data loaded off the loop, once.
+            unpriced = _unpriced(decoded)
+            if unpriced and (
+                _price is not None or await anyio.to_thread.run_sync(enable_foreign_pricing)
+            ):
+                for attributes in unpriced:
+                    _price_foreign(attributes)
         groups: list[SpanGroup] = []
         for resource, spans in decoded.groups:
             if not spans:
