@@ -198,7 +198,12 @@ class FrameworkCall:
         category: str | None = None,
         exc_type: str = "",
     ) -> Span | None:
-        """End a run's span (or forget an alias). Returns the span, if it had one."""
+        """End a run's span (or forget an alias). Returns the span, if it had one.
+
+        ``category`` marks the span failed without an exception (``exc_type`` names
+        what said so), or, with ``error``, replaces the category the exception would
+        be classified as (the framework's own "tool failed" exception, say).
+        """
         with self._lock:
             run = self._runs.pop(key, None)
             if run is None:
@@ -207,6 +212,8 @@ class FrameworkCall:
         span = run.span
         if error is not None:
             record_exception(span, error)
+            if category is not None and span.error is not None:
+                span.error["type"] = category
         elif category is not None:
             span.set_error(category, exc_type, "")
         if run.otel is not None:
@@ -220,8 +227,13 @@ class FrameworkCall:
             PIPELINE.on_end(span)
         return span
 
-    def close_all(self) -> None:
-        """End every span still open when the call ends, so none is lost."""
+    def close_all(self, exc: BaseException | None = None) -> None:
+        """End every span still open when the call ends, so none is lost.
+
+        With ``exc`` (what ended the call: an error, a cancellation), the spans it cut
+        short get that status too; the framework may never report their end (LangChain
+        reports no error for a model call cancelled inside ``asyncio.gather``).
+        """
         for finalize in self.finalizers:
             try:
                 finalize()
@@ -236,6 +248,8 @@ class FrameworkCall:
             span = run.span
             if not span.ended:
                 span.attributes["rastir.span.unfinished"] = True
+                if exc is not None and span.status == "ok":
+                    record_exception(span, exc)
                 span._t1 = time.perf_counter_ns()
                 PIPELINE.on_end(span)
 
@@ -289,7 +303,7 @@ class _Scope:
     def finish(self, exc: BaseException | None = None) -> None:
         if exc is not None:
             record_exception(self.span, exc)
-        self.call.close_all()
+        self.call.close_all(exc)
         self.span._t1 = time.perf_counter_ns()
         PIPELINE.on_end(self.span)
 

@@ -25,10 +25,12 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel, BaseLLM
+from langchain_core.tools import ToolException
 from langchain_core.tracers.context import register_configure_hook
 
 from rastir.adapters import apply_request, apply_response
 from rastir.frameworks._base import FrameworkCall, Labels, capture_enabled, truncate
+from rastir.spans import Span
 
 __all__ = ["RastirCallbackHandler", "activate"]
 
@@ -41,6 +43,9 @@ _register_lock = threading.Lock()
 # LangGraph raises these to steer the graph (interrupt(), Command(graph=PARENT)); they
 # end a node's run without being a failure.
 _CONTROL_FLOW = frozenset({"GraphInterrupt", "NodeInterrupt", "GraphBubbleUp", "ParentCommand"})
+_INTERRUPTS = frozenset({"GraphInterrupt", "NodeInterrupt"})
+# The tag LangChain and LangGraph put on their internal runs (LangSmith hides them).
+_HIDDEN = "langsmith:hidden"
 
 
 def _register() -> None:
@@ -148,8 +153,10 @@ class RastirCallbackHandler(BaseCallbackHandler):
         name = kwargs.get("name") or (serialized or {}).get("name")
         node = metadata.get("langgraph_node") if metadata else None
         # A node's own run carries its name; routing functions and the runnables inside
-        # a node carry the node's metadata under another name, and get no span.
-        if node is None or name != node:
+        # a node carry the node's metadata under another name, and get no span. Nor do
+        # LangGraph's own hidden nodes: ``__start__`` runs as a task of its own when
+        # conditional edges or ``Send`` leave START, and is no node of the user's.
+        if node is None or name != node or (tags and _HIDDEN in tags):
             call.alias(run_id, parent_run_id)
             return
         parent = call.parent_for(parent_run_id)
@@ -171,7 +178,13 @@ class RastirCallbackHandler(BaseCallbackHandler):
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if self._nested():
             return
-        self.call.close(run_id)
+        self._forget(self.call.close(run_id))
+
+    def _forget(self, span: Span | None) -> None:
+        """Drop what was kept about a node span that ended (a long stream of a call
+        runs many nodes)."""
+        if span is not None and span.kind == "trace":
+            self._namespaces.pop(span.sid, None)
 
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         if self._nested():
@@ -180,9 +193,12 @@ class RastirCallbackHandler(BaseCallbackHandler):
             span = self.call.span_of(run_id)
             if span is not None:
                 span.attributes["langgraph.control_flow"] = type(error).__name__
-            self.call.close(run_id)
+            if type(error).__name__ in _INTERRUPTS:
+                # The run pauses for a human; resuming it is another call (and trace).
+                self.call.agent.attributes["langgraph.interrupted"] = True
+            self._forget(self.call.close(run_id))
             return
-        self.call.close(run_id, error)
+        self._forget(self.call.close(run_id, error))
 
     # -- models -------------------------------------------------------------------------
     def _start_llm(
@@ -315,7 +331,11 @@ class RastirCallbackHandler(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         if self._nested():
             return
-        self.call.close(run_id, error)
+        # ToolException is LangChain's way for a tool to say it failed (the agent gets
+        # the message back with handle_tool_error): a tool_error, like a ToolMessage
+        # with status="error". Any other exception is classified as usual.
+        failed = isinstance(error, ToolException)
+        self.call.close(run_id, error, category="tool_error" if failed else None)
 
     # -- retrievers ---------------------------------------------------------------------
     def on_retriever_start(

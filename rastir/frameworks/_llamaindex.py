@@ -13,18 +13,30 @@ LLM start/end events (a streamed chat ends after its dispatcher span has exited)
 * workflow (agent) runs → no span of their own: their steps hang under the agent span;
 * workflow steps → ``node:<step>`` (kind ``trace``);
 * LLM chat and completion events → ``llm`` spans (model, provider, tokens, TTFT);
-* ``BaseTool.call``/``acall`` → ``tool`` spans.
+* ``BaseTool.call``/``acall`` → ``tool`` spans;
+* ``BaseRetriever.retrieve``/``aretrieve`` → ``retrieval`` spans (query engines,
+  chat engines and agents retrieve through them).
+
+A streamed model call of a ``CustomLLM`` (``astream_chat`` over ``stream_chat`` over
+``stream_complete``) starts its inner call only when the caller iterates the stream,
+after the outer call's dispatcher span has exited: the inner call is found as part of
+the outer one from the stream LlamaIndex's callback wrapper is iterating, and the call
+stays one span.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
 import threading
 import time
+from types import FrameType
 from typing import Any
 
+from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.exception import ExceptionEvent
 from llama_index.core.instrumentation.events.llm import (
     LLMChatEndEvent,
     LLMChatInProgressEvent,
@@ -35,6 +47,7 @@ from llama_index.core.instrumentation.events.llm import (
 )
 from llama_index.core.instrumentation.span import BaseSpan
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.llms import callbacks as _llm_callbacks
 from llama_index.core.tools import BaseTool
 from llama_index.core.workflow import Workflow
 from llama_index_instrumentation import get_dispatcher
@@ -49,6 +62,7 @@ _registered = False
 _register_lock = threading.Lock()
 _WORKFLOW = "workflow"
 _TOOL_METHODS = frozenset({"call", "acall"})
+_RETRIEVE_METHODS = frozenset({"retrieve", "aretrieve"})
 
 
 def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Labels:
@@ -94,12 +108,19 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
             return
         if instance is None and parent_id is not None and call.data.get(parent_id) == _WORKFLOW:
             step = _method(id_)
+            step_attrs: dict[str, Any] = {"llamaindex.step": step}
+            # An AgentWorkflow's steps carry the agent they run for (handoffs change it).
+            for value in bound_args.arguments.values():
+                agent = getattr(value, "current_agent_name", None)
+                if isinstance(agent, str):
+                    step_attrs["llamaindex.agent"] = agent
+                    break
             call.open(
                 id_,
                 f"node:{step}",
                 "trace",
                 call.parent_for(parent_id),
-                {"llamaindex.step": step},
+                step_attrs,
                 current=True,
             )
             return
@@ -112,6 +133,14 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
             if capture_enabled():
                 attrs["gen_ai.tool.call.arguments"] = truncate(dict(bound_args.arguments))
             call.open(id_, name, "tool", call.parent_for(parent_id), attrs, current=True)
+            return
+        if isinstance(instance, BaseRetriever) and _method(id_) in _RETRIEVE_METHODS:
+            name = type(instance).__name__
+            attrs = {"rastir.retrieval.name": name}
+            if capture_enabled():
+                query = bound_args.arguments.get("str_or_query_bundle")
+                attrs["rastir.retrieval.query"] = truncate(getattr(query, "query_str", query))
+            call.open(id_, name, "retrieval", call.parent_for(parent_id), attrs)
             return
         # A method an LLM call runs inside the LLM's own call (CustomLLM.chat() over
         # complete(), acomplete() over complete(), ...) belongs to its LLM span: the
@@ -135,8 +164,13 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
             return
         # A tool that returns a ToolOutput with is_error failed without raising.
         span = call.span_of(id_)
-        failed = span is not None and span.kind == "tool" and getattr(result, "is_error", False)
-        call.close(id_, category="tool_error" if failed is True else None, exc_type="ToolOutput")
+        failed = False
+        if span is not None:
+            if span.kind == "tool":
+                failed = getattr(result, "is_error", False) is True
+            elif span.kind == "retrieval" and isinstance(result, list):
+                span.attributes["rastir.retrieval.documents"] = len(result)
+        call.close(id_, category="tool_error" if failed else None, exc_type="ToolOutput")
         call.data.pop(id_, None)
 
     def span_drop(
@@ -173,6 +207,34 @@ def _served_by(call: FrameworkCall, key: tuple[str, str]) -> Span | None:
     return span if isinstance(span, Span) else None
 
 
+# LlamaIndex's model-call decorators (``llm_chat_callback``, ``llm_completion_callback``)
+# hand a returned stream back wrapped in a generator named ``wrapped_gen`` that holds
+# the call's dispatcher span id in ``span_id``; a model call started while it iterates
+# is the stream's own inner call. Frames between our handler and that generator: the
+# dispatcher's ``event``, the inner call's wrapper and dispatcher span, the LLM's own
+# generator (``CustomLLM.astream_chat``'s ``gen``).
+_CALLBACKS_FILE = _llm_callbacks.__file__
+_STREAM_DEPTH = 14
+
+
+def _iterated_stream(call: FrameworkCall) -> tuple[str, str] | None:
+    """The LLM key of the stream whose iteration is running this model call, if any."""
+    frame: FrameType | None = sys._getframe(1)
+    for _ in range(_STREAM_DEPTH):
+        if frame is None:
+            return None
+        code = frame.f_code
+        if code.co_name == "wrapped_gen" and code.co_filename == _CALLBACKS_FILE:
+            span_id = frame.f_locals.get("span_id")
+            if isinstance(span_id, str):
+                key = ("llm", span_id)
+                if call.span_of(key) is not None:
+                    return key
+            return None
+        frame = frame.f_back
+    return None
+
+
 class _EventHandler(BaseEventHandler):
     """LLM events → llm spans, keyed by the dispatcher span that emitted them."""
 
@@ -188,13 +250,20 @@ class _EventHandler(BaseEventHandler):
         if isinstance(event, (LLMChatStartEvent, LLMCompletionStartEvent)):
             operation = "chat" if isinstance(event, LLMChatStartEvent) else "text_completion"
             parent = call.parent_for(event.span_id)
+            llm = call.data.get(event.span_id)
+            if parent.kind != "llm":
+                outer = _iterated_stream(call)
+                if outer is not None:
+                    # The inner call of a stream the caller iterates: its dispatcher
+                    # span and the calls inside it belong to the stream's span.
+                    call.alias(event.span_id, outer)
+                    parent = call.parent_for(event.span_id)
             if parent.kind == "llm":
                 # A chat served by complete() (or the reverse): one span, the outer
                 # call's; the inner response is read into it when the inner call ends.
                 call.data[key] = parent
                 return
             span = call.open(key, operation, "llm", parent, {"gen_ai.operation.name": operation})
-            llm = call.data.get(event.span_id)
             if llm is not None:
                 apply_request(span, (llm,), {})
             attrs = span.attributes
@@ -235,3 +304,7 @@ class _EventHandler(BaseEventHandler):
             if event.response is not None:
                 apply_response(ending, event.response)
             call.close(key)
+        elif isinstance(event, ExceptionEvent) and call.span_of(key) is not None:
+            # A stream that fails while it is read: its call's dispatcher span has
+            # exited already, and no end event follows.
+            call.close(key, event.exception)
