@@ -347,6 +347,26 @@ def _leave(
     _reset_labels(tokens)
 
 
+def _enter_held(
+    name: str,
+    kind: str,
+    prepare: Prepare | None,
+    bridge: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Span, Tokens, Token[Span | SpanContext | None], Any]:
+    """Start a held span and make it (and its labels) current: what :func:`_leave`
+    undoes when the ``with`` block ends."""
+    cur = _current_span
+    parent = cur.get() if bridge is None else bridge.parent(cur.get())
+    span = Span(name, kind, parent, {})
+    labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
+    tokens = _set_labels(labels)
+    token = cur.set(span)
+    otel = None if bridge is None else bridge.attach(span)
+    return span, tokens, token, otel
+
+
 def _wrap_held_gen(
     fn: Callable[..., Generator[Any, Any, Any]], name: str, kind: str, prepare: Prepare | None
 ) -> Callable[..., Generator[Any, Any, Any]]:
@@ -358,13 +378,7 @@ def _wrap_held_gen(
         if not pipeline.enabled:
             return (yield from fn(*args, **kwargs))
         bridge = pipeline.bridge
-        cur = _current_span
-        parent = cur.get() if bridge is None else bridge.parent(cur.get())
-        span = Span(name, kind, parent, {})
-        labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
-        tokens = _set_labels(labels)
-        token = cur.set(span)
-        otel = None if bridge is None else bridge.attach(span)
+        span, tokens, token, otel = _enter_held(name, kind, prepare, bridge, args, kwargs)
         try:
             return (yield from fn(*args, **kwargs))
         except GeneratorExit:
@@ -392,13 +406,7 @@ def _wrap_held_async_gen(
         span: Span | None = None
         if pipeline.enabled:
             bridge = pipeline.bridge
-            cur = _current_span
-            parent = cur.get() if bridge is None else bridge.parent(cur.get())
-            span = Span(name, kind, parent, {})
-            labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
-            tokens = _set_labels(labels)
-            token = cur.set(span)
-            otel = None if bridge is None else bridge.attach(span)
+            span, tokens, token, otel = _enter_held(name, kind, prepare, bridge, args, kwargs)
         try:
             agen = fn(*args, **kwargs)
             step: Callable[[Any], Any] = agen.asend

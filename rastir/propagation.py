@@ -18,9 +18,10 @@ Specifications:
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
@@ -30,6 +31,7 @@ __all__ = [
     "BAGGAGE",
     "TRACEPARENT",
     "TRACESTATE",
+    "RefusedContextStats",
     "continue_trace",
     "extract",
     "format_baggage",
@@ -46,6 +48,45 @@ TRACESTATE: Final = "tracestate"
 BAGGAGE: Final = "baggage"
 
 _Baggage = tuple[tuple[str, str], ...]
+
+
+class RefusedContextStats:
+    """Process-wide counts of inbound trace context refused (``rastir.middleware.stats``
+    for HTTP headers, ``rastir.mcp_bridge.stats`` for MCP ``_meta``).
+
+    Counting happens on refusal paths only, so the lock costs the common case nothing
+    and keeps the counts exact across threads.
+    """
+
+    #: The counters, in the order :meth:`as_dict` gives them.
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "invalid_traceparent",
+        "invalid_tracestate",
+        "invalid_baggage",
+    )
+    __slots__ = ("_lock", "invalid_baggage", "invalid_traceparent", "invalid_tracestate")
+    invalid_traceparent: int
+    invalid_tracestate: int
+    invalid_baggage: int
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        for name in self.FIELDS:
+            setattr(self, name, 0)
+
+    def count(self, name: str) -> None:
+        """Add one to the counter ``name`` (one of :attr:`FIELDS`)."""
+        with self._lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        """The counts, read together."""
+        with self._lock:
+            return {name: getattr(self, name) for name in self.FIELDS}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.as_dict()})"
+
 
 # -- limits ---------------------------------------------------------------------------
 # TC §3.2.4: pass-through services "should only disallow prohibitively large headers".

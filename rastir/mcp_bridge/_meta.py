@@ -9,7 +9,6 @@ opentelemetry-api; rastir writes and reads the same keys, so the two interoperat
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -20,6 +19,7 @@ from rastir.propagation import (
     BAGGAGE,
     TRACEPARENT,
     TRACESTATE,
+    RefusedContextStats,
     extract,
     format_baggage,
     inject,
@@ -44,7 +44,7 @@ _MAX_BAGGAGE_BYTES: Final = 8192
 _MAX_BAGGAGE_MEMBERS: Final = 180
 
 
-class MetaStats:
+class MetaStats(RefusedContextStats):
     """Process-wide counts of the trace context refused in inbound MCP ``_meta``.
 
     The same three counters as :data:`rastir.middleware.stats` has for HTTP headers,
@@ -60,31 +60,6 @@ class MetaStats:
         invalid_baggage: a ``baggage`` that held no valid entry or was cut to the
             W3C limits (8192 bytes, 180 members); what fitted was kept.
     """
-
-    __slots__ = ("_lock", "invalid_baggage", "invalid_traceparent", "invalid_tracestate")
-
-    def __init__(self) -> None:
-        # Counting happens on refusal paths only: the lock costs the common case nothing.
-        self._lock = threading.Lock()
-        self.invalid_traceparent = 0
-        self.invalid_tracestate = 0
-        self.invalid_baggage = 0
-
-    def count(self, name: str) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + 1)
-
-    def as_dict(self) -> dict[str, int]:
-        """The counts, read together."""
-        with self._lock:
-            return {
-                "invalid_traceparent": self.invalid_traceparent,
-                "invalid_tracestate": self.invalid_tracestate,
-                "invalid_baggage": self.invalid_baggage,
-            }
-
-    def __repr__(self) -> str:
-        return f"MetaStats({self.as_dict()})"
 
 
 stats = MetaStats()

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import binascii
 import struct
-import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from rastir.propagation import (
     _SHAPE,
     _TEMPLATE,
+    RefusedContextStats,
     _parse_traceparent,
     parse_baggage,
     parse_tracestate,
@@ -67,7 +67,7 @@ _MAX_BAGGAGE_BYTES: Final = 8192
 _MAX_BAGGAGE_MEMBERS: Final = 180  # W3C Baggage §3.3.1, as in rastir.propagation
 
 
-class MiddlewareStats:
+class MiddlewareStats(RefusedContextStats):
     """Process-wide counts of what the middleware refused or survived.
 
     Attributes:
@@ -81,51 +81,21 @@ class MiddlewareStats:
         hook_errors: request or response hooks that raised.
     """
 
-    __slots__ = (
-        "_lock",
-        "hook_errors",
-        "invalid_baggage",
-        "invalid_traceparent",
-        "invalid_tracestate",
-    )
-
-    def __init__(self) -> None:
-        # Counting happens on refusal paths only, so a lock costs the common case
-        # nothing and keeps counts exact across threads.
-        self._lock = threading.Lock()
-        self.invalid_traceparent = 0
-        self.invalid_tracestate = 0
-        self.invalid_baggage = 0
-        self.hook_errors = 0
+    FIELDS: ClassVar[tuple[str, ...]] = (*RefusedContextStats.FIELDS, "hook_errors")
+    __slots__ = ("hook_errors",)
+    hook_errors: int
 
     def count_invalid(self) -> None:
-        with self._lock:
-            self.invalid_traceparent += 1
+        self.count("invalid_traceparent")
 
     def count_invalid_tracestate(self) -> None:
-        with self._lock:
-            self.invalid_tracestate += 1
+        self.count("invalid_tracestate")
 
     def count_invalid_baggage(self) -> None:
-        with self._lock:
-            self.invalid_baggage += 1
+        self.count("invalid_baggage")
 
     def count_hook_error(self) -> None:
-        with self._lock:
-            self.hook_errors += 1
-
-    def as_dict(self) -> dict[str, int]:
-        """The counts, read together."""
-        with self._lock:
-            return {
-                "invalid_traceparent": self.invalid_traceparent,
-                "invalid_tracestate": self.invalid_tracestate,
-                "invalid_baggage": self.invalid_baggage,
-                "hook_errors": self.hook_errors,
-            }
-
-    def __repr__(self) -> str:
-        return f"MiddlewareStats({self.as_dict()})"
+        self.count("hook_errors")
 
 
 stats = MiddlewareStats()
