@@ -26,7 +26,11 @@ __all__ = [
 MAX_LIMIT: Final = 1000
 DEFAULT_LIMIT: Final = 50
 _MAX_TEXT: Final = 256  # = ingest.MAX_SERVICE_LEN: every stored service can be asked for
-_MAX_CURSOR: Final = 4 * _MAX_TEXT
+# Agent and model names are attribute values, cut at --max-attr-value-len (4096 by
+# default): every one stored with the default can be asked for.
+_MAX_NAME: Final = 4096
+_MAX_CURSOR: Final = 1024
+_MOST: Final = {"service": _MAX_TEXT, "agent": _MAX_NAME, "model": _MAX_NAME, "cursor": _MAX_CURSOR}
 # Stores keep Unix nanoseconds in 64-bit integers: nothing starts after 2262-04-11.
 _MAX_MS: Final = INT64_MAX // 1_000_000
 
@@ -45,10 +49,17 @@ _PARAMS: Final = frozenset(
     )
 )
 _TRACE_ID: Final = re.compile(r"[0-9a-f]{32}")
+# ASCII digits only: ``\d`` alone also matches other scripts' digits (U+0665,
+# ARABIC-INDIC DIGIT FIVE), which int() reads as 5.
 _RFC3339: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})",
+    re.ASCII,
 )
-_UNIX: Final = re.compile(r"(\d{1,12})(?:\.(\d{1,9}))?")
+_UNIX: Final = re.compile(r"(\d{1,12})(?:\.(\d{1,9}))?", re.ASCII)
+_LIMIT: Final = re.compile(r"[0-9]{1,7}")
+# A decimal or exponent number, as float() reads it, without float()'s extras:
+# surrounding spaces, underscores between digits, non-ASCII digits.
+_NUMBER: Final = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -76,16 +87,21 @@ def parse_time(name: str, raw: str) -> int:
     Raises:
         QueryError: neither form, or a date that does not exist.
     """
-    text = raw.strip()
+    text = raw
     m = _UNIX.fullmatch(text)
     if m is not None:
         frac = (m.group(2) or "").ljust(9, "0")
         return _in_range(name, raw, int(m.group(1)) * 1_000_000_000 + int(frac))
     m = _RFC3339.fullmatch(text)
     if m is None:
+        # A '+' left unencoded in a query string arrives as a space: say so.
+        head, space, offset = text.rpartition(" ")
+        hint = ""
+        if space and _RFC3339.fullmatch(f"{head}+{offset}"):
+            hint = " (a '+' in a URL query string means a space: send the offset as %2B)"
         raise QueryError(
             f"{name}={raw[:64]!r} is not a time: use RFC 3339 with an offset "
-            "(2025-01-31T12:00:00Z) or Unix seconds"
+            f"(2025-01-31T12:00:00Z) or Unix seconds{hint}"
         )
     year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
     offset = m.group(8)
@@ -133,11 +149,10 @@ def parse_trace_query(params: QueryParams) -> TraceQuery:
         if len(params.getlist(key)) > 1:
             raise QueryError(f"parameter {key!r} is given more than once")
     values: dict[str, Any] = {}
-    for key in ("service", "agent", "model", "cursor"):
+    for key, most in _MOST.items():
         raw = params.get(key)
         if raw is None:
             continue
-        most = _MAX_CURSOR if key == "cursor" else _MAX_TEXT
         if not raw or len(raw) > most:
             raise QueryError(f"{key} must be 1 to {most} characters")
         values[key] = raw
@@ -155,10 +170,7 @@ def parse_trace_query(params: QueryParams) -> TraceQuery:
         values["error_type"] = error_type
     raw = params.get("min_duration_ms")
     if raw is not None:
-        try:
-            ms = float(raw)
-        except ValueError:
-            ms = -1.0
+        ms = float(raw) if _NUMBER.fullmatch(raw) else -1.0
         if not 0 <= ms <= _MAX_MS:  # also refuses nan and inf
             raise QueryError(
                 f"min_duration_ms={raw[:32]!r} must be a number of milliseconds from 0 to {_MAX_MS}"
@@ -172,10 +184,7 @@ def parse_trace_query(params: QueryParams) -> TraceQuery:
         raise QueryError("end must be after start")
     raw = params.get("limit")
     if raw is not None:
-        try:
-            limit = int(raw)
-        except ValueError:
-            limit = 0
+        limit = int(raw) if _LIMIT.fullmatch(raw) else 0
         if not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit={raw[:32]!r} must be an integer from 1 to {MAX_LIMIT}")
         values["limit"] = limit

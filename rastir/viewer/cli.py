@@ -13,20 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import TextIO
 
 from rastir.viewer.client import DEFAULT_URL, QueryAPIError, QueryClient, check_trace_id
-from rastir.viewer.render import Style, render_trace, render_trace_list
+from rastir.viewer.render import Style, _encodable, render_trace, render_trace_list
 
 __all__ = ["trace_main", "traces_main"]
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE | re.ASCII)
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# The longest minimum duration the collector takes: 64-bit nanoseconds, in ms.
+_MAX_DURATION_MS = (2**63 - 1) // 1_000_000
+_MAX_LIMIT = 1000
 
 
 def _seconds(raw: str, default_unit: str) -> float:
@@ -38,7 +43,12 @@ def _seconds(raw: str, default_unit: str) -> float:
 
 def _min_duration_ms(raw: str) -> float:
     """``--min-duration``: milliseconds when no unit is given."""
-    return _seconds(raw, "ms") * 1000.0
+    value = _seconds(raw, "ms") * 1000.0
+    if not value <= _MAX_DURATION_MS:  # inf too
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is longer than the collector keeps (about 292 years)"
+        )
+    return value
 
 
 def _since(raw: str) -> float:
@@ -54,9 +64,27 @@ def _limit(raw: str) -> int:
         value = int(raw)
     except ValueError:
         value = 0
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"{raw!r}: give a number from 1 to 1000")
+    if not 1 <= value <= _MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{raw!r}: give a number from 1 to {_MAX_LIMIT}")
     return value
+
+
+def _width(out: TextIO) -> int | None:
+    """The width to fit lines to on a terminal: ``$COLUMNS`` when set, else the
+    terminal's. None (no limit) for a pipe or file, so scripts see whole lines."""
+    try:
+        tty = out.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if not tty:
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isascii() and columns.isdigit() and int(columns) > 0:
+        return max(20, int(columns))
+    try:
+        return max(20, os.get_terminal_size(out.fileno()).columns)
+    except (AttributeError, ValueError, OSError):
+        return max(20, shutil.get_terminal_size().columns)
 
 
 def _timeout(raw: str) -> float:
@@ -76,7 +104,10 @@ def _add_connection(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--token", help="query bearer token (default: $RASTIR_QUERY_TOKEN)")
     p.add_argument(
-        "--timeout", type=_timeout, default=10.0, help="seconds per request (default 10)"
+        "--timeout",
+        type=_timeout,
+        default=10.0,
+        help="seconds for each answer, in full (default 10)",
     )
     p.add_argument("--json", action="store_true", help="print the API's JSON as it came")
     p.add_argument(
@@ -142,8 +173,13 @@ def trace_parser(prog: str = "rastir trace") -> argparse.ArgumentParser:
     return p
 
 
+def _print(text: str, out: TextIO) -> None:
+    """Print what the stream's encoding can write; the rest as ``?``, never a crash."""
+    print(_encodable(text, getattr(out, "encoding", None)), file=out)
+
+
 def _fail(e: QueryAPIError | ValueError, out: TextIO) -> int:
-    print(f"rastir: {e}", file=out)
+    _print(f"rastir: {e}", out)
     return 1
 
 
@@ -162,7 +198,9 @@ def traces_main(
     client = _client(args, parser)
     start = None
     if args.since is not None:
-        start = f"{time.time() - args.since:.3f}"
+        since = time.time() - args.since
+        # Longer ago than 1970 (--since 100000d) is every trace, not a bad time.
+        start = f"{since:.3f}" if math.isfinite(since) and since > 0 else "0"
     try:
         page = client.list_traces(
             service=args.service,
@@ -176,13 +214,23 @@ def traces_main(
         )
     except QueryAPIError as e:
         return _fail(e, err)
+    traces = page.get("traces")
+    if not isinstance(traces, list):
+        return _fail(QueryAPIError(f"{client.url} answered without a list of traces"), err)
     if args.json:
         print(json.dumps(page, indent=2), file=out)
         return 0
-    traces: list[dict[str, Any]] = page.get("traces") or []
-    print(render_trace_list(traces, Style.for_stream(out, args.color)), file=out)
+    style = Style.for_stream(out, args.color)
+    _print(render_trace_list(traces, style, width=_width(out)), out)
     if page.get("next_cursor"):
-        print(f"(more: raise --limit above {args.limit})", file=out)
+        if args.limit < _MAX_LIMIT:
+            print(f"(more: raise --limit above {args.limit})", file=out)
+        else:
+            print(
+                "(more: narrow the filters, e.g. --since; or page through them all with "
+                "the query API's next_cursor: rastir traces --json)",
+                file=out,
+            )
     return 0
 
 
@@ -208,15 +256,18 @@ def trace_main(
     try:
         if trace_id == "latest":
             page = client.list_traces(limit=1)
-            if not page.get("traces"):
-                print(f"rastir: the collector at {client.url} has no traces yet", file=err)
+            traces = page.get("traces")
+            if not traces or not isinstance(traces, list):
+                _print(f"rastir: the collector at {client.url} has no traces yet", err)
                 return 1
-            trace_id = str(page["traces"][0]["trace_id"])
+            newest = traces[0]
+            trace_id = str(newest.get("trace_id") if isinstance(newest, dict) else newest)
         trace = client.get_trace(trace_id)
     except (QueryAPIError, ValueError) as e:
         return _fail(e, err)
     if args.json:
         print(json.dumps(trace, indent=2), file=out)
         return 0
-    print(render_trace(trace, Style.for_stream(out, args.color)), file=out)
+    style = Style.for_stream(out, args.color)
+    _print(render_trace(trace, style, width=_width(out)), out)
     return 0

@@ -7,8 +7,11 @@ refused parameter) into a :class:`QueryAPIError` whose message says what to do.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import socket
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,6 +34,89 @@ DEFAULT_URL: Final = "http://127.0.0.1:8080"
 _TRACE_ID: Final = re.compile(r"[0-9a-f]{32}")
 # Bounds a hostile or broken server cannot push us past.
 _MAX_BODY: Final = 64 << 20
+
+
+def _printable(text: str, most: int = 300) -> str:
+    """Text from the server, safe to print: no escapes or line breaks, bounded."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in text[: most + 1])
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """The query API never redirects; following one would send the bearer token to
+    wherever the ``Location`` points (urllib keeps the Authorization header), so a
+    redirect is answered as the error it is."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _Watchdog:
+    """Ends a request whose whole answer has not come within its time.
+
+    A socket timeout bounds each read, not the answer: a server that sends a byte
+    now and then (a stuck proxy, a hostile host) would hold the viewer forever. At
+    the deadline the request's socket is shut down, which ends any read waiting on it.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            fired = self.fired
+        if fired:
+            _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already
+
+
+def _opener(watchdog: _Watchdog) -> urllib.request.OpenerDirector:
+    """urllib's opener (proxies and all) whose connections ``watchdog`` can end."""
+
+    class HTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            watchdog.watch(self.sock)
+
+    class HTTPSConnection(http.client.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            watchdog.watch(self.sock)
+
+    class HTTPHandler(urllib.request.HTTPHandler):
+        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(HTTPConnection, req)
+
+    class HTTPSHandler(urllib.request.HTTPSHandler):
+        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            return self.do_open(HTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+    return urllib.request.build_opener(_NoRedirects, HTTPHandler, HTTPSHandler)
 
 
 class QueryAPIError(RastirError):
@@ -77,7 +163,7 @@ class QueryClient:
     Args:
         url: the collector's base URL, e.g. ``http://127.0.0.1:8080``.
         token: the bearer token the collector's query API requires, if any.
-        timeout: seconds for one request.
+        timeout: seconds for one request's whole answer.
 
     Raises:
         ValueError: the URL is not an http(s) URL.
@@ -124,7 +210,10 @@ class QueryClient:
             if value is not None:
                 params[key] = value
         if min_duration_ms is not None:
-            params["min_duration_ms"] = f"{min_duration_ms:g}"
+            # Every digit down to the nanosecond: ``:g`` kept six (20.5 min became
+            # 1.23e+06 ms, and traces between the two were left out).
+            text = f"{min_duration_ms:.6f}".rstrip("0").rstrip(".")
+            params["min_duration_ms"] = text or "0"
         if limit is not None:
             params["limit"] = str(limit)
         return self._get("/v1/traces", params)
@@ -148,23 +237,36 @@ class QueryClient:
         if self.token:
             headers["authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(url, headers=headers, method="GET")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read(_MAX_BODY + 1)
-        except urllib.error.HTTPError as e:
-            raise self._http_error(e, path, url) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, TimeoutError):
-                why = f"no answer within {self.timeout:g}s"
-            else:
-                why = str(reason) or type(reason).__name__
-            raise CollectorUnreachable(
-                f"cannot reach the collector at {self.url}: {why}. "
-                "Is `rastir collector` running there? Give its address with --url "
-                "or RASTIR_QUERY_URL.",
-                url=url,
-            ) from None
+        late = CollectorUnreachable(
+            f"the collector at {self.url} did not answer in full within {self.timeout:g}s "
+            "(--timeout)",
+            url=url,
+        )
+        with _Watchdog(self.timeout) as watchdog:
+            try:
+                with _opener(watchdog).open(request, timeout=self.timeout) as response:
+                    body = response.read(_MAX_BODY + 1)
+            except urllib.error.HTTPError as e:
+                error = self._http_error(e, path, url)  # reads the error body: timed too
+                if watchdog.fired:
+                    raise late from None
+                raise error from None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                if watchdog.fired:
+                    raise late from None
+                reason = getattr(e, "reason", e)
+                if isinstance(reason, TimeoutError):
+                    why = f"no answer within {self.timeout:g}s"
+                else:
+                    why = _printable(str(reason)) or type(reason).__name__
+                raise CollectorUnreachable(
+                    f"cannot reach the collector at {self.url}: {why}. "
+                    "Is `rastir collector` running there? Give its address with --url "
+                    "or RASTIR_QUERY_URL.",
+                    url=url,
+                ) from None
+            if watchdog.fired:  # the answer was cut short at the deadline
+                raise late
         if len(body) > _MAX_BODY:
             raise QueryAPIError(f"the answer from {url} is larger than 64 MiB", url=url)
         try:
@@ -172,6 +274,10 @@ class QueryClient:
         except ValueError:
             raise QueryAPIError(
                 f"{url} did not answer JSON: is {self.url} a rastir collector?", url=url
+            ) from None
+        except RecursionError:  # the collector nests at most 100 spans deep
+            raise QueryAPIError(
+                f"the answer from {url} nests deeper than this Python can read", url=url
             ) from None
         if not isinstance(data, dict):
             raise QueryAPIError(f"{url} answered an unexpected shape of JSON", url=url)
@@ -181,10 +287,11 @@ class QueryClient:
         try:
             detail = json.loads(e.read(65536) or b"{}")
             message = str(detail.get("message", "")) if isinstance(detail, dict) else ""
-        except (ValueError, OSError):
+        except (ValueError, OSError, RecursionError):
             message = ""
         finally:
             e.close()
+        message = _printable(message)
         status = e.code
         if status == 401:
             return Unauthorized(
@@ -213,9 +320,18 @@ class QueryClient:
             )
         if status == 400:
             return QueryAPIError(f"the collector refused the query: {message}", status=400, url=url)
+        if 300 <= status < 400:
+            where = _printable(str(e.headers.get("location") or "?"), 200) if e.headers else "?"
+            return QueryAPIError(
+                f"the collector at {self.url} answered {status}, a redirect to {where}: "
+                "give the collector's own address with --url (redirects are not followed, "
+                "so the query token is never sent elsewhere)",
+                status=status,
+                url=url,
+            )
         return QueryAPIError(
             f"the collector at {self.url} answered {status}"
-            + (f": {message}" if message else f" ({e.reason})"),
+            + (f": {message}" if message else f" ({_printable(str(e.reason), 80)})"),
             status=status,
             url=url,
         )

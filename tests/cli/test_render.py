@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rastir.viewer.render import (
     Style,
+    _text_width,
     format_cost,
     format_duration,
     iter_spans,
@@ -44,6 +45,17 @@ def _node(name: str, start_ms: float, dur_ms: float, **kw: Any) -> dict[str, Any
 
 def _trace(*spans: dict[str, Any], **summary: Any) -> dict[str, Any]:
     return {"trace_id": "ab" * 16, "summary": {"trace_id": "ab" * 16, **summary}, "spans": spans}
+
+
+def _name_cell(row: str, kind_at: int) -> str:
+    """The start of ``row`` up to its kind column: the name cell and the two spaces."""
+    for end in range(len(row) + 1):
+        if _text_width(row[:end]) >= kind_at - 2:
+            while end < len(row) and _text_width(row[end]) == 0:  # combining marks
+                end += 1
+            assert row[end : end + 2] == "  "
+            return row[: end + 2]
+    raise AssertionError(f"row shorter than the name column: {row!r}")
 
 
 def _rows(text: str) -> list[str]:
@@ -114,7 +126,7 @@ def test_orphans_cancelled_spans_and_flattened_trees_are_marked() -> None:
     rows = _rows(text)
     assert "(parent span not received)" in rows[1]
     assert "cancelled" in rows[2]
-    assert text.endswith("(tree too deep to nest: shown flat)")
+    assert text.endswith("(sent flat, too deep for JSON: nested again here)")
 
 
 def test_an_llm_span_counted_inside_is_marked_and_its_cost_not_added_again() -> None:
@@ -191,7 +203,8 @@ def test_any_tree_renders_with_one_row_per_span_and_aligned_columns(
     assert len(rows) == sum(1 for _ in iter_spans(roots))
     header = next(line for line in text.splitlines() if line.startswith("SPAN"))
     kind_at = header.index("KIND")
-    # Names are cut to fit: the kind column starts at the same place on every row.
-    assert all(row[kind_at - 2 : kind_at] == "  " for row in rows)
+    # Names are cut to fit: the kind column starts at the same terminal cell on every
+    # row (wide characters take two cells, combining ones none).
+    assert all(_text_width(_name_cell(row, kind_at)) == kind_at for row in rows)
     # Control characters never reach the terminal: one row per span, no escapes.
     assert all(ch.isprintable() for ch in text.replace("\n", ""))

@@ -15,23 +15,30 @@ Rules:
   reach a root. The earliest span of each such cycle is cut from its parent and
   shown at top level, also with ``"orphan": true``; every span appears once.
 * Children, and top-level nodes, are sorted by start time (then ``span_id``).
+* **Depth.** A tree nested deeper than :data:`MAX_NESTING` spans (only a broken or
+  hostile sender makes one) is answered flat: every node at the top level with no
+  children, ``"flattened": true``, and ``parent_span_id`` telling the shape. JSON
+  readers bound nesting (Python's ``json`` near 1,000 levels, less with a deep
+  stack; jq 1.6 at 256), and each span level is two JSON levels.
 
-The tree is built without recursion, so a 10,000-deep chain is fine here; a JSON
-encoder that recurses may still refuse it.
+The tree is built without recursion, so a 10,000-deep chain is fine here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 
 from rastir.collector.store._aggregate import TraceAggregate
 from rastir.collector.store.base import SpanRow, TraceDetail, TraceSummary
 
-__all__ = ["build_tree", "summarize"]
+__all__ = ["MAX_NESTING", "build_tree", "summarize"]
+
+#: The deepest span nesting answered as a tree; deeper traces are answered flat.
+MAX_NESTING: Final = 100
 
 _order = itemgetter("start_time_unix_nano", "span_id")
 
@@ -78,7 +85,8 @@ def build_tree(detail: TraceDetail) -> dict[str, Any]:
 
     ``spans`` holds the top-level nodes (the root, then any orphans); every node is
     the span's fields plus ``duration_ns``, ``service``, ``orphan`` and its sorted
-    ``children``. See the module docstring for duplicates, orphans and cycles.
+    ``children``. See the module docstring for duplicates, orphans, cycles and
+    ``"flattened": true``.
     """
     nodes: dict[str, dict[str, Any]] = {}
     for row in detail.spans:
@@ -95,7 +103,7 @@ def build_tree(detail: TraceDetail) -> dict[str, Any]:
             parent["children"].append(node)
 
     placed: set[str] = set()
-    _place(top, placed)
+    depth = _place(top, placed)
     if len(placed) != len(nodes):
         # What is left is on a cycle or hangs off one: every such span has a parent
         # that is not placed either, so walking up from it must come round.
@@ -107,14 +115,21 @@ def build_tree(detail: TraceDetail) -> dict[str, Any]:
             del siblings[next(i for i, child in enumerate(siblings) if child is cut)]
             cut["orphan"] = True
             top.append(cut)
-            _place([cut], placed)
+            depth = max(depth, _place([cut], placed))
 
-    top.sort(key=_order)
-    return {
+    tree: dict[str, Any] = {
         "trace_id": detail.summary.trace_id,
         "summary": msgspec.to_builtins(detail.summary),
-        "spans": top,
     }
+    if depth > MAX_NESTING:
+        for node in nodes.values():
+            node["children"] = []
+        tree["spans"] = sorted(nodes.values(), key=_order)
+        tree["flattened"] = True
+    else:
+        top.sort(key=_order)
+        tree["spans"] = top
+    return tree
 
 
 def _earliest_on_cycle(node: dict[str, Any], nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -130,14 +145,21 @@ def _earliest_on_cycle(node: dict[str, Any], nodes: dict[str, dict[str, Any]]) -
     return min(cycle, key=_order)
 
 
-def _place(start: list[dict[str, Any]], placed: set[str]) -> None:
-    """Mark every node reachable from ``start`` and sort each one's children."""
-    stack = list(start)
+def _place(start: list[dict[str, Any]], placed: set[str]) -> int:
+    """Mark every node reachable from ``start`` and sort each one's children.
+
+    Returns the depth of the deepest node, in spans (1 for ``start`` itself).
+    """
+    deepest = 0
+    stack = [(node, 1) for node in start]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         placed.add(node["span_id"])
+        if depth > deepest:
+            deepest = depth
         children = node["children"]
         if children:
             if len(children) > 1:
                 children.sort(key=_order)
-            stack.extend(children)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest

@@ -213,7 +213,7 @@ class MemoryStore:
         """
         if query.limit < 1:
             raise ValueError(f"limit must be at least 1, not {query.limit}")
-        high: _Key = decode_cursor(query.cursor, str) if query.cursor else (1 << 64, "")
+        high: _Key = decode_cursor(query.cursor, str, query) if query.cursor else (1 << 64, "")
         if time.monotonic() >= self._next_sweep:
             self._expire()
         order = self._order
@@ -262,7 +262,7 @@ class MemoryStore:
         next_cursor = None
         if len(found) > query.limit:
             del found[query.limit :]
-            next_cursor = encode_cursor(*found[-1][0])
+            next_cursor = encode_cursor(*found[-1][0], query)
         return TracePage([aggregate.summary(key[1]) for key, aggregate in found], next_cursor)
 
     def stats(self) -> StoreStats:

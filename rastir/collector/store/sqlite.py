@@ -606,7 +606,7 @@ class SQLiteStore:
         """
         if query.limit < 1:
             raise ValueError(f"limit must be at least 1, not {query.limit}")
-        cursor = decode_cursor(query.cursor, int) if query.cursor else None
+        cursor = decode_cursor(query.cursor, int, query) if query.cursor else None
         return await anyio.to_thread.run_sync(
             self._read_traces, query, cursor, limiter=self._limit()
         )
@@ -665,7 +665,7 @@ class SQLiteStore:
         if len(fetched) > query.limit:
             del fetched[query.limit :]
             last = fetched[-1]
-            next_cursor = encode_cursor(last[2], last[0])  # (start_ns, seq)
+            next_cursor = encode_cursor(last[2], last[0], query)  # (start_ns, seq)
         return TracePage([_summary(row) for row in fetched], next_cursor)
 
     # -- the writer thread -------------------------------------------------------
@@ -1193,7 +1193,9 @@ def _listing_sql(query: TraceQuery, cursor: tuple[int, int] | None) -> tuple[str
     if query.status == "ok":
         sql += " AND t.error_count = 0"
     if query.min_duration_ns is not None:
-        sql += " AND t.end_ns - t.start_ns >= ?"
+        # The summary's duration: never below 0 (a trace of evaluation spans alone
+        # has no end, _aggregate), so min_duration_ms=0 keeps every trace, as in memory.
+        sql += " AND max(t.end_ns - t.start_ns, 0) >= ?"
         params.append(query.min_duration_ns)
     sql += f" ORDER BY {start} DESC, {seq} DESC LIMIT ?"
     params.append(query.limit + 1)
