@@ -146,7 +146,9 @@ class Settings:
         """The resource attributes sent with every batch."""
         from rastir import __version__
 
-        res: dict[str, str | int | float | bool] = {
+        # OTEL_RESOURCE_ATTRIBUTES first: rastir's own keys below win over it.
+        res: dict[str, str | int | float | bool] = dict(otel_resource_attributes())
+        res |= {
             "service.name": self.service,
             "telemetry.sdk.name": "rastir",
             "telemetry.sdk.language": "python",
@@ -190,6 +192,42 @@ def _parse_headers(name: str, raw: str) -> dict[str, str]:
             raise ValueError(f"{name}: {part!r} is not key=value")
         headers[key.strip()] = unquote(value.strip())
     return headers
+
+
+def otel_resource_attributes() -> dict[str, str]:
+    """``OTEL_RESOURCE_ATTRIBUTES`` as the OpenTelemetry environment specification reads
+    it: ``key=value`` pairs joined by ``,``, values percent-decoded. A value that cannot
+    be read is discarded whole, with a warning, as the specification asks."""
+    raw = _env("OTEL_RESOURCE_ATTRIBUTES")
+    if raw is None:
+        return {}
+    from urllib.parse import unquote
+
+    out: dict[str, str] = {}
+    for part in raw.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            import logging
+
+            logging.getLogger("rastir").warning(
+                "OTEL_RESOURCE_ATTRIBUTES ignored: %r is not key=value", part[:64]
+            )
+            return {}
+        out[key.strip()] = unquote(value.strip())
+    return out
+
+
+def _resolve_service(arg: Any, default: str) -> str:
+    """``service``, else ``RASTIR_SERVICE``, else OpenTelemetry's ``OTEL_SERVICE_NAME``,
+    else ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES``, else ``default``."""
+    if arg is not _UNSET:
+        return arg  # type: ignore[no-any-return]
+    found = _env("RASTIR_SERVICE") or _env("OTEL_SERVICE_NAME")
+    if found is None:
+        found = otel_resource_attributes().get("service.name") or None
+    return default if found is None else found
 
 
 def _env(name: str) -> str | None:
@@ -421,7 +459,9 @@ def configure(
     """Configure rastir for this process. Safe to call again to reconfigure.
 
     Args:
-        service: ``service.name`` of this process (``RASTIR_SERVICE``).
+        service: ``service.name`` of this process (``RASTIR_SERVICE``, else
+            OpenTelemetry's ``OTEL_SERVICE_NAME``, else ``service.name`` in
+            ``OTEL_RESOURCE_ATTRIBUTES``, whose other attributes join the resource).
         push_url: the collector's base URL, for example ``http://127.0.0.1:8080``
             (``RASTIR_PUSH_URL``). None keeps spans in-process (test captures only).
         env: ``deployment.environment.name`` (``RASTIR_ENV``).
@@ -482,7 +522,7 @@ def configure(
         gzip_choice = _resolve(gzip, "RASTIR_GZIP", bool, None)
     exporter_choice = _resolve(exporter, "RASTIR_EXPORTER", str, d.exporter)
     new = Settings(
-        service=_resolve(service, "RASTIR_SERVICE", str, d.service),
+        service=_resolve_service(service, d.service),
         push_url=_resolve(push_url, "RASTIR_PUSH_URL", str, d.push_url),
         env=_resolve(env, "RASTIR_ENV", str, d.env),
         version=_resolve(version, "RASTIR_VERSION", str, d.version),

@@ -235,3 +235,64 @@ def test_the_otel_header_variables_reach_the_otlp_target(monkeypatch: pytest.Mon
         [(headers, _)] = target.requests
         assert headers["authorization"] == "Basic dXNlcjpwdw=="
         assert target.span_names() == ["s0"]
+
+
+# -- the OpenTelemetry resource variables -------------------------------------------------
+
+
+def _resource(request: Any) -> dict[str, Any]:
+    [rs] = request.resource_spans
+    attributes = rs.resource.attributes
+    return {kv.key: getattr(kv.value, kv.value.WhichOneof("value")) for kv in attributes}
+
+
+def test_the_otel_resource_variables_name_the_service_and_join_the_resource(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As an OpenTelemetry SDK reads them: OTEL_SERVICE_NAME wins over the service.name
+    of OTEL_RESOURCE_ATTRIBUTES, whose other attributes (percent-decoded) join the
+    resource; rastir's own keys are not overridden."""
+    monkeypatch.delenv("RASTIR_SERVICE", raising=False)
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "checkout")
+    monkeypatch.setenv(
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "service.name=ignored,k8s.pod.name=pod%2C7,team=payments,telemetry.sdk.name=other",
+    )
+    with otlp_target() as target:
+        rastir.configure(
+            exporter="otlp", otlp_endpoint=target.url, otel_bridge=False, flush_interval=60
+        )
+        _spans(1)
+        assert rastir.flush(10)
+        [(_, request)] = target.requests
+    resource = _resource(request)
+    assert resource["service.name"] == "checkout"
+    assert resource["k8s.pod.name"] == "pod,7"
+    assert resource["team"] == "payments"
+    assert resource["telemetry.sdk.name"] == "rastir"
+
+
+def test_service_name_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=from-resource")
+    monkeypatch.delenv("RASTIR_SERVICE", raising=False)
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    assert rastir.configure().service == "from-resource"
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "from-otel")
+    assert rastir.configure().service == "from-otel"
+    monkeypatch.setenv("RASTIR_SERVICE", "from-rastir")
+    assert rastir.configure().service == "from-rastir"
+    assert rastir.configure(service="explicit").service == "explicit"
+
+
+def test_a_malformed_resource_variable_is_ignored_whole_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "team=payments,not-a-pair")
+    monkeypatch.delenv("RASTIR_SERVICE", raising=False)
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    settings = rastir.configure()
+    with caplog.at_level("WARNING", logger="rastir"):
+        resource = settings.resource()
+    assert "team" not in resource
+    assert settings.service == "unknown_service"
+    assert "OTEL_RESOURCE_ATTRIBUTES ignored" in caplog.text
