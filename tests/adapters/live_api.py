@@ -32,11 +32,12 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.collector.server import serving as serve_app
 
 __all__ = ["HANG_LIMIT_S", "LONG_CHUNKS", "USAGE", "FakeAPI", "serving"]
 
@@ -729,43 +730,13 @@ def event_stream_message(event: str, payload: dict[str, Any]) -> bytes:
     return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
 
 
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: Any = None) -> None:
-        try:
-            await super().startup(sockets)
-        finally:
-            self.ready.set()
-
-
 @contextmanager
 def serving() -> Iterator[FakeAPI]:
     """A FakeAPI served by uvicorn on 127.0.0.1:<free port> in a thread."""
     api = FakeAPI()
-    config = uvicorn.Config(
-        api.app(),
-        host="127.0.0.1",
-        port=0,
-        loop="asyncio",
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=2,
-    )
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, name="fake-llm-api", daemon=True)
-    thread.start()
-    if not server.ready.wait(20) or not server.started:
-        server.should_exit = True
-        raise RuntimeError("the fake API server did not start")
-    host, port = server.servers[0].sockets[0].getsockname()[:2]
-    api.url = f"http://{host}:{port}"
-    try:
-        yield api
-    finally:
-        api.stopping.set()
-        server.should_exit = True
-        thread.join(30)
+    with serve_app(api.app()) as url:
+        api.url = url
+        try:
+            yield api
+        finally:
+            api.stopping.set()  # hanging handlers return, so the server can stop
