@@ -116,44 +116,58 @@ async def test_sigterm_drains_and_exits_and_spans_survive_a_restart(tmp_path: Pa
             assert await c.process.wait() == 0
 
 
-@pytest.mark.anyio
-async def test_committed_mode_loses_no_acknowledged_span_to_kill_9(tmp_path: Path) -> None:
-    data = str(tmp_path / "data")
+async def push_then_signal(c: CollectorProcess, sig: signal.Signals, at_least: int) -> list[str]:
+    """Four senders post agent traces until the collector refuses or is gone; once
+    ``at_least`` were acknowledged (202), ``sig`` goes to the process mid-stream.
+    Returns the acknowledged trace ids."""
     acked: list[str] = []
     enough = anyio.Event()
-    async with collector_process("--data-dir", data, "--ack", "committed") as c:
-        async with httpx.AsyncClient(base_url=c.url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=c.url, timeout=10) as client:
 
-            async def send(n: int) -> None:
-                # Keep posting until the process is gone; remember what was acknowledged.
-                for _ in range(n):
-                    tid, spans = agent_trace()
-                    try:
-                        r = await client.post("/v1/telemetry", content=encode(batch(spans)))
-                    except httpx.TransportError:
-                        return
-                    if r.status_code == 202:
-                        acked.append(tid)
-                        if len(acked) >= 40:
-                            enough.set()
+        async def send(n: int) -> None:
+            for _ in range(n):
+                tid, spans = agent_trace()
+                try:
+                    r = await client.post("/v1/telemetry", content=encode(batch(spans)))
+                except httpx.TransportError:
+                    return
+                if r.status_code == 202:
+                    acked.append(tid)
+                    if len(acked) >= at_least:
+                        enough.set()
+                elif r.status_code == 503:  # shutting down
+                    return
 
-            async with anyio.create_task_group() as tg:
-                for _ in range(4):
-                    tg.start_soon(send, 10_000)
-                with anyio.fail_after(30):
-                    await enough.wait()
-                # Mid-stream: requests are in flight, some acknowledged, some not yet.
-                c.process.send_signal(signal.SIGKILL)
-        with anyio.fail_after(10):
-            assert await c.process.wait() == -signal.SIGKILL
-    assert len(acked) >= 40
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(send, 10_000)
+            with anyio.fail_after(30):
+                await enough.wait()
+            c.process.send_signal(sig)
+    return acked
+
+
+async def missing_after_restart(data: str, acked: list[str]) -> list[str]:
+    """The acknowledged traces a collector restarted on ``data`` does not have."""
     async with collector_process("--data-dir", data) as c:
         async with httpx.AsyncClient(base_url=c.url) as client:
             missing = [t for t in acked if (await client.get(f"/v1/traces/{t}")).status_code != 200]
         c.process.send_signal(signal.SIGTERM)
         with anyio.fail_after(25):
             await c.process.wait()
-    assert missing == []
+    return missing
+
+
+@pytest.mark.anyio
+async def test_committed_mode_loses_no_acknowledged_span_to_kill_9(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    async with collector_process("--data-dir", data, "--ack", "committed") as c:
+        # Mid-stream: requests are in flight, some acknowledged, some not yet.
+        acked = await push_then_signal(c, signal.SIGKILL, 40)
+        with anyio.fail_after(10):
+            assert await c.process.wait() == -signal.SIGKILL
+    assert len(acked) >= 40
+    assert await missing_after_restart(data, acked) == []
 
 
 @pytest.mark.anyio

@@ -13,13 +13,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 
 from rastir.collector.otlp.export import DROP_REASONS, OtlpExporter
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import agent_trace, batch, encode, span
-from tests.collector.test_cli import collector_process
+from tests.collector.test_cli import collector_process, missing_after_restart, push_then_signal
 from tests.core.test_export_loss_audit import _raw_server
 from tests.sampling.collector import stored_trace_ids, wait_for
 
@@ -243,41 +242,12 @@ async def test_a_target_trickling_its_answer_does_not_hold_ingest_back_past_its_
 
 async def test_sigterm_under_load_keeps_every_span_a_202_acknowledged(tmp_path: Path) -> None:
     data = str(tmp_path / "data")
-    acked: list[str] = []
-    enough = anyio.Event()
     async with collector_process("--data-dir", data, "--shutdown-timeout", "5") as c:
-        async with httpx.AsyncClient(base_url=c.url, timeout=10) as client:
-
-            async def send(n: int) -> None:
-                # Post until the collector refuses or is gone; remember what was acknowledged.
-                for _ in range(n):
-                    tid, spans = agent_trace()
-                    try:
-                        r = await client.post("/v1/telemetry", content=encode(batch(spans)))
-                    except httpx.TransportError:
-                        return
-                    if r.status_code == 202:
-                        acked.append(tid)
-                        if len(acked) >= 100:
-                            enough.set()
-                    elif r.status_code == 503:
-                        return
-
-            async with anyio.create_task_group() as tg:
-                for _ in range(4):
-                    tg.start_soon(send, 10_000)
-                with anyio.fail_after(30):
-                    await enough.wait()
-                # Mid-stream, queued mode: some acknowledged spans are still in the
-                # store's write queue.
-                c.process.send_signal(signal.SIGTERM)
+        # Mid-stream, queued mode: some acknowledged spans are still in the store's
+        # write queue.
+        acked = await push_then_signal(c, signal.SIGTERM, 100)
         with anyio.fail_after(30):
             assert await c.process.wait() == 0
         assert not [r for r in c.lines if "unwritten" in str(r.get("msg", ""))]
-    async with collector_process("--data-dir", data) as c:
-        async with httpx.AsyncClient(base_url=c.url) as client:
-            missing = [t for t in acked if (await client.get(f"/v1/traces/{t}")).status_code != 200]
-        c.process.send_signal(signal.SIGTERM)
-        with anyio.fail_after(25):
-            await c.process.wait()
-    assert missing == []
+    assert len(acked) >= 100
+    assert await missing_after_restart(data, acked) == []
