@@ -144,14 +144,23 @@ def tokens(span: Span) -> tuple[Any, Any]:
 
 
 # -- LangGraph ----------------------------------------------------------------------------
+
+
+def one_node_graph(
+    name: str, node: Any, *, retry_policy: Any = None, checkpointer: Any = None
+) -> Any:
+    """START -> ``name`` -> END over the messages state, compiled."""
+    builder = StateGraph(MessagesState)
+    builder.add_node(name, node, retry_policy=retry_policy)
+    builder.add_edge(START, name)
+    builder.add_edge(name, END)
+    return builder.compile(checkpointer=checkpointer)
+
+
 def test_a_compiled_subgraph_as_a_node_nests_its_nodes_under_it(
     rastir_spans: CapturedSpans,
 ) -> None:
-    builder = StateGraph(MessagesState)
-    builder.add_node("expert", build_graph())
-    builder.add_edge(START, "expert")
-    builder.add_edge("expert", END)
-    graph = builder.compile()
+    graph = one_node_graph("expert", build_graph())
 
     @langgraph_agent(agent_name="supervisor")
     def run() -> Any:
@@ -207,11 +216,7 @@ def test_interrupt_and_resume_are_two_calls_the_first_marked_interrupted(
         answer = interrupt("approve?")
         return {"messages": [AIMessage(content=f"approved: {answer}")]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("ask_human", ask_human)
-    builder.add_edge(START, "ask_human")
-    builder.add_edge("ask_human", END)
-    graph = builder.compile(checkpointer=InMemorySaver())
+    graph = one_node_graph("ask_human", ask_human, checkpointer=InMemorySaver())
     config: Any = {"configurable": {"thread_id": "t1"}}
 
     @langgraph_agent(agent_name="approver")
@@ -243,12 +248,8 @@ def test_a_retried_node_gives_one_span_per_attempt(rastir_spans: CapturedSpans) 
             raise ConnectionError("try again")
         return {}
 
-    builder = StateGraph(MessagesState)
     policy = RetryPolicy(max_attempts=3, initial_interval=0.001, jitter=False)
-    builder.add_node("flaky", flaky, retry_policy=policy)
-    builder.add_edge(START, "flaky")
-    builder.add_edge("flaky", END)
-    graph = builder.compile()
+    graph = one_node_graph("flaky", flaky, retry_policy=policy)
 
     @langgraph_agent(agent_name="retry")
     def run() -> Any:
@@ -412,11 +413,7 @@ async def test_a_cancelled_run_cancels_the_spans_it_cut_short(
     async def agent(state: MessagesState) -> dict[str, Any]:
         return {"messages": [await model.ainvoke(state["messages"])]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("agent", agent)
-    builder.add_edge(START, "agent")
-    builder.add_edge("agent", END)
-    graph = builder.compile()
+    graph = one_node_graph("agent", agent)
 
     @langgraph_agent(agent_name="hang")
     async def run() -> Any:
@@ -608,11 +605,7 @@ def test_runnables_inside_a_node_get_no_span_of_their_own(rastir_spans: Captured
     def node(state: MessagesState) -> dict[str, Any]:
         return {"messages": [AIMessage(content=chain.invoke({"x": "hi"}))]}
 
-    builder = StateGraph(MessagesState)
-    builder.add_node("think", node)
-    builder.add_edge(START, "think")
-    builder.add_edge("think", END)
-    graph = builder.compile()
+    graph = one_node_graph("think", node)
 
     @langgraph_agent(agent_name="thinker")
     def run() -> Any:
