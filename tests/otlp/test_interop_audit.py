@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
+import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -299,6 +302,34 @@ async def test_llm_spans_from_other_sdks_are_priced_like_rastirs_own(
         m = await c.scrape()
         cost = m.total("rastir_llm_cost_usd_total", service="otel-priced", model="gpt-4o")
         assert cost == pytest.approx(expected)
+
+
+def test_without_price_data_received_llm_spans_are_unknown_never_free() -> None:
+    """A collector installed without the pricing extra still looks received LLM spans
+    up, in the overrides alone: the rest are flagged unknown, not left at $0."""
+    code = """
+        import sys
+        sys.modules["genai_prices"] = None  # what import sees when it is not installed
+        import rastir
+        from rastir.collector.otlp import receive
+        assert receive.enable_foreign_pricing()
+        rastir.set_model_price("my-model", input=1.0, output=2.0)
+        for model in ("gpt-4o", "my-model"):
+            attrs = {"gen_ai.request.model": model, "gen_ai.provider.name": "openai",
+                     "gen_ai.usage.input_tokens": 1_000_000,
+                     "gen_ai.usage.output_tokens": 1_000_000}
+            receive._price_foreign(attrs)
+            print(model, attrs.get("rastir.cost.unknown"), attrs.get("rastir.cost.usd"))
+    """
+    out = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert out.stdout.split("\n")[:2] == ["gpt-4o True None", "my-model None 3.0"]
+    assert "install rastir[pricing]" in out.stderr
 
 
 async def test_a_string_that_is_not_utf8_does_not_cost_the_request(

@@ -202,11 +202,13 @@ _price: Any = None
 
 
 def enable_foreign_pricing() -> bool:
-    """Load what pricing other SDKs' LLM spans needs; False without price data.
+    """Load what pricing other SDKs' LLM spans needs; False if pricing is broken.
 
     genai-prices' tables take a few hundred milliseconds and about 30 MB: the
     endpoint calls this in a worker thread, the first time a request holds such a
-    span, so a collector that never receives one never pays for them.
+    span, so a collector that never receives one never pays for them. Without the
+    price data (no ``pricing`` extra) the spans are still looked up, in the overrides
+    alone, so they end up ``rastir.cost.unknown`` rather than silently costing $0.
     """
     global _price
     if _price is None:
@@ -216,9 +218,12 @@ def enable_foreign_pricing() -> bool:
             registry = get_pricing()
             if registry.has_price_data:
                 registry.preload()
-                _price = registry.price_counts
             else:
-                _price = False
+                logger.warning(
+                    "no price data (install rastir[pricing]): LLM spans received over "
+                    "OTLP are marked rastir.cost.unknown"
+                )
+            _price = registry.price_counts
         except Exception:
             logger.warning("pricing received LLM spans is off: no price data", exc_info=True)
             _price = False

@@ -1,0 +1,1 @@
+"""The user documentation, checked against the real code."""
