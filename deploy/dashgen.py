@@ -985,6 +985,18 @@ def _system() -> Dashboard:
                 q(rate(c + "store_dropped_spans_total"), "store"),
             ),
             ts(
+                "SDK events by service",
+                "ops",
+                "Health events senders report (their batches' sdk_events): inbound trace "
+                "context their HTTP middleware or MCP bridge refused (a caller or proxy "
+                "sending malformed traceparent, tracestate or baggage; the request started "
+                "a new trace) and middleware hooks that raised. Not sent in direct OTLP mode.",
+                q(
+                    rate(c + "client_events_total", S, by="service, event"),
+                    "{{service}} {{event}}",
+                ),
+            ),
+            ts(
                 "Ingest latency percentiles",
                 "s",
                 "Time to handle an accepted ingest request.",

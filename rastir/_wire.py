@@ -16,6 +16,9 @@ __all__ = [
     "ERROR_CATEGORIES",
     "INT64_MAX",
     "INT64_MIN",
+    "MAX_SDK_EVENTS",
+    "MAX_SDK_EVENT_NAME",
+    "SDK_EVENTS",
     "WIRE_VERSION",
     "AttrValue",
     "WireBatch",
@@ -69,6 +72,25 @@ Kind = Literal[
     "evaluation",
 ]
 
+#: The closed set of names a sender counts in ``WireBatch.sdk_events``: what the SDK
+#: refused or survived inside the application, which no span records. ``http.*`` are
+#: inbound HTTP requests (``rastir.middleware.stats``), ``mcp.*`` inbound MCP
+#: ``params._meta`` (``rastir.mcp_bridge.stats``). The collector counts a name outside
+#: this set under one fold value, so a newer sender never creates an unbounded label.
+SDK_EVENTS: Final[tuple[str, ...]] = (
+    "http.invalid_traceparent",
+    "http.invalid_tracestate",
+    "http.invalid_baggage",
+    "http.hook_error",
+    "mcp.invalid_traceparent",
+    "mcp.invalid_tracestate",
+    "mcp.invalid_baggage",
+)
+#: At most this many ``sdk_events`` entries per batch, each name at most
+#: ``MAX_SDK_EVENT_NAME`` characters: room for names added later, still a bounded map.
+MAX_SDK_EVENTS: Final = 64
+MAX_SDK_EVENT_NAME: Final = 64
+
 # Lowercase hex of a fixed width. The W3C rule that ids are never all zeros is
 # checked by the collector after decoding: a regex for it would double decode time.
 TraceId = Annotated[str, msgspec.Meta(min_length=32, max_length=32)]
@@ -118,14 +140,24 @@ class WireSpan(msgspec.Struct, omit_defaults=True):
     sampled: bool = True
 
 
+Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+SdkEventName = Annotated[str, msgspec.Meta(max_length=MAX_SDK_EVENT_NAME)]
+
+
 class WireBatch(msgspec.Struct, omit_defaults=True):
     """One POST body. ``dropped`` counts spans the sender lost since its last batch."""
 
     spans: list[WireSpan]
     resource: dict[str, Scalar] = {}
-    dropped: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = 0
+    dropped: Count = 0
     #: Only ``WIRE_VERSION`` is accepted; the collector answers 400 to any other.
-    version: Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)] = WIRE_VERSION
+    version: Count = WIRE_VERSION
+    #: How many times each of the sender's health events (names from ``SDK_EVENTS``)
+    #: happened since its last batch that got through; absent when none did. Added
+    #: in version 1 as an optional field: a collector that predates it ignores it
+    #: (the Structs do not forbid unknown fields), and a batch without it is read
+    #: as an empty map.
+    sdk_events: Annotated[dict[SdkEventName, Count], msgspec.Meta(max_length=MAX_SDK_EVENTS)] = {}
 
 
 def batch_decoder() -> msgspec.json.Decoder[WireBatch]:

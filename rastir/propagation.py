@@ -55,7 +55,10 @@ class RefusedContextStats:
     for HTTP headers, ``rastir.mcp_bridge.stats`` for MCP ``_meta``).
 
     Counting happens on refusal paths only, so the lock costs the common case nothing
-    and keeps the counts exact across threads.
+    and keeps the counts exact across threads. The module-level instances are event
+    sources of the export pipeline: each batch to a rastir collector carries their
+    increase in ``sdk_events``, under the wire names of :attr:`EVENT_NAMES`, and the
+    collector exports it as ``rastir_collector_client_events_total{service,event}``.
     """
 
     #: The counters, in the order :meth:`as_dict` gives them.
@@ -74,6 +77,10 @@ class RefusedContextStats:
         for name in self.FIELDS:
             setattr(self, name, 0)
 
+    #: The wire name (``rastir._wire.SDK_EVENTS``) of each counter sent to the
+    #: collector; a counter without one stays in the process.
+    EVENT_NAMES: ClassVar[dict[str, str]] = {}
+
     def count(self, name: str) -> None:
         """Add one to the counter ``name`` (one of :attr:`FIELDS`)."""
         with self._lock:
@@ -83,6 +90,17 @@ class RefusedContextStats:
         """The counts, read together."""
         with self._lock:
             return {name: getattr(self, name) for name in self.FIELDS}
+
+    def event_counts(self) -> dict[str, int]:
+        """The counts by wire name, read together (for the exporter, once per batch)."""
+        names = self.EVENT_NAMES
+        with self._lock:
+            return {names[f]: getattr(self, f) for f in self.FIELDS if f in names}
+
+    def _reset_after_fork(self) -> None:
+        # Only the forking thread exists in the child; the lock may have been held by
+        # another thread of the parent, and would then stay locked for ever.
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.as_dict()})"

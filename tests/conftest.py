@@ -19,6 +19,7 @@ def _reset() -> None:
     PIPELINE.queueing = False
     PIPELINE.queue.clear()
     PIPELINE.take_dropped()
+    PIPELINE.take_events()
 
 
 @pytest.fixture(autouse=True)

@@ -10,11 +10,13 @@ A pure ASGI endpoint, in this order, each step cheaper than the next:
 4. the body, counted while it streams in ..................... 413
 5. gunzip, bounded: never more than the limit is inflated .... 413 / 400
 6. msgspec decode with the wire Structs (int64 bounds too) ... 400
+   (``sdk_events`` too: at most 64 names of at most 64 characters)
 7. what the schema cannot say: hex ids, not all zero, end >= start ... 400;
    the span count ................................................ 413 (the SDK splits)
 8. cut over-long strings, attribute maps, the service name and the resource, and
    count the cuts
-9. the store, then metrics (cached children) and sinks ....... 202 {"accepted": n}
+9. the store, then metrics (cached children; the batch's ``sdk_events`` last) and
+   sinks ........................................................ 202 {"accepted": n}
    (metrics only once the store has taken the spans: a 429 from a full store queue
    must not count spans the sender will send again)
 
@@ -259,13 +261,19 @@ class IngestEndpoint:
             )
         raw_service = batch.resource.get("service.name")
         service = raw_service if raw_service.__class__ is str else label_value(raw_service)
-        return await self.accept(
-            service or "unknown_service",
+        service = service or "unknown_service"
+        accepted = await self.accept(
+            service,
             batch.resource,
             batch.spans,
             batch.dropped,
             strings_fit=_strings_fit(body, self._max_len),
         )
+        # Counted once the batch is taken, as its spans are: a refused batch is sent
+        # again (or its events carried to the sender's next one), never counted twice.
+        if batch.sdk_events:
+            self.metrics.record_client_events(service, batch.sdk_events)
+        return accepted
 
     async def accept(
         self,

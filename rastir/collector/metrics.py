@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from rastir._wire import WireSpan
+from rastir._wire import SDK_EVENTS, WireSpan
 
 __all__ = ["OTHER", "Metrics", "collector_version"]
 
@@ -44,6 +44,7 @@ _INF: Final = math.inf
 # and one beyond a float's (10**400) would raise OverflowError when added. Any cost,
 # duration or score that large is a sender's bug; it is ignored like a negative one.
 _BIG: Final = 2.0**63
+_SDK_EVENTS: Final = frozenset(SDK_EVENTS)
 _MAX_LABEL_LEN: Final = 128  # longer label values are cut; a label is a name, not a text
 
 # Buckets, in seconds unless named otherwise. LLM calls run from sub-second to many
@@ -548,6 +549,12 @@ class Metrics(Collector):
             "Spans senders report they dropped before sending (the batch's dropped field).",
             svc,
         )
+        self.client_events = C(
+            "rastir_collector_client_events_total",
+            "Health events senders report (the batch's sdk_events field): inbound trace "
+            "context their middleware or MCP bridge refused, hooks that raised.",
+            ("service", "event"),
+        )
         self.rejected = C(
             "rastir_collector_rejected_requests_total",
             "Ingest requests refused, by reason.",
@@ -622,6 +629,9 @@ class Metrics(Collector):
         )
         self.g_eval: Group[_Eval] = G("rastir_evaluation", ev, lambda k: _Eval(self, k))
         self.g_service: Group[_Service] = G("rastir_collector", svc, lambda k: _Service(self, k))
+        self.g_client_events: Group[CounterChild] = G(
+            "rastir_collector_client_events", ("service", "event"), self.client_events.child
+        )
         self._llm_bundles = self.g_llm.bundles
         self._tool_bundles = self.g_tool.bundles
         self._handlers: dict[str, Callable[[str, WireSpan, float, dict[str, Any]], None]] = {
@@ -879,6 +889,22 @@ class Metrics(Collector):
             b.score.observe(score)
 
     # --- the collector's own health, off the span path
+
+    def record_client_events(self, service: str, events: dict[str, int]) -> None:
+        """Count the ``sdk_events`` of one accepted batch under its service.
+
+        A name outside ``SDK_EVENTS`` (a newer sender's, or garbage) is counted under
+        ``__other__`` and the fold in ``rastir_label_overflow_total``: the ``event``
+        label never takes more than ``len(SDK_EVENTS) + 1`` values.
+        """
+        group = self.g_client_events
+        for name, n in events.items():
+            if not n:
+                continue
+            if name not in _SDK_EVENTS:
+                self.label_overflow.child((group.name, "event")).inc()
+                name = OTHER
+            group.get((service, name)).inc(n)
 
     def reject(self, reason: str) -> None:
         self.rejected.child((reason,)).inc()

@@ -11,6 +11,13 @@ reach only the test captures.
 After ``fork()`` the child's copy of the queue is emptied (decision D10: those spans
 are the parent's to send), whether or not an exporter exists yet, so spans queued
 before ``configure()`` are not exported again by every child that configures.
+
+SDK health events (``WireBatch.sdk_events``): counters kept elsewhere (the
+middleware's and the MCP bridge's refusal counts) register here as event sources.
+The exporter takes the increase since the last take once per batch, on its own
+thread; the application's threads never touch this part. A batch given up puts its
+events back, as it does its drop count, and a forked child starts from the parent's
+counts without reporting them (they are the parent's to report).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ if TYPE_CHECKING:
     from rastir._otel import OTelBridge
     from rastir.spans import Span
 
-__all__ = ["PIPELINE", "Pipeline", "SpanSink"]
+__all__ = ["PIPELINE", "EventSource", "Pipeline", "SpanSink"]
 
 
 class SpanSink(Protocol):
@@ -34,11 +41,27 @@ class SpanSink(Protocol):
     def __call__(self, span: Span) -> None: ...
 
 
+class EventSource(Protocol):
+    """Process-wide counters of SDK health events, read by the exporter once per batch."""
+
+    def event_counts(self) -> dict[str, int]:
+        """Cumulative counts by wire name (``rastir._wire.SDK_EVENTS``); never decrease
+        except when a user resets them."""
+        ...
+
+    def _reset_after_fork(self) -> None:
+        """Make the source usable in a forked child (its lock may be held there)."""
+        ...
+
+
 class Pipeline:
     """The process-wide span hand-off. There is exactly one, ``PIPELINE``."""
 
     __slots__ = (
         "_drop_lock",
+        "_event_sources",
+        "_events_pending",
+        "_events_taken",
         "_wake_pending",
         "bridge",
         "dropped",
@@ -74,6 +97,12 @@ class Pipeline:
         # Called (from the application's thread) when a full batch is waiting.
         self.on_wake: Callable[[], None] | None = None
         self._wake_pending = False
+        # SDK health events: the registered sources, each source's cumulative counts
+        # as last taken, and counts taken but not delivered (a batch given up).
+        # Guarded by _drop_lock; bounded by the sources' closed sets of names.
+        self._event_sources: tuple[EventSource, ...] = ()
+        self._events_taken: dict[int, dict[str, int]] = {}
+        self._events_pending: dict[str, int] = {}
 
     def on_end(self, span: Span) -> None:
         """Hand over one finished span. Never blocks, never raises."""
@@ -113,6 +142,59 @@ class Pipeline:
             with self._drop_lock:
                 self.dropped += n
 
+    def add_event_source(self, source: EventSource) -> None:
+        """Report ``source``'s counters in the batches from now on (each increase once).
+
+        What it counted before this call is reported too: the counts start at zero.
+        """
+        with self._drop_lock:
+            if any(s is source for s in self._event_sources):
+                return
+            self._event_sources = (*self._event_sources, source)
+
+    def _read_events(self) -> tuple[dict[str, int], list[dict[str, int]]]:
+        """Pending events plus every source's increase since the last take, and the
+        counts read (lock held). Each source is read once, so an increase counted
+        while this runs is either in the result or left for the next take.
+
+        A count found lower than at the last take was reset (by a user): all of its new
+        value is new, as a Prometheus counter reset reads. Nothing negative is reported.
+        """
+        out = dict(self._events_pending)
+        counts = []
+        for source in self._event_sources:
+            now = source.event_counts()
+            counts.append(now)
+            taken = self._events_taken.get(id(source), {})
+            for name, value in now.items():
+                before = taken.get(name, 0)
+                delta = value - before if value >= before else value
+                if delta > 0:
+                    out[name] = out.get(name, 0) + delta
+        return out, counts
+
+    def has_events(self) -> bool:
+        """Whether some event has not been taken yet, or was put back (cheap reads)."""
+        with self._drop_lock:
+            return bool(self._read_events()[0])
+
+    def take_events(self) -> dict[str, int]:
+        """Read and reset the event counts (the exporter sends them in the next batch)."""
+        with self._drop_lock:
+            out, counts = self._read_events()
+            for source, now in zip(self._event_sources, counts, strict=True):
+                self._events_taken[id(source)] = now
+            self._events_pending = {}
+        return out
+
+    def add_events(self, events: dict[str, int]) -> None:
+        """Put back events taken for a batch that was given up: the next one carries them."""
+        if events:
+            with self._drop_lock:
+                pending = self._events_pending
+                for name, n in events.items():
+                    pending[name] = pending.get(name, 0) + n
+
     def discard_queued(self, why: str) -> int:
         """Empty the queue, counting its spans as dropped and logging their number once.
 
@@ -149,6 +231,15 @@ class Pipeline:
         self.overflowed = 0
         self._drop_lock = threading.RLock()
         self._wake_pending = False
+        # Events the parent counted are the parent's to report: the child starts from
+        # the counts as they were at the fork and reports only its own increases.
+        self._events_pending = {}
+        for source in self._event_sources:
+            try:
+                source._reset_after_fork()
+                self._events_taken[id(source)] = dict(source.event_counts())
+            except Exception:  # pragma: no cover - never break the child over telemetry
+                pass
 
     def add_sink(self, sink: SpanSink) -> None:
         self.sinks = (*self.sinks, sink)

@@ -5,7 +5,14 @@ Guarantees to the application:
 * it never blocks: the application only appends to a bounded deque;
 * it never raises into the application: every failure stays on this thread;
 * nothing is lost quietly: a span that cannot be queued or delivered is counted, and
-  the count travels in the next batch's ``dropped`` field to the collector.
+  the count travels in the next batch's ``dropped`` field to the collector;
+* the SDK's health events (inbound trace context refused, hooks that raised; see
+  ``rastir.export._pipeline``) travel the same way, as counts in the batch's
+  ``sdk_events`` field, read once per batch on this thread. A batch given up puts
+  them back for the next one; a retiring exporter leaves them to the new one. Direct
+  OTLP mode has no field for them: they stay in the process's counters
+  (``rastir.middleware.stats``, ``rastir.mcp_bridge.stats``) and are reported if the
+  process is later configured to push to a rastir collector.
 
 Delivery: batches of ``batch_size`` spans, or whatever is queued every
 ``flush_interval`` seconds. To a rastir collector, connection errors, 408, 429 and
@@ -43,6 +50,8 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING
 
+import msgspec
+
 from rastir.export._encode import encode_batch
 from rastir.export.http import HttpTransport, PushResult
 from rastir.spans import _clock
@@ -64,6 +73,18 @@ _OTLP_RETRYABLE = frozenset((429, 502, 503, 504))
 # Batches given up within this many seconds of the last warning are summed into the
 # next one: a collector refusing every batch must not write a line per batch.
 _LOSS_LOG_INTERVAL = 60.0
+_NO_EVENTS: dict[str, int] = {}  # shared, never mutated
+_events_encoder = msgspec.json.Encoder()
+
+
+def _with_events(body: bytes, events: dict[str, int]) -> bytes:
+    """``body``, a ``WireBatch`` as JSON, with ``sdk_events`` added as its last member.
+
+    Byte for byte what encoding the Struct with the field set gives (``sdk_events`` is
+    its last field, and the Struct always has ``spans``), without passing the counts
+    through the span encoder (rastir.export._encode).
+    """
+    return b'%s,"sdk_events":%s}' % (body[:-1], _events_encoder.encode(events))
 
 
 class ExporterStats:
@@ -274,6 +295,11 @@ class BatchExporter:
             if self.pipeline.on_wake == self._on_wake:
                 self.pipeline.wake_at = self.settings.batch_size
 
+    def _events_due(self) -> bool:
+        """Whether SDK events wait to be reported by this exporter (not in OTLP mode, not
+        once retired: the next exporter reports them)."""
+        return not (self._otlp or self._retired) and self.pipeline.has_events()
+
     def flush(self, timeout: float = 5.0) -> bool:
         """Block until every span queued before this call is sent (or given up).
 
@@ -282,15 +308,15 @@ class BatchExporter:
         started after the call has ended (which also reports a pending drop count).
         """
         if self._thread is None:
-            if not self._queue and not self.pipeline.dropped:
+            if not self._queue and not self.pipeline.dropped and not self._events_due():
                 return True
             self._start()
         with self._take_lock:
             queued = len(self._queue)
             target = self._taken + queued
-        if not queued and self.pipeline.dropped:
-            # Nothing queued, but a loss to report: the next batch carries it (or
-            # the round's report with no span, which also ends the wait).
+        if not queued and (self.pipeline.dropped or self._events_due()):
+            # Nothing queued, but a loss or events to report: the next batch carries
+            # them (or the round's report with no span, which also ends the wait).
             target += 1
         with self._cond:
             self._flush_requested += 1
@@ -348,7 +374,8 @@ class BatchExporter:
         self._deadline = time.monotonic() + timeout
         with self._take_lock:
             self._stop_after = self._taken + (len(self._queue) if drain else 0)
-        if drain and thread is None and (self._queue or self.pipeline.dropped):
+        pending = self._queue or self.pipeline.dropped or self._events_due()
+        if drain and thread is None and pending:
             self._start()
             thread = self._thread
         self._stop.set()
@@ -386,6 +413,13 @@ class BatchExporter:
         if self._unlogged_batches:
             self._log_loss()
         self._log_drops()
+        if not self._otlp and self.pipeline.has_events():
+            # Still in rastir.middleware.stats / rastir.mcp_bridge.stats; a later
+            # exporter (configure() again) reports them.
+            _log.warning(
+                "rastir exporter: SDK events (refused trace context, failed hooks) not "
+                "reported to the collector before the exporter stopped"
+            )
         if not (unreported or in_flight):
             return
         _log.warning(
@@ -522,9 +556,10 @@ class BatchExporter:
                 start = self._taken
                 self._taken = end = start + len(batch)
             if not batch:
-                # Drops are reported even with no span to carry them, but only once
-                # per round, so a collector refusing every batch cannot spin this loop.
-                if reported or not pipeline.dropped:
+                # Drops and events are reported even with no span to carry them, but
+                # only once per round, so a collector refusing every batch cannot spin
+                # this loop.
+                if reported or not (pipeline.dropped or self._events_due()):
                     return stopping
                 reported = True
             self._in_flight = len(batch)
@@ -543,6 +578,8 @@ class BatchExporter:
     def _deliver(self, batch: list[Span]) -> bool:
         """Send one batch; True when spans were given up (counted as dropped)."""
         dropped = self.pipeline.take_dropped()
+        # Not in OTLP mode (no field for them), nor once retired (the next exporter's).
+        events = _NO_EVENTS if self._otlp or self._retired else self.pipeline.take_events()
         if self._otlp:
             # OTLP has no field for spans lost before sending: they are counted here
             # (ExporterStats.spans_dropped) and logged instead.
@@ -558,10 +595,12 @@ class BatchExporter:
                 return False
         try:
             body = self._encode(batch, self._resource, dropped)
+            if events:
+                body = _with_events(body, events)
         except Exception as e:  # a span that cannot be encoded must not stall the rest
             self.stats.last_error = f"could not encode a batch: {e}"
             self.stats.batches_failed += 1
-            self._lost(dropped, len(batch))
+            self._lost(dropped, len(batch), events)
             return True
         result = self._send_with_retries(body)
         if result.ok:
@@ -582,23 +621,27 @@ class BatchExporter:
             return False
         if result.status == 413 and len(batch) > 1:
             self.pipeline.add_dropped(dropped)
+            self.pipeline.add_events(events)
             half = len(batch) // 2
             first_lost = self._deliver(batch[:half])
             second_lost = self._deliver(batch[half:])
             return first_lost or second_lost
         self.stats.batches_failed += 1
         self.stats.last_error = f"{result.status} {result.error}".strip()
-        self._lost(dropped, len(batch))
+        self._lost(dropped, len(batch), events)
         return True
 
-    def _lost(self, reported: int, n: int) -> None:
-        """A batch of ``n`` spans given up, carrying a report of ``reported`` drops."""
+    def _lost(self, reported: int, n: int, events: dict[str, int]) -> None:
+        """A batch of ``n`` spans given up, carrying a report of ``reported`` drops and
+        of ``events``."""
         if self._otlp:
             # No field to report losses in: counted and logged here, once.
             self._gave_up(n)
             return
-        # Both go back to pipeline.dropped, for the next batch to report.
+        # Both go back to pipeline.dropped, for the next batch to report, and the
+        # events back to the pipeline's pending counts.
         self.pipeline.add_dropped(reported + n)
+        self.pipeline.add_events(events)
         if n:
             self._gave_up(n)
         # else: only the report of earlier drops failed; the stop warning includes it.

@@ -10,9 +10,10 @@ opentelemetry-api; rastir writes and reads the same keys, so the two interoperat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 from rastir.context import _current_baggage
+from rastir.export._pipeline import PIPELINE
 from rastir.propagation import (
     _MASK128,
     _TRACEPARENT_FORMAT,
@@ -59,10 +60,20 @@ class MetaStats(RefusedContextStats):
             not a string) while the valid parent was kept.
         invalid_baggage: a ``baggage`` that held no valid entry or was cut to the
             W3C limits (8192 bytes, 180 members); what fitted was kept.
+
+    Each batch sent to a rastir collector carries their increase (``mcp.*`` in
+    ``sdk_events``), exported as ``rastir_collector_client_events_total``.
     """
+
+    EVENT_NAMES: ClassVar[dict[str, str]] = {
+        "invalid_traceparent": "mcp.invalid_traceparent",
+        "invalid_tracestate": "mcp.invalid_tracestate",
+        "invalid_baggage": "mcp.invalid_baggage",
+    }
 
 
 stats = MetaStats()
+PIPELINE.add_event_source(stats)
 
 
 def merge_meta(user: Mapping[str, Any] | None, context: Span | SpanContext) -> dict[str, Any]:

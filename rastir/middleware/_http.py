@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, Final
 
+from rastir.export._pipeline import PIPELINE
 from rastir.propagation import (
     _SHAPE,
     _TEMPLATE,
@@ -79,9 +80,18 @@ class MiddlewareStats(RefusedContextStats):
         invalid_baggage: inbound ``baggage`` values that were oversized or held no
             valid entry; whatever fitted the W3C limits was still kept.
         hook_errors: request or response hooks that raised.
+
+    Each batch sent to a rastir collector carries their increase (``http.*`` in
+    ``sdk_events``), exported as ``rastir_collector_client_events_total``.
     """
 
     FIELDS: ClassVar[tuple[str, ...]] = (*RefusedContextStats.FIELDS, "hook_errors")
+    EVENT_NAMES: ClassVar[dict[str, str]] = {
+        "invalid_traceparent": "http.invalid_traceparent",
+        "invalid_tracestate": "http.invalid_tracestate",
+        "invalid_baggage": "http.invalid_baggage",
+        "hook_errors": "http.hook_error",
+    }
     __slots__ = ("hook_errors",)
     hook_errors: int
 
@@ -99,6 +109,7 @@ class MiddlewareStats(RefusedContextStats):
 
 
 stats = MiddlewareStats()
+PIPELINE.add_event_source(stats)
 
 
 _unhexlify = binascii.unhexlify

@@ -384,7 +384,8 @@ def wave(wave_number: int) -> list[dict[str, Any]]:
     shop += _shop_failures(now)
     shop[0]["attributes"]["app.note"] = long_value
     return [
-        batch(shop, service="shop", dropped=2),
+        # sdk_events: what the shop's middleware refused (rastir_collector_client_events_total)
+        {**batch(shop, service="shop", dropped=2), "sdk_events": {"http.invalid_traceparent": 1}},
         batch(_mcp_server(now), service="tools-mcp"),
         batch(_support(now), service="support"),
     ]
