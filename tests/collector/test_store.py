@@ -471,6 +471,65 @@ async def test_paging_while_traces_arrive_sees_each_trace_once(store: Store) -> 
     assert set(seen) >= {tid(n) for n in range(1, 41)}
 
 
+# Durations on both sides of each change in their number of decimal digits (the
+# SQLite store indexes traces by it), from none at all to ten seconds.
+DURATIONS = [0, 1, 9, 10, 99, 100, MS - 1, MS, 10 * MS - 1, 10 * MS, 100 * MS, 10_000 * MS]
+
+
+@pytest.mark.parametrize("min_duration", [0, 1, 10, 11, MS, 10 * MS + 1, 10**12])
+@pytest.mark.parametrize("status", [None, "ok"])
+@pytest.mark.parametrize("window", [None, (T0 + 5 * MS, T0 + 20 * MS)])
+async def test_a_minimum_duration_selects_exactly_the_long_enough_traces_page_by_page(
+    store: Store, min_duration: int, status: Any, window: tuple[int, int] | None
+) -> None:
+    durations = {n: DURATIONS[n % len(DURATIONS)] for n in range(1, 2 * len(DURATIONS) + 1)}
+    await ingest(
+        store,
+        [
+            SpanRow(
+                "api",
+                span(
+                    n,
+                    1,
+                    start=T0 + n * MS,
+                    duration=duration,
+                    status="error" if n % 3 == 0 else "ok",
+                    error="timeout" if n % 3 == 0 else None,
+                ),
+            )
+            for n, duration in durations.items()
+        ],
+    )
+    start, end = window or (None, None)
+    expected = [
+        tid(n)
+        for n in sorted(durations, reverse=True)
+        if durations[n] >= min_duration
+        and not (status == "ok" and n % 3 == 0)
+        and (start is None or start <= T0 + n * MS)
+        and (end is None or T0 + n * MS < end)
+    ]
+    seen: list[str] = []
+    cursor = None
+    for _ in range(len(durations)):
+        page = await store.list_traces(
+            TraceQuery(
+                min_duration_ns=min_duration,
+                status=status,
+                start_ns=start,
+                end_ns=end,
+                limit=2,
+                cursor=cursor,
+            )
+        )
+        seen += [summary.trace_id for summary in page.traces]
+        assert all(summary.duration_ns >= min_duration for summary in page.traces)
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert seen == expected
+
+
 @pytest.mark.parametrize("cursor", ["not a cursor", "AAAA", "kQE", "kv8B"])
 async def test_a_cursor_the_store_did_not_make_is_refused(store: Store, cursor: str) -> None:
     await ingest(store, *FIXTURE.values())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 import time
@@ -307,7 +308,7 @@ async def test_the_spans_view_shows_the_columns_of_each_span(tmp_path: Path) -> 
     "query",
     [
         TraceQuery(),
-        TraceQuery(status="ok", min_duration_ns=5, start_ns=1, end_ns=2),
+        TraceQuery(status="ok", start_ns=1, end_ns=2),
         TraceQuery(service="api"),
         TraceQuery(status="error"),
         TraceQuery(agent="a", model="m", error_type="timeout", service="api", status="error"),
@@ -330,6 +331,134 @@ async def test_listings_walk_an_index_in_order_without_sorting(
     assert "INDEX" in plan or "PRIMARY KEY" in plan, plan
     if query.service or query.agent or query.model or query.status == "error":
         assert "SCAN" not in plan, plan  # a range of the tag index, not every trace
+
+
+def query_plan(path: Path, query: TraceQuery, cursor: tuple[int, int] | None) -> list[str]:
+    sql, params = _listing_sql(query, cursor)
+    with sqlite3.connect(path) as connection:
+        plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    connection.close()
+    return plan
+
+
+# A walk of a whole table (or of an index holding every row of it), filtering as it
+# goes. Scans of a union's arms, "SCAN (subquery-N)", read a page's rows at most.
+_FULL_SCAN = re.compile(r"SCAN (t|g|h|traces|trace_tags|span_data|spans)\b")
+# Every entry of this partial index matches status=ok: its walk stops at the page.
+_PAGE_SCAN = "SCAN t USING INDEX traces_ok_by_start"
+
+FILTERS = {
+    "service": TraceQuery(service="api"),
+    "agent": TraceQuery(agent="a"),
+    "model": TraceQuery(model="m"),
+    "status ok": TraceQuery(status="ok"),
+    "status error": TraceQuery(status="error"),
+    "error type": TraceQuery(error_type="timeout"),
+    "min duration": TraceQuery(min_duration_ns=50 * MS),
+    "time range": TraceQuery(start_ns=T0, end_ns=T0 + 10 * MS),
+    "start": TraceQuery(start_ns=T0),
+    "end": TraceQuery(end_ns=T0),
+    "ok, min duration": TraceQuery(status="ok", min_duration_ns=3),
+    "min duration, time": TraceQuery(min_duration_ns=MS, start_ns=T0, end_ns=T0 + MS),
+    "service, min duration": TraceQuery(service="api", min_duration_ns=MS),
+    "agent, model, ok": TraceQuery(agent="a", model="m", status="ok"),
+    "everything": TraceQuery(
+        service="api",
+        agent="a",
+        model="m",
+        status="error",
+        error_type="timeout",
+        min_duration_ns=MS,
+        start_ns=T0,
+        end_ns=T0 + MS,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FILTERS))
+@pytest.mark.parametrize("cursor", [None, (T0, 7)])
+async def test_no_listing_filter_walks_every_trace(
+    tmp_path: Path, name: str, cursor: tuple[int, int] | None
+) -> None:
+    store = SQLiteStore(tmp_path / "t.db")
+    await store.start()
+    await store.write(trace(1, 3))
+    await store.close()
+    query = FILTERS[name]
+    plan = query_plan(tmp_path / "t.db", query, cursor)
+    full = [line for line in plan if _FULL_SCAN.match(line) and line != _PAGE_SCAN]
+    assert not full, plan
+    assert all("SEARCH" in line or line == _PAGE_SCAN for line in plan if " t " in line), plan
+    if query.min_duration_ns and not (
+        query.service or query.agent or query.model or query.error_type or query.status == "error"
+    ):
+        assert any("traces_by_duration_digits" in line for line in plan), plan
+        assert not any("traces_by_start" in line for line in plan), plan
+
+
+def _durations_and_errors() -> list[SpanRow]:
+    """Trace n (1 to 30): one span starting at T0 + n ms, lasting n ** 3 us; every
+    fourth an error."""
+    return [
+        SpanRow(
+            "api",
+            WireSpan(
+                trace_id=tid(n),
+                span_id=f"{n:016x}",
+                name="op",
+                kind="custom",
+                start_time_unix_nano=T0 + n * MS,
+                end_time_unix_nano=T0 + n * MS + n**3 * 1000,
+                status="error" if n % 4 == 0 else "ok",
+                error=WireError(type="timeout") if n % 4 == 0 else None,
+            ),
+        )
+        for n in range(1, 31)
+    ]
+
+
+async def test_a_database_made_before_the_listing_indexes_gets_them_when_opened(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.db"
+    store = SQLiteStore(path)
+    await store.start()
+    await store.write(_durations_and_errors())
+    await store.close()
+    # The file as the release before this one left it: the same schema (version 1)
+    # without the two listing indexes.
+    with sqlite3.connect(path) as connection:
+        connection.execute("DROP INDEX traces_ok_by_start")
+        connection.execute("DROP INDEX traces_by_duration_digits")
+        (version,) = connection.execute("PRAGMA user_version").fetchone()
+    connection.close()
+    assert version == 1
+
+    store = SQLiteStore(path)
+    await store.start()
+    try:
+        with sqlite3.connect(path) as connection:
+            indexes = {
+                row[0]
+                for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+            }
+            (version,) = connection.execute("PRAGMA user_version").fetchone()
+        connection.close()
+        assert {"traces_ok_by_start", "traces_by_duration_digits"} <= indexes
+        assert version == 1
+        # Answers from the rebuilt indexes, and from rows written after reopening.
+        await store.write(trace(99, 2, start=T0 + 99 * MS))
+        long_ones = await store.list_traces(TraceQuery(min_duration_ns=8_000_000, limit=100))
+        assert [t.trace_id for t in long_ones.traces] == [
+            tid(n) for n in range(30, 0, -1) if n**3 * 1000 >= 8_000_000
+        ]
+        ok = await store.list_traces(TraceQuery(status="ok", limit=5))
+        assert [t.trace_id for t in ok.traces] == [tid(n) for n in (99, 30, 29, 27, 26)]
+        assert store.stats().traces_stored == 31
+    finally:
+        await store.close()
+    plan = query_plan(path, TraceQuery(min_duration_ns=8_000_000), None)
+    assert any("traces_by_duration_digits" in line for line in plan), plan
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])

@@ -11,7 +11,11 @@ the queue, so the event loop never waits on the export target:
 * encoded as ``ExportTraceServiceRequest`` protobuf (:mod:`rastir.export.otlp`),
   uncompressed by default (as OTLP exporters are), gzip at level 1 with
   ``otlp_compression=gzip``;
-* POSTed over one kept-alive ``http.client`` connection;
+* POSTed over one kept-alive ``http.client`` connection; one request (connect, send
+  and the whole answer) ends after ``otlp_timeout`` seconds, however its bytes
+  arrive: each read waits only for the time the request has left, so a target
+  trickling its answer a byte at a time cannot hold the export thread (the request
+  fails as a timeout and is retried like one);
 * retried, per the OTLP/HTTP specification, after no answer and after 429, 502, 503
   and 504, with exponential backoff and full jitter, waiting at least what
   ``Retry-After`` asks (capped at 60 s), for at most ``otlp_retry_budget`` seconds
@@ -35,9 +39,11 @@ retry later rather than lose spans.
 from __future__ import annotations
 
 import http.client
+import io
 import logging
 import math
 import random
+import socket
 import threading
 import time
 import zlib
@@ -80,6 +86,74 @@ def _traces_url(endpoint: str) -> tuple[bool, str, int | None, str]:
     if parts.query:
         path += "?" + parts.query
     return parts.scheme == "https", parts.hostname, parts.port, path
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A response's socket reads, each allowed only the time its request has left.
+
+    ``http.client`` applies the socket timeout to each read alone: an answer sent a
+    byte at a time, each within the timeout, could keep a request going for ever.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._sock = sock
+        # Unbuffered: the socket's own reader, which keeps it open while the
+        # response is read (http.client closes its connection early on "close").
+        self._raw = sock.makefile("rb", buffering=0)
+        self._deadline = deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took longer than its timeout")
+        self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    def __init__(
+        self,
+        sock: socket.socket,
+        deadline: float,
+        debuglevel: int = 0,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(sock, debuglevel, method, url)
+        self.fp.close()  # nothing read from it yet
+        self.fp = io.BufferedReader(_DeadlineReader(sock, deadline))
+
+
+class _Deadline:
+    """A connection whose answers are read by the request's deadline (``deadline``)."""
+
+    deadline = math.inf
+
+    def _respond(
+        self, sock: socket.socket, debuglevel: int = 0, method: str | None = None
+    ) -> http.client.HTTPResponse:
+        return _DeadlineResponse(sock, self.deadline, debuglevel, method)
+
+
+class _HTTPConnection(_Deadline, http.client.HTTPConnection):
+    def __init__(self, host: str, port: int | None, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.response_class = self._respond  # type: ignore[assignment]
+
+
+class _HTTPSConnection(_Deadline, http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int | None, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.response_class = self._respond  # type: ignore[assignment]
 
 
 class _Answer:
@@ -150,7 +224,7 @@ class OtlpExporter:
         self.backoff_cap = backoff_cap
         self._encoder = encoder
         self._failures = failures
-        self._conn: http.client.HTTPConnection | None = None
+        self._conn: _HTTPConnection | _HTTPSConnection | None = None
 
         self._queue: deque[tuple[Mapping[str, Any], list[WireSpan]]] = deque()
         # Spans in and out of the queue. Each is written by one thread only (the loop
@@ -168,9 +242,9 @@ class OtlpExporter:
         # True while the last request succeeded: only a healthy target's slowness
         # pushes back on ingest (see pressure()).
         self.healthy = False
-        # When the request being sent has run past its timeout (a target that
-        # trickles its answer holds http.client's reads, each within the timeout):
-        # from then on it no longer counts as healthy. inf while none is out.
+        # When the request being sent runs out of time: from then on the target no
+        # longer counts as keeping up, even before the export thread has noticed
+        # (pressure() reads it from the loop thread). inf while none is out.
         self._overdue_at = math.inf
         self._high_water = max(1, int(queue_size * high_water))
         self._wake = threading.Event()
@@ -433,12 +507,32 @@ class OtlpExporter:
             self._stop.wait(delay)
             attempt += 1
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self, deadline: float) -> _HTTPConnection | _HTTPSConnection:
+        """The kept-alive connection (opened when there is none), bound to ``deadline``.
+
+        Raises:
+            TimeoutError: no time is left.
+            OSError: the connection cannot be opened.
+        """
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request took longer than its timeout")
         conn = self._conn
         if conn is None:
-            cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout)
+            cls = _HTTPSConnection if self._https else _HTTPConnection
+            conn = cls(self._host, self._port, timeout=left)
             self._conn = conn
+        if conn.sock is None:
+            conn.timeout = left
+            conn.connect()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request took longer than its timeout")
+        assert conn.sock is not None
+        # sendall() gets this much in all (not per send); the answer's reads
+        # shorten it as the deadline nears.
+        conn.sock.settimeout(left)
+        conn.deadline = deadline
         return conn
 
     def _close_connection(self) -> None:
@@ -450,11 +544,16 @@ class OtlpExporter:
                 pass
 
     def _post(self, body: bytes) -> _Answer:
-        """One POST; never raises. A kept-alive connection closed while idle is retried once."""
+        """One POST, done or failed within ``timeout``; never raises.
+
+        A kept-alive connection closed while idle is retried once, within the same
+        ``timeout``.
+        """
+        deadline = time.monotonic() + self.timeout
+        self._overdue_at = deadline
         for again in (False, True):
-            conn = self._connection()
-            self._overdue_at = time.monotonic() + self.timeout
             try:
+                conn = self._connection(deadline)
                 conn.request("POST", self._path, body=body, headers=self._headers)
                 resp = conn.getresponse()
                 data = resp.read()

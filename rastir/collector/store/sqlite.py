@@ -38,7 +38,12 @@ Schema
 
     ``trace_tags`` indexes traces by service, agent, model, error type and "has an
     error", keyed by the trace's start, so a filtered listing walks one index
-    range, newest first.
+    range, newest first. Without a tag, ``traces_ok_by_start`` serves
+    ``status=ok`` and ``traces_by_duration_digits`` a minimum duration: no filter
+    of ``GET /v1/traces`` walks every trace to find a few. These two indexes came
+    after schema version 1's first release; ``CREATE INDEX IF NOT EXISTS`` adds
+    them to an older file when it is opened (a file they were added to still
+    opens with the release before), so the version stays 1.
 
 Failures
     A transaction that fails because of the database's surroundings (locked by
@@ -132,6 +137,12 @@ CREATE TABLE IF NOT EXISTS traces (
     tags BLOB NOT NULL  -- msgpack: [services, agents, models, error types]
 );
 CREATE INDEX IF NOT EXISTS traces_by_start ON traces (start_ns, seq);
+-- Listing without a tag: traces without errors (status=ok), newest first; and
+-- traces by the decimal digits of their duration (min_duration_ms), newest first
+-- within each (see _listing_sql). Both are built when an older file is opened.
+CREATE INDEX IF NOT EXISTS traces_ok_by_start ON traces (start_ns, seq) WHERE error_count = 0;
+CREATE INDEX IF NOT EXISTS traces_by_duration_digits
+    ON traces (length(max(end_ns - start_ns, 0)), start_ns, seq);
 CREATE TABLE IF NOT EXISTS span_data (
     trace_seq INTEGER NOT NULL,
     span_id TEXT NOT NULL,
@@ -1154,15 +1165,28 @@ def _summary(row: tuple[Any, ...]) -> TraceSummary:
     )
 
 
-def _listing_sql(query: TraceQuery, cursor: tuple[int, int] | None) -> tuple[str, list[Any]]:
-    """One index range walked newest first: the first tag's, else the start index.
+# The duration classes: a trace's duration's decimal digits, as the index has them.
+_DIGITS: Final = "length(max(t.end_ns - t.start_ns, 0))"
+_MOST_DIGITS: Final = len(str(_MAX_INT64))
 
-    Further tags are checked by primary key; ``status="ok"`` (most traces) and the
-    minimum duration are checked on the trace row.
+
+def _listing_sql(query: TraceQuery, cursor: tuple[int, int] | None) -> tuple[str, list[Any]]:
+    """The listing's query: index ranges walked newest first, none of them every trace.
+
+    With a tag: the first tag's range of ``trace_tags``; further tags are checked by
+    primary key, ``status="ok"`` and the minimum duration on the trace row. Without
+    one, a minimum duration walks ``traces_by_duration_digits``: one range per
+    number of digits a long enough duration can have, each newest first and cut at
+    the page size, merged. Only the range of the minimum's own digit count holds
+    traces too short (checked on the row). Else ``status="ok"`` walks
+    ``traces_ok_by_start``, and no filter (or a time range) ``traces_by_start``.
     """
     tags = query_tags(query)
     params: list[Any] = []
     columns = ", ".join(f"t.{name}" for name in _TRACE_FIELDS)
+    # The summary's duration is never below 0 (a trace of evaluation spans alone
+    # has no end, _aggregate), so min_duration_ms=0 keeps every trace, as in memory.
+    min_duration = query.min_duration_ns or None
     if tags:
         tag, value = tags[0]
         # CROSS JOIN fixes the join order: walk the tag index, look traces up.
@@ -1178,9 +1202,44 @@ def _listing_sql(query: TraceQuery, cursor: tuple[int, int] | None) -> tuple[str
                 " AND h.start_ns = g.start_ns AND h.seq = g.seq)"
             )
             params += (tag, value)
+    elif min_duration is not None:
+        arms: list[str] = []
+        for digits in range(len(str(min_duration)), _MOST_DIGITS + 1):
+            arm_sql, arm_params = _range_filters(
+                f"SELECT {columns} FROM traces t INDEXED BY traces_by_duration_digits"
+                f" WHERE {_DIGITS} = ?",
+                [digits],
+                "t.start_ns",
+                "t.seq",
+                query,
+                cursor,
+                min_duration,
+            )
+            arms.append(f"SELECT * FROM ({arm_sql})")
+            params += arm_params
+        names = ", ".join(_TRACE_FIELDS)
+        sql = f"SELECT {names} FROM ({' UNION ALL '.join(arms)}) ORDER BY start_ns DESC, seq DESC"
+        sql += " LIMIT ?"
+        params.append(query.limit + 1)
+        return sql, params
     else:
-        sql = f"SELECT {columns} FROM traces t WHERE 1"
+        index = "traces_ok_by_start" if query.status == "ok" else "traces_by_start"
+        sql = f"SELECT {columns} FROM traces t INDEXED BY {index} WHERE 1"
         start, seq = "t.start_ns", "t.seq"
+    return _range_filters(sql, params, start, seq, query, cursor, min_duration)
+
+
+def _range_filters(
+    sql: str,
+    params: list[Any],
+    start: str,
+    seq: str,
+    query: TraceQuery,
+    cursor: tuple[int, int] | None,
+    min_duration: int | None,
+) -> tuple[str, list[Any]]:
+    """``sql`` with the cursor, time range, status and duration checks, newest first."""
+    params = list(params)
     if cursor is not None:
         sql += f" AND ({start}, {seq}) < (?, ?)"
         params += cursor
@@ -1192,11 +1251,9 @@ def _listing_sql(query: TraceQuery, cursor: tuple[int, int] | None) -> tuple[str
         params.append(query.end_ns)
     if query.status == "ok":
         sql += " AND t.error_count = 0"
-    if query.min_duration_ns is not None:
-        # The summary's duration: never below 0 (a trace of evaluation spans alone
-        # has no end, _aggregate), so min_duration_ms=0 keeps every trace, as in memory.
+    if min_duration is not None:
         sql += " AND max(t.end_ns - t.start_ns, 0) >= ?"
-        params.append(query.min_duration_ns)
+        params.append(min_duration)
     sql += f" ORDER BY {start} DESC, {seq} DESC LIMIT ?"
     params.append(query.limit + 1)
     return sql, params
