@@ -163,7 +163,7 @@ def agent(
 def _llm_hooks(
     model: str | None,
     provider: str | None,
-    operation: str,
+    operation: str | None,
     attributes: Mapping[str, AttributeValue] | None,
     names: tuple[str, ...] | None = None,
 ) -> Hooks:
@@ -178,7 +178,7 @@ def _llm_hooks(
         warm_pricing()
 
     static: dict[str, AttributeValue] = dict(attributes or {})
-    static["gen_ai.operation.name"] = operation
+    static["gen_ai.operation.name"] = operation or "chat"
     if model:
         static["gen_ai.request.model"] = model
     if provider:
@@ -212,16 +212,25 @@ def _llm_hooks(
             return ((_current_llm, (outer_m if m is None else m, outer_p if p is None else p)),)
         return ((_current_llm, (m, p)),)
 
+    phase: Callable[[dict[str, Any], Any, str | None, str | None], None] = response_phase
+    if operation is not None:  # named by the user: it beats the adapter's, as model= does
+
+        def named(attrs: dict[str, Any], result: Any, m: str | None, p: str | None) -> None:
+            response_phase(attrs, result, m, p)
+            attrs["gen_ai.operation.name"] = operation
+
+        phase = named
+
     def complete(span: Span, result: Any) -> None:
         if result is None or result.__class__ in _SCALARS:
             return
-        response_phase(span.attributes, result, model, provider)
+        phase(span.attributes, result, model, provider)
         if span._inner_llm is not None:
             mark_if_counted_inside(span)
 
     # For plain functions the stream hook runs the response phase itself when the
     # result is not a stream; generators' return values get ``complete``.
-    return Hooks(prepare, complete, StreamHook(model, provider, response_phase))
+    return Hooks(prepare, complete, StreamHook(model, provider, phase, operation))
 
 
 _SCALARS = frozenset((str, bytes, int, float, bool))
@@ -237,7 +246,7 @@ def llm(
     name: str | None = None,
     model: str | None = None,
     provider: str | None = None,
-    operation: str = "chat",
+    operation: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Callable[[F], F]: ...
 def llm(
@@ -247,7 +256,7 @@ def llm(
     name: str | None = None,
     model: str | None = None,
     provider: str | None = None,
-    operation: str = "chat",
+    operation: str | None = None,
     attributes: Mapping[str, AttributeValue] | None = None,
 ) -> Any:
     """Trace a call to a language model.
@@ -266,7 +275,8 @@ def llm(
         model: the model, overriding what the call and response say.
         provider: the provider (``gen_ai.provider.name``), for example ``"openai"``.
         operation: ``gen_ai.operation.name``: ``chat``, ``text_completion``,
-            ``embeddings``, ``generate_content``.
+            ``embeddings``, ``generate_content``. When not given, the response's
+            kind decides (an embeddings response is ``embeddings``), else ``chat``.
         attributes: constant attributes put on every span.
 
     Raises:

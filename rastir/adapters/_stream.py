@@ -90,6 +90,7 @@ class StreamRecorder:
         "details",
         "ended",
         "explicit_model",
+        "explicit_operation",
         "explicit_provider",
         "extra",
         "finish",
@@ -109,6 +110,7 @@ class StreamRecorder:
         self.span = span
         self.explicit_model = explicit_model
         self.explicit_provider = explicit_provider
+        self.explicit_operation: str | None = None  # @llm(operation=...), set by begin()
         self.t_first = 0
         self.chunks = 0
         self.tokens_in: int | None = None
@@ -241,6 +243,8 @@ class StreamRecorder:
                 if found.extra_attributes:
                     r.extra_attributes.update(found.extra_attributes)
         write_result(attrs, r, self.explicit_model, self.explicit_provider)
+        if self.explicit_operation is not None:
+            attrs["gen_ai.operation.name"] = self.explicit_operation
         if self.span._inner_llm is not None:
             mark_if_counted_inside(self.span)
         attrs["rastir.stream.chunks"] = self.chunks
@@ -466,20 +470,24 @@ class StreamHook:
     None: fewer calls on ``@llm``'s hot path.
     """
 
-    __slots__ = ("explicit_model", "explicit_provider", "respond")
+    __slots__ = ("explicit_model", "explicit_operation", "explicit_provider", "respond")
 
     def __init__(
         self,
         explicit_model: str | None,
         explicit_provider: str | None,
         respond: Callable[[dict[str, Any], Any, str | None, str | None], None] | None = None,
+        explicit_operation: str | None = None,
     ) -> None:
         self.explicit_model = explicit_model
         self.explicit_provider = explicit_provider
         self.respond = respond
+        self.explicit_operation = explicit_operation
 
     def begin(self, span: Span) -> StreamRecorder:
-        return StreamRecorder(span, self.explicit_model, self.explicit_provider)
+        rec = StreamRecorder(span, self.explicit_model, self.explicit_provider)
+        rec.explicit_operation = self.explicit_operation
+        return rec
 
     def adopt(self, span: Span, result: Any) -> Any:
         """A proxy that owns the span's end when ``result`` is a stream, else None."""

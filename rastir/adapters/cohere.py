@@ -1,6 +1,14 @@
-"""Cohere adapter (priority 150): v2 ``V2ChatResponse`` (and v1 chat responses),
-plus v2 stream events. Cohere's responses do not name the model: it comes from the
-request (``model=``).
+"""Cohere adapter (priority 150): chat (v2 ``V2ChatResponse``, v1
+``NonStreamedChatResponse``), embed (``EmbedByTypeResponse``, ``EmbedFloatsResponse``)
+and rerank (``RerankResponse``, ``V2RerankResponse``) answers, plus the chat stream
+events of both APIs (v2 ``*V2ChatStreamResponse``, v1 ``*StreamedChatResponse``).
+
+No Cohere answer names the model (none of these classes has a model field): it comes
+from the request (``model=``) only. Without it, none is invented: the span has no
+``gen_ai.request.model``, and with tokens it is marked ``rastir.cost.unknown=true``
+and left unpriced (the pricing step does this for any span with tokens and no model).
+A rerank is billed in search units, which no token price covers: its span always
+carries ``rastir.cost.unknown=true`` and the units as ``cohere.billed_units.search_units``.
 
 Token counts are ``usage.billed_units``, what Cohere bills (and what genai-prices
 reads); ``usage.tokens`` also counts the prompt template Cohere adds, which is not
@@ -23,7 +31,13 @@ from rastir.adapters.base import (
 
 __all__ = ["CohereAdapter"]
 
-_RESPONSES: Final = frozenset(("V2ChatResponse", "NonStreamedChatResponse", "ChatResponse"))
+_CHAT: Final = frozenset(("V2ChatResponse", "NonStreamedChatResponse", "ChatResponse"))
+_EMBED: Final = frozenset(("EmbedByTypeResponse", "EmbedFloatsResponse", "EmbedResponse"))
+_RERANK: Final = frozenset(("RerankResponse", "V2RerankResponse"))
+_RESPONSES: Final = _CHAT | _EMBED | _RERANK
+# The suffixes of the stream event classes: v2 (``MessageEndV2ChatStreamResponse``,
+# with ``StreamedChatResponseV2`` aliases) and v1 (``StreamEndStreamedChatResponse``).
+_STREAM_SUFFIXES: Final = ("StreamResponse", "StreamedChatResponse", "StreamedChatResponseV2")
 _CLIENTS: Final = frozenset(("Client", "ClientV2", "AsyncClient", "AsyncClientV2"))
 
 
@@ -46,6 +60,10 @@ def _usage(r: AdapterResult | TokenDelta, usage: Any) -> None:
             tout = int_or_none(getattr(tokens, "output_tokens", None))
     r.tokens_input = tin
     r.tokens_output = tout
+    if isinstance(r, AdapterResult) and billed is not None:
+        units = int_or_none(getattr(billed, "search_units", None))
+        if units is not None:
+            r.extra_attributes["cohere.billed_units.search_units"] = units
     cached = int_or_none(getattr(usage, "cached_tokens", None))
     if cached:
         r.cache_read_tokens = cached
@@ -65,14 +83,23 @@ class CohereAdapter(BaseAdapter):
         r.response_id = str_or_none(getattr(result, "id", None)) or str_or_none(
             getattr(result, "response_id", None)
         )
-        r.finish_reason = str_or_none(getattr(result, "finish_reason", None))
         usage = getattr(result, "usage", None)
         if usage is None:
             usage = getattr(result, "meta", None)
         _usage(r, usage)
+        name = type(result).__name__
+        if name in _EMBED:
+            r.extra_attributes["gen_ai.operation.name"] = "embeddings"
+        elif name in _RERANK:
+            r.extra_attributes["gen_ai.operation.name"] = "rerank"
+            r.extra_attributes["rastir.cost.unknown"] = True
+        else:
+            r.finish_reason = str_or_none(getattr(result, "finish_reason", None))
         return r
 
     def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
+        if type(result).__name__ not in _CHAT:
+            return None
         message = getattr(result, "message", None)
         content = getattr(message, "content", None) if message else getattr(result, "text", None)
         return [{"role": "assistant", "parts": to_parts(content)}]
@@ -84,7 +111,7 @@ class CohereAdapter(BaseAdapter):
         return AdapterResult(provider="cohere")
 
     def match_stream_type(self, cls: type) -> bool | None:
-        return cls.__name__.endswith("StreamResponse") and _ours(cls)
+        return cls.__name__.endswith(_STREAM_SUFFIXES) and _ours(cls)
 
     def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
         d = TokenDelta(provider="cohere")
@@ -102,4 +129,23 @@ class CohereAdapter(BaseAdapter):
             delta = getattr(chunk, "delta", None)
             d.finish_reason = str_or_none(getattr(delta, "finish_reason", None))
             _usage(d, getattr(delta, "usage", None))
+        elif kind is None:
+            _v1_event(d, chunk)
         return d
+
+
+def _v1_event(d: TokenDelta, chunk: Any) -> None:
+    """A v1 ``chat_stream`` event (``event_type``): text and tool calls are content;
+    ``stream-end`` carries the whole response, with its usage in ``meta``."""
+    event = getattr(chunk, "event_type", None)
+    if event in ("text-generation", "tool-calls-chunk", "tool-calls-generation"):
+        d.content = True
+        text = getattr(chunk, "text", None)
+        if isinstance(text, str) and text:
+            d.text = text
+    elif event == "stream-end":
+        d.finish_reason = str_or_none(getattr(chunk, "finish_reason", None))
+        response = getattr(chunk, "response", None)
+        if response is not None:
+            d.response_id = str_or_none(getattr(response, "response_id", None))
+            _usage(d, getattr(response, "meta", None))

@@ -18,6 +18,12 @@ output at 10-12x the text price): the ``AUDIO``, ``IMAGE`` and ``VIDEO`` entries
 of the prompt, of the cache reads and of the output, and priced with the model's own
 prices for them (as genai-prices does, which also counts ``DOCUMENT`` entries, PDF
 pages read as images, as image tokens).
+
+``gen_ai.operation.name`` follows the response class, as the GenAI semantic
+conventions name the operations: a ``GenerateContentResponse`` (``generate_content``,
+its stream, and a chat session's ``send_message``, which runs ``generate_content``) is
+``generate_content``; an ``EmbedContentResponse`` is ``embeddings`` (input tokens from
+its ``usage_metadata``, else the sum of its embeddings' ``statistics.token_count``).
 """
 
 from __future__ import annotations
@@ -36,8 +42,18 @@ from rastir.adapters.base import (
 __all__ = ["GeminiAdapter"]
 
 
+_GENERATE: Final = "GenerateContentResponse"
+_EMBED: Final = "EmbedContentResponse"
+# The response class -> the GenAI semconv operation it is the answer of.
+_OPERATIONS: Final = {_GENERATE: "generate_content", _EMBED: "embeddings"}
+
+
 def _ours(cls: type) -> bool:
-    return cls.__name__ == "GenerateContentResponse" and cls.__module__.startswith("google.")
+    return cls.__name__ in _OPERATIONS and cls.__module__.startswith("google.")
+
+
+def _generated(cls: type) -> bool:
+    return cls.__name__ == _GENERATE and cls.__module__.startswith("google.")
 
 
 # A ModalityTokenCount's modality -> the TokenUsage part it counts toward in the
@@ -106,6 +122,20 @@ def _read(r: AdapterResult | TokenDelta, result: Any) -> None:
             r.finish_reason = str_or_none(getattr(reason, "name", reason))
 
 
+def _read_embedding(r: AdapterResult, result: Any) -> None:
+    """Input tokens of an ``embed_content`` answer (embeddings generate none)."""
+    usage = getattr(result, "usage_metadata", None)
+    tokens = int_or_none(getattr(usage, "prompt_token_count", None)) if usage else None
+    if tokens is None:
+        counted = [
+            int_or_none(getattr(getattr(e, "statistics", None), "token_count", None))
+            for e in getattr(result, "embeddings", None) or ()
+        ]
+        if counted and None not in counted:
+            tokens = sum(c for c in counted if c is not None)
+    r.tokens_input = tokens
+
+
 class GeminiAdapter(BaseAdapter):
     name = "gemini"
     priority = 150
@@ -117,10 +147,17 @@ class GeminiAdapter(BaseAdapter):
 
     def transform(self, result: Any) -> AdapterResult:
         r = AdapterResult(provider="gcp.gemini")
-        _read(r, result)
+        name = type(result).__name__
+        r.extra_attributes["gen_ai.operation.name"] = _OPERATIONS.get(name, "generate_content")
+        if name == _EMBED:
+            _read_embedding(r, result)
+        else:
+            _read(r, result)
         return r
 
     def extract_output_messages(self, result: Any) -> list[dict[str, Any]] | None:
+        if type(result).__name__ == _EMBED:
+            return None
         out = []
         for cand in getattr(result, "candidates", None) or ():
             content = getattr(cand, "content", None)
@@ -141,11 +178,16 @@ class GeminiAdapter(BaseAdapter):
         return AdapterResult(provider="gcp.vertex_ai" if vertex else "gcp.gemini")
 
     def match_stream_type(self, cls: type) -> bool | None:
-        return _ours(cls)
+        return _generated(cls)
 
     def extract_stream_delta(self, chunk: Any) -> TokenDelta | None:
         d = TokenDelta(provider="gcp.gemini")
         _read(d, chunk)
+        # generate_content_stream: the chunks are GenerateContentResponses.
+        extra = d.extra_attributes
+        if extra is None:
+            extra = d.extra_attributes = {}
+        extra["gen_ai.operation.name"] = "generate_content"
         for cand in getattr(chunk, "candidates", None) or ():
             content = getattr(cand, "content", None)
             for part in getattr(content, "parts", None) or ():

@@ -365,13 +365,46 @@ def wrap_sync(fn: Callable[..., Any], begin: Begin) -> Callable[..., Any]:
         # A stream handed back (``return graph.stream(...)``): the call lasts until the
         # caller has consumed it.
         if isinstance(result, types.GeneratorType):
-            return _drive_gen(result, scope)
+            return _drive_gen(result, scope, _Unstarted(scope))
         if isinstance(result, types.AsyncGeneratorType):
-            return _drive_agen(result, scope)
+            return _drive_agen(result, scope, _Unstarted(scope))
         scope.finish()
         return result
 
     return wrapper
+
+
+class _Unstarted:
+    """Ends the call of a stream handed back and never finalized.
+
+    A generator that is never started never runs its ``finally``, not even when it is
+    collected, so a stream the caller drops unread would leave the call's span open
+    for ever. This object is an argument of the driving generator, so it lives in its
+    frame and goes with it: if the drive has not taken over by then, the call's span is
+    ended here (without the call's lock: the collector may run this anywhere, also while
+    this thread holds that lock; a call that never ran a step has no open runs).
+    """
+
+    __slots__ = ("scope",)
+
+    def __init__(self, scope: _Scope) -> None:
+        self.scope: _Scope | None = scope
+
+    def __del__(self) -> None:
+        scope = self.scope
+        if scope is None:
+            return
+        self.scope = None
+        try:
+            span = scope.span
+            if span.ended:
+                return
+            span.attributes["rastir.generator.closed_early"] = True
+            span.attributes["rastir.generator.items"] = 0
+            span._t1 = time.perf_counter_ns()
+            PIPELINE.on_end(span)
+        except Exception:  # never raise into the garbage collector
+            pass
 
 
 def wrap_async(fn: Callable[..., Any], begin: Begin) -> Callable[..., Any]:
@@ -388,7 +421,7 @@ def wrap_async(fn: Callable[..., Any], begin: Begin) -> Callable[..., Any]:
             raise
         scope.leave(tokens)
         if isinstance(result, types.AsyncGeneratorType):
-            return _drive_agen(result, scope)
+            return _drive_agen(result, scope, _Unstarted(scope))
         scope.finish()
         return result
 
@@ -432,9 +465,14 @@ def wrap_agen(fn: Callable[..., AsyncGenerator[Any, Any]], begin: Begin) -> Call
     return wrapper
 
 
-def _drive_gen(gen: Generator[Any, Any, Any], scope: _Scope) -> Generator[Any, Any, Any]:
+def _drive_gen(
+    gen: Generator[Any, Any, Any], scope: _Scope, unstarted: _Unstarted | None = None
+) -> Generator[Any, Any, Any]:
     """Run a generator with the call's context set during each step (never across a
-    yield, DESIGN §4); the call ends when it is exhausted, closed or fails."""
+    yield, DESIGN §4); the call ends when it is exhausted, closed or fails (or, never
+    started, when it is collected: ``unstarted``)."""
+    if unstarted is not None:
+        unstarted.scope = None  # started: this generator's finally ends the call
     send: Callable[[Any], Any] = gen.send
     value: Any = None
     items = 0
@@ -473,7 +511,12 @@ def _drive_gen(gen: Generator[Any, Any, Any], scope: _Scope) -> Generator[Any, A
         scope.finish(error)
 
 
-async def _drive_agen(agen: AsyncGenerator[Any, Any], scope: _Scope) -> AsyncGenerator[Any, Any]:
+async def _drive_agen(
+    agen: AsyncGenerator[Any, Any], scope: _Scope, unstarted: _Unstarted | None = None
+) -> AsyncGenerator[Any, Any]:
+    """:func:`_drive_gen` for an async generator."""
+    if unstarted is not None:
+        unstarted.scope = None
     step: Callable[[Any], Any] = agen.asend
     value: Any = None
     items = 0

@@ -10,6 +10,13 @@ graph each see only their runs, and no graph, model or tool object is touched.
 LangGraph hands the callbacks down to each node, model and tool with ``run_id`` and
 ``parent_run_id``, including into its thread pool and asyncio tasks; spans are parented
 from those ids, never from whatever context the callback runs in.
+
+Interrupt and resume: a graph run that stops at ``interrupt()`` and the run that resumes
+it (``Command(resume=...)`` with the same ``thread_id``) are two decorated calls, two
+traces. The interrupted call's agent span is remembered by thread id (a process-wide
+LRU of :data:`MAX_INTERRUPTED_THREADS` entries, shared by all threads and tasks), and
+the resuming call's agent span gets a span link to it (``rastir.link.type=resume``).
+Both carry the thread id as ``gen_ai.conversation.id``.
 """
 
 from __future__ import annotations
@@ -17,10 +24,11 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from contextvars import ContextVar
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -30,9 +38,9 @@ from langchain_core.tracers.context import register_configure_hook
 
 from rastir.adapters import apply_request, apply_response
 from rastir.frameworks._base import FrameworkCall, Labels, capture_enabled, truncate
-from rastir.spans import Span
+from rastir.spans import Span, SpanContext
 
-__all__ = ["RastirCallbackHandler", "activate"]
+__all__ = ["MAX_INTERRUPTED_THREADS", "RastirCallbackHandler", "activate", "interrupted_stats"]
 
 _handler_var: ContextVar[RastirCallbackHandler | None] = ContextVar(
     "rastir_langchain_handler", default=None
@@ -46,6 +54,60 @@ _CONTROL_FLOW = frozenset({"GraphInterrupt", "NodeInterrupt", "GraphBubbleUp", "
 _INTERRUPTS = frozenset({"GraphInterrupt", "NodeInterrupt"})
 # The tag LangChain and LangGraph put on their internal runs (LangSmith hides them).
 _HIDDEN = "langsmith:hidden"
+
+
+# -- interrupted threads, for linking the run that resumes one ------------------------------
+#: How many interrupted threads are remembered (least recently interrupted dropped
+#: first). A resume of a thread dropped from it is traced as before, without the link.
+MAX_INTERRUPTED_THREADS: Final = 4096
+_interrupted: OrderedDict[str, SpanContext] = OrderedDict()
+_interrupted_lock = threading.Lock()
+_forgotten = 0  # threads dropped from the LRU to keep it bounded
+
+
+def _remember_interrupt(thread_id: str, agent: Span) -> None:
+    """Remember that ``thread_id`` stopped at an interrupt in ``agent``'s call."""
+    global _forgotten
+    context = agent.context
+    with _interrupted_lock:
+        _interrupted[thread_id] = context
+        _interrupted.move_to_end(thread_id)
+        while len(_interrupted) > MAX_INTERRUPTED_THREADS:
+            _interrupted.popitem(last=False)
+            _forgotten += 1
+
+
+def _interrupted_call(thread_id: str) -> SpanContext | None:
+    with _interrupted_lock:
+        return _interrupted.get(thread_id)
+
+
+def interrupted_stats() -> dict[str, int]:
+    """How many interrupted threads are remembered, and how many were dropped to keep
+    that number within :data:`MAX_INTERRUPTED_THREADS` (their resumes get no link)."""
+    with _interrupted_lock:
+        return {"remembered": len(_interrupted), "forgotten": _forgotten}
+
+
+def _thread_id(metadata: dict[str, Any] | None) -> str | None:
+    """The checkpointer thread of a run: LangGraph copies ``configurable.thread_id``
+    into every run's metadata."""
+    if not metadata:
+        return None
+    value = metadata.get("thread_id")
+    if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+        return str(value)
+    return None
+
+
+def _is_resume(inputs: Any) -> bool:
+    """``Command(resume=...)``: the input of a run that answers an interrupt."""
+    cls = type(inputs)
+    return (
+        cls.__name__ == "Command"
+        and cls.__module__.startswith("langgraph")
+        and getattr(inputs, "resume", None) is not None
+    )
 
 
 def _register() -> None:
@@ -123,6 +185,7 @@ class RastirCallbackHandler(BaseCallbackHandler):
     def __init__(self, call: FrameworkCall) -> None:
         self.call = call
         self._namespaces: dict[int, Any] = {}  # node span id -> LangGraph task namespace
+        self._threads: dict[UUID, str] = {}  # open node run -> its checkpointer thread
 
     def _nested(self) -> bool:
         """Whether the run belongs to another decorated call nested inside this one.
@@ -152,6 +215,10 @@ class RastirCallbackHandler(BaseCallbackHandler):
         call = self.call
         name = kwargs.get("name") or (serialized or {}).get("name")
         node = metadata.get("langgraph_node") if metadata else None
+        thread = _thread_id(metadata)
+        if thread is not None and call.span_of(parent_run_id) is None:
+            # A top-level run of the call (a graph's own run) on a checkpointer thread.
+            self._thread_started(thread, inputs)
         # A node's own run carries its name; routing functions and the runnables inside
         # a node carry the node's metadata under another name, and get no span. Nor do
         # LangGraph's own hidden nodes: ``__start__`` runs as a task of its own when
@@ -174,10 +241,29 @@ class RastirCallbackHandler(BaseCallbackHandler):
         span = call.open(run_id, f"node:{node}", "trace", parent, attrs, current=True)
         if namespace is not None:
             self._namespaces[span.sid] = namespace
+        if thread is not None:
+            self._threads[run_id] = thread
+
+    def _thread_started(self, thread: str, inputs: Any) -> None:
+        """Label the agent span with the run's thread; link a resume to the call the
+        thread was interrupted in."""
+        agent = self.call.agent
+        attrs = agent.attributes
+        attrs.setdefault("gen_ai.conversation.id", thread)
+        if not _is_resume(inputs):
+            return
+        target = _interrupted_call(thread)
+        if target is None or (target.tid, target.sid) == (agent.tid, agent.sid):
+            return  # unknown here, or interrupted and resumed within this same call
+        links = agent.links or ()
+        if any(ln.context.sid == target.sid and ln.context.tid == target.tid for ln in links):
+            return
+        agent.add_link(target, {"rastir.link.type": "resume", "gen_ai.conversation.id": thread})
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
         if self._nested():
             return
+        self._threads.pop(run_id, None)
         self._forget(self.call.close(run_id))
 
     def _forget(self, span: Span | None) -> None:
@@ -189,13 +275,18 @@ class RastirCallbackHandler(BaseCallbackHandler):
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         if self._nested():
             return
+        thread = self._threads.pop(run_id, None)
         if type(error).__name__ in _CONTROL_FLOW:
             span = self.call.span_of(run_id)
             if span is not None:
                 span.attributes["langgraph.control_flow"] = type(error).__name__
             if type(error).__name__ in _INTERRUPTS:
-                # The run pauses for a human; resuming it is another call (and trace).
-                self.call.agent.attributes["langgraph.interrupted"] = True
+                # The run pauses for a human; resuming it is another call (and trace),
+                # linked to this one through the thread (see _thread_started).
+                agent = self.call.agent
+                agent.attributes["langgraph.interrupted"] = True
+                if thread is not None:
+                    _remember_interrupt(thread, agent)
             self._forget(self.call.close(run_id))
             return
         self._forget(self.call.close(run_id, error))

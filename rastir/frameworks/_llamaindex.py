@@ -22,6 +22,23 @@ A streamed model call of a ``CustomLLM`` (``astream_chat`` over ``stream_chat`` 
 after the outer call's dispatcher span has exited: the inner call is found as part of
 the outer one from the stream LlamaIndex's callback wrapper is iterating, and the call
 stays one span.
+
+Streams handed back by the decorated call. A model stream can outlive the call that
+started it: a chat engine's ``stream_chat()`` starts the model call and a thread of
+LlamaIndex's own reads it; a query engine built with ``streaming=True`` returns a
+``StreamingResponse`` whose ``response_gen`` calls the model only when it is read.
+
+* A model call whose dispatcher span exits handing back a stream is remembered by its
+  span id (a process-wide LRU of :data:`MAX_OPEN_STREAMS`). Its events are routed to
+  the call that owns it, whichever thread or context emits them; when the decorated
+  call ends, its still-open streams move to a continuation of the call (same agent
+  span, so the same parent) instead of being ended unfinished. The span ends with the
+  model's end event, fails with its exception, or, when the stream is closed early or
+  dropped, ends marked ``rastir.stream.partial=true``.
+* A ``StreamingResponse`` passing through a dispatcher span of the call gets its
+  ``response_gen`` wrapped: each step runs as part of the call (or, once it has ended,
+  of its continuation), so the model call it makes is recorded under the call's agent
+  span.
 """
 
 from __future__ import annotations
@@ -30,8 +47,11 @@ import inspect
 import sys
 import threading
 import time
-from types import FrameType
-from typing import Any
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, Generator
+from types import AsyncGeneratorType, FrameType, GeneratorType
+from typing import Any, Final
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
@@ -53,10 +73,17 @@ from llama_index.core.workflow import Workflow
 from llama_index_instrumentation import get_dispatcher
 
 from rastir.adapters import apply_request, apply_response
-from rastir.frameworks._base import FrameworkCall, Labels, active_call, capture_enabled, truncate
+from rastir.frameworks._base import (
+    FrameworkCall,
+    Labels,
+    _active,
+    active_call,
+    capture_enabled,
+    truncate,
+)
 from rastir.spans import Span
 
-__all__ = ["activate"]
+__all__ = ["MAX_OPEN_STREAMS", "activate", "stream_stats"]
 
 _registered = False
 _register_lock = threading.Lock()
@@ -76,6 +103,250 @@ def activate(call: FrameworkCall, args: tuple[Any, ...], kwargs: dict[str, Any])
                 dispatcher.add_event_handler(_EventHandler())
                 _registered = True
     return []
+
+
+# -- model streams that outlive the decorated call --------------------------------------------
+#: How many handed-back model streams are followed at once. When more are open, the
+#: least recently started one is ended (``rastir.stream.partial``) and counted.
+MAX_OPEN_STREAMS: Final = 4096
+# Model call dispatcher span id -> the call (or continuation) that holds its span.
+_owners: OrderedDict[str, FrameworkCall] = OrderedDict()
+_owners_lock = threading.RLock()
+_evicted = 0  # streams ended early to keep _owners bounded
+# An ended call's agent span id -> its continuation, for the work its tasks go on with.
+_continued: OrderedDict[int, FrameworkCall] = OrderedDict()
+_HANDOFF: Final = "rastir.llamaindex.handoff"
+_CONTINUATION: Final = "rastir.llamaindex.continuation"
+
+
+# Streams collected while their owner's lock was held (a collection can run anywhere):
+# ended at the next hook call instead, never by blocking inside the collection.
+_pending: deque[str] = deque(maxlen=MAX_OPEN_STREAMS)
+
+
+def stream_stats() -> dict[str, int]:
+    """How many handed-back model streams are followed, and how many were ended early
+    (marked partial) to keep that number within :data:`MAX_OPEN_STREAMS`."""
+    _flush_dropped()
+    with _owners_lock:
+        return {"open": len(_owners), "evicted": _evicted}
+
+
+def _end_partial(owner: FrameworkCall, span_id: str) -> None:
+    """End a stream's span that will see no end event: closed early, or dropped."""
+    key = ("llm", span_id)
+    span = owner.span_of(key)
+    if span is not None and span.kind == "llm":
+        span.attributes["rastir.stream.partial"] = True
+        owner.close(key)
+    owner.data.pop(key, None)
+
+
+def _own(span_id: str, owner: FrameworkCall) -> None:
+    global _evicted
+    _flush_dropped()
+    with _owners_lock:
+        _owners[span_id] = owner
+        _owners.move_to_end(span_id)
+        while len(_owners) > MAX_OPEN_STREAMS:
+            old_id, old_owner = _owners.popitem(last=False)
+            _evicted += 1
+            _end_partial(old_owner, old_id)
+
+
+def _dropped(span_id: str) -> None:
+    """The stream object was garbage collected: if its model call never reported an
+    end, it was abandoned unread.
+
+    Runs inside a garbage collection, perhaps while this thread holds one of the locks
+    involved: it takes none it would have to wait for, and leaves the work to the next
+    hook call when one is held.
+    """
+    owner = _owners.get(span_id)
+    if owner is None:
+        return
+    if not _owners_lock.acquire(blocking=False):
+        _pending.append(span_id)
+        return
+    try:
+        if not owner._lock.acquire(blocking=False):
+            _pending.append(span_id)
+            return
+        owner._lock.release()
+        if _owners.get(span_id) is owner:
+            del _owners[span_id]
+            _end_partial(owner, span_id)
+    finally:
+        _owners_lock.release()
+
+
+def _flush_dropped() -> None:
+    """End the streams collected while a lock was held (see :func:`_dropped`)."""
+    while _pending:
+        try:
+            span_id = _pending.popleft()
+        except IndexError:
+            return
+        with _owners_lock:
+            owner = _owners.pop(span_id, None)
+            if owner is not None:
+                _end_partial(owner, span_id)
+
+
+class _Handoff:
+    """The model streams one call hands back, and the continuation that keeps their
+    spans once the call has ended (same agent span: same parent and labels)."""
+
+    __slots__ = ("_continuation", "call", "ids")
+
+    def __init__(self, call: FrameworkCall) -> None:
+        self.call = call
+        self.ids: list[str] = []
+        self._continuation: FrameworkCall | None = None
+
+    def continuation(self) -> FrameworkCall:
+        with _owners_lock:
+            cont = self._continuation
+            if cont is None:
+                call = self.call
+                cont = FrameworkCall(call.agent, call.agent_name, "llamaindex", None, call.function)
+                cont.data[_CONTINUATION] = True
+                self._continuation = cont
+                _continued[call.agent.sid] = cont
+                while len(_continued) > MAX_OPEN_STREAMS:
+                    _continued.popitem(last=False)
+            return cont
+
+    def hand_over(self) -> None:
+        """At the call's end: move its streams' spans to the continuation."""
+        call = self.call
+        with _owners_lock:
+            for span_id in self.ids:
+                if _owners.get(span_id) is not call:
+                    continue  # ended already
+                key = ("llm", span_id)
+                cont = self.continuation()
+                with call._lock:
+                    run = call._runs.pop(key, None)
+                if run is not None:
+                    with cont._lock:
+                        cont._runs[key] = run
+                served = call.data.get(key)
+                if isinstance(served, Span):
+                    cont.data[key] = served
+                if run is None and not isinstance(served, Span):
+                    _owners.pop(span_id, None)
+                else:
+                    _owners[span_id] = cont
+            self.ids.clear()
+
+
+def _handoff(call: FrameworkCall) -> _Handoff:
+    with _owners_lock:
+        found = call.data.get(_HANDOFF)
+        if isinstance(found, _Handoff):
+            return found
+        made = _Handoff(call)
+        call.data[_HANDOFF] = made
+        call.finalizers.append(made.hand_over)
+        return made
+
+
+def _current_call() -> FrameworkCall | None:
+    """The LlamaIndex call of this context; once it has ended, its continuation if it
+    handed a stream back (an asyncio task it created reads the stream after it)."""
+    call = active_call("llamaindex")
+    if call is not None and call.agent.ended and _continued:
+        return _continued.get(call.agent.sid, call)
+    return call
+
+
+def _stream_handed_out(call: FrameworkCall, span_id: str, stream: Any) -> None:
+    """A model call's dispatcher span exited handing back ``stream``, its span open."""
+    if call.data.get(_CONTINUATION):
+        _own(span_id, call)  # a continuation is ended by the stream that made it
+    else:
+        handoff = _handoff(call)
+        with _owners_lock:
+            handoff.ids.append(span_id)
+            _own(span_id, call)
+    try:
+        # Not at interpreter exit: only when the stream object is collected.
+        weakref.finalize(stream, _dropped, span_id).atexit = False
+    except TypeError:
+        pass
+
+
+def _follow(gen: Generator[Any, Any, Any], handoff: _Handoff) -> Generator[Any, Any, Any]:
+    """A ``StreamingResponse.response_gen``, read as part of the call that returned it
+    (or, once the call has ended, of its continuation)."""
+    call = handoff.call
+    owner: FrameworkCall | None = None
+    try:
+        while True:
+            owner = call if not call.agent.ended else handoff.continuation()
+            token = _active.set(owner)
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            finally:
+                _active.reset(token)
+            yield item
+    finally:
+        # Exhausted, closed or dropped: the model call ends with the generator (a
+        # model stream closed early reports it, and is marked partial).
+        if owner is not None:
+            token = _active.set(owner)
+            try:
+                gen.close()
+            finally:
+                _active.reset(token)
+
+
+async def _afollow(agen: AsyncGenerator[Any, Any], handoff: _Handoff) -> AsyncGenerator[Any, Any]:
+    """:func:`_follow` for an ``AsyncStreamingResponse.response_gen``."""
+    call = handoff.call
+    owner: FrameworkCall | None = None
+    try:
+        while True:
+            owner = call if not call.agent.ended else handoff.continuation()
+            token = _active.set(owner)
+            try:
+                item = await agen.__anext__()
+            except StopAsyncIteration:
+                return
+            finally:
+                _active.reset(token)
+            yield item
+    finally:
+        if owner is not None:
+            token = _active.set(owner)
+            try:
+                await agen.aclose()
+            finally:
+                _active.reset(token)
+
+
+def _follow_response(call: FrameworkCall, result: Any) -> None:
+    """Wrap the ``response_gen`` of a ``StreamingResponse`` (or, async, an
+    ``AsyncStreamingResponse``) the call hands back."""
+    if not type(result).__module__.startswith("llama_index"):
+        return
+    gen = getattr(result, "response_gen", None)
+    # Not twice (the query's span and the synthesizer's hand back the same object),
+    # and not a stream read to its end already.
+    try:
+        if type(gen) is GeneratorType:
+            if gen.gi_code is _follow.__code__ or gen.gi_frame is None:
+                return
+            result.response_gen = _follow(gen, _handoff(call))
+        elif type(gen) is AsyncGeneratorType:
+            if gen.ag_code is _afollow.__code__ or gen.ag_frame is None:
+                return
+            result.response_gen = _afollow(gen, _handoff(call))
+    except Exception:
+        return
 
 
 def _method(id_: str) -> str:
@@ -99,7 +370,7 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         tags: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        call = active_call("llamaindex")
+        call = _current_call()
         if call is None:
             return
         if isinstance(instance, Workflow):
@@ -159,9 +430,17 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         result: Any | None = None,
         **kwargs: Any,
     ) -> None:
-        call = active_call("llamaindex")
+        call = _current_call()
         if call is None:
             return
+        if isinstance(result, (GeneratorType, AsyncGeneratorType)):
+            # A model call handing back its stream: its span outlives this dispatcher
+            # span (and perhaps the decorated call).
+            key = ("llm", id_)
+            if call.span_of(key) is not None or _served_by(call, key) is not None:
+                _stream_handed_out(call, id_, result)
+        elif type(result).__name__ in ("StreamingResponse", "AsyncStreamingResponse"):
+            _follow_response(call, result)
         # A tool that returns a ToolOutput with is_error failed without raising.
         span = call.span_of(id_)
         failed = False
@@ -181,7 +460,7 @@ class _SpanHandler(BaseSpanHandler[BaseSpan]):
         err: BaseException | None = None,
         **kwargs: Any,
     ) -> None:
-        call = active_call("llamaindex")
+        call = _current_call()
         if call is None:
             return
         call.close(id_, err)
@@ -243,21 +522,39 @@ class _EventHandler(BaseEventHandler):
         return "RastirEventHandler"
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> Any:
-        call = active_call("llamaindex")
-        if call is None or event.span_id is None:
+        span_id = event.span_id
+        if span_id is None:
             return
-        key = ("llm", event.span_id)
+        if _pending:
+            _flush_dropped()
+        if _owners and span_id in _owners:
+            # A stream handed back by a call: its events go to the call that holds
+            # its span, whatever thread or context reads it.
+            with _owners_lock:
+                owner = _owners.get(span_id)
+                if owner is not None:
+                    self._handle(owner, event, span_id)
+                    if isinstance(event, (LLMChatEndEvent, LLMCompletionEndEvent, ExceptionEvent)):
+                        _owners.pop(span_id, None)
+                    return
+        call = _current_call()
+        if call is None:
+            return
+        self._handle(call, event, span_id)
+
+    def _handle(self, call: FrameworkCall, event: BaseEvent, span_id: str) -> None:
+        key = ("llm", span_id)
         if isinstance(event, (LLMChatStartEvent, LLMCompletionStartEvent)):
             operation = "chat" if isinstance(event, LLMChatStartEvent) else "text_completion"
-            parent = call.parent_for(event.span_id)
-            llm = call.data.get(event.span_id)
+            parent = call.parent_for(span_id)
+            llm = call.data.get(span_id)
             if parent.kind != "llm":
                 outer = _iterated_stream(call)
                 if outer is not None:
                     # The inner call of a stream the caller iterates: its dispatcher
                     # span and the calls inside it belong to the stream's span.
-                    call.alias(event.span_id, outer)
-                    parent = call.parent_for(event.span_id)
+                    call.alias(span_id, outer)
+                    parent = call.parent_for(span_id)
             if parent.kind == "llm":
                 # A chat served by complete() (or the reverse): one span, the outer
                 # call's; the inner response is read into it when the inner call ends.
@@ -304,7 +601,11 @@ class _EventHandler(BaseEventHandler):
             if event.response is not None:
                 apply_response(ending, event.response)
             call.close(key)
-        elif isinstance(event, ExceptionEvent) and call.span_of(key) is not None:
+        elif isinstance(event, ExceptionEvent):
             # A stream that fails while it is read: its call's dispatcher span has
-            # exited already, and no end event follows.
-            call.close(key, event.exception)
+            # exited already, and no end event follows. GeneratorExit: the stream was
+            # closed (or dropped) before its end.
+            if isinstance(event.exception, GeneratorExit):
+                _end_partial(call, span_id)
+            elif call.span_of(key) is not None:
+                call.close(key, event.exception)

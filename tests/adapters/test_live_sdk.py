@@ -230,7 +230,7 @@ def test_plain_call_records_model_provider_tokens_and_cost(clients: Clients, nam
     assert attrs["gen_ai.request.model"] == asked
     assert attrs["gen_ai.response.model"] == answered
     assert attrs["gen_ai.provider.name"] == provider
-    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.operation.name"] == ("generate_content" if name == "gemini" else "chat")
     assert attrs["gen_ai.response.finish_reasons"] == (finish,)
     assert isinstance(attrs["gen_ai.response.id"], str)
     assert attrs["gen_ai.response.id"]

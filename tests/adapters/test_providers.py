@@ -86,6 +86,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
         objects.gemini_response,
         {"model": "gemini-2.5-flash"},
         {
+            "gen_ai.operation.name": "generate_content",
             "gen_ai.response.model": "gemini-2.5-flash",
             "gen_ai.provider.name": "gcp.gemini",
             "gen_ai.usage.input_tokens": 40,
@@ -100,6 +101,7 @@ CASES: list[tuple[str, Callable[[], Any], dict[str, Any], dict[str, Any]]] = [
         objects.cohere_response,
         {"model": "command-r-plus-08-2024"},
         {
+            "gen_ai.operation.name": "chat",
             "gen_ai.request.model": "command-r-plus-08-2024",
             "gen_ai.provider.name": "cohere",
             "gen_ai.usage.input_tokens": 15,

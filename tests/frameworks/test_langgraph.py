@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import gc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -91,6 +92,33 @@ def test_a_returned_stream_keeps_the_agent_span_open_until_it_ends(
     assert "".join(str(m.content) for m, _ in chunks).endswith("The answer is 20")
     check_run(rastir_spans, streamed=True)
     assert rastir_spans.one("react_agent").attributes["rastir.generator.items"] == len(chunks)
+
+
+def test_a_returned_stream_dropped_unread_still_ends_the_agent_span(
+    rastir_spans: CapturedSpans,
+) -> None:
+    """A generator never started never runs its finally: the span ends when the
+    stream is collected, marked as closed early with no items."""
+
+    @langgraph_agent(agent_name="react_agent")
+    def run() -> Iterator[Any]:
+        return GRAPH.stream(INPUT, stream_mode="messages")
+
+    stream = run()
+    assert rastir_spans.find(kind="agent") == []
+    del stream
+    gc.collect()
+    agent = rastir_spans.one("react_agent")
+    assert agent.status == "ok"
+    assert agent.attributes["rastir.generator.closed_early"] is True
+    assert agent.attributes["rastir.generator.items"] == 0
+    assert rastir_spans.find(kind="llm") == []
+    # Read, it is ended once, by the drive.
+    stream = run()
+    assert len(list(stream)) > 0
+    del stream
+    gc.collect()
+    assert len(rastir_spans.find("react_agent")) == 2
 
 
 def test_a_generator_entry_point_streams_updates(rastir_spans: CapturedSpans) -> None:
