@@ -177,7 +177,7 @@ def record_exception(span: Span, exc: BaseException) -> None:
         if isinstance(exc, Exception):
             if isinstance(exc, _STOP):
                 return  # an iterator's ``__next__``/``__anext__`` saying "done"
-            if _GROUP is not None and isinstance(exc, _GROUP):
+            if _is_group(exc):
                 exc = _first_failure(exc) or exc  # a TaskGroup's ExceptionGroup
             category, exc_type, message = error_info(exc)
             span.set_error(category, exc_type, message)
@@ -211,6 +211,17 @@ def record_coroutine_exit(span: Span, exc: BaseException) -> None:
 _STOP = (StopIteration, StopAsyncIteration)
 # ``BaseExceptionGroup`` is built in from Python 3.11.
 _GROUP: type[BaseException] | None = getattr(builtins, "BaseExceptionGroup", None)
+
+
+def _is_group(exc: BaseException) -> bool:
+    """An exception group: the built-in one, or on Python 3.10 the ``exceptiongroup``
+    backport that anyio and trio raise there (told by name, never imported)."""
+    if _GROUP is not None:
+        return isinstance(exc, _GROUP)
+    return any(
+        c.__name__ == "BaseExceptionGroup" and c.__module__.startswith("exceptiongroup")
+        for c in type(exc).__mro__
+    )
 
 
 def _first_failure(exc: BaseException, depth: int = 0) -> BaseException | None:
@@ -875,6 +886,9 @@ def _wrap_async_gen(
         span = Span(name, kind, parent, {})
         labels = _safe_prepare(prepare, span, args, kwargs) if prepare is not None else None
         rec = _safe_begin(stream, span) if stream is not None else None
+        # Ends the span if this generator is destroyed without its finally running
+        # (an event loop closed before its async generators were shut down).
+        guard = _Unfinalized(span, rec, on_end)
         step: Callable[[Any], Any] = agen.asend
         value = None
         items = 0
@@ -902,6 +916,7 @@ def _wrap_async_gen(
                         bridge.detach(otel)
                     _reset_labels(tokens)
                 items += 1
+                guard.items = items
                 if rec is not None:
                     rec.item(item)
                 try:
@@ -935,6 +950,7 @@ def _wrap_async_gen(
             record_exception(span, exc)
             raise
         finally:
+            guard.span = None
             span.attributes["rastir.generator.items"] = items
             if rec is not None:
                 rec.end(not exhausted)
@@ -942,6 +958,43 @@ def _wrap_async_gen(
             on_end(span)
 
     return wrapper
+
+
+class _Unfinalized:
+    """The span of an async generator that was never finalized.
+
+    asyncio closes an abandoned async generator by scheduling ``aclose()`` on its loop;
+    when that loop is already closed (``loop.close()`` without
+    ``shutdown_asyncgens()``), the generator is destroyed without its ``finally``
+    running, and its span would be lost. This object lives in the wrapper's frame, so
+    it goes when that frame is cleared: if the span is still open then, it is ended as
+    a generator closed early, at the time of its last step.
+    """
+
+    __slots__ = ("items", "on_end", "rec", "span")
+
+    def __init__(self, span: Span, rec: Recorder | None, on_end: Callable[[Span], None]) -> None:
+        self.span: Span | None = span
+        self.rec = rec
+        self.on_end = on_end
+        self.items = 0
+
+    def __del__(self) -> None:
+        span = self.span
+        if span is None:
+            return
+        self.span = None
+        try:
+            attributes = span.attributes
+            attributes["rastir.generator.closed_early"] = True
+            attributes["rastir.generator.finalized"] = False
+            attributes["rastir.generator.items"] = self.items
+            if self.rec is not None:
+                self.rec.end(True)
+            span._t1 = time.perf_counter_ns()
+            self.on_end(span)
+        except Exception:  # never raise from a finalizer into the GC
+            pass
 
 
 class _aclosing:

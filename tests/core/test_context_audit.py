@@ -239,7 +239,48 @@ def test_async_generators_left_open_at_shutdown_end_their_spans() -> None:
         kept.clear()
 
 
+def test_an_async_generator_its_loop_never_finalized_still_ends_its_span() -> None:
+    """A loop closed without ``shutdown_asyncgens()`` cannot run ``aclose()``: the
+    generator is destroyed without its ``finally``. Its span ends anyway, marked."""
+
+    @rastir.llm(model="gpt-4o", provider="openai")
+    async def tokens() -> AsyncIterator[str]:
+        for word in ("a", "b", "c"):
+            yield word
+
+    async def start() -> AsyncIterator[str]:
+        gen = tokens()
+        assert await gen.__anext__() == "a"
+        assert await gen.__anext__() == "b"
+        return gen
+
+    with capture_spans() as spans:
+        loop = asyncio.new_event_loop()
+        gen: Any = loop.run_until_complete(start())
+        loop.close()  # no loop.shutdown_asyncgens()
+        del gen
+        gc.collect()
+        span = spans.one("tokens")
+        assert span.status == "ok"
+        assert span.attributes["rastir.generator.closed_early"] is True
+        assert span.attributes["rastir.generator.finalized"] is False
+        assert span.attributes["rastir.generator.items"] == 2
+        assert span.attributes["gen_ai.request.model"] == "gpt-4o"
+        assert span.duration_ns > 0
+    # A generator finalized normally is not marked.
+    with capture_spans() as spans:
+        asyncio.run(start())
+    assert "rastir.generator.finalized" not in spans.one("tokens").attributes
+
+
 # -- exceptions -------------------------------------------------------------------------
+# asyncio.TaskGroup and asyncio.timeout are new in Python 3.11 (anyio's task groups,
+# which 3.10 has, are tested on every version).
+_NEEDS_311 = pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="asyncio.TaskGroup and asyncio.timeout are 3.11+"
+)
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_a_task_group_failure_is_described_by_the_first_real_error(backend: str) -> None:
     @rastir.tool
@@ -277,6 +318,7 @@ def test_a_task_group_failure_is_described_by_the_first_real_error(backend: str)
 
 
 @pytest.mark.anyio
+@_NEEDS_311
 async def test_an_asyncio_task_group_error_group_records_its_first_member() -> None:
     @rastir.trace
     async def bad(i: int) -> None:
@@ -426,6 +468,7 @@ def test_recursion_depth_200_keeps_one_chain() -> None:
 
 # -- asyncio ------------------------------------------------------------------------------
 @pytest.mark.anyio
+@_NEEDS_311
 async def test_timeouts_shields_and_late_tasks_keep_status_and_parents() -> None:
     @rastir.trace
     async def slow() -> None:
