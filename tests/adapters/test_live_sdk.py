@@ -818,7 +818,7 @@ SDK_PACKAGES = {
     "groq": ("groq",),
     "mistral": ("mistralai", "httpx2"),
     "cohere": ("cohere", "httpx"),
-    "gemini": ("google", "httpx2"),
+    "gemini": ("google", "httpx", "httpx2"),  # google-genai 2.x (Python 3.10) uses httpx
     "bedrock": ("botocore",),
 }
 STATUSES = {

@@ -25,7 +25,7 @@ from rastir.collector.store import (
     StoreFullError,
     TraceQuery,
 )
-from rastir.collector.store.sqlite import _listing_sql
+from rastir.collector.store.sqlite import _listing_sql, _transient
 
 pytestmark = pytest.mark.anyio
 
@@ -588,3 +588,25 @@ async def _stderr(process: anyio.abc.Process) -> str:
     if process.stderr is None:
         return ""
     return (await process.stderr.receive()).decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    ("message", "transient"),
+    [
+        ("database is locked", True),
+        ("database or disk is full", True),
+        ("disk I/O error", True),
+        ("attempt to write a readonly database", True),
+        ("no such table: spans", False),
+        ("UNIQUE constraint failed: spans.trace_id", False),
+    ],
+)
+def test_a_failure_without_an_error_code_is_judged_by_sqlites_message(
+    message: str, transient: bool
+) -> None:
+    """Python 3.10's sqlite3 exceptions carry no ``sqlite_errorcode``: a locked or full
+    database must still be retried (acknowledged spans kept), not given up."""
+    error = sqlite3.OperationalError(message)
+    assert getattr(error, "sqlite_errorcode", None) is None
+    assert _transient(error) is transient
+    assert _transient(ValueError(message)) is False

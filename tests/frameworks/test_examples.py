@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from rastir.testing import CapturedSpans
+from tests.frameworks import NEEDS_ASYNC_CONTEXT
 from tests.frameworks.adk_agent import MODEL as ADK_MODEL
 from tests.frameworks.adk_agent import ScriptedLlm
 from tests.frameworks.crew_agent import MODEL as CREW_MODEL
@@ -48,6 +49,7 @@ def test_langgraph_example(rastir_spans: CapturedSpans) -> None:
 
 
 @pytest.mark.anyio
+@NEEDS_ASYNC_CONTEXT
 async def test_langgraph_streaming_example(rastir_spans: CapturedSpans) -> None:
     example = load("langgraph_calculator")
     graph = example.build_graph(ScriptedChatModel())

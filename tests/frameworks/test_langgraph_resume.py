@@ -23,6 +23,7 @@ from rastir import framework_agent, langgraph_agent
 from rastir.frameworks import _langchain
 from rastir.spans import Span
 from rastir.testing import CapturedSpans
+from tests.frameworks import NEEDS_ASYNC_CONTEXT
 
 
 class Review(TypedDict):
@@ -184,6 +185,7 @@ def test_sync_streams_returned_or_yielded_are_linked(rastir_spans: CapturedSpans
 
 
 @pytest.mark.anyio
+@NEEDS_ASYNC_CONTEXT
 async def test_ainvoke_and_astream_are_linked(rastir_spans: CapturedSpans) -> None:
     @langgraph_agent(agent_name="async_reviewer")
     async def ainvoke(payload: Any, thread: str) -> Any:
@@ -225,6 +227,7 @@ def test_concurrent_threads_link_each_resume_to_its_own_interrupt(
 
 
 @pytest.mark.anyio
+@NEEDS_ASYNC_CONTEXT
 async def test_concurrent_tasks_link_each_resume_to_its_own_interrupt(
     rastir_spans: CapturedSpans,
 ) -> None:

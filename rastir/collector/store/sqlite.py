@@ -115,6 +115,17 @@ _SCHEMA_VERSION: Final = 1
 # lacks the sqlite3 constants): BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL.
 # A later attempt may well succeed.
 _TRANSIENT_CODES: Final = frozenset((5, 6, 8, 10, 13, 14, 15))
+# The messages SQLite gives those codes (sqlite3ErrStr), for Python 3.10's sqlite3,
+# whose exceptions carry no code.
+_TRANSIENT_MESSAGES: Final = (
+    "database is locked",
+    "database table is locked",
+    "readonly database",
+    "disk i/o error",
+    "database or disk is full",
+    "unable to open database file",
+    "locking protocol",
+)
 _RETRY_FIRST: Final = 0.05
 _RETRY_MAX: Final = 2.0
 _MAX_INT64: Final = (1 << 63) - 1
@@ -1099,8 +1110,14 @@ class SQLiteStore:
 
 def _transient(error: BaseException) -> bool:
     """Whether a failed transaction may succeed later with the same spans."""
+    if not isinstance(error, sqlite3.Error):
+        return False
     code = getattr(error, "sqlite_errorcode", None)
-    return isinstance(error, sqlite3.Error) and code is not None and code & 0xFF in _TRANSIENT_CODES
+    if code is not None:
+        return code & 0xFF in _TRANSIENT_CODES
+    # Python 3.10's sqlite3 gives no error code: SQLite's own text for those codes.
+    message = str(error).lower()
+    return any(text in message for text in _TRANSIENT_MESSAGES)
 
 
 def _trace_row(trace_id: str, trace: _StoredTrace) -> tuple[Any, ...]:
