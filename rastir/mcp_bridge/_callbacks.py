@@ -11,7 +11,8 @@ traced ones. Each call of a callback is an ``mcp.server`` span (the OpenTelemetr
 conventions: the side that receives a request reports the server span, whichever
 side it is) named ``{mcp.method.name}``, with ``mcp.method.name``,
 ``mcp.protocol.version``, ``jsonrpc.request.id`` (handshake-era protocol versions
-only) and ``network.transport`` where the wrap knows it. Spans the callback opens
+only), ``network.transport`` and ``network.protocol.name`` where the wrap knows them,
+and ``mcp.session.id`` for an ``mcp.Client`` over HTTP. Spans the callback opens
 (an ``@rastir.llm``) are its children.
 
 Its parent is the context in the request's ``params._meta`` (SEP-414), read as
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from mcp.client.client import Client
@@ -90,9 +91,21 @@ def _remember(obj: Any) -> None:
         pass
 
 
-def _open(context: Any, method: str, static: dict[str, Any]) -> _Opened:
+def _open(
+    context: Any,
+    method: str,
+    static: dict[str, Any],
+    session_id: Callable[[], str | None] | None,
+) -> _Opened:
     attrs = static.copy()
     meta: Any = None
+    if session_id is not None:
+        try:
+            sid = session_id()
+            if sid:
+                attrs["mcp.session.id"] = sid
+        except Exception:  # telemetry never breaks the callback
+            pass
     try:
         meta = context.meta
         version = context.session.protocol_version
@@ -129,26 +142,32 @@ def _open(context: Any, method: str, static: dict[str, Any]) -> _Opened:
     return span, token, otel, baggage
 
 
-def traced_callback(fn: Callback, method: str, transport: str | None = None) -> Callback:
+def traced_callback(
+    fn: Callback,
+    method: str,
+    network: Mapping[str, Any] | None = None,
+    session_id: Callable[[], str | None] | None = None,
+) -> Callback:
     """``fn``, a sampling, elicitation or list-roots callback, traced.
 
     Args:
         fn: The callback; it takes mcp's ``ClientRequestContext`` first.
         method: The MCP method it answers (a value of :data:`CALLBACKS`).
-        transport: ``network.transport`` for its spans, when known.
+        network: ``network.transport`` and ``network.protocol.name`` for its spans,
+            as far as they are known.
+        session_id: Gives the ``Mcp-Session-Id`` of the connection, when there can be
+            one (a wrapped ``mcp.Client`` over HTTP); called once per span.
 
     Returns:
         An async function with the same arguments and result.
     """
-    static: dict[str, Any] = {"mcp.method.name": method}
-    if transport is not None:
-        static["network.transport"] = transport
+    static: dict[str, Any] = {"mcp.method.name": method, **(network or {})}
     pipeline = PIPELINE
 
     async def callback(context: Any, *args: Any, **kwargs: Any) -> Any:
         if not pipeline.enabled:
             return await fn(context, *args, **kwargs)
-        opened = _open(context, method, static)
+        opened = _open(context, method, static, session_id)
         try:
             result = await fn(context, *args, **kwargs)
         except BaseException as exc:
@@ -168,7 +187,13 @@ def traced_callback(fn: Callback, method: str, transport: str | None = None) -> 
     return callback
 
 
-def _replace(owner: Any, attr: str, method: str, transport: str | None) -> None:
+def _replace(
+    owner: Any,
+    attr: str,
+    method: str,
+    network: Mapping[str, Any],
+    session_id: Callable[[], str | None] | None,
+) -> None:
     try:
         value = getattr(owner, attr)
     except AttributeError:  # a release that keeps it elsewhere: left untraced
@@ -180,14 +205,15 @@ def _replace(owner: Any, attr: str, method: str, transport: str | None) -> None:
         or getattr(value, "__module__", None) == _MCP_DEFAULTS_MODULE
     ):
         return
-    setattr(owner, attr, traced_callback(value, method, transport))
+    setattr(owner, attr, traced_callback(value, method, network, session_id))
 
 
 def instrument_callbacks(
     target: Any,
-    transport: str | None,
+    network: Mapping[str, Any],
     include: frozenset[str] | None,
     exclude: frozenset[str],
+    session_id: Callable[[], str | None] | None = None,
 ) -> None:
     """Trace the server-request callbacks of a ``Client`` or ``ClientSession``.
 
@@ -199,9 +225,12 @@ def instrument_callbacks(
 
     Args:
         target: The object ``wrap()`` is wrapping.
-        transport: ``network.transport`` for the spans, when known.
+        network: ``network.transport`` and ``network.protocol.name`` for the spans,
+            as far as they are known.
         include: Only these keys of :data:`CALLBACKS` (None: all).
         exclude: Not these.
+        session_id: Gives the connection's ``Mcp-Session-Id`` (see
+            :func:`traced_callback`).
     """
     if _seen(target):
         return
@@ -213,12 +242,12 @@ def instrument_callbacks(
     session: Any = None
     if isinstance(target, Client):
         for name, method in chosen:
-            _replace(target, name, method, transport)
+            _replace(target, name, method, network, session_id)
         session = getattr(target, "_session", None)
     elif isinstance(target, ClientSession):
         session = target
     if isinstance(session, ClientSession) and not _seen(session):
         for name, method in chosen:
-            _replace(session, "_" + name, method, transport)
+            _replace(session, "_" + name, method, network, session_id)
         _remember(session)
     _remember(target)

@@ -7,8 +7,10 @@ Each ``tools/call``, ``resources/read``, ``prompts/get`` and listing becomes an
 ``mcp.client`` span named after the OpenTelemetry MCP conventions (``tools/call add``),
 with ``mcp.method.name``, ``gen_ai.tool.name`` and ``gen_ai.operation.name=execute_tool``
 (tools), ``gen_ai.prompt.name`` (prompts), ``mcp.resource.uri`` (reads),
-``mcp.protocol.version``, ``network.transport`` and ``server.address``/``server.port``
-where the transport is known, and ``jsonrpc.request.id`` where it can be known.
+``mcp.protocol.version``, ``network.transport`` (and ``network.protocol.name=http``,
+``server.address``/``server.port`` over HTTP) where the transport is known,
+``mcp.session.id`` for an ``mcp.Client`` over HTTP, and ``jsonrpc.request.id`` where it
+can be known.
 
 The span's context travels to the server in ``params._meta`` (SEP-414: ``traceparent``,
 ``tracestate``, ``baggage``), merged into the ``meta`` the caller passed: the caller's
@@ -34,9 +36,10 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar, cast
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from mcp.client.client import Client
 from mcp.client.session import ClientSession
@@ -85,27 +88,44 @@ _CACHED: Final = frozenset(("read_resource", *(n for n in OPERATIONS if n.starts
 class _Peer:
     """What is known of the server for every span of one session or client."""
 
-    __slots__ = ("address", "port", "transport")
+    __slots__ = ("address", "client", "port", "protocol", "transport")
 
     def __init__(
-        self, transport: str | None = None, address: str | None = None, port: int | None = None
+        self,
+        transport: str | None = None,
+        address: str | None = None,
+        port: int | None = None,
+        protocol: str | None = None,
     ) -> None:
         self.transport = transport
         self.address = address
         self.port = port
+        self.protocol = protocol  # network.protocol.name: "http" for the HTTP transports
+        # The mcp.Client wrapped, weakly (its callbacks, which hold this peer, are its
+        # own fields): where its streamable-HTTP session id is found.
+        self.client: weakref.ref[Any] | None = None
 
     @classmethod
     def of_url(cls, url: str) -> _Peer:
         try:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
-            return cls("tcp", parts.hostname, port)
+            return cls("tcp", parts.hostname, port, "http")
         except ValueError:
-            return cls("tcp")
+            return cls("tcp", protocol="http")
 
     @classmethod
     def of_client(cls, client: Client) -> _Peer:
-        server = client.server
+        peer = cls._of_server(client.server)
+        if peer.protocol == "http":
+            try:
+                peer.client = weakref.ref(client)
+            except TypeError:  # pragma: no cover - Client is a plain class
+                pass
+        return peer
+
+    @classmethod
+    def _of_server(cls, server: Any) -> _Peer:
         if isinstance(server, str):
             return cls.of_url(server)
         if isinstance(server, StdioServerParameters):
@@ -120,19 +140,82 @@ class _Peer:
             url = args[0] if args else kwds.get("url")
             if isinstance(url, str):
                 return cls.of_url(url)
-        elif factory == "stdio_client":
+            return cls("tcp", protocol="http")
+        if factory == "stdio_client":
             return cls("pipe")
         return cls()  # in-process, or a transport we cannot see into
 
-    def static(self) -> dict[str, Any]:
+    def static_network(self) -> dict[str, Any]:
+        """The transport attributes, which the server-initiated requests share."""
         attrs: dict[str, Any] = {}
         if self.transport is not None:
             attrs["network.transport"] = self.transport
+        if self.protocol is not None:
+            attrs["network.protocol.name"] = self.protocol
+        return attrs
+
+    def static(self) -> dict[str, Any]:
+        attrs = self.static_network()
         if self.address:
             attrs["server.address"] = self.address
         if self.port is not None:
             attrs["server.port"] = self.port
         return attrs
+
+    def http_transport(self) -> Any:
+        """mcp's streamable-HTTP transport of the wrapped client's current connection."""
+        client = self.client() if self.client is not None else None
+        return None if client is None else _http_transport(client)
+
+    def session_id(self) -> str | None:
+        """The client's ``Mcp-Session-Id`` now (None outside a stateful HTTP session)."""
+        return _session_id(self.http_transport())
+
+
+def _http_transport(client: Any) -> Any:
+    """What holds the MCP session id of an entered ``mcp.Client`` over HTTP, or None:
+    an object whose ``session_id`` is that id (None while there is none).
+
+    mcp keeps it where nothing public reaches: streamable HTTP on its
+    ``StreamableHTTPTransport`` (the server's ``Mcp-Session-Id``, set at initialize), a
+    local of the ``streamable_http_client`` generator; HTTP+SSE in the endpoint URL the
+    server sent (its ``session_id`` query parameter), a local of ``sse_client``. The
+    client's connector holds that generator while the client is entered. Looked up once
+    per session, defensively: when the layout changes, no session id is recorded.
+    """
+    try:
+        for cell in getattr(getattr(client, "_connect", None), "__closure__", None) or ():
+            frame = getattr(getattr(cell.cell_contents, "gen", None), "ag_frame", None)
+            if frame is None:
+                continue
+            local = frame.f_locals
+            transport = local.get("transport")
+            if type(transport).__name__ == "StreamableHTTPTransport":
+                return transport
+            endpoint = local.get("endpoint_url")
+            if isinstance(endpoint, str):
+                query = parse_qs(urlsplit(endpoint).query)
+                found = query.get("session_id") or query.get("sessionId")
+                return _SseSession(found[0] if found else None)
+    except Exception:
+        pass
+    return None
+
+
+class _SseSession:
+    """The session id of an HTTP+SSE connection: fixed when the connection opens."""
+
+    __slots__ = ("session_id",)
+
+    def __init__(self, session_id: str | None) -> None:
+        self.session_id = session_id
+
+
+def _session_id(transport: Any) -> str | None:
+    if transport is None:
+        return None
+    value = getattr(transport, "session_id", None)
+    return value if type(value) is str and value else None
 
 
 def _id_counter(session: ClientSession | None) -> Any:
@@ -167,19 +250,25 @@ class _Session:
     """The session behind a proxy and its request counter, looked up once per session
     (a ``Client`` gets a new session each time it is entered)."""
 
-    __slots__ = ("counter", "session", "version")
+    __slots__ = ("counter", "http", "session", "session_id", "version")
 
     def __init__(self) -> None:
         self.session: Any = None
         self.counter: Any = None
         # The negotiated protocol version, once known: it is fixed for a session.
         self.version: str | None = None
+        # The streamable-HTTP transport whose Mcp-Session-Id names this session, and
+        # that id once the server has given one (fixed for a session too).
+        self.http: Any = None
+        self.session_id: str | None = None
 
-    def switch(self, session: Any) -> None:
+    def switch(self, session: Any, peer: _Peer) -> None:
         """A new session (the client was entered again): look its counter up."""
         self.session = session
         self.counter = _id_counter(session) if isinstance(session, ClientSession) else None
         self.version = None
+        self.http = peer.http_transport() if peer.client is not None else None
+        self.session_id = None
 
 
 def _wrap_operation(
@@ -248,7 +337,13 @@ def _wrap_operation(
             except Exception:  # mcp.Client outside ``async with``
                 session = None
         if session is not known.session:
-            known.switch(session)
+            known.switch(session, peer)
+        if known.http is not None:
+            session_id = known.session_id
+            if session_id is None:
+                session_id = known.session_id = _session_id(known.http)
+            if session_id is not None:
+                attrs["mcp.session.id"] = session_id
         # Read for cached methods too: a cache hit sends nothing, so the counter does
         # not move and no id is recorded; a fetch sends exactly one request.
         counter = known.counter
@@ -322,7 +417,13 @@ def _make_factory(
 
     def make(target: Any) -> Factory:
         try:  # once per object: instrument_callbacks skips one it has seen
-            instrument_callbacks(target, peer.transport, include, exclude)
+            instrument_callbacks(
+                target,
+                peer.static_network(),
+                include,
+                exclude,
+                peer.session_id if peer.client is not None else None,
+            )
         except Exception:  # telemetry never breaks the host: the calls still are
             pass
         # The same maker for client.session's proxy: it is made again whenever the

@@ -70,6 +70,7 @@ HIDDEN_CONTEXT: Final = "rastir_mcp_context"
 MCPServer refuses parameter names starting with ``_``, hence a plain name."""
 
 _SESSION_HEADER: Final = "mcp-session-id"
+_SSE_SESSION: Final = b"session_id="
 _READ: Final = "resources/read"
 
 
@@ -113,6 +114,38 @@ def _request_context(ctx: Any) -> Any:
         return None
 
 
+def _peer(scope: Any, attrs: dict[str, Any]) -> None:
+    """``client.address``/``client.port`` and ``network.protocol.version`` from the ASGI
+    scope of the HTTP request that carried the message (Starlette's ``Request``).
+
+    The address is the one the ASGI server reports: the peer's, or the original
+    client's when the server is told to trust a proxy's forwarded headers.
+    """
+    if type(scope) is not dict:
+        return
+    version = scope.get("http_version")
+    if type(version) is str:
+        attrs["network.protocol.version"] = version
+    client = scope.get("client")
+    if client:
+        host, port = client[0], client[1]
+        if type(host) is str and host:
+            attrs["client.address"] = host
+            if type(port) is int:
+                attrs["client.port"] = port
+
+
+def _sse_session(request: Any, scope: Any) -> Any:
+    """The session of mcp's HTTP+SSE transport: the ``session_id`` query parameter of
+    the POST that carried the message (mcp parsed the query already; Starlette keeps
+    it). Streamable HTTP sends the ``Mcp-Session-Id`` header instead."""
+    if type(scope) is dict:
+        query = scope.get("query_string")
+        if type(query) is bytes and _SSE_SESSION in query:
+            return request.query_params.get("session_id")
+    return None
+
+
 def _attributes(
     rc: Any, default_method: str, default_target: str, static: dict[str, AttributeValue]
 ) -> tuple[str, dict[str, Any]]:
@@ -139,9 +172,11 @@ def _attributes(
                     # Only HTTP transports attach the request.
                     attrs["network.transport"] = "tcp"
                     attrs["network.protocol.name"] = "http"
-                    session_id = headers.get(_SESSION_HEADER)
+                    scope = getattr(request, "scope", None)
+                    session_id = headers.get(_SESSION_HEADER) or _sse_session(request, scope)
                     if session_id:
                         attrs["mcp.session.id"] = str(session_id)
+                    _peer(scope, attrs)
         except Exception:
             pass
     attrs["mcp.method.name"] = method

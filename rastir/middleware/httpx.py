@@ -32,6 +32,9 @@ __all__ = ["RastirAsyncTransport", "RastirTransport", "instrument_httpx"]
 
 _MARK = "_rastir_instrumented"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_REDACTED_USERINFO = "REDACTED:REDACTED@"
+# The request extension that counts this request's sends (see _count_send).
+_SENDS = "rastir.sends"
 
 
 def _attributes(request: Any) -> tuple[str, dict[str, Any]] | None:
@@ -50,10 +53,15 @@ def _attributes(request: Any) -> tuple[str, dict[str, Any]] | None:
         attrs["server.address"] = host
         if port is not None:
             attrs["server.port"] = port
+        attrs["url.scheme"] = scheme
         # HTTP semconv asks for url.full with sensitive query values redacted; the
-        # query often carries keys and tokens, so it is left out whole.
+        # query often carries keys and tokens, so it is left out whole. Credentials in
+        # the URL (httpx keeps them there, and sends them as basic auth) are replaced
+        # as the URL conventions say.
         netloc = f"[{host}]" if ":" in host else host
         authority = f"{netloc}:{port}" if port is not None else netloc
+        if getattr(url, "userinfo", None):
+            authority = _REDACTED_USERINFO + authority
         # The path as sent (percent-encoded), so that url.full is a valid URL.
         raw_path = getattr(url, "raw_path", None)
         if isinstance(raw_path, bytes):
@@ -63,7 +71,29 @@ def _attributes(request: Any) -> tuple[str, dict[str, Any]] | None:
         attrs["url.full"] = f"{scheme}://{authority}{path}"
     except Exception:
         return None
+    _count_send(request, attrs)
     return method, attrs
+
+
+def _count_send(request: Any, attrs: dict[str, Any]) -> None:
+    """``http.request.resend_count``: how many times this request was sent before.
+
+    httpx resends a request above the transport: the same ``Request`` again for an
+    auth flow's second round (digest, a token refresh), a new one carrying a copy of
+    its ``extensions`` for each redirect. So the sends are counted in the extensions:
+    a request that arrives with a count is a resend, for whatever reason, as the HTTP
+    conventions count them. httpcore ignores extension keys it does not know.
+    """
+    try:
+        extensions = request.extensions
+        sent = extensions.get(_SENDS)
+        if type(sent) is int and sent > 0:
+            attrs["http.request.resend_count"] = sent
+            extensions[_SENDS] = sent + 1
+        else:
+            extensions[_SENDS] = 1
+    except Exception:
+        pass  # a request without a writable extensions dict: counted as a first send
 
 
 def _open(request: Any) -> tuple[Span, Any, Any] | None:

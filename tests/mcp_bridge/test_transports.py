@@ -30,10 +30,14 @@ async def test_stdio_spans_say_pipe_and_carry_baggage(
     assert result.structured_content == {"tenant": "acme", "user": "al ice"}
     client = rastir_spans.one("tools/call baggage", kind="mcp.client")
     assert client.attributes["network.transport"] == "pipe"
+    # A pipe has no HTTP, no server address and no MCP session id.
+    for key in ("network.protocol.name", "server.address", "server.port", "mcp.session.id"):
+        assert key not in client.attributes, key
     server = next(r for r in read_records(spans_file) if r["kind"] == "mcp.server")
     assert server["parent_span_id"] == client.span_id
     # stdio and in-memory JSON-RPC look alike to a tool: the transport is not guessed.
-    assert "network.transport" not in server["attributes"]
+    for key in ("network.transport", "client.address", "client.port", "mcp.session.id"):
+        assert key not in server["attributes"], key
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
@@ -65,10 +69,20 @@ async def test_http_spans_name_the_peer_and_the_session(
     attrs = server["attributes"]
     assert attrs["network.transport"] == "tcp"
     assert attrs["network.protocol.name"] == "http"
+    assert client.attributes["network.protocol.name"] == "http"
+    # The server names the client's end of the connection (this process, on loopback).
+    assert attrs["client.address"] == "127.0.0.1"
+    assert isinstance(attrs["client.port"], int)
+    assert attrs["client.port"] != server_proc.port
+    assert attrs["network.protocol.version"] == "1.1"
     assert attrs["mcp.protocol.version"] == client.attributes["mcp.protocol.version"]
     if mode == "legacy":
-        # A stateful streamable-HTTP session; the 2026-07-28 protocol has none.
+        # A stateful streamable-HTTP session; the 2026-07-28 protocol has none. Both
+        # processes name it alike: the server from the header, the client from mcp's
+        # transport, which keeps what the server gave it.
         assert len(attrs["mcp.session.id"]) >= 16
+        assert client.attributes["mcp.session.id"] == attrs["mcp.session.id"]
         assert attrs["jsonrpc.request.id"] == client.attributes["jsonrpc.request.id"]
     else:
         assert "mcp.session.id" not in attrs
+        assert "mcp.session.id" not in client.attributes

@@ -88,6 +88,7 @@ async def test_each_request_carries_the_client_spans_traceparent(
         "http.request.method": "GET",
         "server.address": "127.0.0.1",
         "server.port": port,
+        "url.scheme": "http",
         "url.full": f"http://127.0.0.1:{port}/headers",  # the query is never recorded
         "http.response.status_code": 200,
         "network.protocol.version": "1.1",  # httpcore's http_version extension
