@@ -1018,8 +1018,8 @@ class SQLiteStore:
                 while True:
                     rows = connection.execute(
                         f"SELECT {_TRACE_COLUMNS} FROM traces"
-                        " WHERE start_ns < ?1 AND end_ns < ?1 ORDER BY start_ns LIMIT 1000",
-                        (cutoff,),
+                        " WHERE start_ns < ? AND end_ns < ? ORDER BY start_ns LIMIT 1000",
+                        (cutoff, cutoff),  # not ?1 twice: Python 3.14 refuses a sequence for it
                     ).fetchall()
                     if rows:
                         self._delete(connection, rows, "retention")
