@@ -11,19 +11,25 @@ from tests.core.test_export_loss_audit import _raw_server
 from tests.otlp_export.test_export import _wire_spans
 
 
+def _exporter(url: str, batch_size: int, fast_retries: bool = True) -> OtlpExporter:
+    """An exporter with a 1 s request timeout, fast batches and fast retries."""
+    exporter = OtlpExporter(
+        f"{url}/v1/traces",
+        timeout=1.0,
+        batch_size=batch_size,
+        flush_interval=0.02,
+        retry_budget=60.0,
+    )
+    if fast_retries:
+        exporter.backoff_base, exporter.backoff_cap = 0.01, 0.05
+    return exporter
+
+
 def test_a_trickled_answer_times_out_and_the_batch_is_retried_to_the_recovered_target() -> None:
     # The first connection is answered a byte at a time (for up to 30 s); the next
     # one is answered at once.
     with _raw_server(["dribble", "ok"]) as target:
-        exporter = OtlpExporter(
-            f"{target.url}/v1/traces",
-            timeout=1.0,
-            batch_size=8,
-            flush_interval=0.02,
-            retry_budget=60.0,
-            backoff_base=0.01,
-            backoff_cap=0.05,
-        )
+        exporter = _exporter(target.url, 8)
         exporter("svc", {"service.name": "svc"}, _wire_spans(8))
         exporter.start()
         try:
@@ -44,15 +50,7 @@ def test_a_trickled_answer_times_out_and_the_batch_is_retried_to_the_recovered_t
 
 def test_a_batch_queued_behind_a_trickled_request_is_exported_next() -> None:
     with _raw_server(["dribble", "ok", "ok"]) as target:
-        exporter = OtlpExporter(
-            f"{target.url}/v1/traces",
-            timeout=1.0,
-            batch_size=4,
-            flush_interval=0.02,
-            retry_budget=60.0,
-            backoff_base=0.01,
-            backoff_cap=0.05,
-        )
+        exporter = _exporter(target.url, 4)
         exporter("a", {"service.name": "a"}, _wire_spans(4))
         exporter.start()
         try:
@@ -69,13 +67,7 @@ def test_a_batch_queued_behind_a_trickled_request_is_exported_next() -> None:
 
 def test_shutdown_during_a_trickled_request_stops_the_thread_and_counts_the_batch() -> None:
     with _raw_server(["dribble"]) as target:
-        exporter = OtlpExporter(
-            f"{target.url}/v1/traces",
-            timeout=1.0,
-            batch_size=8,
-            flush_interval=0.02,
-            retry_budget=60.0,
-        )
+        exporter = _exporter(target.url, 8, fast_retries=False)
         exporter("svc", {"service.name": "svc"}, _wire_spans(8))
         exporter.start()
         assert target.dribbling.wait(10)
