@@ -25,7 +25,7 @@ batch in two).
 
 Losses are logged without flooding the log: the first batch given up at once, later
 ones summed into one warning a minute at most. When the exporter stops (``shutdown()``,
-interpreter exit, the end of a ``multiprocessing`` child forked from this process)
+interpreter exit, the end of a ``multiprocessing`` child, forked or spawned)
 one warning gives the number of spans that were not delivered and not reported to the
 collector: still queued at the deadline, in a request that did not finish, or
 dropped earlier with no later batch to carry the count.
@@ -40,6 +40,7 @@ the count). It never takes another span from the shared queue: spans made after
 from __future__ import annotations
 
 import atexit
+import codecs
 import logging
 import os
 import random
@@ -124,12 +125,20 @@ _hooks_installed = False
 
 def _install_process_hooks() -> None:
     global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_at_exit)
-    if hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_after_fork_in_child)
+    if not _hooks_installed:
+        _hooks_installed = True
+        atexit.register(_at_exit)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+    # A multiprocessing child configured after it started (a pool's initializer, a
+    # target that calls configure()): the at-fork hook found no exporter to stop then.
+    mp = sys.modules.get("multiprocessing")
+    try:
+        child = mp is not None and mp.parent_process() is not None
+    except Exception:  # pragma: no cover - never break configure() over telemetry
+        child = False
+    if child:
+        _register_finalizer(_FORK_TOKEN)
 
 
 def _at_exit() -> None:
@@ -171,6 +180,11 @@ def _stop_at_multiprocessing_exit() -> None:
 
 
 def _register_finalizer(token: _ForkToken) -> None:
+    """Stop the exporters when this ``multiprocessing`` child ends (once per process).
+
+    A forked child ends with ``os._exit()``; a spawned one runs ``atexit`` too, after
+    the finalizers, and finds nothing left to stop then.
+    """
     global _finalizer_pid
     util = sys.modules.get("multiprocessing.util")
     if util is None or _finalizer_pid == os.getpid():
@@ -178,6 +192,25 @@ def _register_finalizer(token: _ForkToken) -> None:
     _finalizer_pid = os.getpid()
     # The lowest priority: after the application's own finalizers, which may end spans.
     util.Finalize(token, _at_exit, exitpriority=-(1 << 30))
+
+
+def _import_what_the_thread_needs(url: str) -> None:
+    """Import now, on the thread calling ``configure()``, what the exporter thread would
+    import on its first request.
+
+    An import holds its module's lock until the module has run. A ``fork()`` at that
+    moment (``gunicorn --preload`` forks its workers while the master's exporter thread
+    sends the span of the app's import) leaves the lock held in the child by a thread
+    that does not exist there: the child's first import of that module hangs for good.
+    An import on the exporter thread may also race the application's own imports and
+    fail with importlib's deadlock error, and ``encodings`` remembers the failure: the
+    codec stays unknown for the life of the process.
+    """
+    # socket.getaddrinfo() encodes a str host with the idna codec: encodings.idna,
+    # which imports stringprep and unicodedata, on the first connection.
+    codecs.lookup("idna")
+    if url[:6].lower() == "https:":
+        import ssl  # noqa: F401  (HttpTransport imports it on its first connection)
 
 
 class BatchExporter:
@@ -200,6 +233,7 @@ class BatchExporter:
 
             self._encode = encode_batch_otlp
         self.transport = transport or self.transport_for(settings)
+        _import_what_the_thread_needs(url)
         self.stats = ExporterStats()
         # Loss warnings: spans and batches given up since the last one, and when the
         # next may be written (the first at once).

@@ -3,7 +3,9 @@
 Built the way Starlette builds its own middleware (CONVENTIONS):
 
 * the scope type is checked first, and ``lifespan`` (or any type it does not trace)
-  passes straight through with the original ``receive`` and ``send``;
+  passes straight through with the original ``receive`` and ``send``; once the
+  app's lifespan has returned (the app has shut down), queued spans are flushed,
+  since uvicorn ends a process it stopped on SIGTERM without running ``atexit``;
 * per-request state lives in locals and in one per-request object (``_Response``),
   never on the middleware, so concurrent requests cannot swap statuses or spans;
 * ``send`` is wrapped only to read the status and to see the last body message, and
@@ -22,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
+from rastir import _config
 from rastir._instrument import record_exception
 from rastir.context import _current_baggage, _current_span
 from rastir.export._pipeline import PIPELINE
@@ -244,6 +247,18 @@ class _Response:
         _on_end(span)
 
 
+def _flush_at_shutdown() -> None:
+    """``rastir.flush()``, bounded by ``shutdown_timeout``; never raises.
+
+    It blocks the event loop, which has no request left to serve then (servers run
+    the lifespan shutdown after the last connection closed or was given up).
+    """
+    try:
+        _config.flush(_config.get_settings().shutdown_timeout)
+    except Exception:  # pragma: no cover - telemetry never breaks the host's shutdown
+        pass
+
+
 class RastirMiddleware:
     """Trace each HTTP request, and each WebSocket connection, as an ``http.server`` span.
 
@@ -404,6 +419,12 @@ class RastirMiddleware:
         if kind != "http":
             if kind == "websocket" and PIPELINE.enabled:
                 await self._websocket(scope, receive, send)
+            elif kind == "lifespan":
+                await self.app(scope, receive, send)
+                # The app has shut down: deliver what is queued now. uvicorn ends a
+                # SIGTERM'd process by raising the signal again with the default
+                # handler once the lifespan is over, so atexit never runs there.
+                _flush_at_shutdown()
             else:
                 await self.app(scope, receive, send)
             return
