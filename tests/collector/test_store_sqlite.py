@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import sqlite3
@@ -25,7 +26,8 @@ from rastir.collector.store import (
     StoreFullError,
     TraceQuery,
 )
-from rastir.collector.store.sqlite import _listing_sql, _transient
+from rastir.collector.store._aggregate import query_tags
+from rastir.collector.store.sqlite import _listing_sql, _slow_are_fewer, _transient
 
 pytestmark = pytest.mark.anyio
 
@@ -459,6 +461,106 @@ async def test_a_database_made_before_the_listing_indexes_gets_them_when_opened(
         await store.close()
     plan = query_plan(path, TraceQuery(min_duration_ns=8_000_000), None)
     assert any("traces_by_duration_digits" in line for line in plan), plan
+
+
+NO_ERROR = WireError(type="unknown")
+
+
+def _tagged_traces() -> list[SpanRow]:
+    """3,000 one-span traces, 1 ms apart: service "api" but every 100th ("rare", 20 ms
+    long); agent "a" on even ones; 2 s long every 150th, else 2 to 49 ms; every 7th an
+    error."""
+    rows = []
+    for n in range(3000):
+        rare = n % 100 == 3
+        duration = 20 * MS if rare else 2000 * MS if n % 150 == 0 else (n * 7 % 48 + 2) * MS
+        rows.append(
+            SpanRow(
+                "rare" if rare else "api",
+                WireSpan(
+                    trace_id=tid(n + 1),
+                    span_id=f"{n + 1:016x}",
+                    name="op",
+                    kind="agent",
+                    start_time_unix_nano=T0 + n * MS,
+                    end_time_unix_nano=T0 + n * MS + duration,
+                    status="error" if n % 7 == 0 else "ok",
+                    error=WireError(type="timeout") if n % 7 == 0 else None,
+                    attributes={"gen_ai.agent.name": "a"} if n % 2 == 0 else {},
+                ),
+            )
+        )
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("query", "walks"),
+    [
+        # Every trace is "api", 20 last 1 s: walk those 20, check the tag.
+        (TraceQuery(service="api", min_duration_ns=1000 * MS), "traces_by_duration_digits"),
+        (
+            TraceQuery(service="api", agent="a", min_duration_ns=1000 * MS),
+            "traces_by_duration_digits",
+        ),
+        # 2,500-odd traces last 10 ms or more (8 digits), fewer carry agent "a".
+        (TraceQuery(service="api", agent="a", min_duration_ns=40 * MS), "trace_tags"),
+        (
+            TraceQuery(
+                service="api", status="ok", min_duration_ns=1000 * MS, start_ns=T0 + 900 * MS
+            ),
+            "traces_by_duration_digits",
+        ),
+        # 30 traces are "rare", almost every trace lasts 1 ms: walk the tag.
+        (TraceQuery(service="rare", min_duration_ns=MS), "trace_tags"),
+        (TraceQuery(service="rare", min_duration_ns=20 * MS), "trace_tags"),
+        (TraceQuery(agent="a", error_type="timeout", min_duration_ns=40 * MS), "trace_tags"),
+    ],
+)
+async def test_a_tag_and_a_minimum_duration_walk_the_smaller_index_and_list_every_match(
+    tmp_path: Path, query: TraceQuery, walks: str
+) -> None:
+    path = tmp_path / "t.db"
+    rows = _tagged_traces()
+    store = SQLiteStore(path)
+    await store.start()
+    try:
+        await store.write(rows)
+        listed: list[str] = []
+        cursor = None
+        for _ in range(1000):
+            page = await store.list_traces(dataclasses.replace(query, limit=7, cursor=cursor))
+            listed += [t.trace_id for t in page.traces]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    finally:
+        await store.close()
+    # Brute force, from the spans themselves.
+    min_duration = query.min_duration_ns or 0
+    brute = [
+        row.span.trace_id
+        for row in sorted(rows, key=lambda row: row.span.start_time_unix_nano, reverse=True)
+        if row.span.end_time_unix_nano - row.span.start_time_unix_nano >= min_duration
+        and (query.service is None or row.service == query.service)
+        and (query.agent is None or row.span.attributes.get("gen_ai.agent.name") == query.agent)
+        and (query.error_type is None or (row.span.error or NO_ERROR).type == query.error_type)
+        and (query.status is None or row.span.status == query.status)
+        and (query.start_ns is None or row.span.start_time_unix_nano >= query.start_ns)
+    ]
+    assert brute  # the query matches something
+    assert listed == brute
+    with sqlite3.connect(path) as connection:
+        slow_first = _slow_are_fewer(connection, query_tags(query)[0], min_duration)
+        sql, params = _listing_sql(query, (T0 + 2000 * MS, 1), slow_first=slow_first)
+        plan = [row[3] for row in connection.execute(f"EXPLAIN QUERY PLAN {sql}", params)]
+    connection.close()
+    assert slow_first == (walks == "traces_by_duration_digits")
+    assert not [line for line in plan if _FULL_SCAN.match(line)], plan
+    if slow_first:
+        assert any("SEARCH t USING INDEX traces_by_duration_digits" in line for line in plan)
+        assert not any("SEARCH g" in line for line in plan), plan
+    else:
+        assert any("SEARCH g USING PRIMARY KEY (tag=? AND value=?" in line for line in plan)
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])

@@ -31,8 +31,13 @@ ends. ``list_traces`` walks on the loop but yields to it every :data:`LIST_SLICE
 traces it looks at (an unselective filter over 50,000 traces held the loop for
 100 to 200 ms): it resumes below the last key it gave, so it never gives a trace
 twice or out of order, and a trace that moved or went meanwhile is left out.
-CPython's full garbage collections, which the 200,000-odd objects of a decoded big
-trace set off, still pause every thread, the loop included.
+A decoded trace is still about 4.8 objects the garbage collector tracks per span
+(the row, the span, its event and link lists, attribute dicts holding lists), and
+a collection walking them pauses every thread, the loop included. ``rastir
+collector`` freezes what it made at startup and raises the thresholds
+(``cli._tune_gc``): no full collection then runs while a 50,000-span trace is
+answered (three did with CPython's defaults), and the longest pause fell from
+about 160 ms to 20 to 60 ms.
 
 With ``retention_seconds``, traces that ended longer ago are deleted by a sweep
 that runs, at most every ``maintenance_interval`` seconds, on the next write or
