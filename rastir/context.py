@@ -14,6 +14,8 @@ the context into the thread.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -49,6 +51,41 @@ _current_llm: ContextVar[tuple[str | None, str | None]] = ContextVar(
 _current_baggage: ContextVar[tuple[tuple[str, str], ...]] = ContextVar(
     "rastir_current_baggage", default=()
 )
+
+
+# -- multiprocessing children start with an empty context -------------------------------
+# A forked worker would otherwise keep the context of the thread that forked it: a
+# pool started during one request would put the tasks of every later request in that
+# request's trace. Cleared as a spawned or forkserver child starts (the default on
+# macOS and, from Python 3.14, on Linux): context crosses processes only when passed
+# (``inject`` and ``continue_trace``). A bare ``os.fork()`` keeps it.
+_mp_hooked = False
+
+
+def _start_empty() -> None:
+    _current_span.set(None)
+    _current_agent.set(None)
+    _current_llm.set((None, None))
+    _current_baggage.set(())
+
+
+def _hook_multiprocessing() -> None:
+    """Before a fork: have multiprocessing run :func:`_start_empty` in its children.
+
+    multiprocessing runs its after-fork callbacks as a child process starts, in the
+    context its target then runs in. Registered once, when multiprocessing is in use.
+    """
+    global _mp_hooked
+    if _mp_hooked:
+        return
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        _mp_hooked = True
+        util.register_after_fork(_hook_multiprocessing, lambda _: _start_empty())
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_hook_multiprocessing)
 
 
 def current_span() -> Span | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from typing import Any
 
 import pytest
 
@@ -59,3 +60,41 @@ def test_spans_queued_before_configure_are_sent_by_the_parent_only() -> None:
         ]
         # The parent's drop count is the parent's to report, once.
         assert server.dropped() == 3
+
+
+def _context_seen_by_a_child() -> tuple[str | None, str | None, dict[str, str]]:
+    return rastir.current_trace_id(), rastir.current_agent(), rastir.current_baggage()
+
+
+def test_multiprocessing_children_start_with_an_empty_context() -> None:
+    """A forked pool worker would keep the context of the request that started the
+    pool, and put every later request's tasks in that trace. Children of
+    multiprocessing start empty, as spawned ones do; a bare os.fork() keeps it."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    fork = multiprocessing.get_context("fork")
+
+    @rastir.agent(agent_name="req")
+    def request(executor: ProcessPoolExecutor) -> tuple[Any, ...]:
+        with warnings.catch_warnings():  # 3.12: fork() in a process with threads
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return executor.submit(_context_seen_by_a_child).result(timeout=30)
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=fork) as executor:
+        assert request(executor) == (None, None, {})  # the worker is forked here
+        assert request(executor) == (None, None, {})  # and reused here
+
+    with rastir.span("parent"):
+        trace_id = rastir.current_trace_id()
+        assert trace_id is not None
+        read, write = os.pipe()
+        pid = _fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.write(write, (rastir.current_trace_id() or "-").encode())
+            os._exit(0)
+        os.close(write)
+        seen = os.read(read, 64).decode()
+        os.close(read)
+        assert os.waitpid(pid, 0)[1] == 0
+    assert seen == trace_id
