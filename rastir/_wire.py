@@ -100,8 +100,13 @@ AttrValue = Scalar | list[Scalar]
 # Unix nanoseconds fit int64 until 2262.
 UnixNano = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
 
+# The span Structs are not tracked by the garbage collector (gc=False): they hold
+# scalars, attribute maps and lists of other Structs, and nothing can point back at
+# them, so they cannot be part of a cycle. A collector decoding 50,000 spans tracks
+# 2 objects per span instead of 4, which shortens its collections.
 
-class WireError(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False):
+
+class WireError(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False, gc=False):
     """Why a span failed. ``type`` is one of the fixed categories."""
 
     type: ErrorCategory
@@ -109,19 +114,19 @@ class WireError(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=False)
     message: str = ""
 
 
-class WireEvent(msgspec.Struct, omit_defaults=True):
+class WireEvent(msgspec.Struct, omit_defaults=True, gc=False):
     name: str
     time_unix_nano: UnixNano
     attributes: dict[str, AttrValue] = {}
 
 
-class WireLink(msgspec.Struct, omit_defaults=True):
+class WireLink(msgspec.Struct, omit_defaults=True, gc=False):
     trace_id: TraceId
     span_id: SpanId
     attributes: dict[str, AttrValue] = {}
 
 
-class WireSpan(msgspec.Struct, omit_defaults=True):
+class WireSpan(msgspec.Struct, omit_defaults=True, gc=False):
     trace_id: TraceId
     span_id: SpanId
     name: str
