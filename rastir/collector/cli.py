@@ -13,16 +13,18 @@ twice ``--shutdown-timeout`` plus two seconds.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import json
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from time import monotonic
 from types import FrameType
-from typing import Any
+from typing import Any, Final
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -31,7 +33,15 @@ from rastir.collector.logs import configure_logging
 from rastir.collector.metrics import collector_version
 from rastir.collector.settings import ENV_PREFIX, CollectorSettings
 
-__all__ = ["build_parser", "main", "serve"]
+__all__ = [
+    "BODY_TIMEOUT",
+    "HEAD_TIMEOUT",
+    "MAX_HEAD_BYTES",
+    "StampedHttpToolsProtocol",
+    "build_parser",
+    "main",
+    "serve",
+]
 
 logger = logging.getLogger("rastir.collector")
 
@@ -151,19 +161,149 @@ def settings_from_args(args: argparse.Namespace) -> CollectorSettings:
     return replace(settings, **turned_off) if turned_off else settings
 
 
-class StampedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, stamping when each request's first bytes were read.
+#: The request line and the headers of one request, at most; more is answered 431.
+#: uvicorn and llhttp bound no header (a 20 MiB one was read whole); httptools takes
+#: URLs up to 64 KiB, and this leaves as much again for the headers.
+MAX_HEAD_BYTES: Final = 128 * 1024
+#: Seconds from a request's first byte to the end of its headers; then 408.
+HEAD_TIMEOUT: Final = 10.0
+#: Seconds from the end of a request's headers to the end of its body; then the
+#: connection is closed. The SDK's exporter, like OpenTelemetry's, gives up after
+#: 10 s: a body still arriving after 30 s has no sender waiting for the answer.
+BODY_TIMEOUT: Final = 30.0
+# Counted for each header beside its name and value: ": " and CRLF.
+_HEADER_OVERHEAD: Final = 4
 
-    A batch is handled without yielding to the event loop, so under overload requests
-    never pile up inside the ingest handler: they wait as tasks that have not run
-    yet, where no count the app keeps can see them. The stamp lets the handler see
-    how long its request waited (``rastir.arrived`` in the scope, ``monotonic``
-    seconds) and refuse it with 429 past ``max_queue_delay``.
+
+class _HeadTooLarge(Exception):
+    """Raised inside llhttp's callbacks to stop parsing, once 431 is sent."""
+
+
+class StampedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, stamping each request and bounding slow clients.
+
+    The stamp: a batch is handled without yielding to the event loop, so under
+    overload requests never pile up inside the ingest handler: they wait as tasks
+    that have not run yet, where no count the app keeps can see them. The stamp lets
+    the handler see how long its request waited (``rastir.arrived`` in the scope,
+    ``monotonic`` seconds) and refuse it with 429 past ``max_queue_delay``.
+
+    The bounds: uvicorn arms a timer only between requests (``timeout_keep_alive``),
+    so a client that connects and sends nothing, or sends its headers or its body a
+    byte a second, holds a connection forever; a slow body also holds one of the
+    ingest's ``max_inflight`` places, and 256 of them refuse every other sender
+    with 429. Here a connection must start its first request within
+    ``timeout_keep_alive``, send its headers within :attr:`head_timeout` (at most
+    :attr:`max_head_bytes` of them) and its body within :attr:`body_timeout`.
+    A late head is answered 408; a late body closes the connection, which the
+    handler reading it sees as a disconnect (its place is freed at once).
     """
+
+    head_timeout: float = HEAD_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    max_head_bytes: int = MAX_HEAD_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+        self._head_refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        # uvicorn's own timer, armed before the first request as it is after each
+        # response: its first byte (data_received) disarms it.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        # uvicorn's answer to a parser error, also to ours (_count): 431 was sent.
+        if not self._head_refused:
+            super().send_400_response(msg)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["rastir.arrived"] = monotonic()  # type: ignore[typeddict-unknown-key]
+        self._head_bytes = 0
+        self._arm(self.head_timeout, self._head_late)
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + _HEADER_OVERHEAD)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._arm(self.body_timeout, self._body_late)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > self.max_head_bytes:
+            self._disarm()
+            self._head_refused = True
+            self._refuse(
+                431,
+                "Request Header Fields Too Large",
+                "head_too_large",
+                f"the request line and headers exceed {self.max_head_bytes} bytes",
+            )
+            # llhttp stops parsing and reports a parser error (send_400_response)
+            raise _HeadTooLarge
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(delay, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_late(self) -> None:
+        self._deadline = None
+        self._refuse(
+            408,
+            "Request Timeout",
+            "request_timeout",
+            f"the request's headers took more than {self.head_timeout:g} s",
+        )
+
+    def _body_late(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            logger.info("request body timed out", extra={"client": _peer(self.client)})
+            # The handler, if it still reads the body, gets http.disconnect.
+            self.transport.close()
+
+    def _refuse(self, status: int, phrase: str, reason: str, message: str) -> None:
+        """Answer ``status`` and close, unless a response is being written."""
+        if self.transport.is_closing():
+            return
+        logger.info(message, extra={"client": _peer(self.client), "status": status})
+        if self.cycle is None or self.cycle.response_complete:
+            body = json.dumps({"error": reason, "message": message}, separators=(",", ":")).encode()
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                % (status, phrase.encode(), len(body), body)
+            )
+        self.transport.close()
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "?"
 
 
 class _Server(uvicorn.Server):

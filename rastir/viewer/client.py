@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from rastir.errors import RastirError
+from rastir.viewer.render import _clean
 
 __all__ = [
     "DEFAULT_URL",
@@ -37,8 +38,8 @@ _MAX_BODY: Final = 64 << 20
 
 
 def _printable(text: str, most: int = 300) -> str:
-    """Text from the server, safe to print: no escapes or line breaks, bounded."""
-    text = "".join(ch if ch.isprintable() else "?" for ch in text[: most + 1])
+    """Text from the server, safe to print: control characters escaped, bounded."""
+    text = _clean(text[: most + 1])
     return text if len(text) <= most else text[: most - 1] + "…"
 
 

@@ -6,10 +6,11 @@ show the same thing. Columns are aligned on the plain text, and colour (only whe
 :class:`Style` says so) is added afterwards, so it never shifts a column.
 
 Everything shown comes from senders the operator does not control: control
-characters (ANSI escapes, newlines, bidi overrides) are shown as ``?``, never
-written to the terminal, and columns are measured in terminal cells, so wide (CJK)
-and combining characters keep them aligned. Given a ``width`` (the terminal's),
-the columns that can shrink do, and each line is cut to fit, never wrapped.
+characters (ANSI escapes, newlines, bidi overrides) are shown (``␛``, ``␊``,
+``\\u202e``), never written to the terminal, and columns are measured in terminal
+cells, so wide (CJK) and combining characters keep them aligned. Given a ``width``
+(the terminal's), the columns that can shrink do, and each line is cut to fit, never
+wrapped.
 """
 
 from __future__ import annotations
@@ -143,11 +144,35 @@ def format_time(unix_ns: int, *, short: bool = False) -> str:
 
 def _clean(value: Any) -> str:
     """Text safe on one terminal row: control characters (a newline, an ANSI escape,
-    a bidi override, sent by a hostile client) are shown as ``?``, never interpreted."""
+    a bidi override, sent by a hostile client) are shown, never interpreted.
+
+    The reader sees that a sender tried to drive the terminal, and with what: C0
+    controls and DEL as their Unicode control pictures, one cell each (``\\x1b[2J``
+    prints as ``␛[2J``, a newline as ``␊``), and every other character
+    ``str.isprintable`` refuses as its escape, ``\\x9b`` or ``\\u202e``: C1 controls,
+    format characters (bidi overrides and isolates, zero-width spaces and joiners,
+    the soft hyphen), line and paragraph separators, surrogates, private-use and
+    unassigned code points, and every space but U+0020 (a no-break space would pass
+    for a plain one).
+    """
     text = value if isinstance(value, str) else str(value)
     if text.isprintable():
         return text
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+    return "".join(ch if ch.isprintable() else _shown(ch) for ch in text)
+
+
+def _shown(ch: str) -> str:
+    """A character ``str.isprintable`` refuses, as printable text."""
+    code = ord(ch)
+    if code < 0x20:
+        return chr(0x2400 + code)  # SYMBOL FOR NULL ... SYMBOL FOR UNIT SEPARATOR
+    if code == 0x7F:
+        return "\u2421"  # SYMBOL FOR DELETE
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def _char_width(ch: str) -> int:
