@@ -44,7 +44,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from rastir._wire import json_schema
-from rastir.collector.auth import OK, UNAUTHORIZED, check_bearer
+from rastir.collector.auth import OK, UNAUTHORIZED, check_bearer, find_authorization
 from rastir.collector.evaluation import EvaluationService
 from rastir.collector.evaluation.scores import ScoresEndpoint
 from rastir.collector.ingest import IngestEndpoint
@@ -160,7 +160,7 @@ def create_app(
         ) -> Callable[[Request], Awaitable[Response]]:
             async def endpoint(request: Request) -> Response:
                 if token is not None:
-                    code = check_bearer(_header(request, b"authorization"), token)
+                    code = check_bearer(find_authorization(request.scope["headers"]), token)
                     if code != OK:
                         if code == UNAUTHORIZED:
                             return _error(
@@ -353,13 +353,6 @@ async def _stream(
     yield first
     while (piece := await anyio.to_thread.run_sync(next, rest, None, limiter=limiter)) is not None:
         yield piece
-
-
-def _header(request: Request, name: bytes) -> bytes | None:
-    for key, value in request.scope["headers"]:
-        if key == name:
-            return value  # type: ignore[no-any-return]
-    return None
 
 
 # rastir_collector_store_failed_spans_total{reason}: the StoreStats.extra key of each.

@@ -31,8 +31,15 @@ def check_bearer(header: bytes | None, expected: bytes) -> int:
 
 
 def find_authorization(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
-    """The ``Authorization`` header of an ASGI scope, or ``None``."""
+    """The ``Authorization`` header of an ASGI scope, or ``None``.
+
+    A request carrying it twice carries no credentials (``b""``: 401): which copy a
+    proxy in front checked cannot be known, so neither is trusted.
+    """
+    found = None
     for name, value in headers:
         if name == b"authorization":
-            return value
-    return None
+            if found is not None:
+                return b""
+            found = value
+    return found

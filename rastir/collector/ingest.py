@@ -145,11 +145,14 @@ class IngestEndpoint:
         authorization = content_length = encoding = None
         for name, value in scope["headers"]:
             if name == b"authorization":
-                authorization = value
+                # Twice: no credentials (auth.find_authorization says why).
+                authorization = value if authorization is None else b""
             elif name == b"content-length":
                 content_length = value
             elif name == b"content-encoding":
-                encoding = value
+                # Repeated lines are one list (RFC 9110 §5.3): "gzip" then "identity"
+                # is "gzip, identity", which is refused, not read as plain.
+                encoding = value if encoding is None else encoding + b", " + value
         admitted = False
         try:
             # 1. auth

@@ -8,6 +8,7 @@ plain socket: httpx cannot send a request a byte at a time.
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -280,12 +281,6 @@ def _attribute_sizes(body: bytes, decode: Any) -> int:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rastir/collector/otlp/receive.py re-encodes each nesting level's JSON, "
-    "escaped again by the level above: the text doubles every two levels (see the "
-    "hostile-tester report; remove this mark with the fix)",
-)
 @pytest.mark.parametrize(
     ("decode", "make"), [(decode_json, _nested_json), (decode_protobuf, _nested_protobuf)]
 )
@@ -298,12 +293,6 @@ def test_a_deeply_nested_otlp_value_decodes_to_text_linear_in_its_size(
     assert _attribute_sizes(body, decode) <= 4 * len(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="decode_json in rastir/collector/otlp/receive.py catches msgspec.DecodeError "
-    "but not the RecursionError msgspec raises past its depth limit: 503 (see the "
-    "hostile-tester report; remove this mark with the fix)",
-)
 def test_an_otlp_json_value_nested_beyond_the_decoders_depth_is_a_400() -> None:
     # 503 asks the sender to retry: an OTLP exporter would send it again and again.
     with _collector() as url:
@@ -314,3 +303,51 @@ def test_an_otlp_json_value_nested_beyond_the_decoders_depth_is_a_400() -> None:
             timeout=_WAIT,
         )
     assert r.status_code == 400, r.text
+
+
+@pytest.mark.parametrize(
+    ("decode", "make"), [(decode_json, _nested_json), (decode_protobuf, _nested_protobuf)]
+)
+def test_a_nested_value_is_json_encoded_once_and_cut_below_32_levels(
+    decode: Any, make: Any
+) -> None:
+    def attribute(depth: int) -> Any:
+        (_, spans), *_ = decode(make(depth)).groups
+        return spans[0].attributes["a"]
+
+    assert attribute(1) == ["x"]  # a list of scalars stays a list
+    assert attribute(3) == '[[["x"]]]'  # deeper: its JSON, encoded once, not re-escaped
+    assert json.loads(attribute(32)) == json.loads("[" * 32 + '"x"' + "]" * 32)
+    deep = json.loads(attribute(40))
+    for _ in range(32):
+        (deep,) = deep
+    assert deep == "[nested deeper than 32 levels]"
+
+
+@pytest.mark.parametrize("order", [("good", "bad"), ("bad", "good")])
+def test_a_repeated_authorization_header_is_no_credentials_on_every_endpoint(
+    order: tuple[str, str],
+) -> None:
+    """A proxy in front may have checked either copy; trusting one of them (ingest read
+    the last, the query API the first) let a wrong token through one of the two."""
+    tokens = {"good": "Bearer s3cret", "bad": "Bearer wrong"}
+    headers = [("authorization", tokens[order[0]]), ("authorization", tokens[order[1]])]
+    with _collector(ingest_token="s3cret", query_token="s3cret") as url:
+        body = encode(batch([span()]))
+        ingest = httpx.post(f"{url}/v1/telemetry", content=body, headers=headers, timeout=_WAIT)
+        query = httpx.get(f"{url}/v1/traces", headers=headers, timeout=_WAIT)
+        one = httpx.get(f"{url}/v1/traces", headers=[headers[0]], timeout=_WAIT)
+    assert (ingest.status_code, query.status_code) == (401, 401)
+    assert one.status_code == (200 if order[0] == "good" else 403)
+
+
+def test_repeated_content_encoding_lines_are_one_list() -> None:
+    """``gzip`` then ``identity`` is ``gzip, identity`` (RFC 9110): refused with 415,
+    not read as a plain body because the last line said so."""
+    body = encode(batch([span()]))
+    headers = [("content-encoding", "gzip"), ("content-encoding", "identity")]
+    with _collector() as url:
+        r = httpx.post(f"{url}/v1/telemetry", content=body, headers=headers, timeout=_WAIT)
+        plain = httpx.post(f"{url}/v1/telemetry", content=body, timeout=_WAIT)
+    assert r.status_code == 415, r.text
+    assert plain.status_code == 202

@@ -487,7 +487,37 @@ def _copy_decoding(src: Any, dst: Any) -> None:
 _STRING = "string_value"
 
 
+# An attribute value is a scalar or a list of scalars; anything nested deeper (an
+# array of arrays, a key-value list) is kept as the JSON text of its native value,
+# encoded once. Levels below this depth are replaced by _TOO_DEEP: a value is never
+# refused, and its text stays linear in the size of what was sent.
+_MAX_VALUE_DEPTH: Final = 32
+_TOO_DEEP: Final = f"[nested deeper than {_MAX_VALUE_DEPTH} levels]"
+_SCALARS: Final = (str, int, float, bool)
+
+
+def _attribute(native: Any) -> Any:
+    """An attribute value from the native value of an OTLP ``AnyValue``: a scalar or a
+    list of scalars as it is; a list of key-value lists (GenAI messages) as a list of
+    their JSON texts; anything else nested as its JSON text."""
+    if native.__class__ is dict:
+        return msgspec.json.encode(native).decode()
+    if native.__class__ is list:
+        if all(x.__class__ in _SCALARS for x in native):
+            return native
+        if all(x.__class__ in _SCALARS or x.__class__ is dict for x in native):
+            return [
+                x if x.__class__ is not dict else msgspec.json.encode(x).decode() for x in native
+            ]
+        return msgspec.json.encode(native).decode()
+    return native
+
+
 def _pb_value(v: AnyValue) -> Any:
+    return _attribute(_pb_native(v, 0))
+
+
+def _pb_native(v: AnyValue, depth: int) -> Any:
     which = v.WhichOneof("value")
     if which == _STRING:
         return v.string_value
@@ -497,15 +527,12 @@ def _pb_value(v: AnyValue) -> Any:
         return v.bool_value
     if which == "double_value":
         return _scalar(v.double_value)
-    if which == "array_value":
-        items = [_pb_value(x) for x in v.array_value.values]
-        if all(x.__class__ in (str, int, float, bool) for x in items):
-            return items
-        return msgspec.json.encode(items).decode()
-    if which == "kvlist_value":
-        return msgspec.json.encode(
-            {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
-        ).decode()
+    if which == "array_value" or which == "kvlist_value":
+        if depth >= _MAX_VALUE_DEPTH:
+            return _TOO_DEEP
+        if which == "array_value":
+            return [_pb_native(x, depth + 1) for x in v.array_value.values]
+        return {kv.key: _pb_native(kv.value, depth + 1) for kv in v.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(v.bytes_value).decode()
     return None
@@ -719,6 +746,10 @@ def _enum(value: int | str | None, names: Mapping[str, int], where: str) -> int:
 
 
 def _j_value(v: _JValue | None) -> Any:
+    return _attribute(_j_native(v, 0))
+
+
+def _j_native(v: _JValue | None, depth: int) -> Any:
     if v is None:
         return None
     if v.string_value is not None:
@@ -735,15 +766,15 @@ def _j_value(v: _JValue | None) -> Any:
             except ValueError:
                 raise OtlpDecodeError(f"doubleValue: {d!r} is not a number") from None
         return _scalar(d)
-    if v.array_value is not None:
-        items = [_j_value(x) for x in v.array_value.values or ()]
-        if all(x.__class__ in (str, int, float, bool) for x in items):
-            return items
-        return msgspec.json.encode(items).decode()
-    if v.kvlist_value is not None:
-        return msgspec.json.encode(
-            {kv.key or "": _j_value(kv.value) for kv in v.kvlist_value.values or () if kv}
-        ).decode()
+    if v.array_value is not None or v.kvlist_value is not None:
+        if depth >= _MAX_VALUE_DEPTH:
+            return _TOO_DEEP
+        if v.array_value is not None:
+            return [_j_native(x, depth + 1) for x in v.array_value.values or ()]
+        assert v.kvlist_value is not None
+        return {
+            kv.key or "": _j_native(kv.value, depth + 1) for kv in v.kvlist_value.values or () if kv
+        }
     if v.bytes_value is not None:
         return v.bytes_value  # already base64 in OTLP/JSON
     return None
@@ -778,6 +809,10 @@ def decode_json(body: bytes) -> Decoded:
         request = _json_decoder.decode(body)
     except msgspec.DecodeError as e:
         raise OtlpDecodeError(f"not an ExportTraceServiceRequest in OTLP/JSON: {e}") from None
+    except RecursionError:  # nested beyond what the decoder follows (thousands deep)
+        raise OtlpDecodeError(
+            "not an ExportTraceServiceRequest in OTLP/JSON: nested too deeply"
+        ) from None
     out = Decoded()
     for rs in request.resource_spans or ():
         if rs is None:
