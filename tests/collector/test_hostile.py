@@ -115,6 +115,26 @@ def test_headers_sent_a_byte_at_a_time_are_answered_408_and_closed() -> None:
     assert b"connection: close" in answer
 
 
+def _trickle_until_closed(sock: socket.socket, byte: bytes) -> bool:
+    """Send ``byte`` every ``_TRICKLE`` seconds until the server closes the connection
+    (True), for at most ``_WAIT`` seconds (False). The slowness is what is under test."""
+    for _ in range(int(_WAIT / _TRICKLE)):
+        try:
+            sock.sendall(byte)
+        except OSError:
+            return True
+        time.sleep(_TRICKLE)
+        sock.settimeout(0.0)
+        try:
+            if sock.recv(65536) == b"":
+                return True
+        except BlockingIOError:
+            pass
+        finally:
+            sock.settimeout(_WAIT)
+    return False
+
+
 def test_a_body_sent_a_byte_at_a_time_gives_its_ingest_place_back() -> None:
     # Before: a body trickling in held one of the --max-inflight places for as long
     # as the client liked; as many slow clients as places refused everyone else 429.
@@ -127,24 +147,7 @@ def test_a_body_sent_a_byte_at_a_time_gives_its_ingest_place_back() -> None:
         refused = _post(url)
         assert refused.status_code == 429, refused.text
         assert refused.json()["error"] == "inflight_limit"
-        closed = False
-        for _ in range(int(_WAIT / _TRICKLE)):  # bounded: the server cuts it off first
-            try:
-                slow.sendall(b" ")
-            except OSError:
-                closed = True
-                break
-            time.sleep(_TRICKLE)  # the slowness under test
-            slow.settimeout(0.0)
-            try:
-                closed = slow.recv(1) == b""
-            except BlockingIOError:
-                pass
-            finally:
-                slow.settimeout(_WAIT)
-            if closed:
-                break
-        assert closed
+        assert _trickle_until_closed(slow, b" ")
         accepted = _post(url)
         assert accepted.status_code == 202, accepted.text
         scrape = _scrape(url)
@@ -162,24 +165,7 @@ def test_a_body_still_arriving_after_an_early_refusal_is_cut_off_too() -> None:
         )
         head = sock.recv(65536)
         assert head.startswith(b"HTTP/1.1 413 "), head[:200]
-        closed = False
-        for _ in range(int(_WAIT / _TRICKLE)):  # bounded: the server cuts it off first
-            try:
-                sock.sendall(b"x")
-            except OSError:
-                closed = True
-                break
-            time.sleep(_TRICKLE)
-            sock.settimeout(0.0)
-            try:
-                closed = sock.recv(65536) == b""
-            except BlockingIOError:
-                pass
-            finally:
-                sock.settimeout(_WAIT)
-            if closed:
-                break
-        assert closed
+        assert _trickle_until_closed(sock, b"x")
 
 
 def _head(url_path: bytes, extra: bytes = b"") -> bytes:

@@ -289,15 +289,19 @@ def test_without_genai_prices_overrides_still_price_and_the_rest_is_unknown() ->
     assert registry.price("openai", "gpt-4o", TokenUsage(1_000_000, 1_000_000)) == 3.0
 
 
-def _run(code: str) -> str:
-    out = subprocess.run(
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` (dedented) in a fresh interpreter; fails the test if it fails."""
+    return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
     )
-    return out.stdout.strip()
+
+
+def _run(code: str) -> str:
+    return run_python(code).stdout.strip()
 
 
 def test_without_the_pricing_extra_installed_pricing_degrades_to_overrides() -> None:

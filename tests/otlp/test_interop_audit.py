@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,6 +39,7 @@ from rastir._wire import WireSpan
 from rastir.export.otlp import encode_request
 from tests.collector.conftest import Collector, RunCollector
 from tests.collector.server import serving_async
+from tests.core.test_pricing import run_python
 
 pytestmark = pytest.mark.anyio
 
@@ -321,13 +319,7 @@ def test_without_price_data_received_llm_spans_are_unknown_never_free() -> None:
             receive._price_foreign(attrs)
             print(model, attrs.get("rastir.cost.unknown"), attrs.get("rastir.cost.usd"))
     """
-    out = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
+    out = run_python(code)
     assert out.stdout.split("\n")[:2] == ["gpt-4o True None", "my-model None 3.0"]
     assert "install rastir[pricing]" in out.stderr
 
