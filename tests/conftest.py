@@ -8,6 +8,7 @@ import rastir
 from rastir import _config
 from rastir.export._pipeline import PIPELINE
 from rastir.sampling import HEAD
+from tests._postgres import PostgresServer, start_postgres
 
 
 def _reset() -> None:
@@ -33,3 +34,19 @@ def _fresh_rastir() -> Iterator[None]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the whole run (see ``tests/_postgres.py``)."""
+    server = start_postgres()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """The DSN of a fresh, empty database on the session's cluster."""
+    return postgres_server.new_database()
