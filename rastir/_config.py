@@ -569,6 +569,8 @@ def configure(
             # later span is the new exporter's.
             old.retire(new.shutdown_timeout)
         _settings = new
+        # The exit check for spans of a never-configured process stands down.
+        PIPELINE.configured = True
         PIPELINE.bridge = _bridge_for(new)
         HEAD.set_ratio(new.sample_ratio)
         PIPELINE.enabled = new.enabled

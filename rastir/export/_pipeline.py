@@ -12,6 +12,16 @@ After ``fork()`` the child's copy of the queue is emptied (decision D10: those s
 are the parent's to send), whether or not an exporter exists yet, so spans queued
 before ``configure()`` are not exported again by every child that configures.
 
+A process that records spans and never calls ``configure()`` (typically a
+``multiprocessing`` child started with ``spawn`` or ``forkserver``: a new interpreter,
+which inherits nothing of its parent's configuration) would lose them at exit without
+a word. The first span queued before ``configure()`` arms an exit check, through the
+wake-up the exporter uses (``on_wake``, once): at exit (``atexit``, and the
+``multiprocessing`` finalizers a child runs before its ``os._exit()``), the spans
+still waiting, plus those a full queue dropped, are counted in
+``Pipeline.unexported`` and one WARNING on the ``rastir`` logger says how many and
+how to fix it. Nothing is added per span: the check runs once, at exit.
+
 SDK health events (``WireBatch.sdk_events``): counters kept elsewhere (the
 middleware's and the MCP bridge's refusal counts) register here as event sources.
 The exporter takes the increase since the last take once per batch, on its own
@@ -22,7 +32,9 @@ counts without reporting them (they are the parent's to report).
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -64,6 +76,8 @@ class Pipeline:
         "_events_taken",
         "_wake_pending",
         "bridge",
+        "captured",
+        "configured",
         "dropped",
         "enabled",
         "max_queue",
@@ -72,6 +86,7 @@ class Pipeline:
         "queue",
         "queueing",
         "sinks",
+        "unexported",
         "wake_at",
     )
 
@@ -90,6 +105,15 @@ class Pipeline:
         self.dropped = 0
         # Spans lost to a full queue, ever (never reset, except in a forked child).
         self.overflowed = 0
+        # Whether configure() has run in this process (or in the process it was forked
+        # from): until then the spans that wait in the queue have no one to send them.
+        self.configured = False
+        # Whether capture_spans() ever ran here: a test process, whose spans were
+        # read by the test, so the exit check has nothing to warn about.
+        self.captured = False
+        # Spans recorded in this process and never exported because configure() was
+        # never called: counted at exit (report_unconfigured), never reset.
+        self.unexported = 0
         # Re-entrant: a span can end inside a garbage collection (an abandoned
         # stream finishing in __del__) that started while this thread held the lock.
         self._drop_lock = threading.RLock()
@@ -219,6 +243,46 @@ class Pipeline:
             )
         return n
 
+    def report_unconfigured(self) -> int:
+        """At exit, when ``configure()`` never ran here: count the spans that were never
+        exported and say so, once, with the fix. Returns how many (0 when configured).
+
+        The spans still queued and those a full queue dropped go into ``unexported``
+        (cumulative) and one WARNING on the ``rastir`` logger. Calling it again reports
+        only what was recorded since: nothing, at exit.
+        """
+        if self.configured or self.captured or not self.queueing or not self.enabled:
+            return 0
+        n = 0
+        q = self.queue
+        try:
+            for _ in range(len(q)):
+                q.popleft()
+                n += 1
+        except IndexError:
+            pass
+        with self._drop_lock:
+            n += self.dropped
+            self.dropped = 0
+            self.unexported += n
+        if n:
+            import logging
+
+            env = [v for v in ("RASTIR_PUSH_URL", "RASTIR_OTLP_ENDPOINT") if os.environ.get(v)]
+            hint = f" ({env[0]} is set, but only configure() reads it)" if env else ""
+            logging.getLogger("rastir").warning(
+                "rastir: %d spans recorded in process %d were never exported: "
+                "rastir.configure() was never called here%s. A multiprocessing child "
+                "started with spawn or forkserver does not inherit its parent's "
+                "configuration: call rastir.configure() in it, e.g. "
+                "Pool(initializer=rastir.configure) with RASTIR_PUSH_URL set; or call "
+                "configure(push_url=None) to keep spans in-process on purpose",
+                n,
+                os.getpid(),
+                hint,
+            )
+        return n
+
     def woken(self) -> None:
         """The exporter took the wake-up; the next full batch may wake it again."""
         self._wake_pending = False
@@ -231,6 +295,10 @@ class Pipeline:
         self.overflowed = 0
         self._drop_lock = threading.RLock()
         self._wake_pending = False
+        if not self.configured:
+            # The child's own spans need the exit check of their own (an exporter the
+            # parent had is re-armed by its own hook, which runs after this one).
+            _arm_exit_check()
         # Events the parent counted are the parent's to report: the child starts from
         # the counts as they were at the fork and reports only its own increases.
         self._events_pending = {}
@@ -249,6 +317,60 @@ class Pipeline:
 
 
 PIPELINE = Pipeline()
+
+
+class _ExitToken:
+    """A weak-referenceable key for ``multiprocessing.util.Finalize``."""
+
+
+_EXIT_TOKEN = _ExitToken()
+_atexit_registered = False
+_finalizer_pid = 0
+
+
+def _report_at_exit() -> None:
+    try:
+        PIPELINE.report_unconfigured()
+    except Exception:  # pragma: no cover - never break the exit over telemetry
+        pass
+
+
+def _first_span_before_configure() -> None:
+    """Called once, by the first span queued before ``configure()``: watch the exit.
+
+    It leaves the pipeline's wake-up marked pending, so no later span calls it again;
+    the exporter that ``configure()`` starts clears the mark (``woken()``), and so does
+    a fork. It changes neither ``on_wake`` nor ``wake_at``: ``configure()`` may be
+    setting them on another thread.
+    """
+    global _atexit_registered, _finalizer_pid
+    if not _atexit_registered:
+        _atexit_registered = True
+        atexit.register(_report_at_exit)
+    # A multiprocessing child ends with os._exit() when it was forked (by fork or by
+    # the forkserver): atexit never runs there, its finalizers do. Registered in the
+    # child, after multiprocessing cleared the ones inherited from the parent; the
+    # lowest priority, after the application's own finalizers, which may end spans.
+    mp = sys.modules.get("multiprocessing")
+    util = sys.modules.get("multiprocessing.util")
+    if mp is None or util is None or _finalizer_pid == os.getpid():
+        return
+    try:
+        if mp.parent_process() is not None:
+            _finalizer_pid = os.getpid()
+            util.Finalize(_EXIT_TOKEN, _report_at_exit, exitpriority=-(1 << 30))
+    except Exception:  # pragma: no cover - never break the application over telemetry
+        pass
+
+
+def _arm_exit_check() -> None:
+    """The next span queued calls :func:`_first_span_before_configure` (no exporter yet)."""
+    PIPELINE._wake_pending = False
+    PIPELINE.on_wake = _first_span_before_configure
+    PIPELINE.wake_at = 1
+
+
+_arm_exit_check()
 
 
 def _after_fork_in_child() -> None:

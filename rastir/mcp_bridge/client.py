@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import parse_qs, urlsplit
 
@@ -234,6 +234,82 @@ def _id_counter(session: ClientSession | None) -> Any:
     return dispatcher if isinstance(getattr(dispatcher, "_next_id", None), int) else None
 
 
+class _FirstRequest:
+    """Awaits one call's coroutine and learns the id of the first request it sends.
+
+    mcp does not hand the id it gives a request back to the caller, and several calls
+    may share a session concurrently, so a count read before and after the call cannot
+    tell whose request took which number. What can: mcp takes the number
+    (``counter._next_id += 1``) and sends the request without yielding to the event
+    loop in between; nothing else runs on the loop while one step of this call's
+    coroutine runs. So the coroutine is driven here one step at a time, as ``await``
+    would drive it (every value and exception passed through unchanged, on any event
+    loop), and the counter is read before and after each step until it moves (other
+    calls take numbers while this one is suspended): the step in which
+    it moved by exactly one sent this call's first request, numbered with the
+    counter's new value. It moved by more (two requests in one step, or ids skipped
+    around a caller-supplied one): the id is not certain and is not recorded. It never
+    moved (a cache hit sends nothing): no id either.
+    """
+
+    __slots__ = ("coro", "counter", "request_id")
+
+    def __init__(self, coro: Any, counter: Any) -> None:
+        self.coro = coro
+        self.counter = counter
+        self.request_id: str | None = None
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        step = self.coro.__await__()
+        searching = True
+        before: int | None = None
+        value: Any = None
+        error: BaseException | None = None
+        while True:
+            if searching:
+                # Read at each step's start: other calls run (and take numbers) while
+                # this one is suspended between steps.
+                before = _count(self.counter)
+            try:
+                if error is None:
+                    out = step.send(value)
+                else:
+                    out, error = step.throw(error), None
+            except StopIteration as done:
+                self._moved(before)
+                return done.value
+            except BaseException:
+                self._moved(before)
+                raise
+            if searching and self._moved(before):
+                searching = False  # found (or found uncertain): stop reading the counter
+                before = None
+            try:
+                value = yield out
+            except GeneratorExit:
+                step.close()
+                raise
+            except BaseException as exc:  # the event loop's cancellation, passed on
+                value, error = None, exc
+
+    def _moved(self, before: int | None) -> bool:
+        """Whether the counter moved since ``before``; notes the id if certain."""
+        if before is None:
+            return True
+        now = _count(self.counter)
+        if now == before:
+            return False
+        if now == before + 1:
+            self.request_id = str(now)
+        return True
+
+
+def _count(counter: Any) -> int | None:
+    """The counter's value; None (nothing recorded) if it is no longer an int there."""
+    value = getattr(counter, "_next_id", None)
+    return value if type(value) is int else None
+
+
 def _session_listing(kwargs: dict[str, Any], span: Span) -> dict[str, Any] | None:
     """A ``ClientSession`` listing's kwargs with the context merged into ``params._meta``."""
     params = kwargs.get("params")
@@ -344,12 +420,18 @@ def _wrap_operation(
                 session_id = known.session_id = _session_id(known.http)
             if session_id is not None:
                 attrs["mcp.session.id"] = session_id
-        # Read for cached methods too: a cache hit sends nothing, so the counter does
-        # not move and no id is recorded; a fetch sends exactly one request.
+        # Cached methods too: a cache hit sends nothing, so the counter does not move
+        # and no id is recorded; a fetch sends exactly one request.
         counter = known.counter
-        before = counter._next_id if counter is not None else 0
+        numbered: _FirstRequest | None = None
         try:
-            result = await fn(*args, **(kwargs if injected is None else injected))
+            if counter is None:
+                result = await fn(*args, **(kwargs if injected is None else injected))
+            else:
+                numbered = _FirstRequest(
+                    fn(*args, **(kwargs if injected is None else injected)), counter
+                )
+                result = await numbered
         except BaseException as exc:
             record_mcp_exception(span, exc, server=False)
             raise
@@ -368,11 +450,8 @@ def _wrap_operation(
                         known.version = version
                 if version:
                     attrs["mcp.protocol.version"] = version
-                if counter is not None and counter._next_id == before + 1:
-                    # Exactly one request left this session during the call, and the
-                    # call sent one: it is this call's (a concurrent call would have
-                    # taken a number too, and then nothing is recorded).
-                    attrs["jsonrpc.request.id"] = str(before + 1)
+                if numbered is not None and numbered.request_id is not None:
+                    attrs["jsonrpc.request.id"] = numbered.request_id
             except Exception:
                 pass
             if bridge is not None:
@@ -456,7 +535,9 @@ def wrap(
         exclude: These are not traced (the same names).
         network_transport: ``network.transport`` for the spans (``"pipe"`` for stdio,
             ``"tcp"`` for HTTP). An ``mcp.Client`` knows it from what it connects to;
-            a bare ``ClientSession`` does not.
+            a bare ``ClientSession`` does not: it holds only the two memory streams
+            its transport gave it, alike for stdio, HTTP and in-memory, and nothing
+            that leads back to the transport.
 
     Returns:
         The proxy, typed as ``session``. Wrapping twice gives the same proxy.

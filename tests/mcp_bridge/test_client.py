@@ -64,7 +64,7 @@ async def test_a_tool_call_is_an_mcp_client_span_with_the_mcp_attributes(
     client: Client, rastir_spans: CapturedSpans, mode: str
 ) -> None:
     # Listed first: on 2026-07-28 a tool not listed yet is re-listed and re-sent, and a
-    # call that sent two requests records no single request id.
+    # call that sent two requests records the first request's id.
     await client.list_tools()
     result = await client.call_tool("add", {"a": 2, "b": 3})
     assert result.content[0].text == "5"  # type: ignore[union-attr]
@@ -453,10 +453,12 @@ async def test_concurrent_calls_never_take_each_others_request_id(
             tg.start_soon(client.call_tool, "add", {"a": i, "b": 0})
     calls = rastir_spans.find("tools/call add", kind="mcp.client")
     assert len(calls) == 6
+    ids = set()
     for call in calls:
         (server,) = [s for s in rastir_spans.children(call) if s.kind == "mcp.server"]
-        if "jsonrpc.request.id" in call.attributes:
-            assert call.attributes["jsonrpc.request.id"] == server.attributes["jsonrpc.request.id"]
+        assert call.attributes["jsonrpc.request.id"] == server.attributes["jsonrpc.request.id"]
+        ids.add(call.attributes["jsonrpc.request.id"])
+    assert len(ids) == 6
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
