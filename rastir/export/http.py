@@ -14,11 +14,13 @@ No dependency, and no clash with whatever HTTP client version the application pi
 from __future__ import annotations
 
 import email.utils
+import logging
 import socket
+import threading
 import time
 import zlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -30,6 +32,13 @@ _GZIP_MIN = 1024  # below this, compression costs more than it saves
 _MAX_HEAD = 64 * 1024  # a response head larger than this is not a collector's
 _MAX_BODY = 1 << 20  # a larger response body is not read: the connection is dropped
 _ONE_PACKET = 64 * 1024  # bodies up to this go out in one send, with the head
+# A host that did not resolve is not looked up again for this long: every send in
+# between fails at once with the same error (retries back off far less than this).
+_RESOLVE_RETRY = 5.0
+# Addresses looked up are used for this long, or until connecting to them fails.
+_RESOLVED_TTL = 60.0
+
+_log = logging.getLogger("rastir.export")
 
 
 class PushResult:
@@ -82,6 +91,56 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 class _Closed(ConnectionError):
     """The server closed the connection before a complete answer."""
+
+
+class _Unresolved(OSError):
+    """The host name did not resolve, or not within the request's timeout."""
+
+
+# family, type, proto, canonname, address: as getaddrinfo gives them, for connect().
+_AddrInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, Any]
+
+
+class _Lookup:
+    """One ``getaddrinfo`` in a daemon thread, waited for at most a request's timeout.
+
+    ``getaddrinfo`` takes no timeout and cannot be interrupted: with a resolver that
+    does not answer, glibc waits ``timeout`` (5 s) times ``attempts`` (2) per name
+    server listed, in the calling thread. Run in the exporter's thread, a lookup
+    held it past ``timeout``; here the exporter waits for the result at most that
+    long, and a lookup still running is waited for again by the next request rather
+    than started twice.
+    """
+
+    __slots__ = ("counted", "done", "error", "result")
+
+    def __init__(self, host: str, port: int) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.result: list[_AddrInfo] = []
+        self.counted = False  # a lookup that timed out is counted as failed once
+        threading.Thread(
+            target=self._run, args=(host, port), name="rastir-resolve", daemon=True
+        ).start()
+
+    def _run(self, host: str, port: int) -> None:
+        try:
+            self.result = list(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except BaseException as e:  # reported by the exporter's thread, never raised here
+            self.error = e
+        finally:
+            self.done.set()
+
+
+def _is_ip(host: str) -> bool:
+    """Whether ``host`` is an address already (nothing to look up)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return True
+    return False
 
 
 class _Answer:
@@ -151,6 +210,16 @@ class HttpTransport:
             raise ValueError(f"HTTP headers and the URL path must be Latin-1: {e}") from None
         self._ssl: ssl.SSLContext | None = None
         self._conn: socket.socket | None = None
+        # Name resolution (_addresses): off the exporter's thread, remembered.
+        self._literal = _is_ip(self._host)
+        self._lookup: _Lookup | None = None
+        self._addrs: list[_AddrInfo] = []
+        self._addrs_until = 0.0
+        self._failure = ""  # why the host did not resolve, while _failed_until lasts
+        self._failed_until = 0.0
+        self._warned = False  # the failure was logged; logged again only once it resolved
+        #: Lookups of the host that failed or timed out (one per lookup, not per send).
+        self.resolve_failures = 0
         self._buf = bytearray()  # bytes received and not yet parsed
         self._keep = False  # whether the answer being read keeps its body
         # When the answer being read must be complete: ``timeout`` bounds the whole
@@ -158,11 +227,83 @@ class HttpTransport:
         self._deadline = 0.0
 
     # -- connection -----------------------------------------------------------------
+    def _addresses(self, deadline: float) -> list[_AddrInfo]:
+        """The host's addresses, looked up at most once per ``_RESOLVED_TTL``.
+
+        Raises:
+            _Unresolved: the lookup failed (now or within ``_RESOLVE_RETRY``) or did
+                not finish by ``deadline``.
+        """
+        now = time.monotonic()
+        if self._addrs and now < self._addrs_until:
+            return self._addrs
+        if now < self._failed_until:
+            raise _Unresolved(self._failure)
+        lookup = self._lookup
+        if lookup is None:
+            lookup = self._lookup = _Lookup(self._host, self._port)
+        if not lookup.done.wait(max(0.0, deadline - now)):
+            reason = f"cannot resolve {self._host!r}: no answer within {self._timeout:g} s"
+            if not lookup.counted:
+                lookup.counted = True
+                self._resolve_failed(reason)
+            raise _Unresolved(reason)
+        self._lookup = None
+        if lookup.error is not None:
+            error = lookup.error
+            detail = error.strerror if isinstance(error, OSError) and error.strerror else error
+            self._failure = f"cannot resolve {self._host!r}: {detail}"
+            self._failed_until = time.monotonic() + _RESOLVE_RETRY
+            if not lookup.counted:
+                self._resolve_failed(self._failure)
+            raise _Unresolved(self._failure)
+        if self._warned:
+            self._warned = False
+            _log.info("rastir exporter: %r resolves again", self._host)
+        self._addrs = lookup.result
+        self._addrs_until = time.monotonic() + _RESOLVED_TTL
+        return self._addrs
+
+    def _resolve_failed(self, reason: str) -> None:
+        """Count a failed lookup; log the first of a run of them (a typo'd host logs
+        one line, not one per batch or retry)."""
+        self.resolve_failures += 1
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "rastir exporter: %s (logged once until it resolves; sends are retried)", reason
+            )
+
+    def _open(self, deadline: float) -> socket.socket:
+        """A connected socket, looked up and connected by ``deadline``."""
+        if self._literal:
+            return socket.create_connection(
+                (self._host, self._port), timeout=max(0.001, deadline - time.monotonic())
+            )
+        error: OSError = _Unresolved(f"{self._host!r} has no address")
+        for family, kind, proto, _, address in self._addresses(deadline):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                error = TimeoutError(f"no connection within {self._timeout:g} s")
+                break
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.settimeout(left)
+                sock.connect(address)
+            except OSError as e:
+                sock.close()
+                error = e
+                continue
+            return sock
+        self._addrs = []  # look up again next time: the host may have moved
+        raise error
+
     def _connection(self) -> socket.socket:
         sock = self._conn
         if sock is None:
-            sock = socket.create_connection((self._host, self._port), timeout=self._timeout)
+            sock = self._open(time.monotonic() + self._timeout)
             try:
+                sock.settimeout(self._timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if self._https:
                     if self._ssl is None:
@@ -190,6 +331,7 @@ class HttpTransport:
         """Forget the connection without touching it (a forked child: it is the parent's)."""
         self._conn = None
         self._buf = bytearray()
+        self._lookup = None  # its thread is the parent's: none runs in this process
 
     # -- one request ----------------------------------------------------------------
     def send(self, body: bytes) -> PushResult:
@@ -209,6 +351,8 @@ class HttpTransport:
                 if reused:
                     sock.settimeout(self._timeout)  # the last answer's reads shortened it
                 self._deadline = time.monotonic() + self._timeout
+            except _Unresolved as e:
+                return PushResult(0, None, str(e))
             except Exception as e:
                 return PushResult(0, None, f"{type(e).__name__}: {e}")
             try:

@@ -229,8 +229,9 @@ def test_the_count_includes_spans_a_full_queue_dropped_and_stays_readable(
     exported either. ``Pipeline.unexported`` keeps the total; a second report (the
     multiprocessing finalizer, then atexit) says nothing more."""
     configured, max_queue = PIPELINE.configured, PIPELINE.max_queue
+    captured = PIPELINE.captured
     before = PIPELINE.unexported
-    PIPELINE.configured = False
+    PIPELINE.configured = PIPELINE.captured = False  # a fresh process, not a test
     PIPELINE.queueing = True  # a fresh process queues until configure()
     PIPELINE.max_queue = 4
     try:
@@ -243,6 +244,7 @@ def test_the_count_includes_spans_a_full_queue_dropped_and_stays_readable(
             assert PIPELINE.report_unconfigured() == 0
     finally:
         PIPELINE.configured, PIPELINE.max_queue = configured, max_queue
+        PIPELINE.captured = captured
     assert PIPELINE.unexported - before == 7
     assert not PIPELINE.queue
     assert PIPELINE.dropped == 0
