@@ -47,8 +47,9 @@ def _free_port() -> int:
 class PostgresServer:
     """A running cluster; ``dsn(database)`` names one of its databases."""
 
-    def __init__(self, bin_dir: Path, root: Path, user: str | None) -> None:
+    def __init__(self, bin_dir: Path, root: Path, user: str | None, *, fsync: bool) -> None:
         self.bin_dir = bin_dir
+        self.fsync = fsync
         self.root = root
         self.data = root / "data"
         self.sockets = root / "sockets"
@@ -83,6 +84,9 @@ class PostgresServer:
             check=True,
             capture_output=True,
         )
+        self._spawn()
+
+    def _spawn(self) -> None:
         self._process = subprocess.Popen(
             self._command(
                 str(self.bin_dir / "postgres"),
@@ -95,7 +99,7 @@ class PostgresServer:
                 "-k",
                 str(self.sockets),
                 "-c",
-                "fsync=off",
+                f"fsync={'on' if self.fsync else 'off'}",
                 "-c",
                 "max_connections=200",
             ),
@@ -103,6 +107,25 @@ class PostgresServer:
             stderr=subprocess.PIPE,
         )
         self._wait_ready()
+
+    def halt(self) -> None:
+        """Fast shutdown (open sessions are cut, as in a restart or a failover)."""
+        subprocess.run(
+            self._command(
+                str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"
+            ),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        assert self._process is not None
+        self._process.wait(timeout=30)
+        if self._process.stderr is not None:
+            self._process.stderr.close()
+
+    def resume(self) -> None:
+        """Start again after :meth:`halt`: the same data on the same port."""
+        self._spawn()
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + _START_TIMEOUT
@@ -153,11 +176,17 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres() -> PostgresServer:
-    """Start a cluster, or skip the test (fail it under ``RASTIR_TEST_REQUIRE_SERVERS``)."""
+def start_postgres(*, fsync: bool = False, for_tests: bool = True) -> PostgresServer:
+    """Start a cluster; ``fsync`` off unless asked (tests kill processes, not machines).
+
+    For tests, a missing PostgreSQL skips the test (fails it under
+    ``RASTIR_TEST_REQUIRE_SERVERS``); otherwise it raises ``RuntimeError``.
+    """
     bin_dir = find_postgres_bin()
     if bin_dir is None:
         message = "PostgreSQL is not installed (Debian package postgresql)"
+        if not for_tests:
+            raise RuntimeError(message)
         if os.environ.get("RASTIR_TEST_REQUIRE_SERVERS") == "1":
             pytest.fail(message)
         pytest.skip(message)
@@ -167,11 +196,11 @@ def start_postgres() -> PostgresServer:
         try:
             pwd.getpwnam(user)
         except KeyError:
-            pytest.fail("running as root, and no 'postgres' user to run the server as")
+            raise RuntimeError("running as root, and no 'postgres' user to run the server as")
     root = Path(tempfile.mkdtemp(prefix="rastir-pg-"))
     if user is not None:
         root.chmod(0o755)
-    server = PostgresServer(bin_dir, root, user)
+    server = PostgresServer(bin_dir, root, user, fsync=fsync)
     try:
         server.start()
     except BaseException:

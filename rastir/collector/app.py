@@ -42,6 +42,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
 
 from rastir._wire import json_schema
 from rastir.collector.auth import OK, UNAUTHORIZED, check_bearer, find_authorization
@@ -49,15 +50,23 @@ from rastir.collector.evaluation import EvaluationService
 from rastir.collector.evaluation.scores import ScoresEndpoint
 from rastir.collector.ingest import IngestEndpoint
 from rastir.collector.logs import AccessLogMiddleware
-from rastir.collector.metrics import Metrics, collector_version, counter, gauge
+from rastir.collector.metrics import (
+    CounterChild,
+    Family,
+    Metrics,
+    collector_version,
+    counter,
+    gauge,
+)
 from rastir.collector.otlp.export import OtlpExporter, export_metrics
 from rastir.collector.otlp.receive import OtlpReceiveEndpoint
 from rastir.collector.query import QueryError, parse_trace_id, parse_trace_query
 from rastir.collector.sampling import TailSampler, sampling_metrics, store_and_sink
 from rastir.collector.settings import CollectorSettings
 from rastir.collector.state import CollectorState, watch_loop_lag
-from rastir.collector.store.assemble import TreePlan, encode_tree
+from rastir.collector.store.assemble import CHUNK_BYTES, TreePlan, encode_tree
 from rastir.collector.store.base import TraceDetail, TraceStore
+from rastir.collector.store.errors import StoreError
 
 __all__ = ["create_app", "open_configured_store"]
 
@@ -68,6 +77,14 @@ _json_encoder = msgspec.json.Encoder()
 #: Worker threads assembling or encoding trace answers at once: a big trace's pieces
 #: take turns with the other answers', and each assembly holds its trace's spans.
 RENDER_THREADS: Final = 2
+#: Seconds one piece of a streamed answer may wait for the client to take it (the
+#: connection's write buffer stays full) before the answer is cut and the connection
+#: closed. A 128 KiB piece waits only once the kernel's buffers and the transport's
+#: are full, so this cuts a client reading less than about 2 KB/s.
+SEND_STALL_TIMEOUT: Final = 30.0
+#: Seconds, in all, one streamed answer may wait on its client. Time spent encoding
+#: (the server's own) is not counted: a 28 MB answer is cut only below ~95 KB/s.
+SEND_WAIT_BUDGET: Final = 300.0
 
 
 class JSONResponse(Response):
@@ -174,6 +191,11 @@ def create_app(
                     return await handler(request)
                 except QueryError as e:
                     return _error(400, "bad_request", str(e))
+                except StoreError as e:
+                    # The store's surroundings (a database restarting, a disk): its
+                    # message says which, without secrets; no traceback to log.
+                    logger.warning("%s %s: %s", request.method, request.url.path, e)
+                    return _error(503, "store_error", str(e), retry_after)
                 except Exception:
                     logger.exception("%s %s failed", request.method, request.url.path)
                     return _error(503, "internal_error", "internal error", retry_after)
@@ -193,7 +215,8 @@ def create_app(
             page = await store.list_traces(query)
         except ValueError as e:  # a cursor the store cannot read
             raise QueryError(str(e))
-        return JSONResponse({"traces": page.traces, "next_cursor": page.next_cursor})
+        body = _json_encoder.encode({"traces": page.traces, "next_cursor": page.next_cursor})
+        return _answer(body, "application/json", metrics.slow_readers)
 
     @authorized(query_token)
     async def get_trace(request: Request) -> Response:
@@ -211,13 +234,15 @@ def create_app(
         first, rest = await anyio.to_thread.run_sync(_render_tree, detail, limiter=render.limiter)
         if rest is None:
             return Response(first, media_type="application/json")
-        return StreamingResponse(
-            _stream(first, rest, render.limiter), media_type="application/json"
+        return _GuardedStream(
+            _stream(first, rest, render.limiter),
+            metrics.slow_readers,
+            media_type="application/json",
         )
 
     @authorized(metrics_token)
     async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return _answer(generate_latest(registry), CONTENT_TYPE_LATEST, metrics.slow_readers)
 
     async def schema_endpoint(request: Request) -> Response:
         return Response(schema, media_type="application/schema+json")
@@ -247,7 +272,7 @@ def create_app(
         logger.info(
             "collector started",
             extra={
-                "store": settings.store if store is None else type(store).__name__,
+                "store": settings.store_display if store is None else type(store).__name__,
                 "ack": settings.ack,
             },
         )
@@ -353,6 +378,106 @@ async def _stream(
     yield first
     while (piece := await anyio.to_thread.run_sync(next, rest, None, limiter=limiter)) is not None:
         yield piece
+
+
+def _answer(body: bytes, media_type: str, cuts: Family[CounterChild]) -> Response:
+    """``body`` whole with its length, or, when larger than a piece, streamed guarded.
+
+    Sent whole, a big body (a /metrics page of many series, a page of 1,000 trace
+    summaries) goes into the connection's buffer at once: the handler is done, but
+    the buffer holds the body until the client reads it, for ever if it never does.
+    In pieces, it stays the app's, and a client that stops reading is cut as for a
+    trace (:class:`_GuardedStream`); the body is then freed.
+    """
+    if len(body) <= CHUNK_BYTES:
+        return Response(body, media_type=media_type)
+    return _GuardedStream(_slices(body), cuts, media_type=media_type)
+
+
+async def _slices(body: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(body), CHUNK_BYTES):
+        yield bytes(view[start : start + CHUNK_BYTES])
+
+
+class _GuardedStream(StreamingResponse):
+    """A streamed answer that a client which stops reading cannot hold for ever.
+
+    The server's ``send`` waits while the connection's write buffer is full (uvicorn
+    pauses above the transport's high-water mark, 64 KiB), so a client that stops
+    reading parks the answer in ``send``: with it the trace's spans, its plan and
+    the generator (about 42 MB for a 50,000-span trace, measured), for as long as
+    the client keeps the connection open. Here each ``send`` may wait
+    ``SEND_STALL_TIMEOUT`` seconds and all of them ``SEND_WAIT_BUDGET``; past
+    either, the answer is cut, counted in ``rastir_collector_slow_readers_total``,
+    and left incomplete, so the server closes the connection (ASGI: a response not
+    completed when the app returns). A server that puts ``rastir.abort`` in the
+    scope (a callable that resets the connection) is asked to drop it at once,
+    with whatever is still buffered for the client.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        cuts: Family[CounterChild],
+        media_type: str,
+    ) -> None:
+        super().__init__(content, media_type=media_type)
+        self._cuts = cuts
+        self._scope: Scope = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope  # a Response serves one request
+        await super().__call__(scope, receive, send)
+
+    async def stream_response(self, send: Send) -> None:
+        # Module globals read per answer, so an embedding (or a test) may set them.
+        stall, budget = SEND_STALL_TIMEOUT, SEND_WAIT_BUDGET
+        waited = 0.0
+
+        async def within(message: Message) -> str | None:
+            """Send ``message``; the reason it was cut, or None once sent."""
+            nonlocal waited
+            left = budget - waited
+            began = anyio.current_time()
+            with anyio.move_on_after(min(stall, left)) as scope:
+                await send(message)
+            waited += anyio.current_time() - began
+            if not scope.cancelled_caught:
+                return None
+            return "stalled" if stall <= left else "too_slow"
+
+        iterator = self.body_iterator
+        reason = await within(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        if reason is None:
+            async for chunk in iterator:
+                message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                if (reason := await within(message)) is not None:
+                    break
+            else:
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+                reason = await within(message)
+        if reason is None:
+            return
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()  # frees the plan and the spans now, not at the next GC
+        self._cuts.child((reason,)).inc()
+        client = self._scope.get("client")
+        logger.info(
+            "answer cut: the client stopped reading",
+            extra={
+                "reason": reason,
+                "path": self._scope.get("path", ""),
+                "client": f"{client[0]}:{client[1]}" if client else "?",
+                "waited_s": round(waited, 1),
+            },
+        )
+        abort = self._scope.get("rastir.abort")
+        if callable(abort):
+            abort()
 
 
 # rastir_collector_store_failed_spans_total{reason}: the StoreStats.extra key of each.

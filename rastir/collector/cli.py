@@ -1,8 +1,9 @@
 """``rastir collector``: serve the collector with uvicorn (httptools).
 
 Every option also reads ``RASTIR_COLLECTOR_<NAME>``; an option given on the command
-line wins. Tokens are better passed by environment: command lines are visible to
-every user of the machine.
+line wins. Tokens, and a ``--store postgresql://`` URL holding a password, are better
+passed by environment: command lines are visible to every user of the machine. The
+URL's password is never logged or echoed in an error (it is shown as ``***``).
 
 Shutdown (SIGTERM or Ctrl-C): uvicorn stops accepting, lets open requests finish for
 up to ``--shutdown-timeout`` seconds, then the app's lifespan refuses intake and
@@ -49,8 +50,11 @@ logger = logging.getLogger("rastir.collector")
 _OPTIONS: dict[str, str] = {
     "host": "interface to listen on (default 127.0.0.1)",
     "port": "TCP port; 0 picks a free one (default 8080)",
-    "data_dir": "directory of the SQLite store (default ./rastir-data)",
-    "store": "trace store: sqlite (default) or memory",
+    "data_dir": "directory of the SQLite store (default ./rastir-data; unused by PostgreSQL)",
+    "store": (
+        "trace store: sqlite (default), memory, or postgresql://user:password@host/db, "
+        "a database several collectors share (pass a password by environment)"
+    ),
     "ingest_token": "bearer token POST /v1/telemetry requires (default: none)",
     "query_token": "bearer token the query API and /metrics require (default: none)",
     "retention": "delete spans older than this: 3600, 12h, 7d, off (default 7d)",
@@ -71,7 +75,7 @@ _OPTIONS: dict[str, str] = {
         "event-loop lag from which ingest is shed with 429, all of it at twice the lag: "
         "250ms, 1s, off (default 0.5s)"
     ),
-    "queue_capacity": "SQLite write queue, in spans (default 50000)",
+    "queue_capacity": "write queue of the SQLite or PostgreSQL store, in spans (default 50000)",
     "memory_max_spans": "spans the memory store keeps (default 100000)",
     "retry_after": "Retry-After seconds sent with 429 (default 1)",
     "shutdown_timeout": "seconds for open requests, and again for the store, at exit (default 10)",
@@ -229,6 +233,10 @@ class StampedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["rastir.arrived"] = monotonic()  # type: ignore[typeddict-unknown-key]
+        # A reset the app may ask for: an answer cut because its reader stopped reading
+        # (app.py, _GuardedStream). A close would wait for the buffer to drain, which
+        # such a reader never lets happen.
+        self.scope["rastir.abort"] = self.transport.abort  # type: ignore[typeddict-unknown-key]
         self._head_bytes = 0
         self._arm(self.head_timeout, self._head_late)
 
@@ -385,12 +393,22 @@ def serve(settings: CollectorSettings) -> int:
     return 0 if server.started or terminated else 1
 
 
-def _data_dir_problem(settings: CollectorSettings) -> str | None:
-    """Why the SQLite store's directory cannot be used, in one line; None if it can.
+def _store_problem(settings: CollectorSettings) -> str | None:
+    """Why the configured store cannot be used, in one line; None if it can.
 
-    Checked before the server starts, so a mistyped --data-dir is one clear message
-    rather than a failed start-up with a traceback in the log.
+    Checked before the server starts, so a mistyped --data-dir (SQLite) or a missing
+    psycopg (PostgreSQL) is one clear message rather than a failed start-up with a
+    traceback in the log. A PostgreSQL store does not use --data-dir.
     """
+    if settings.store_is_shared:
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg") is None:
+            return (
+                f"cannot use --store {settings.store_display}: the PostgreSQL store "
+                "needs psycopg 3: pip install 'rastir[postgres]'"
+            )
+        return _postgres_problem(settings)
     if settings.store != "sqlite":
         return None
     path = settings.data_dir
@@ -405,6 +423,22 @@ def _data_dir_problem(settings: CollectorSettings) -> str | None:
     return None
 
 
+def _postgres_problem(settings: CollectorSettings) -> str | None:
+    """Whether the database answers: an unknown database, a refused login or a server
+    that is down is one line here, not a traceback from the store's start-up."""
+    import psycopg
+
+    from rastir.collector.store._dsn import scrub
+
+    try:
+        with psycopg.connect(settings.store, connect_timeout=10) as connection:
+            connection.execute("SELECT 1")
+    except psycopg.Error as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        return f"cannot use --store {settings.store_display}: {scrub(reason, settings.store)}"
+    return None
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "rastir collector") -> int:
     parser = build_parser(prog)
     args = parser.parse_args(argv)
@@ -412,7 +446,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "rastir collector") -> i
         settings = settings_from_args(args)
     except ValueError as e:
         parser.error(str(e))
-    problem = _data_dir_problem(settings)
+    problem = _store_problem(settings)
     if problem is not None:
         print(f"{prog}: {problem}", file=sys.stderr)
         return 1

@@ -560,6 +560,12 @@ class Metrics(Collector):
             "Ingest requests refused, by reason.",
             ("reason",),
         )
+        self.slow_readers = C(
+            "rastir_collector_slow_readers_total",
+            "Streamed query answers cut because the client stopped reading: stalled (one "
+            "piece waited 30 s) or too_slow (the answer waited 300 s in all).",
+            ("reason",),
+        )
         self.truncated = C(
             "rastir_collector_truncated_total",
             "Values the collector cut to its limits, by field.",
@@ -596,6 +602,8 @@ class Metrics(Collector):
         )
         self.build_info.child((collector_version(), platform.python_version())).value = 1.0
         self.export_failures.child(("otlp",))  # announce the family at 0
+        self.slow_readers.child(("stalled",))
+        self.slow_readers.child(("too_slow",))
         self.sampled_out.child(("head",))
         self.sampled_out.child(("tail",))
 

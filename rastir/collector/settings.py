@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from rastir.collector.store._dsn import is_postgres_url, redact_dsn
+
 __all__ = [
     "ENV_PREFIX",
     "AckMode",
@@ -128,6 +130,15 @@ def _parse_lower(name: str, raw: str) -> str:
     return raw.strip().lower()
 
 
+def _parse_store(name: str, raw: str) -> str:
+    """A store kind, lowercased; a URL keeps its case (user, password, database)."""
+    text = raw.strip()
+    if is_postgres_url(text):
+        scheme, rest = text.split("://", 1)
+        return f"{scheme.lower()}://{rest}"
+    return text.lower()
+
+
 def _parse_headers(name: str, raw: str) -> tuple[tuple[str, str], ...]:
     """``k=v,k2=v2`` (values percent-decoded, as in ``OTEL_EXPORTER_OTLP_HEADERS``)."""
     from urllib.parse import unquote
@@ -157,7 +168,10 @@ class CollectorSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     data_dir: Path = Path("rastir-data")
-    store: StoreKind = "sqlite"
+    #: ``sqlite`` (in ``data_dir``), ``memory``, or a ``postgresql://`` (or
+    #: ``postgres://``) URL: a database several collectors share. A URL may hold a
+    #: password; it is shown only masked (:attr:`store_display`).
+    store: StoreKind | str = "sqlite"
     #: Bearer token ``POST /v1/telemetry`` requires; ``None`` accepts anyone.
     ingest_token: str | None = None
     #: Bearer token the query API (and ``/metrics`` unless ``public_metrics``) requires.
@@ -194,7 +208,7 @@ class CollectorSettings:
     max_queue_delay: float | None = 0.25
     #: The ``Retry-After`` seconds sent with 429 and 503.
     retry_after: int = 1
-    #: Write queue of the SQLite store, in spans.
+    #: Write queue of the SQLite or PostgreSQL store, in spans (per replica).
     queue_capacity: int = 50_000
     #: Spans the memory store keeps; the oldest traces are evicted beyond it.
     memory_max_spans: int = 100_000
@@ -267,8 +281,11 @@ class CollectorSettings:
             out.append("host is empty")
         if not 0 <= self.port <= 65535:
             out.append(f"port={self.port} is not in 0..65535")
-        if self.store not in _STORE_KINDS:
-            out.append(f"store={self.store!r} is not one of {', '.join(_STORE_KINDS)}")
+        if self.store not in _STORE_KINDS and not is_postgres_url(self.store):
+            out.append(
+                f"store={redact_dsn(self.store)!r} is not one of sqlite, memory "
+                "or a postgresql:// URL"
+            )
         if self.ack not in _ACK_MODES:
             out.append(f"ack={self.ack!r} is not one of {', '.join(_ACK_MODES)}")
         if self.log_format not in _LOG_FORMATS:
@@ -373,6 +390,24 @@ class CollectorSettings:
             out.append(f"eval_workers={self.eval_workers} must be in 1..256")
         return out
 
+    def __repr__(self) -> str:
+        # The dataclass's own repr, but a store URL's password masked.
+        shown = ", ".join(
+            f"{f.name}={self.store_display if f.name == 'store' else getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"{type(self).__name__}({shown})"
+
+    @property
+    def store_display(self) -> str:
+        """The store as it may be logged: a URL's password is masked."""
+        return redact_dsn(self.store) if is_postgres_url(self.store) else self.store
+
+    @property
+    def store_is_shared(self) -> bool:
+        """Whether the store is a PostgreSQL database (``data_dir`` unused)."""
+        return is_postgres_url(self.store)
+
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, **overrides: Any
@@ -412,7 +447,11 @@ class CollectorSettings:
         return parser(source, raw)
 
     def store_options(self) -> dict[str, Any]:
-        """Keyword options for ``open_store`` for the configured kind of store."""
+        """Keyword options for ``open_store`` for the configured kind of store.
+
+        The SQLite and the PostgreSQL store take the same: the write queue's size,
+        and retention by age and by size.
+        """
         if self.store == "memory":
             return {"max_spans": self.memory_max_spans, "retention_seconds": self.retention}
         return {
@@ -426,7 +465,7 @@ _PARSERS: Final[dict[str, Callable[[str, str], Any]]] = {
     "host": _parse_str,
     "port": _parse_int,
     "data_dir": _parse_path,
-    "store": _parse_lower,
+    "store": _parse_store,
     "ingest_token": _parse_optional_str,
     "query_token": _parse_optional_str,
     "public_metrics": _parse_bool,

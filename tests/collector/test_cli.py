@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -324,3 +325,101 @@ def test_an_unusable_data_dir_is_one_clear_line_and_exit_1(
     assert expected in err
     assert "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+# -- the PostgreSQL store ------------------------------------------------------------------
+
+PASSWORD = "Sekr1t-7f3a"
+
+
+def with_password(dsn: str) -> str:
+    """``dsn`` with a password (the test server trusts any, so it still connects)."""
+    return dsn.replace("postgresql://postgres@", f"postgresql://postgres:{PASSWORD}@", 1)
+
+
+def test_help_offers_a_postgresql_store(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        collector_main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "sqlite (default), memory, or postgresql://user:password@host/db" in out
+
+
+@pytest.mark.anyio
+async def test_a_postgresql_store_needs_no_data_dir_and_keeps_spans_across_restarts(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # an unusable --data-dir: not checked for PostgreSQL
+    args = ("--store", with_password(postgres_dsn), "--data-dir", str(blocker / "data"))
+    tid, spans = agent_trace(service="pg")
+    async with collector_process(*args, "--ack", "committed") as c:
+        async with httpx.AsyncClient(base_url=c.url) as client:
+            r = await client.post("/v1/telemetry", content=encode(batch(spans, service="pg")))
+            assert r.status_code == 202, r.text
+        c.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(25):
+            assert await c.process.wait() == 0
+    async with collector_process(*args) as c:
+        async with httpx.AsyncClient(base_url=c.url) as client:
+            r = await client.get(f"/v1/traces/{tid}")
+            assert r.status_code == 200
+            assert r.json()["summary"]["span_count"] == len(spans)
+        c.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(25):
+            assert await c.process.wait() == 0
+    assert blocker.read_text() == ""
+
+
+@pytest.mark.anyio
+async def test_a_running_collector_never_logs_the_store_password(postgres_dsn: str) -> None:
+    async with collector_process("--store", with_password(postgres_dsn)) as c:
+        c.process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(25):
+            assert await c.process.wait() == 0
+    assert c.records("collector stopped")
+    assert PASSWORD not in json.dumps(c.lines)
+
+
+def test_an_unreachable_postgresql_store_fails_start_without_showing_the_password() -> None:
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dsn = f"postgresql://rastir:{PASSWORD}@127.0.0.1:{port}/traces"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RASTIR_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-m", "rastir", "collector", "--port", "0", "--store", dsn],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    # Checked before the server starts: one line and status 1, not a traceback.
+    assert out.returncode == 1
+    assert out.stderr.startswith(
+        f"rastir collector: cannot use --store postgresql://rastir:***@127.0.0.1:{port}/traces: "
+    )
+    assert "Connection refused" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert PASSWORD not in out.stderr + out.stdout
+
+
+def test_a_postgresql_store_without_psycopg_is_one_clear_line_and_exit_1() -> None:
+    # psycopg made unimportable in a fresh interpreter (None in sys.modules).
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from rastir.collector.cli import main\n"
+        f"sys.exit(main(['--store', 'postgresql://u:{PASSWORD}@db.example/x', '--port', '0']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "rastir collector: cannot use --store postgresql://u:***@db.example/x: the PostgreSQL "
+        "store needs psycopg 3: pip install 'rastir[postgres]'"
+    ]

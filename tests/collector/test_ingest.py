@@ -32,6 +32,7 @@ from tests.collector.spans import (
     span,
     trace_id,
 )
+from tests.collector.store_kinds import EVERY_STORE, is_sql, store_fixture  # noqa: F401 (the store fixture)
 from tests.collector.stores import FullOnceStore
 
 pytestmark = pytest.mark.anyio
@@ -730,7 +731,7 @@ async def test_non_string_resource_and_label_values_do_not_break_metrics(
     assert m.value("rastir_llm_cost_usd_total", **labels) == 0
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@EVERY_STORE
 @pytest.mark.parametrize(
     ("kind", "key"),
     [
@@ -751,7 +752,7 @@ async def test_an_attribute_integer_beyond_any_float_is_stored_and_left_out_of_t
     # used to overflow the metrics' floats (503 for ever) or the store's writer.
     s = span(kind=kind)
     s["attributes"][key] = 10**400
-    async with run_collector(store=store, ack="committed" if store == "sqlite" else "queued") as c:
+    async with run_collector(store=store, ack="committed" if is_sql(store) else "queued") as c:
         r = await c.post(encode(batch([s])))
         assert r.status_code == 202, r.text
         tree = (await c.client.get(f"/v1/traces/{s['trace_id']}")).json()
@@ -765,7 +766,7 @@ async def test_an_attribute_integer_beyond_any_float_is_stored_and_left_out_of_t
     assert m.value("rastir_collector_rejected_requests_total", reason="internal_error") == 0
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@EVERY_STORE
 async def test_integers_at_the_int64_limits_are_accepted_and_counted(
     run_collector: RunCollector, store: str
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,6 +16,7 @@ from rastir.collector.metrics import OTHER, CounterChild, Family, Group, Metrics
 from rastir.collector.store import SpanRow
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import batch, encode, llm_span, span, trace_id
+from tests.collector.store_kinds import EVERY_STORE, is_sql, store_fixture  # noqa: F401 (the store fixture)
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -226,7 +227,7 @@ async def test_the_collectors_own_health_is_exposed(run_collector: RunCollector)
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@EVERY_STORE
 async def test_spans_the_store_could_not_keep_are_counted_by_reason(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -241,7 +242,7 @@ async def test_spans_the_store_could_not_keep_are_counted_by_reason(
         await trace_store.flush()
         m = await c.scrape()
     failed = "rastir_collector_store_failed_spans_total"
-    assert m.value(failed, reason="invalid") == (1 if store == "sqlite" else 0)
+    assert m.value(failed, reason="invalid") == (1 if is_sql(store) else 0)
     assert m.value(failed, reason="write_error") == 0
     assert m.value(failed, reason="shutdown") == 0
     assert m.value(failed, reason="tail_queue_full") == 0
@@ -251,10 +252,8 @@ async def test_spans_the_store_could_not_keep_are_counted_by_reason(
     }
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_one_call_seen_by_two_nested_llm_spans_is_counted_once(
-    tmp_path: Path, store: Literal["sqlite", "memory"]
-) -> None:
+@EVERY_STORE
+def test_one_call_seen_by_two_nested_llm_spans_is_counted_once(tmp_path: Path, store: str) -> None:
     """The real SDK marks the outer span (rastir.llm.counted_in); the collector then
     counts the call, its tokens and its cost once, in /metrics and in the trace."""
     import httpx

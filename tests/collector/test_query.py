@@ -10,6 +10,7 @@ from rastir.collector.query import QueryError, parse_time, parse_trace_id, parse
 from rastir.collector.store._cursor import encode_cursor
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import T0, agent_trace, batch, encode, llm_span, span, trace_id
+from tests.collector.store_kinds import EVERY_STORE, store_fixture  # noqa: F401 (the store fixture)
 
 SECOND = 1_000_000_000
 
@@ -255,7 +256,7 @@ async def test_a_chain_too_deep_for_json_comes_back_flattened(run_collector: Run
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@EVERY_STORE
 @pytest.mark.parametrize(
     ("query", "message"),
     [

@@ -28,11 +28,13 @@ from rastir.collector.store import MemoryStore, SpanRow, SQLiteStore, TraceQuery
 from rastir.collector.store.assemble import MAX_NESTING
 from tests.collector.conftest import Collector, RunCollector
 from tests.collector.spans import T0, batch, encode, llm_span, span, span_id, trace_id
+from tests.collector.store_kinds import EVERY_STORE, store_fixture  # noqa: F401 (the store fixture)
 
 pytestmark = pytest.mark.anyio
 
 SECOND = 1_000_000_000
 MS = 1_000_000
+#: The two stores without a server (test_big_answers runs on these).
 STORES = pytest.mark.parametrize("store", ["memory", "sqlite"])
 
 
@@ -168,7 +170,7 @@ def test_any_parameters_make_a_query_or_a_query_error(pairs: list[tuple[str, str
     assert 1 <= query.limit <= 1000
 
 
-@STORES
+@EVERY_STORE
 async def test_no_parameter_value_gets_anything_but_200_or_400(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -190,7 +192,7 @@ async def test_no_parameter_value_gets_anything_but_200_or_400(
 # -- cursors ------------------------------------------------------------------------------
 
 
-@STORES
+@EVERY_STORE
 async def test_a_cursor_sent_with_other_filters_is_refused(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -216,7 +218,7 @@ async def test_a_cursor_sent_with_other_filters_is_refused(
         assert rest["next_cursor"] is None
 
 
-@STORES
+@EVERY_STORE
 async def test_a_tampered_or_truncated_cursor_is_a_clear_400(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -357,7 +359,7 @@ async def test_sqlite_paging_while_retention_deletes_and_new_traces_arrive(tmp_p
         await store.close()
 
 
-@STORES
+@EVERY_STORE
 async def test_traces_with_equal_starts_are_paged_one_by_one_each_once(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -382,7 +384,7 @@ async def test_traces_with_equal_starts_are_paged_one_by_one_each_once(
 # -- filters ------------------------------------------------------------------------------
 
 
-@STORES
+@EVERY_STORE
 async def test_time_range_edges_are_start_inclusive_and_end_exclusive(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -400,7 +402,7 @@ async def test_time_range_edges_are_start_inclusive_and_end_exclusive(
         assert await ids(c, start="2025-06-15T20:36:41+05:30") == [at[2], at[1]]
 
 
-@STORES
+@EVERY_STORE
 async def test_a_trace_is_found_by_any_of_its_services_agents_models_and_a_childs_error(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -437,7 +439,7 @@ async def test_a_trace_is_found_by_any_of_its_services_agents_models_and_a_child
         assert (summary["error_count"], summary["status"]) == (1, "error")
 
 
-@STORES
+@EVERY_STORE
 async def test_min_duration_follows_a_trace_still_receiving_spans(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -453,7 +455,7 @@ async def test_min_duration_follows_a_trace_still_receiving_spans(
         assert await ids(c, min_duration_ms="2050.000001") == []
 
 
-@STORES
+@EVERY_STORE
 async def test_min_duration_zero_keeps_a_trace_of_evaluation_spans_alone(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -469,7 +471,7 @@ async def test_min_duration_zero_keeps_a_trace_of_evaluation_spans_alone(
 # -- assembly -----------------------------------------------------------------------------
 
 
-@STORES
+@EVERY_STORE
 async def test_a_batch_retried_after_a_lost_202_counts_once_in_every_total(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -495,7 +497,7 @@ async def test_a_batch_retried_after_a_lost_202_counts_once_in_every_total(
     )
 
 
-@STORES
+@EVERY_STORE
 async def test_cycles_self_parents_and_orphans_come_back_once_each(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -523,7 +525,7 @@ async def test_cycles_self_parents_and_orphans_come_back_once_each(
     assert answer["summary"]["span_count"] == 5
 
 
-@STORES
+@EVERY_STORE
 async def test_ten_thousand_spans_in_one_trace(run_collector: RunCollector, store: str) -> None:
     tid = trace_id()
     root = span(trace=tid, kind="agent", name="root", start=T0)
@@ -544,7 +546,7 @@ async def test_ten_thousand_spans_in_one_trace(run_collector: RunCollector, stor
     assert listed["span_count"] == 10000
 
 
-@STORES
+@EVERY_STORE
 async def test_nesting_is_kept_to_its_bound_and_deeper_traces_come_back_flat(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -572,7 +574,7 @@ async def test_nesting_is_kept_to_its_bound_and_deeper_traces_come_back_flat(
         assert answer["summary"]["span_count"] == count
 
 
-@STORES
+@EVERY_STORE
 async def test_nested_llm_spans_from_the_real_sdk_count_the_call_once(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -655,7 +657,7 @@ def lose_the_first_answer(app: Any) -> Any:
     return wrapped
 
 
-@STORES
+@EVERY_STORE
 async def test_a_batch_the_sdk_sends_again_after_a_lost_202_counts_once(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -739,7 +741,7 @@ async def test_sqlite_summaries_and_cursors_survive_a_restart(
 # -- the answers stay JSON readers can read --------------------------------------------------
 
 
-@STORES
+@EVERY_STORE
 async def test_hostile_names_come_back_escaped_in_json(
     run_collector: RunCollector, store: str
 ) -> None:

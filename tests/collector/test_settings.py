@@ -66,7 +66,7 @@ def test_environment_variables_are_parsed(var: str, raw: str, field: str, value:
     [
         ("PORT", "http", "RASTIR_COLLECTOR_PORT='http' is not an integer"),
         ("PORT", "70000", "port=70000 is not in 0..65535"),
-        ("STORE", "redis", "store='redis' is not one of sqlite, memory"),
+        ("STORE", "redis", "store='redis' is not one of sqlite, memory or a postgresql:// URL"),
         ("ACK", "maybe", "ack='maybe' is not one of queued, committed"),
         ("RETENTION", "a week", "RETENTION='a week' is not a duration"),
         ("MAX_BODY_BYTES", "lots", "RASTIR_COLLECTOR_MAX_BODY_BYTES='lots' is not a size"),
@@ -119,3 +119,43 @@ def test_store_options_follow_the_store_kind() -> None:
         retention=60.0, retention_bytes=1 << 20, queue_capacity=7
     ).store_options()
     assert opts == {"queue_max_spans": 7, "retention_seconds": 60.0, "max_bytes": 1 << 20}
+
+
+@pytest.mark.parametrize(
+    ("raw", "store"),
+    [
+        (
+            "postgresql://rastir:Pa55@db.example:5432/Traces",
+            "postgresql://rastir:Pa55@db.example:5432/Traces",
+        ),
+        (" POSTGRES://u@h/DB ", "postgres://u@h/DB"),
+        ("SQLite", "sqlite"),
+    ],
+)
+def test_the_store_may_be_a_postgresql_url_whose_case_is_kept(raw: str, store: str) -> None:
+    s = CollectorSettings.from_env({"RASTIR_COLLECTOR_STORE": raw})
+    assert s.store == store
+
+
+def test_a_postgresql_store_takes_the_sql_stores_options_and_no_data_dir() -> None:
+    s = CollectorSettings(
+        store="postgresql://u@h/db", retention=60.0, retention_bytes=1 << 20, queue_capacity=7
+    )
+    assert s.store_options() == {
+        "queue_max_spans": 7,
+        "retention_seconds": 60.0,
+        "max_bytes": 1 << 20,
+    }
+    assert s.store_is_shared
+    assert not CollectorSettings().store_is_shared
+
+
+def test_a_store_urls_password_is_never_shown() -> None:
+    s = CollectorSettings(store="postgresql://rastir:hunter2@db.example/traces")
+    assert s.store_display == "postgresql://rastir:***@db.example/traces"
+    assert "hunter2" not in repr(s)
+    assert "postgresql://rastir:***@db.example/traces" in repr(s)
+    with pytest.raises(ValueError, match="one of sqlite, memory or a postgresql:// URL") as e:
+        CollectorSettings(store="postgresq://rastir:hunter2@db.example/traces")
+    assert "hunter2" not in str(e.value)
+    assert "rastir:***@db.example" in str(e.value)

@@ -1,4 +1,4 @@
-"""Behaviour every trace store shares, run against the memory and the SQLite store."""
+"""Behaviour every trace store shares, run against the memory, SQLite and PostgreSQL stores."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import rastir.collector.store as store_package
 from rastir._wire import ERROR_CATEGORIES, WireError, WireSpan
 from rastir.collector.store import (
     MemoryStore,
+    PostgresStore,
     SpanRow,
     SQLiteStore,
     TraceDetail,
@@ -28,10 +29,11 @@ from rastir.collector.store import (
     open_store,
     summarize,
 )
+from tests._postgres import PostgresServer
 
 pytestmark = pytest.mark.anyio
 
-Store = MemoryStore | SQLiteStore
+Store = MemoryStore | SQLiteStore | PostgresStore
 
 T0 = 1_750_000_000_000_000_000  # Unix nanoseconds
 MS = 1_000_000
@@ -42,9 +44,15 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    opened: Store = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "t.db")
+    opened: Store
+    if request.param == "memory":
+        opened = MemoryStore()
+    elif request.param == "sqlite":
+        opened = SQLiteStore(tmp_path / "t.db")
+    else:
+        opened = PostgresStore(request.getfixturevalue("postgres_dsn"))
     await opened.start()
     try:
         yield opened
@@ -603,14 +611,18 @@ async def test_open_store_makes_the_configured_store(tmp_path: Path) -> None:
     memory = open_store("memory", tmp_path, max_spans=5)
     assert isinstance(memory, MemoryStore)
     assert isinstance(memory, TraceStore)
+    for url in ("postgresql://db.example/rastir", "postgres://db.example/rastir"):
+        shared = open_store(url, tmp_path / "unused", queue_max_spans=10)
+        assert isinstance(shared, PostgresStore)
+        assert isinstance(shared, TraceStore)
+    assert not (tmp_path / "unused").exists()
 
 
 @pytest.mark.parametrize(
     ("kind", "message"),
     [
-        ("postgresql://db.example/rastir", "not built yet"),
-        ("postgres://db.example/rastir", "not built yet"),
         ("mongodb", "unknown trace store"),
+        ("mysql://user:hunter2@db/x", r"unknown trace store 'mysql://user:\*\*\*@db/x'"),
     ],
 )
 def test_open_store_refuses_what_it_cannot_open(tmp_path: Path, kind: str, message: str) -> None:
@@ -702,7 +714,10 @@ def _split(rows: list[SpanRow], cuts: list[int]) -> list[list[SpanRow]]:
 @given(rows=_rows, cuts=st.lists(st.integers(min_value=0), max_size=4))
 @settings(max_examples=40, deadline=None)
 def test_stores_summarize_like_assembly_however_spans_arrive(
-    tmp_path_factory: pytest.TempPathFactory, rows: list[SpanRow], cuts: list[int]
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,
+    rows: list[SpanRow],
+    cuts: list[int],
 ) -> None:
     """Incrementally kept summaries agree with a summary of all spans at once."""
     expected = summarize(TRACE, rows)
@@ -727,3 +742,4 @@ def test_stores_summarize_like_assembly_however_spans_arrive(
 
     anyio.run(check, MemoryStore())
     anyio.run(check, SQLiteStore(tmp_path_factory.mktemp("fuzz") / "t.db"))
+    anyio.run(check, PostgresStore(postgres_server.new_database("fuzz")))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+import shutil
 import subprocess
 from importlib.metadata import entry_points
 from pathlib import Path, PurePosixPath
@@ -392,3 +393,191 @@ def test_dockerfile_settings_port_entrypoint_and_healthcheck(
     assert m.group(2) in ROUTES
     (user,) = _dockerfile_instr("USER")
     assert f"--uid {user}" in " ".join(_dockerfile_instr("RUN"))
+
+
+# --- several replicas on PostgreSQL ----------------------------------------------------
+
+PG_COMPOSE = _load(COMPOSE_DIR / "docker-compose.postgres.yml")
+PG_SERVICES: dict[str, Any] = PG_COMPOSE["services"]
+PG_COLLECTORS = sorted(name for name in PG_SERVICES if name.startswith("collector"))
+PG_K8S_DIR = dash.DEPLOY / "k8s-postgres"
+# Compose's interpolation of a required variable: the password is never in the file.
+_REQUIRED_PASSWORD = re.compile(r"\$\{POSTGRES_PASSWORD:\?[^}]*\}")
+
+
+def _pg_compose_settings(service: str) -> CollectorSettings:
+    env = {
+        k: _REQUIRED_PASSWORD.sub("pw", str(v))
+        for k, v in PG_SERVICES[service]["environment"].items()
+    }
+    return _settings(env)
+
+
+def test_postgres_compose_runs_two_replicas_on_one_postgres() -> None:
+    assert set(PG_SERVICES) == {"postgres", "collector-1", "collector-2", "prometheus"}
+    assert PG_COLLECTORS == ["collector-1", "collector-2"]
+    dsns = set()
+    host_ports = set()
+    for name in PG_COLLECTORS:
+        service = PG_SERVICES[name]
+        s = _pg_compose_settings(name)
+        assert s.host == "0.0.0.0"
+        assert s.public_metrics  # Prometheus scrapes without a token
+        dsn = _REQUIRED_PASSWORD.sub("pw", service["environment"]["RASTIR_COLLECTOR_STORE"])
+        url = urlsplit(dsn)
+        assert (url.scheme, url.hostname, url.password) == ("postgresql", "postgres", "pw")
+        assert s.store == dsn
+        dsns.add(dsn)
+        (port,) = service["ports"]
+        host, container = port.split(":")
+        assert int(container) == s.port
+        host_ports.add(host)
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        build = service["build"]
+        assert (COMPOSE_DIR / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+        command = " ".join(service["healthcheck"]["test"])
+        m = re.search(r"http://127\.0\.0\.1:(\d+)(/[a-z/]+)", command)
+        assert m is not None
+        assert (int(m.group(1)), m.group(2)) == (s.port, "/health")
+    assert len(dsns) == 1  # one shared database
+    assert len(host_ports) == len(PG_COLLECTORS)
+    postgres = PG_SERVICES["postgres"]
+    url = urlsplit(next(iter(dsns)))
+    env = postgres["environment"]
+    assert (url.username, url.path) == (env["POSTGRES_USER"], "/" + env["POSTGRES_DB"])
+    assert "pg_isready" in postgres["healthcheck"]["test"]
+    for volume in postgres["volumes"]:
+        assert volume.split(":")[0] in PG_COMPOSE["volumes"]
+
+
+def test_postgres_compose_commits_no_password() -> None:
+    postgres = PG_SERVICES["postgres"]["environment"]
+    assert _REQUIRED_PASSWORD.fullmatch(postgres["POSTGRES_PASSWORD"])
+    for name in PG_COLLECTORS:
+        dsn = PG_SERVICES[name]["environment"]["RASTIR_COLLECTOR_STORE"]
+        password = dsn.split("://", 1)[1].rsplit("@", 1)[0].split(":", 1)[1]
+        assert _REQUIRED_PASSWORD.fullmatch(password), dsn
+
+
+def test_postgres_compose_prometheus_scrapes_every_replica() -> None:
+    prometheus = PG_SERVICES["prometheus"]
+    volumes = prometheus["volumes"]
+    (config_mount,) = (v for v in volumes if v.split(":")[1] == "/etc/prometheus/prometheus.yml")
+    config = _load(COMPOSE_DIR / config_mount.split(":")[0])
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] in ROUTES
+    ((targets),) = (sc["targets"] for sc in job["static_configs"])
+    assert sorted(t.split(":")[0] for t in targets) == PG_COLLECTORS
+    for target in targets:
+        host, port = target.split(":")
+        assert int(port) == _pg_compose_settings(host).port
+    (pattern,) = config["rule_files"]
+    rules = next(v for v in volumes if v.split(":")[1] == str(PurePosixPath(pattern).parent))
+    assert (COMPOSE_DIR / rules.split(":")[0]).resolve() == dash.RULES_DIR.resolve()
+    for volume in volumes:
+        source = volume.split(":")[0]
+        if source.startswith("."):
+            assert (COMPOSE_DIR / source).exists(), volume
+        else:
+            assert source in PG_COMPOSE["volumes"], volume
+
+
+def _pg_overlay() -> dict[str, Any]:
+    return _load(PG_K8S_DIR / "kustomization.yaml")  # type: ignore[no-any-return]
+
+
+def _pg_patch(kind: str) -> dict[str, Any]:
+    for entry in _pg_overlay()["patches"]:
+        if "path" in entry:
+            patch: dict[str, Any] = _load(PG_K8S_DIR / entry["path"])
+            if patch["kind"] == kind:
+                return patch
+    raise AssertionError(f"no {kind} patch")
+
+
+def test_postgres_overlay_patches_the_base_and_deletes_the_volume_claim() -> None:
+    overlay = _pg_overlay()
+    assert overlay["resources"] == ["../k8s"]
+    assert (PG_K8S_DIR / overlay["resources"][0]).resolve() == K8S_DIR.resolve()
+    base = {(m["kind"], m["metadata"]["name"]) for m in MANIFESTS.values() if "metadata" in m}
+    deleted = []
+    for entry in overlay["patches"]:
+        if "path" in entry:
+            patch = _load(PG_K8S_DIR / entry["path"])
+        else:
+            patch = yaml.safe_load(entry["patch"])
+            deleted.append(patch["kind"])
+            assert patch["$patch"] == "delete"
+        assert (patch["kind"], patch["metadata"]["name"]) in base, patch["metadata"]
+    assert deleted == ["PersistentVolumeClaim"]
+    listed = {e["path"] for e in overlay["patches"] if "path" in e} | {
+        "kustomization.yaml",
+        "secret.example.yaml",
+    }
+    assert listed == {p.name for p in PG_K8S_DIR.glob("*.yaml")}
+
+
+def test_postgres_overlay_runs_three_replicas_with_the_dsn_from_a_secret() -> None:
+    spec = _pg_patch("Deployment")["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"]["type"] == "RollingUpdate"
+    assert spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (container,) = spec["template"]["spec"]["containers"]
+    assert container["name"] == _container()["name"]
+    secret = _load(PG_K8S_DIR / "secret.example.yaml")
+    (env,) = container["env"]
+    assert env["name"] == ENV_PREFIX + "STORE"
+    ref = env["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == secret["metadata"]["name"]
+    assert "optional" not in ref  # no DSN, no start: never a silent SQLite fallback
+    dsn = secret["stringData"][ref["key"]]
+    assert urlsplit(dsn).scheme == "postgresql"
+    assert (urlsplit(dsn).password or "").startswith("replace-with")  # a placeholder
+    # The ConfigMap loses the SQLite-only settings; with the Secret's DSN it is valid.
+    data = _pg_patch("ConfigMap")["data"]
+    assert data == {ENV_PREFIX + "STORE": None, ENV_PREFIX + "RETENTION_BYTES": None}
+    kept = {k: v for k, v in _kind("ConfigMap")["data"].items() if k not in data}
+    s = _settings({**kept, env["name"]: dsn})
+    assert s.store == dsn
+    (volume,) = spec["template"]["spec"]["volumes"]
+    assert volume["name"] == "data"
+    assert volume["persistentVolumeClaim"] is None
+
+
+def test_postgres_overlay_renders_with_kustomize() -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:  # not a CI requirement: the structural tests above always run
+        pytest.skip("kubectl is not installed")
+    r = subprocess.run(
+        [kubectl, "kustomize", str(PG_K8S_DIR)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    rendered = [d for d in yaml.safe_load_all(r.stdout) if d]
+    kinds = sorted(d["kind"] for d in rendered)
+    assert "PersistentVolumeClaim" not in kinds
+    assert "Secret" not in kinds  # the DSN is never rendered from the repository
+    (deployment,) = (d for d in rendered if d["kind"] == "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    names = [e["name"] for e in container["env"]]
+    assert names[0] == ENV_PREFIX + "STORE"
+    assert len(names) == len(set(names)) == 3
+    (config,) = (d for d in rendered if d["kind"] == "ConfigMap")
+    assert ENV_PREFIX + "STORE" not in config["data"]
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    assert all("persistentVolumeClaim" not in v for v in volumes)
+
+
+def test_the_image_installs_the_postgres_extra() -> None:
+    installs = [a for a in _dockerfile_instr("RUN") if "pip install" in a or "pip wheel" in a]
+    assert len(installs) == 2
+    for command in installs:
+        m = re.search(r"rastir\[([a-z,]+)\]|\"\.\[([a-z,]+)\]\"", command)
+        assert m is not None, command
+        extras = (m.group(1) or m.group(2)).split(",")
+        assert {"collector", "postgres"} <= set(extras), command

@@ -11,6 +11,7 @@ import pytest
 
 from rastir.sampling import trace_id_sampled
 from tests.collector.spans import batch, encode, llm_span, trace_id
+from tests.collector.store_kinds import EVERY_STORE, store_fixture  # noqa: F401 (the store fixture)
 from tests.evaluation.conftest import RunCollector, wait_for
 from tests.evaluation.judge_server import run_judge
 from tests.evaluation.spans import agent_with_llms, llm_with_text
@@ -418,7 +419,7 @@ async def test_a_raised_value_limit_lets_long_text_be_evaluated_whole(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@EVERY_STORE
 async def test_a_failing_judge_leaves_the_applications_trace_ok_and_its_duration_alone(
     run_collector: RunCollector, store: str
 ) -> None:

@@ -6,7 +6,8 @@ Writing
     the spans as dropped, so the collector can answer 429. One writer thread drains
     the queue, taking many batches per transaction (up to ``batch_max_spans``), so a
     busy collector writes large transactions and an idle one writes small ones soon.
-    The event loop never waits for SQLite.
+    The event loop never waits for SQLite. (The queue, the writer thread and the
+    handling of failures below are shared with the PostgreSQL store: ``_writer``.)
 
 Durability
     Transactions commit with ``synchronous`` as configured (``NORMAL`` by default: in
@@ -71,16 +72,13 @@ Retention
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
 import os
 import sqlite3
-import threading
 import time
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -88,19 +86,29 @@ import anyio
 import anyio.to_thread
 import msgspec
 
-from rastir._wire import WireSpan
-from rastir.collector.store._aggregate import Tag, TraceAggregate, query_tags
-from rastir.collector.store._cursor import decode_cursor, encode_cursor
+from rastir.collector.store._aggregate import Tag, query_tags
+from rastir.collector.store._readers import ReaderPool
+from rastir.collector.store._rows import (
+    MAX_INT64,
+    TRACE_FIELDS,
+    SpanDecoder,
+    StoredTrace,
+    json_encoder,
+    range_filters,
+    stored,
+    tag_changes,
+    trace_page,
+    trace_row,
+)
+from rastir.collector.store._writer import QueuedWriter
 from rastir.collector.store.assemble import summarize
 from rastir.collector.store.base import (
     SpanRow,
-    StoreStats,
     TraceDetail,
     TracePage,
     TraceQuery,
-    TraceSummary,
 )
-from rastir.collector.store.errors import StoreClosedError, StoreError, StoreFullError
+from rastir.collector.store.errors import StoreClosedError, StoreError
 
 __all__ = ["SQLiteStore"]
 
@@ -126,9 +134,6 @@ _TRANSIENT_MESSAGES: Final = (
     "unable to open database file",
     "locking protocol",
 )
-_RETRY_FIRST: Final = 0.05
-_RETRY_MAX: Final = 2.0
-_MAX_INT64: Final = (1 << 63) - 1
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS traces (
@@ -198,22 +203,7 @@ _UPSERT_SPAN: Final = (
     " ON CONFLICT (trace_seq, span_id) DO UPDATE SET"
     " service = excluded.service, data = excluded.data"
 )
-_TRACE_FIELDS: Final = (
-    "seq",
-    "trace_id",
-    "start_ns",
-    "end_ns",
-    "span_count",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-    "error_count",
-    "root_rank",
-    "root_start_ns",
-    "root_span_id",
-    "root_name",
-    "tags",
-)
+_TRACE_FIELDS: Final = TRACE_FIELDS
 _TRACE_COLUMNS: Final = ", ".join(_TRACE_FIELDS)
 # An update leaves trace_id alone, so its (random) index is not written again.
 _PUT_TRACE: Final = (
@@ -231,116 +221,6 @@ _GET_SPANS: Final = (
 _ADD_TAG: Final = "INSERT OR IGNORE INTO trace_tags VALUES (?, ?, ?, ?)"
 _DROP_TAG: Final = "DELETE FROM trace_tags WHERE tag = ? AND value = ? AND start_ns = ? AND seq = ?"
 
-_TagLists = tuple[list[str], list[str], list[str], list[str]]
-_tags_encoder = msgspec.msgpack.Encoder()
-_tags_decoder = msgspec.msgpack.Decoder(_TagLists)
-_json_encoder = msgspec.json.Encoder()
-
-
-class _SpanDecoder:
-    """Reads a stored span back.
-
-    JSON has no inf or NaN, so msgspec writes such a float as null, which WireSpan
-    refuses. The wire cannot carry them (msgspec refuses them when decoding), but
-    spans handed over in-process can: those are read back with NaN in their place.
-    """
-
-    __slots__ = ("_decode",)
-
-    def __init__(self) -> None:
-        self._decode = msgspec.json.Decoder(WireSpan).decode
-
-    def __call__(self, data: bytes) -> WireSpan:
-        try:
-            return self._decode(data)
-        except msgspec.ValidationError:
-            raw = msgspec.json.decode(data)
-            for holder in (raw, *raw.get("events", ()), *raw.get("links", ())):
-                attributes = holder.get("attributes")
-                if attributes:
-                    holder["attributes"] = {k: _null_to_nan(v) for k, v in attributes.items()}
-            return msgspec.convert(raw, WireSpan)
-
-
-def _null_to_nan(value: Any) -> Any:
-    if value is None:
-        return math.nan
-    if isinstance(value, list):
-        return [math.nan if item is None else item for item in value]
-    return value
-
-
-class _Waiter:
-    """Wakes a task awaiting a commit, from the writer thread, without blocking it.
-
-    On asyncio (what the collector runs on, under anyio) an asyncio future is
-    resolved with ``call_soon_threadsafe``. On any other event loop the task waits
-    for a threading event in a worker thread.
-    """
-
-    __slots__ = ("_error", "_event", "_future", "_loop")
-
-    def __init__(self) -> None:
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None
-        try:
-            self._loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-        self._future = self._loop.create_future() if self._loop is not None else None
-        self._event = threading.Event() if self._loop is None else None
-
-    def resolve(self, error: BaseException | None) -> None:
-        if self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._settle, error)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is waiting any more
-        else:
-            assert self._event is not None
-            self._error = error
-            self._event.set()
-
-    def _settle(self, error: BaseException | None) -> None:
-        future = self._future
-        if future is None or future.done():  # the waiting task was cancelled
-            return
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
-
-    async def wait(self) -> None:
-        if self._future is not None:
-            await self._future
-            return
-        assert self._event is not None
-        await anyio.to_thread.run_sync(self._event.wait, abandon_on_cancel=True)
-        if self._error is not None:
-            raise self._error
-
-
-class _StoredTrace(TraceAggregate):
-    """A trace's aggregate and its row number."""
-
-    __slots__ = ("seq",)
-
-    def __init__(self, seq: int = 0) -> None:
-        super().__init__()
-        self.seq = seq
-
-
-class _Item:
-    __slots__ = ("durable", "queued_at", "rows", "waiter")
-
-    def __init__(
-        self, rows: list[SpanRow], waiter: _Waiter | None, durable: bool, queued_at: float
-    ) -> None:
-        self.rows = rows
-        self.waiter = waiter
-        self.durable = durable
-        self.queued_at = queued_at
-
 
 class _Reader:
     __slots__ = ("connection", "decode")
@@ -350,43 +230,14 @@ class _Reader:
         self.connection.execute("PRAGMA query_only = ON")
         self.connection.execute("PRAGMA busy_timeout = 5000")
         self.connection.execute("PRAGMA cache_size = -8192")
-        self.decode = _SpanDecoder()
+        self.decode = SpanDecoder()
 
 
-class _ReaderPool:
-    """Read connections, opened on demand by worker threads and kept for reuse."""
-
-    def __init__(self, path: Path, keep: int) -> None:
-        self._path = path
-        self._keep = keep
-        self._idle: list[_Reader] = []
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def acquire(self) -> _Reader:
-        with self._lock:
-            if self._closed:
-                raise StoreClosedError("the trace store is closed")
-            if self._idle:
-                return self._idle.pop()
-        return _Reader(self._path)
-
-    def release(self, reader: _Reader) -> None:
-        with self._lock:
-            if not self._closed and len(self._idle) < self._keep:
-                self._idle.append(reader)
-                return
-        reader.connection.close()
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for reader in idle:
-            reader.connection.close()
+def _close_reader(reader: _Reader) -> None:
+    reader.connection.close()
 
 
-class SQLiteStore:
+class SQLiteStore(QueuedWriter):
     """The embedded :class:`~rastir.collector.store.base.TraceStore` (see the module doc).
 
     Args:
@@ -419,80 +270,39 @@ class SQLiteStore:
         maintenance_interval: float = 10.0,
         readers: int = 4,
     ) -> None:
-        if queue_max_spans < 1:
-            raise ValueError(f"queue_max_spans must be at least 1, not {queue_max_spans}")
-        if batch_max_spans < 1:
-            raise ValueError(f"batch_max_spans must be at least 1, not {batch_max_spans}")
         if retention_seconds is not None and not retention_seconds > 0:
             raise ValueError(f"retention_seconds must be positive, not {retention_seconds}")
         if max_bytes is not None and max_bytes < 1:
             raise ValueError(f"max_bytes must be positive, not {max_bytes}")
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}, not {synchronous!r}")
-        if not maintenance_interval >= 0:
-            raise ValueError(f"maintenance_interval must be >= 0, not {maintenance_interval}")
         if readers < 1:
             raise ValueError(f"readers must be at least 1, not {readers}")
+        super().__init__(
+            queue_max_spans=queue_max_spans,
+            batch_max_spans=batch_max_spans,
+            maintenance_interval=maintenance_interval,
+            maintains=retention_seconds is not None or max_bytes is not None,
+        )
         self._path = Path(path)
-        self._capacity = queue_max_spans
-        self._batch_max = batch_max_spans
         self._retention_ns = (
             None if retention_seconds is None else math.ceil(retention_seconds * 1e9)
         )
         self._max_bytes = max_bytes
         self._synchronous = synchronous.upper()
         self._always_full = self._synchronous in ("FULL", "EXTRA")
-        self._maintenance_interval = maintenance_interval
-        self._maintains = retention_seconds is not None or max_bytes is not None
         self._readers = readers
-
-        # Shared between the event loop and the writer: guarded by _lock.
-        self._lock = threading.Lock()
-        self._wakeup = threading.Condition(self._lock)
-        self._queue: deque[_Item] = deque()
-        self._pending = 0  # spans queued or in the transaction being written
-        self._inflight_since: float | None = None
-        self._writer_waiting = False
-        self._accepting = False
-        self._stopping = False
-        self._drain_deadline = math.inf
-
-        # Written by one thread, read anywhere (an int store is atomic).
-        self._spans_stored = 0
-        self._traces_stored = 0
-        self._dropped = 0
-        self._size_bytes = 0
-        self._used_bytes = 0
-        self._counts: dict[str, int] = {
-            "transactions": 0,
-            "write_errors": 0,
-            "failed_spans": 0,
-            "invalid_spans": 0,
-            "lost_spans": 0,
-            "retention_deleted_spans": 0,
-            "retention_deleted_traces": 0,
-            "size_deleted_spans": 0,
-            "size_deleted_traces": 0,
-        }
 
         # Writer-thread state.
         self._connection: sqlite3.Connection | None = None
-        self._thread: threading.Thread | None = None
         self._encode = msgspec.json.Encoder().encode
-        self._decode = _SpanDecoder()
+        self._decode = SpanDecoder()
         # Aggregates of recently written traces, so most writes need no read.
         # Insertion order is recency; entries are taken out while a transaction
         # uses them and put back only once it has committed.
-        self._cache: dict[str, _StoredTrace] = {}
+        self._cache: dict[str, StoredTrace] = {}
         self._cache_max = 20_000
         self._next_seq = 1
-        self._next_maintenance = math.inf
-        self._retry_delay = _RETRY_FIRST  # after a transient failure; reset on success
-
-        self._pool: _ReaderPool | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
-        self._started = False
-        self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -514,151 +324,18 @@ class SQLiteStore:
             # A data dir that is a file, unwritable, or on a vanished mount: one
             # readable line (the collector logs it and exits), not a traceback.
             raise StoreError(f"cannot open the SQLite store at {self._path}: {e}") from None
-        self._pool = _ReaderPool(self._path, self._readers)
-        self._limiter = anyio.CapacityLimiter(self._readers)
-        if self._maintains:
-            self._next_maintenance = time.monotonic() + self._maintenance_interval
-        self._thread = threading.Thread(target=self._run, name="rastir-store-writer", daemon=True)
-        with self._lock:
-            self._accepting = True
-        self._started = True
-        self._thread.start()
-
-    # The protocol's signature: the timeout bounds the drain, not an awaited call.
-    async def close(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Write what is queued, checkpoint and stop, all within ``timeout`` seconds.
-
-        Spans still queued when time runs out are counted in ``extra["lost_spans"]``
-        and their ``write`` calls fail with :class:`StoreClosedError`.
-        """
-        if self._closed:
-            return
-        self._closed = True
-        with self._lock:
-            self._accepting = False
-            self._stopping = True
-            # Keep a fifth of the time for the last transaction and the checkpoint.
-            self._drain_deadline = time.monotonic() + 0.8 * timeout
-            self._wakeup.notify()
-        thread = self._thread
-        if thread is not None:
-            await anyio.to_thread.run_sync(thread.join, timeout)
-            if thread.is_alive():
-                with self._lock:
-                    pending = self._pending
-                # Still in a transaction (a lock held elsewhere, a slow disk): what it
-                # holds and what is queued are lost when the process exits.
-                _log.warning(
-                    "trace store writer did not stop within %.1f s; %d spans unwritten",
-                    timeout,
-                    pending,
-                )
-        if self._pool is not None:
-            self._pool.close()
-
-    # -- writing -------------------------------------------------------------------
-
-    def submit(self, rows: list[SpanRow]) -> bool:
-        """Queue spans for the writer. False (spans counted as dropped) when full."""
-        count = len(rows)
-        if not count:
-            return True
-        with self._lock:
-            if not self._accepting or self._pending + count > self._capacity:
-                self._dropped += count
-                return False
-            self._pending += count
-            self._queue.append(_Item(rows, None, False, time.monotonic()))
-            if self._writer_waiting:
-                self._wakeup.notify()
-        return True
-
-    async def write(self, rows: list[SpanRow]) -> None:
-        """Write spans and return once they are committed and fsynced.
-
-        Spans whose times do not fit SQLite's 64-bit integers are left out and
-        counted in ``stats().extra["invalid_spans"]``.
-
-        Raises:
-            StoreFullError: the queue has no room; nothing was written.
-            StoreClosedError: the store is not running, or closed before the write.
-            StoreError: the transaction failed.
-        """
-        await self._enqueue_and_wait(rows, durable=True)
-
-    async def flush(self) -> None:
-        """Return once every span submitted before the call is committed.
-
-        Raises:
-            StoreClosedError: the store is not running.
-        """
-        await self._enqueue_and_wait([], durable=False)
-
-    async def _enqueue_and_wait(self, rows: list[SpanRow], *, durable: bool) -> None:
-        waiter = _Waiter()
-        count = len(rows)
-        with self._lock:
-            if not self._accepting:
-                raise StoreClosedError("the trace store is not running")
-            if count and self._pending + count > self._capacity:
-                self._dropped += count
-                raise StoreFullError(count, self._capacity)
-            self._pending += count
-            self._queue.append(_Item(rows, waiter, durable, time.monotonic()))
-            if self._writer_waiting:
-                self._wakeup.notify()
-        await waiter.wait()
+        path = self._path
+        self._start_writer(
+            ReaderPool(lambda: _Reader(path), _close_reader, self._readers), self._readers
+        )
 
     # -- reading -------------------------------------------------------------------
-
-    async def get_trace(self, trace_id: str) -> TraceDetail | None:
-        """Every span of one trace, or None when the trace is unknown.
-
-        Raises:
-            StoreClosedError: the store is not running.
-        """
-        return await anyio.to_thread.run_sync(self._read_trace, trace_id, limiter=self._limit())
-
-    async def list_traces(self, query: TraceQuery) -> TracePage:
-        """Trace summaries matching ``query``, newest first.
-
-        Raises:
-            ValueError: ``query.limit`` is below 1, or ``query.cursor`` is invalid.
-            StoreClosedError: the store is not running.
-        """
-        if query.limit < 1:
-            raise ValueError(f"limit must be at least 1, not {query.limit}")
-        cursor = decode_cursor(query.cursor, int, query) if query.cursor else None
-        return await anyio.to_thread.run_sync(
-            self._read_traces, query, cursor, limiter=self._limit()
-        )
-
-    def stats(self) -> StoreStats:
-        with self._lock:
-            depth = self._pending
-            oldest = self._inflight_since
-            if oldest is None and self._queue:
-                oldest = self._queue[0].queued_at
-        return StoreStats(
-            spans_stored=self._spans_stored,
-            traces_stored=self._traces_stored,
-            queue_depth=depth,
-            queue_capacity=self._capacity,
-            dropped_spans=self._dropped,
-            lag_seconds=0.0 if oldest is None else max(0.0, time.monotonic() - oldest),
-            size_bytes=self._size_bytes,
-            extra={"used_bytes": self._used_bytes, **self._counts},
-        )
-
-    def _limit(self) -> anyio.CapacityLimiter:
-        if self._limiter is None or self._closed:
-            raise StoreClosedError("the trace store is not running")
-        return self._limiter
 
     def _reader(self) -> _Reader:
         if self._pool is None:
             raise StoreClosedError("the trace store is not running")
-        return self._pool.acquire()
+        reader: _Reader = self._pool.acquire()
+        return reader
 
     def _read_trace(self, trace_id: str) -> TraceDetail | None:
         pool = self._pool
@@ -690,12 +367,7 @@ class SQLiteStore:
         finally:
             assert pool is not None
             pool.release(reader)
-        next_cursor = None
-        if len(fetched) > query.limit:
-            del fetched[query.limit :]
-            last = fetched[-1]
-            next_cursor = encode_cursor(last[2], last[0], query)  # (start_ns, seq)
-        return TracePage([_summary(row) for row in fetched], next_cursor)
+        return trace_page(fetched, query)
 
     # -- the writer thread -------------------------------------------------------
 
@@ -739,143 +411,27 @@ class SQLiteStore:
         self._sample_size(connection)
         return connection
 
-    def _run(self) -> None:
-        try:
-            while True:
-                items = self._take()
-                if items is None:
-                    break
-                if items:
-                    self._commit(items)
-                if time.monotonic() >= self._next_maintenance:
-                    self._maintain()
-        except BaseException:  # a bug: never die silently, and still release waiters
-            _log.exception("trace store writer failed")
-        finally:
-            self._finish()
+    def _transient(self, error: BaseException) -> bool:
+        return _transient(error)
 
-    def _take(self) -> list[_Item] | None:
-        """The next items to write, [] when maintenance is due, None to stop."""
-        with self._wakeup:
-            while not self._queue:
-                if self._stopping:
-                    return None
-                timeout = None
-                if self._maintains and self._maintenance_interval > 0:
-                    # Idle: wake up for the next retention pass. (With an interval
-                    # of 0, passes follow transactions only.)
-                    timeout = self._next_maintenance - time.monotonic()
-                    if timeout <= 0:
-                        return []
-                self._writer_waiting = True
-                self._wakeup.wait(timeout)
-                self._writer_waiting = False
-            if self._stopping and time.monotonic() >= self._drain_deadline:
-                return None
-            queue = self._queue
-            items = [queue.popleft()]
-            count = len(items[0].rows)
-            while queue and count + len(queue[0].rows) <= self._batch_max:
-                item = queue.popleft()
-                items.append(item)
-                count += len(item.rows)
-            self._inflight_since = items[0].queued_at
-            return items
-
-    def _commit(self, items: list[_Item]) -> None:
-        errors: dict[int, BaseException] = {}
-        error = self._transaction(items)
-        if error is not None and _transient(error):
-            self._retry_later(items, error)
-            return
-        if error is None:
-            if self._retry_delay != _RETRY_FIRST:
-                self._retry_delay = _RETRY_FIRST
-                _log.info("trace store writes again")
-        else:
-            if len(items) == 1:
-                errors[0] = error
-            else:
-                # One bad batch must not sink the others: retry each on its own.
-                for index, item in enumerate(items):
-                    error = self._transaction([item])
-                    if error is not None:
-                        errors[index] = error
-        count = 0
-        for item in items:
-            count += len(item.rows)
-        for index in errors:
-            item = items[index]
-            # Spans lost after their 202; a committed-mode write is answered 503 instead
-            # and its sender keeps the spans, so it is not a loss.
-            if not (item.durable and item.waiter is not None):
-                self._counts["failed_spans"] += len(item.rows)
-        with self._lock:
-            self._pending -= count
-            self._inflight_since = None
-        for index, item in enumerate(items):
-            if item.waiter is not None:
-                error = errors.get(index)
-                item.waiter.resolve(
-                    None if error is None else StoreError(f"could not write spans: {error!r}")
-                )
-
-    def _retry_later(self, items: list[_Item], error: BaseException) -> None:
-        """After a transient failure: fail the waiting writes, requeue the rest, back off."""
-        retry: list[_Item] = []
-        failed = 0
-        for item in items:
-            if item.durable and item.waiter is not None and item.rows:
-                # Committed mode: the sender is waiting and retries on the 503.
-                failed += len(item.rows)
-                item.waiter.resolve(StoreError(f"could not write spans: {error!r}"))
-            else:
-                retry.append(item)  # acknowledged spans, or a flush() waiting behind them
-        delay = self._retry_delay
-        self._retry_delay = min(_RETRY_MAX, delay * 2)
-        with self._wakeup:
-            self._pending -= failed
-            self._inflight_since = None
-            # Back at the head, in order: they keep their place, and _pending (the
-            # queue's bound) still counts them.
-            self._queue.extendleft(reversed(retry))
-            if self._stopping:
-                # Draining for close(): keep trying until its deadline, not in a spin.
-                delay = min(delay, max(0.0, self._drain_deadline - time.monotonic()))
-            # close() notifies, ending the wait early.
-            self._wakeup.wait(delay)
-
-    def _transaction(self, items: list[_Item]) -> BaseException | None:
-        rows = [row for item in items for row in item.rows]
-        if not rows:
-            return None
+    def _write_rows(self, rows: list[SpanRow], durable: bool) -> None:
         connection = self._connection
         assert connection is not None
-        durable = not self._always_full and any(item.durable for item in items)
+        durable = durable and not self._always_full
         try:
             if durable:
                 connection.execute("PRAGMA synchronous = FULL")
             connection.execute("BEGIN IMMEDIATE")
             new_spans, new_traces, invalid, aggregates = self._apply(connection, rows)
             connection.execute("COMMIT")
-        except Exception as e:
+        except Exception:
             if connection.in_transaction:
                 try:
                     connection.execute("ROLLBACK")
                 except sqlite3.Error:
                     _log.exception("trace store rollback failed")
             self._cache.clear()  # it may hold aggregates the rollback undid
-            self._counts["write_errors"] += 1
-            if not _transient(e):
-                _log.error("trace store could not write %d spans: %r", len(rows), e)
-            elif self._retry_delay == _RETRY_FIRST:  # the first failure of a run
-                _log.error(
-                    "trace store could not write %d spans: %r; retrying until it can "
-                    "(ingest answers 429 once the write queue is full)",
-                    len(rows),
-                    e,
-                )
-            return e
+            raise
         finally:
             if durable:
                 try:
@@ -895,11 +451,10 @@ class SQLiteStore:
             keep = self._cache_max // 2
             self._cache = dict(itertools.islice(cache.items(), len(cache) - keep, None))
         self._sample_size(connection)
-        return None
 
     def _apply(
         self, connection: sqlite3.Connection, rows: list[SpanRow]
-    ) -> tuple[int, int, int, dict[str, _StoredTrace]]:
+    ) -> tuple[int, int, int, dict[str, StoredTrace]]:
         """Write spans, then their traces' aggregates and tags; in the caller's transaction.
 
         Returns the new spans, the new traces, the spans refused as invalid, and the
@@ -909,7 +464,7 @@ class SQLiteStore:
         invalid = 0
         for row in rows:
             span = row.span
-            if span.start_time_unix_nano > _MAX_INT64 or span.end_time_unix_nano > _MAX_INT64:
+            if span.start_time_unix_nano > MAX_INT64 or span.end_time_unix_nano > MAX_INT64:
                 invalid += 1  # SQLite integers are 64-bit; no real clock gets there
             else:
                 trace_ids[span.trace_id] = None
@@ -917,8 +472,8 @@ class SQLiteStore:
             rows = [
                 row
                 for row in rows
-                if row.span.start_time_unix_nano <= _MAX_INT64
-                and row.span.end_time_unix_nano <= _MAX_INT64
+                if row.span.start_time_unix_nano <= MAX_INT64
+                and row.span.end_time_unix_nano <= MAX_INT64
             ]
             if not rows:
                 return 0, 0, invalid, {}
@@ -931,7 +486,7 @@ class SQLiteStore:
         }
         for trace_id in trace_ids:
             if trace_id not in traces:
-                traces[trace_id] = _StoredTrace(self._next_seq)
+                traces[trace_id] = StoredTrace(self._next_seq)
                 self._next_seq += 1
 
         # Count every span as new while encoding it; if some turn out to be stored
@@ -956,33 +511,18 @@ class SQLiteStore:
                 traces[trace_id] = trace = self._recount(cursor, trace.seq)
                 new_spans += trace.span_count - before.get(trace_id, (0, set(), 0))[2]
 
-        cursor.executemany(_PUT_TRACE, [_trace_row(t, trace) for t, trace in traces.items()])
-        dropped: list[tuple[int, str, int, int]] = []
-        added: list[tuple[int, str, int, int]] = []
-        for trace_id, trace in traces.items():
-            tags = trace.tags()
-            start, seq = trace.start_ns, trace.seq
-            old = before.get(trace_id)
-            if old is None:
-                added.extend((tag, value, start, seq) for tag, value in tags)
-                continue
-            old_start, old_tags, _ = old
-            if old_start != start:  # every tag row's key moves
-                dropped.extend((tag, value, old_start, seq) for tag, value in old_tags)
-                added.extend((tag, value, start, seq) for tag, value in tags)
-            elif old_tags != tags:
-                dropped.extend((tag, value, start, seq) for tag, value in old_tags - tags)
-                added.extend((tag, value, start, seq) for tag, value in tags - old_tags)
+        cursor.executemany(_PUT_TRACE, [trace_row(t, trace) for t, trace in traces.items()])
+        dropped, added = tag_changes(before, traces)
         if dropped:
             cursor.executemany(_DROP_TAG, dropped)
         if added:
             cursor.executemany(_ADD_TAG, added)
         return new_spans, len(traces) - len(before), invalid, traces
 
-    def _load(self, cursor: sqlite3.Cursor, trace_ids: Iterable[str]) -> dict[str, _StoredTrace]:
+    def _load(self, cursor: sqlite3.Cursor, trace_ids: Iterable[str]) -> dict[str, StoredTrace]:
         """The stored traces among these (from the cache, else the database)."""
         cache = self._cache
-        found: dict[str, _StoredTrace] = {}
+        found: dict[str, StoredTrace] = {}
         missing: list[str] = []
         for trace_id in trace_ids:
             trace = cache.pop(trace_id, None)
@@ -991,13 +531,13 @@ class SQLiteStore:
             else:
                 found[trace_id] = trace
         if missing:
-            for row in cursor.execute(_GET_TRACES, (_json_encoder.encode(missing),)):
-                found[row[1]] = _stored(row)
+            for row in cursor.execute(_GET_TRACES, (json_encoder.encode(missing),)):
+                found[row[1]] = stored(row)
         return found
 
-    def _recount(self, cursor: sqlite3.Cursor, seq: int) -> _StoredTrace:
+    def _recount(self, cursor: sqlite3.Cursor, seq: int) -> StoredTrace:
         decode = self._decode
-        trace = _StoredTrace(seq)
+        trace = StoredTrace(seq)
         for service, data in cursor.execute(
             "SELECT service, data FROM span_data WHERE trace_seq = ?", (seq,)
         ):
@@ -1033,36 +573,24 @@ class SQLiteStore:
                     if len(rows) < 1000:
                         break
             if self._max_bytes is not None:
-                self._shrink(connection, self._max_bytes)
+                self._shrink(self._max_bytes)
         except sqlite3.Error:
             _log.exception("trace store retention failed")
 
-    def _shrink(self, connection: sqlite3.Connection, max_bytes: int) -> None:
-        self._sample_size(connection)
-        if self._used_bytes <= max_bytes:
-            return
-        # Delete down to 90% of the limit, so that the next pass is not due at once.
-        # Deleting frees fewer pages than the span count suggests (index pages
-        # thin out rather than empty), hence a few rounds.
-        target = int(max_bytes * 0.9)
-        for _ in range(20):
-            if self._used_bytes <= target or not self._spans_stored:
-                return
-            per_span = self._used_bytes / self._spans_stored
-            to_free = math.ceil((self._used_bytes - target) / per_span)
-            chosen: list[tuple[Any, ...]] = []
-            spans = 0
-            for row in connection.execute(
-                f"SELECT {_TRACE_COLUMNS} FROM traces ORDER BY start_ns, seq LIMIT ?",
-                (min(10_000, to_free),),
-            ):
-                chosen.append(row)
-                spans += row[4]
-                if spans >= to_free:
-                    break
-            if not chosen:
-                return
-            self._delete(connection, chosen, "size")
+    def _measure(self) -> None:
+        assert self._connection is not None
+        self._sample_size(self._connection)
+
+    def _oldest(self, limit: int) -> Iterator[tuple[Any, int]]:
+        assert self._connection is not None
+        for row in self._connection.execute(
+            f"SELECT {_TRACE_COLUMNS} FROM traces ORDER BY start_ns, seq LIMIT ?", (limit,)
+        ):
+            yield row, row[4]
+
+    def _delete_oldest(self, traces: list[Any]) -> None:
+        assert self._connection is not None
+        self._delete(self._connection, traces, "size")
 
     def _delete(
         self, connection: sqlite3.Connection, rows: list[tuple[Any, ...]], why: str
@@ -1072,7 +600,7 @@ class SQLiteStore:
         seqs: list[tuple[int]] = []
         tags: list[tuple[int, str, int, int]] = []
         for row in rows:
-            trace = _stored(row)
+            trace = stored(row)
             spans += trace.span_count
             seqs.append((trace.seq,))
             tags.extend((tag, value, trace.start_ns, trace.seq) for tag, value in trace.tags())
@@ -1092,19 +620,7 @@ class SQLiteStore:
         self._counts[f"{why}_deleted_traces"] += len(rows)
         self._sample_size(connection)
 
-    def _finish(self) -> None:
-        with self._lock:
-            self._accepting = False
-            left = list(self._queue)
-            self._queue.clear()
-            lost = sum(len(item.rows) for item in left)
-            self._pending -= lost
-        if lost:
-            self._counts["lost_spans"] += lost
-            _log.warning("trace store closed with %d spans unwritten", lost)
-        for item in left:
-            if item.waiter is not None:
-                item.waiter.resolve(StoreClosedError("the trace store closed before the write"))
+    def _close_writer(self) -> None:
         connection = self._connection
         if connection is None:
             return
@@ -1127,71 +643,9 @@ def _transient(error: BaseException) -> bool:
     return any(text in message for text in _TRANSIENT_MESSAGES)
 
 
-def _trace_row(trace_id: str, trace: _StoredTrace) -> tuple[Any, ...]:
-    """The ``traces`` row (``_TRACE_FIELDS``) of an aggregate."""
-    tags = (list(trace.services), list(trace.agents), list(trace.models), list(trace.error_types))
-    return (
-        trace.seq,
-        trace_id,
-        trace.start_ns,
-        trace.end_ns,
-        trace.span_count,
-        min(trace.input_tokens, _MAX_INT64),  # only ~2**23 spans of MAX_TOKENS get there
-        min(trace.output_tokens, _MAX_INT64),
-        trace.cost_usd,
-        trace.error_count,
-        trace.root_rank,
-        trace.root_start,
-        trace.root_span_id,
-        trace.root_name,
-        _tags_encoder.encode(tags),
-    )
-
-
-def _stored(row: tuple[Any, ...]) -> _StoredTrace:
-    """A ``traces`` row (``_TRACE_FIELDS``) back into an aggregate."""
-    trace = _StoredTrace(row[0])
-    (
-        trace.start_ns,
-        trace.end_ns,
-        trace.span_count,
-        trace.input_tokens,
-        trace.output_tokens,
-        trace.cost_usd,
-        trace.error_count,
-        trace.root_rank,
-        trace.root_start,
-        trace.root_span_id,
-        trace.root_name,
-        tags,
-    ) = row[2:]
-    services, agents, models, error_types = _tags_decoder.decode(tags)
-    trace.services, trace.agents = set(services), set(agents)
-    trace.models, trace.error_types = set(models), set(error_types)
-    return trace
-
-
-def _summary(row: tuple[Any, ...]) -> TraceSummary:
-    """The summary in a ``traces`` row (``_TRACE_FIELDS``)."""
-    error_count = row[8]
-    return TraceSummary(
-        trace_id=row[1],
-        root_name=row[12],
-        services=sorted(_tags_decoder.decode(row[13])[0]),
-        span_count=row[4],
-        start_time_unix_nano=row[2],
-        duration_ns=max(0, row[3] - row[2]),
-        input_tokens=row[5],
-        output_tokens=row[6],
-        cost_usd=row[7],
-        error_count=error_count,
-        status="error" if error_count else "ok",
-    )
-
-
 # The duration classes: a trace's duration's decimal digits, as the index has them.
 _DIGITS: Final = "length(max(t.end_ns - t.start_ns, 0))"
-_MOST_DIGITS: Final = len(str(_MAX_INT64))
+_MOST_DIGITS: Final = len(str(MAX_INT64))
 
 
 # A tag and a minimum duration: which index to walk is chosen by counting, up to
@@ -1269,7 +723,7 @@ def _listing_sql(
         )
         arms: list[str] = []
         for digits in range(len(str(min_duration)), _MOST_DIGITS + 1):
-            arm_sql, arm_params = _range_filters(
+            arm_sql, arm_params = range_filters(
                 f"SELECT {columns} FROM traces t INDEXED BY traces_by_duration_digits"
                 f" WHERE {_DIGITS} = ?{tagged}",
                 [digits, *(part for tag in tags for part in tag)],
@@ -1290,34 +744,4 @@ def _listing_sql(
         index = "traces_ok_by_start" if query.status == "ok" else "traces_by_start"
         sql = f"SELECT {columns} FROM traces t INDEXED BY {index} WHERE 1"
         start, seq = "t.start_ns", "t.seq"
-    return _range_filters(sql, params, start, seq, query, cursor, min_duration)
-
-
-def _range_filters(
-    sql: str,
-    params: list[Any],
-    start: str,
-    seq: str,
-    query: TraceQuery,
-    cursor: tuple[int, int] | None,
-    min_duration: int | None,
-) -> tuple[str, list[Any]]:
-    """``sql`` with the cursor, time range, status and duration checks, newest first."""
-    params = list(params)
-    if cursor is not None:
-        sql += f" AND ({start}, {seq}) < (?, ?)"
-        params += cursor
-    if query.start_ns is not None:
-        sql += f" AND {start} >= ?"
-        params.append(query.start_ns)
-    if query.end_ns is not None:
-        sql += f" AND {start} < ?"
-        params.append(query.end_ns)
-    if query.status == "ok":
-        sql += " AND t.error_count = 0"
-    if min_duration is not None:
-        sql += " AND max(t.end_ns - t.start_ns, 0) >= ?"
-        params.append(min_duration)
-    sql += f" ORDER BY {start} DESC, {seq} DESC LIMIT ?"
-    params.append(query.limit + 1)
-    return sql, params
+    return range_filters(sql, params, start, seq, query, cursor, min_duration)
