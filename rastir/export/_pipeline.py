@@ -226,6 +226,18 @@ class Pipeline:
         then have no exporter to send them. The count stays in ``dropped``, so an
         exporter configured later reports it.
         """
+        n = self._empty_queue()
+        if n:
+            self.add_dropped(n)
+            import logging
+
+            logging.getLogger("rastir.export").warning(
+                "rastir exporter: %d queued spans dropped: %s", n, why
+            )
+        return n
+
+    def _empty_queue(self) -> int:
+        """Take every queued span away (other threads may append meanwhile)."""
         n = 0
         q = self.queue
         try:
@@ -234,13 +246,6 @@ class Pipeline:
                 n += 1
         except IndexError:
             pass
-        if n:
-            self.add_dropped(n)
-            import logging
-
-            logging.getLogger("rastir.export").warning(
-                "rastir exporter: %d queued spans dropped: %s", n, why
-            )
         return n
 
     def report_unconfigured(self) -> int:
@@ -253,14 +258,7 @@ class Pipeline:
         """
         if self.configured or self.captured or not self.queueing or not self.enabled:
             return 0
-        n = 0
-        q = self.queue
-        try:
-            for _ in range(len(q)):
-                q.popleft()
-                n += 1
-        except IndexError:
-            pass
+        n = self._empty_queue()
         with self._drop_lock:
             n += self.dropped
             self.dropped = 0
