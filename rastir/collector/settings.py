@@ -37,6 +37,8 @@ OtlpCompression = Literal["gzip", "none"]
 
 _STORE_KINDS: Final = ("sqlite", "memory")
 _ACK_MODES: Final = ("queued", "committed")
+#: Settings whose values are secrets: never shown by ``repr``.
+_SECRETS: Final = frozenset({"ingest_token", "query_token", "eval_judge_key"})
 _LOG_FORMATS: Final = ("logfmt", "json")
 _LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug")
 
@@ -391,12 +393,21 @@ class CollectorSettings:
         return out
 
     def __repr__(self) -> str:
-        # The dataclass's own repr, but a store URL's password masked.
-        shown = ", ".join(
-            f"{f.name}={self.store_display if f.name == 'store' else getattr(self, f.name)!r}"
-            for f in dataclasses.fields(self)
-        )
-        return f"{type(self).__name__}({shown})"
+        # The dataclass's own repr, with no secret in it: a store URL's password
+        # masked, the tokens and the judge's key shown only as set or not, and the
+        # OTLP headers by name.
+        def shown(name: str) -> str:
+            value = getattr(self, name)
+            if name == "store":
+                return repr(self.store_display)
+            if name in _SECRETS and value is not None:
+                return "'***'"
+            if name == "otlp_headers":  # often an Authorization or an API key
+                return repr(tuple((key, "***") for key, _ in value))
+            return repr(value)
+
+        fields = ", ".join(f"{f.name}={shown(f.name)}" for f in dataclasses.fields(self))
+        return f"{type(self).__name__}({fields})"
 
     @property
     def store_display(self) -> str:

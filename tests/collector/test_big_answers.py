@@ -3,7 +3,7 @@
 ``GET /v1/traces/{id}`` assembles a trace's shape as indexes (``TreePlan``) and encodes
 it one node at a time (``encode_tree``), in pieces handed out by worker threads: the
 answer is never held whole, and the loop is free between the pieces. These tests
-check the bytes against the tree ``build_tree`` makes, on both stores, over real
+check the bytes against the tree ``build_tree`` makes, on every store, over real
 HTTP: wide, deep (answered flat, AUD-36) and broken (orphans, cycles, duplicates).
 """
 
@@ -21,7 +21,8 @@ from rastir.collector.store import SpanRow, TraceDetail, build_tree, summarize
 from rastir.collector.store.assemble import CHUNK_BYTES, MAX_NESTING, TreePlan, encode_tree
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import T0, batch, encode, span, span_id, trace_id
-from tests.collector.test_query_audit import STORES, chain, collector, post
+from tests.collector.store_kinds import EVERY_STORE, store_fixture  # noqa: F401 (the store fixture)
+from tests.collector.test_query_audit import chain, collector, post
 from tests.collector.test_store_heavy import BIG, big_trace, post_in_batches
 
 pytestmark = pytest.mark.anyio
@@ -72,7 +73,7 @@ def test_the_pieces_are_bounded_and_join_into_the_tree() -> None:
         )
 
 
-@STORES
+@EVERY_STORE
 async def test_a_big_trace_is_streamed_and_is_the_tree_byte_for_byte(
     run_collector: RunCollector, store: str
 ) -> None:
@@ -91,7 +92,7 @@ async def test_a_big_trace_is_streamed_and_is_the_tree_byte_for_byte(
     assert json.loads(body)["summary"]["span_count"] == BIG
 
 
-@STORES
+@EVERY_STORE
 async def test_a_deep_big_trace_is_streamed_flat(run_collector: RunCollector, store: str) -> None:
     tid = trace_id()
     spans = chain(tid, 3000)
@@ -107,7 +108,7 @@ async def test_a_deep_big_trace_is_streamed_flat(run_collector: RunCollector, st
     assert [n["span_id"] for n in answer["spans"]] == [s["span_id"] for s in spans]
 
 
-@STORES
+@EVERY_STORE
 async def test_a_small_or_broken_trace_comes_whole_with_its_length(
     run_collector: RunCollector, store: str
 ) -> None:

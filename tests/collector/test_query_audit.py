@@ -34,8 +34,6 @@ pytestmark = pytest.mark.anyio
 
 SECOND = 1_000_000_000
 MS = 1_000_000
-#: The two stores without a server (test_big_answers runs on these).
-STORES = pytest.mark.parametrize("store", ["memory", "sqlite"])
 
 
 # -- helpers ------------------------------------------------------------------------------

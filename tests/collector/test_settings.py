@@ -150,6 +150,22 @@ def test_a_postgresql_store_takes_the_sql_stores_options_and_no_data_dir() -> No
     assert not CollectorSettings().store_is_shared
 
 
+def test_no_token_key_or_header_value_is_shown_by_repr() -> None:
+    s = CollectorSettings(
+        ingest_token="in-secret",
+        query_token="q-secret",
+        eval_judge_key="sk-secret",
+        otlp_headers=(("authorization", "Bearer h-secret"),),
+    )
+    shown = repr(s)
+    for secret in ("in-secret", "q-secret", "sk-secret", "h-secret"):
+        assert secret not in shown
+    assert "ingest_token='***'" in shown
+    assert "otlp_headers=(('authorization', '***'),)" in shown
+    assert "public_metrics=False" in shown  # the rest as the dataclass shows it
+    assert "query_token=None" in repr(CollectorSettings())
+
+
 def test_a_store_urls_password_is_never_shown() -> None:
     s = CollectorSettings(store="postgresql://rastir:hunter2@db.example/traces")
     assert s.store_display == "postgresql://rastir:***@db.example/traces"
