@@ -175,6 +175,10 @@ HEAD_TIMEOUT: Final = 10.0
 #: connection is closed. The SDK's exporter, like OpenTelemetry's, gives up after
 #: 10 s: a body still arriving after 30 s has no sender waiting for the answer.
 BODY_TIMEOUT: Final = 30.0
+#: Seconds the connection's write buffer may stay above its high-water mark (the
+#: client reads nothing) before the connection is reset. A backstop for every answer:
+#: the app cuts its streamed answers after 30 s of stall first, and counts them.
+WRITE_STALL_TIMEOUT: Final = 40.0
 # Counted for each header beside its name and value: ": " and CRLF.
 _HEADER_OVERHEAD: Final = 4
 
@@ -200,16 +204,21 @@ class StampedHttpToolsProtocol(HttpToolsProtocol):
     ``timeout_keep_alive``, send its headers within :attr:`head_timeout` (at most
     :attr:`max_head_bytes` of them) and its body within :attr:`body_timeout`.
     A late head is answered 408; a late body closes the connection, which the
-    handler reading it sees as a disconnect (its place is freed at once).
+    handler reading it sees as a disconnect (its place is freed at once). A client
+    that stops reading an answer holds its buffers: once the write buffer has stayed
+    above its high-water mark for :attr:`write_stall_timeout`, the connection is
+    reset. The app's own guard on streamed answers (30 s, counted) comes first.
     """
 
     head_timeout: float = HEAD_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
     max_head_bytes: int = MAX_HEAD_BYTES
+    write_stall_timeout: float = WRITE_STALL_TIMEOUT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._stall: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_refused = False
 
@@ -223,7 +232,34 @@ class StampedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        self._unstall()
         super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        # The client has stopped reading, or reads slower than we write: if it does
+        # not read again within write_stall_timeout, the connection goes (a close
+        # would wait for the buffer to drain, which it may never do).
+        super().pause_writing()
+        if self._stall is None:
+            self._stall = self.loop.call_later(self.write_stall_timeout, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        self._unstall()
+        super().resume_writing()
+
+    def _unstall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+
+    def _write_stalled(self) -> None:
+        self._stall = None
+        logger.info(
+            "client stopped reading for %g s: connection reset",
+            self.write_stall_timeout,
+            extra={"client": _peer(self.client)},
+        )
+        self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
         # uvicorn's answer to a parser error, also to ours (_count): 431 was sent.

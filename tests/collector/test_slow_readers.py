@@ -209,6 +209,29 @@ def test_with_rastir_abort_the_connection_is_dropped_without_waiting_for_the_cli
             assert not _complete(raw)
 
 
+def test_the_protocol_resets_a_connection_whose_client_stops_reading(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # The backstop under every answer: the app's guard is set far off here, so what
+    # drops the connection is the protocol's write-stall timer.
+    monkeypatch.setattr(app_module, "SEND_STALL_TIMEOUT", 600.0)
+    monkeypatch.setattr(StampedHttpToolsProtocol, "write_stall_timeout", 1.0)
+    with _collector(tmp_path) as c:
+        with c.stalled_reader() as sock:
+            # Stalled for three times the timer: reset by then. Without the timer the
+            # answer would still be waiting, and the reads below would get all of it.
+            time.sleep(3 * StampedHttpToolsProtocol.write_stall_timeout)
+            raw, closed = _drain(sock)
+            assert closed
+            assert not _complete(raw)
+            assert len(raw) < c.size
+        # The collector goes on serving, whole answers included.
+        r = httpx.get(f"{c.url}/v1/traces/{c.tid}", timeout=_WAIT)
+        assert r.status_code == 200
+        assert len(r.content) == c.size
+
+
 def test_a_reader_too_slow_in_all_is_cut_by_the_wait_budget(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
