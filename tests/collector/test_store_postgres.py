@@ -7,16 +7,12 @@ fresh database.
 
 from __future__ import annotations
 
-import os
 import random
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -35,6 +31,7 @@ from rastir.collector.store import (
     summarize,
 )
 from rastir.collector.store.postgres import _MAINTENANCE_LOCK
+from tests._python import run_python
 from tests.collector.conftest import RunCollector
 from tests.collector.spans import batch, encode, span
 from tests.collector.test_store import MS, T0, tid
@@ -43,7 +40,6 @@ from tests.collector.test_store_sqlite import trace
 
 pytestmark = pytest.mark.anyio
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "Sekr1t-7f3a"
 
 
@@ -587,16 +583,6 @@ def test_the_password_is_masked_in_repr_and_the_dsn_property() -> None:
     keywords = PostgresStore(f"host=db.example password='{PASSWORD}' dbname=traces")
     assert PASSWORD not in repr(keywords)
     assert "password=***" in repr(keywords)
-
-
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
 
 
 def test_importing_the_collector_does_not_import_psycopg() -> None:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import subprocess
-import sys
-import textwrap
 import threading
 from decimal import Decimal
 from typing import Any
@@ -31,6 +28,7 @@ from rastir.pricing import (
     set_model_price,
     use_pricing_profile,
 )
+from tests._python import run_python
 
 
 def _genai_total(
@@ -287,17 +285,6 @@ def test_without_genai_prices_overrides_still_price_and_the_rest_is_unknown() ->
     assert registry.price("openai", "gpt-4o", TokenUsage(10, 10)) is None
     registry.set_model_price("gpt-4o", input=1.0, output=2.0)
     assert registry.price("openai", "gpt-4o", TokenUsage(1_000_000, 1_000_000)) == 3.0
-
-
-def run_python(code: str) -> subprocess.CompletedProcess[str]:
-    """``code`` (dedented) in a fresh interpreter; fails the test if it fails."""
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
 
 
 def _run(code: str) -> str:

@@ -14,17 +14,15 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 import rastir
 from rastir.export._pipeline import PIPELINE
+from tests._python import run_python
 from tests.recording_server import recording_server
 
-ROOT = Path(__file__).resolve().parents[2]
 _WARNING = re.compile(
     r"rastir: (\d+) spans recorded in process (\d+) were never exported: "
     r"rastir\.configure\(\) was never called here"
@@ -78,17 +76,8 @@ def _run_pool(
     method: str, parent: str, init: str, url: str, env: dict[str, str] | None = None
 ) -> tuple[list[int], str]:
     """Run the parent program; the pids of the workers that ran tasks, and stderr."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("RASTIR_", "OTEL_"))}
-    full_env.update(env or {})
-    full_env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run(
-        [sys.executable, "-c", _PROGRAM, method, parent, init, url, str(_TASKS)],
-        env=full_env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    proc = run_python(
+        _PROGRAM, method, parent, init, url, str(_TASKS), env=env, clean=True, check=False
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.splitlines()[-1]), proc.stderr
@@ -166,16 +155,7 @@ def test_the_exit_warning_names_an_unread_push_url_and_nothing_is_sent() -> None
     alone; only configure() reads the environment. The warning says so."""
     code = "import rastir\nfor i in range(3):\n    with rastir.span('step'):\n        pass\n"
     with recording_server() as server:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RASTIR_")}
-        env.update(RASTIR_PUSH_URL=server.url, PYTHONPATH=str(ROOT))
-        proc = subprocess.run(
-            [sys.executable, "-c", code],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        proc = run_python(code, env={"RASTIR_PUSH_URL": server.url}, clean=True, check=False)
         received = len(server.received)
     assert proc.returncode == 0, proc.stderr
     assert received == 0
@@ -208,16 +188,7 @@ def _warned_pid(line: str) -> int:
 def test_no_warning_when_configured_or_nothing_was_recorded(setup: str) -> None:
     record = "with rastir.span('step'):\n    pass\n" if setup else ""
     code = f"import rastir\n{setup}\n{record}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RASTIR_")}
-    env["PYTHONPATH"] = str(ROOT)
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    proc = run_python(code, clean=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
 

@@ -37,9 +37,9 @@ import rastir
 from rastir import _config
 from rastir._wire import WireSpan
 from rastir.export.otlp import encode_request
+from tests._python import run_python
 from tests.collector.conftest import Collector, RunCollector
 from tests.collector.server import serving_async
-from tests.core.test_pricing import run_python
 
 pytestmark = pytest.mark.anyio
 
