@@ -36,7 +36,7 @@ from tests.collector.conftest import RunCollector
 from tests.collector.spans import batch, encode, span
 from tests.collector.test_store import MS, T0, tid
 from tests.collector.test_store import span as wire_span
-from tests.collector.test_store_sqlite import trace
+from tests.collector.test_store_sqlite import fill_past_the_size_limit, trace
 
 pytestmark = pytest.mark.anyio
 
@@ -470,25 +470,7 @@ async def test_retention_by_size_deletes_the_oldest_traces(postgres_dsn: str) ->
     store = PostgresStore(postgres_dsn, max_bytes=limit, maintenance_interval=0)
     await store.start()
     try:
-        padding = {"payload": "x" * 400}
-        for first in range(1, 401, 20):
-            rows = [
-                row
-                for n in range(first, first + 20)
-                for row in trace(n, 10, start=T0 + n * MS, attributes=padding)
-            ]
-            await store.write(rows)
-        await store.flush()
-
-        stats = store.stats()
-        assert stats.extra["size_deleted_traces"] > 0
-        assert stats.extra["used_bytes"] <= limit
-        assert await store.get_trace(tid(1)) is None  # the oldest went first
-        assert await store.get_trace(tid(400)) is not None
-        kept = 400 - stats.extra["size_deleted_traces"]
-        assert (stats.traces_stored, stats.spans_stored) == (kept, 10 * kept)
-        newest = await store.list_traces(TraceQuery(limit=1))
-        assert [s.trace_id for s in newest.traces] == [tid(400)]
+        kept = await fill_past_the_size_limit(store, limit)
     finally:
         await store.close()
     assert one(postgres_dsn, "SELECT count(*) FROM rastir_spans") == 10 * kept

@@ -27,6 +27,7 @@ from rastir.collector.store import (
     TraceQuery,
 )
 from rastir.collector.store._aggregate import query_tags
+from rastir.collector.store._writer import QueuedWriter
 from rastir.collector.store.sqlite import _listing_sql, _slow_are_fewer, _transient
 
 pytestmark = pytest.mark.anyio
@@ -194,11 +195,10 @@ async def test_retention_deletes_traces_that_ended_long_ago(tmp_path: Path) -> N
     assert count_rows(tmp_path / "t.db", "trace_tags") == 2  # service "api" of each
 
 
-async def test_retention_by_size_deletes_the_oldest_traces(tmp_path: Path) -> None:
-    path = tmp_path / "t.db"
-    limit = 1_500_000
-    store = SQLiteStore(path, max_bytes=limit, maintenance_interval=0)
-    await store.start()
+async def fill_past_the_size_limit(store: QueuedWriter, limit: int) -> int:
+    """Write 400 traces of 10 spans into a store bounded to ``limit`` bytes; check that
+    the oldest went first and the totals are exact. Returns how many traces were kept.
+    """
     padding = {"payload": "x" * 400}
     for first in range(1, 401, 20):
         batch = [
@@ -218,7 +218,18 @@ async def test_retention_by_size_deletes_the_oldest_traces(tmp_path: Path) -> No
     assert (stats.traces_stored, stats.spans_stored) == (kept, 10 * kept)
     newest = await store.list_traces(TraceQuery(limit=1))
     assert [s.trace_id for s in newest.traces] == [tid(400)]
-    await store.close()
+    return int(kept)
+
+
+async def test_retention_by_size_deletes_the_oldest_traces(tmp_path: Path) -> None:
+    path = tmp_path / "t.db"
+    limit = 1_500_000
+    store = SQLiteStore(path, max_bytes=limit, maintenance_interval=0)
+    await store.start()
+    try:
+        kept = await fill_past_the_size_limit(store, limit)
+    finally:
+        await store.close()
     assert count_rows(path, "span_data") == 10 * kept
     assert count_rows(path, "traces") == kept
 
